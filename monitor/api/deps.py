@@ -1,0 +1,71 @@
+"""Dependencies: the database session and the calling principal (as in the FastAPI template)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from monitor.api.errors import ApiError
+from monitor.auth import Principal, Role, authenticate
+from monitor.settings import Settings
+
+_bearer = HTTPBearer(auto_error=False, description="A token from `phase4 token create`.")
+
+
+def get_engine(request: Request) -> Engine:
+    return request.app.state.engine
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_session(engine: Annotated[Engine, Depends(get_engine)]) -> Iterator[Session]:
+    with Session(engine, expire_on_commit=False) as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def get_principal(
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    challenge = {"WWW-Authenticate": "Bearer"}
+    if credentials is None:
+        raise ApiError(
+            401,
+            "unauthorized",
+            "missing bearer token: send 'Authorization: Bearer <token>'",
+            challenge,
+        )
+    principal = authenticate(session, credentials.credentials)
+    if principal is None:
+        raise ApiError(401, "unauthorized", "invalid or revoked token", challenge)
+    return principal
+
+
+def require_role(*roles: Role) -> Callable[[Principal], Principal]:
+    def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+        if principal.role not in roles:
+            allowed = ", ".join(r.value for r in roles)
+            raise ApiError(
+                403,
+                "forbidden",
+                f"token {principal.name!r} has role {principal.role.value}; this needs {allowed}",
+            )
+        return principal
+
+    return check
+
+
+Reader = Annotated[Principal, Depends(require_role(Role.ADMIN, Role.VIEWER, Role.PROBE))]
+Writer = Annotated[Principal, Depends(require_role(Role.ADMIN, Role.PROBE))]
+Admin = Annotated[Principal, Depends(require_role(Role.ADMIN))]

@@ -1,0 +1,129 @@
+"""POST /v1/records (batched, idempotent ingest) and GET /v1/records (paged, by deployment)."""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from sqlalchemy import and_, or_
+from sqlmodel import col, select
+
+from monitor.api.deps import Reader, SessionDep, SettingsDep, Writer
+from monitor.api.errors import ApiError, error_responses
+from monitor.ingest import BatchTooLarge, ForbiddenWrite, ingest_records
+from monitor.models import Deployment, InferenceRecord
+from monitor.schemas import BatchResult, RecordBatch, RecordOut, RecordPage
+
+router = APIRouter(prefix="/v1/records", tags=["records"])
+
+
+@router.post(
+    "",
+    response_model=BatchResult,
+    summary="Ingest a batch of inference records",
+    description="Up to 1,000 records. Each item is validated on its own: invalid items are "
+    "rejected with a message, valid ones are stored. Re-sending a record_id is a no-op "
+    "(status 'duplicate'), so at-least-once delivery gives exactly-once storage.",
+    responses=error_responses(401, 403, 413, 422),
+)
+def post_records(
+    batch: RecordBatch,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    principal: Writer,
+) -> BatchResult:
+    try:
+        result = ingest_records(
+            session, batch.records, principal, max_batch=settings.max_batch_records
+        )
+    except BatchTooLarge as exc:
+        raise ApiError(413, "batch_too_large", str(exc)) from exc
+    except ForbiddenWrite as exc:
+        raise ApiError(403, "forbidden", str(exc)) from exc
+    session.commit()
+    request.app.state.ingest_metrics.observe("records", result)
+    return result
+
+
+def _encode_cursor(acquired_at: datetime, row_id: int) -> str:
+    return base64.urlsafe_b64encode(f"{acquired_at.isoformat()}|{row_id}".encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, int]:
+    try:
+        text = base64.urlsafe_b64decode(cursor.encode()).decode()
+        stamp, row_id = text.rsplit("|", 1)
+        return datetime.fromisoformat(stamp), int(row_id)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(422, "invalid_request", "cursor: not a cursor this API returned") from exc
+
+
+@router.get(
+    "",
+    response_model=RecordPage,
+    summary="Records of one deployment in acquisition-time order, paged",
+    responses=error_responses(401, 403, 404, 422),
+)
+def get_records(
+    session: SessionDep,
+    settings: SettingsDep,
+    principal: Reader,
+    deployment: Annotated[str, Query(description="Deployment id")],
+    since: Annotated[
+        datetime | None,
+        Query(description="Only records acquired at or after this (ISO 8601 with zone)"),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+) -> RecordPage:
+    dep = session.get(Deployment, deployment)
+    if dep is None:
+        raise ApiError(404, "not_found", f"unknown deployment {deployment!r}")
+    if not principal.can_read_site(dep.site_id):
+        raise ApiError(
+            403, "forbidden", f"token {principal.name!r} may not read site {dep.site_id!r}"
+        )
+    if since is not None and since.tzinfo is None:
+        raise ApiError(422, "invalid_request", "since: give a time zone, e.g. 2026-01-01T00:00:00Z")
+    limit = min(limit, settings.records_page_size_max)
+    query = select(InferenceRecord).where(InferenceRecord.deployment_id == deployment)
+    if since is not None:
+        query = query.where(col(InferenceRecord.acquired_at) >= since)
+    if cursor is not None:
+        after_at, after_id = _decode_cursor(cursor)
+        query = query.where(
+            or_(
+                col(InferenceRecord.acquired_at) > after_at,
+                and_(
+                    col(InferenceRecord.acquired_at) == after_at, col(InferenceRecord.id) > after_id
+                ),
+            )
+        )
+    rows = session.exec(
+        query.order_by(col(InferenceRecord.acquired_at), col(InferenceRecord.id)).limit(limit + 1)
+    ).all()
+    page = rows[:limit]
+    next_cursor = (
+        _encode_cursor(page[-1].acquired_at, page[-1].id or 0) if len(rows) > limit else None
+    )
+    return RecordPage(
+        records=[
+            RecordOut(
+                record_id=r.record_id,
+                deployment=r.deployment_id,
+                study_pseudonym=r.study_pseudonym,
+                acquired_at=r.acquired_at,
+                inferred_at=r.inferred_at,
+                received_at=r.received_at,
+                features=r.features,
+                outputs=r.outputs,
+                latency_s=r.latency_s,
+                error=r.error,
+            )
+            for r in page
+        ],
+        next_cursor=next_cursor,
+    )

@@ -1,0 +1,62 @@
+"""The monitor's FastAPI application."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy.engine import Engine
+
+from monitor.api import deployments, feedback, health, records
+from monitor.api.errors import install_error_handlers
+from monitor.db import create_db_engine
+from monitor.metrics import build_registry
+from monitor.settings import Settings
+
+DESCRIPTION = """
+phase4 monitor: ingest of what deployed nuclear-medicine AI sees and says, and what the
+surveillance found. Every `/v1` endpoint needs `Authorization: Bearer <token>`
+(`phase4 token create`). Errors always have the shape `{"error": {"code", "message", "details"}}`.
+"""
+
+
+def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
+    """Build the app. The schema must already be migrated (``phase4 db upgrade``)."""
+    settings = settings or Settings()
+    owns_engine = engine is None
+    engine = engine or create_db_engine(settings.resolved_database_url())
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        if owns_engine:
+            engine.dispose()
+
+    app = FastAPI(
+        title="phase4 monitor", version="0.1.0", description=DESCRIPTION, lifespan=lifespan
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    registry, ingest_metrics = build_registry(engine)
+    app.state.metrics_registry = registry
+    app.state.ingest_metrics = ingest_metrics
+    install_error_handlers(app)
+    for module in (health, records, feedback, deployments):
+        app.include_router(module.router)
+
+    @app.get(
+        "/metrics",
+        tags=["health"],
+        summary="Prometheus exposition (no token: it holds no identifiers)",
+        response_class=Response,
+        responses={
+            200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"}
+        },
+    )
+    def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app

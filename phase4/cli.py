@@ -1,0 +1,178 @@
+"""The ``phase4`` command: one entry point for the monitor, the demo and the tools around them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from monitor.auth import Role, TokenError, create_token
+from monitor.db import DatabaseURLError, create_db_engine, session_scope, upgrade
+from monitor.registry import RegistryError, create_deployment
+from monitor.settings import Settings
+
+app = typer.Typer(
+    help="phase4: post-market quality control and drift surveillance for AI in nuclear medicine.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+)
+db_app = typer.Typer(help="The store's schema (Alembic migrations).", no_args_is_help=True)
+token_app = typer.Typer(help="API bearer tokens.", no_args_is_help=True)
+deployment_app = typer.Typer(
+    help="What is being watched: AI model versions at sites.", no_args_is_help=True
+)
+audit_app = typer.Typer(help="The tamper-evident audit trail.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(token_app, name="token")
+app.add_typer(deployment_app, name="deployment")
+app.add_typer(audit_app, name="audit")
+
+err = Console(stderr=True)
+out = Console()
+
+DatabaseOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        envvar="PHASE4_DATABASE_URL",
+        help="SQLAlchemy URL (default: SQLite in ./phase4-data/phase4.db).",
+    ),
+]
+
+
+def _settings(database_url: str | None) -> Settings:
+    return Settings(database_url=database_url) if database_url else Settings()
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(code)
+
+
+def _upgraded_url(database_url: str | None) -> str:
+    url = _settings(database_url).resolved_database_url()
+    try:
+        upgrade(url)
+    except DatabaseURLError as exc:
+        raise _fail(str(exc)) from exc
+    return url
+
+
+@db_app.command("upgrade")
+def db_upgrade(database_url: DatabaseOpt = None) -> None:
+    """Create or migrate the store's schema to the newest revision (safe to repeat)."""
+    url = _upgraded_url(database_url)
+    out.print(f"schema up to date at {create_db_engine(url).url.render_as_string(True)}")
+
+
+@app.command()
+def serve(
+    host: Annotated[
+        str, typer.Option(help="Address to bind. Keep 127.0.0.1 unless a reverse proxy fronts it.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Run the monitor's API, /metrics and UI (migrates the schema first)."""
+    import uvicorn
+
+    from monitor.app import create_app
+
+    url = _upgraded_url(database_url)
+    out.print(
+        f"phase4 monitor on http://{host}:{port}  "
+        f"(store: {create_db_engine(url).url.render_as_string(True)})"
+    )
+    uvicorn.run(create_app(Settings(database_url=url)), host=host, port=port, log_level="info")
+
+
+@token_app.command("create")
+def token_create(
+    name: Annotated[str, typer.Option(help="Who or what holds the token, e.g. 'probe-site-a'.")],
+    role: Annotated[
+        Role, typer.Option(help="probe: writes for its site; viewer: reads; admin: all.")
+    ],
+    site: Annotated[str | None, typer.Option(help="The site a probe token writes for.")] = None,
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Create an API token and print it once (only its hash is stored)."""
+    engine = create_db_engine(_upgraded_url(database_url))
+    try:
+        with session_scope(engine) as session:
+            raw = create_token(session, name=name, role=role, site_id=site, actor="cli")
+    except TokenError as exc:
+        raise _fail(str(exc)) from exc
+    err.print("[dim]Store this token now: it is not shown again.[/]")
+    print(raw)
+
+
+@deployment_app.command("create")
+def deployment_create(
+    deployment_id: Annotated[str, typer.Argument(help="Id, e.g. lesion-ai@site-a")],
+    site: Annotated[str, typer.Option(help="Site id.")],
+    model: Annotated[str, typer.Option(help="AI model name.")],
+    version: Annotated[str, typer.Option(help="AI model version.")],
+    reason: Annotated[str | None, typer.Option(help="Why (kept in the audit trail).")] = None,
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Register an AI model version in use at a site."""
+    engine = create_db_engine(_upgraded_url(database_url))
+    try:
+        with session_scope(engine) as session:
+            create_deployment(
+                session,
+                deployment_id=deployment_id,
+                site_id=site,
+                model_name=model,
+                model_version=version,
+                actor="cli",
+                reason=reason,
+            )
+    except RegistryError as exc:
+        raise _fail(str(exc)) from exc
+    out.print(f"deployment {deployment_id} ready")
+
+
+@audit_app.command("verify")
+def audit_verify(database_url: DatabaseOpt = None) -> None:
+    """Recompute the audit trail's hash chain and name the first entry that was altered."""
+    from monitor.audit import verify_chain
+
+    engine = create_db_engine(_upgraded_url(database_url))
+    with session_scope(engine) as session:
+        verdict = verify_chain(session)
+    if verdict.ok:
+        out.print(
+            f"audit trail intact: {verdict.entries_checked} entries, head {verdict.head_hash}"
+        )
+        return
+    raise _fail(
+        f"audit trail broken at entry {verdict.first_broken_seq}: {verdict.problem} "
+        f"({verdict.entries_checked} entries before it verified)",
+        code=1,
+    )
+
+
+@app.command()
+def demo(
+    data_dir: Annotated[
+        Path, typer.Option(help="Where the demo's store and spool go (recreated).")
+    ] = Path("phase4-data/demo"),
+    days: Annotated[int, typer.Option(min=30, help="Simulated days of clinical use.")] = 365,
+    studies_per_day: Annotated[
+        float, typer.Option(min=1, help="Mean FDG-PET studies per site per day.")
+    ] = 20.0,
+    seed: Annotated[
+        int, typer.Option(help="Random seed (the same seed tells the same story).")
+    ] = 7,
+) -> None:
+    """Simulate a year of an FDG-PET lesion AI at two sites: real probe, API and store."""
+    from phase4.demo.run import run_demo
+
+    run_demo(data_dir=data_dir, days=days, studies_per_day=studies_per_day, seed=seed, console=out)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()

@@ -1,0 +1,251 @@
+"""``phase4 demo``: a year of one deployed AI at two sites, through the real probe -> API -> store.
+
+The monitor runs on 127.0.0.1 in this process (a real uvicorn server on a free port) and stops
+when the demo ends. Each site's studies pass through the site's own probe (the Python SDK
+wrapping the AI call); feedback from physicians arrives later through the API, as it would from
+a RIS integration.
+"""
+
+from __future__ import annotations
+
+import heapq
+import shutil
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from monitor.app import create_app
+from monitor.auth import Role, create_token
+from monitor.db import create_db_engine, session_scope, upgrade
+from monitor.registry import create_deployment
+from monitor.server import ThreadedServer
+from monitor.settings import Settings, sqlite_url
+from phase4.demo.simulate import (
+    Change,
+    LesionAI,
+    Study,
+    default_changes,
+    default_sites,
+    simulate_site,
+)
+from probes import Probe, pseudonymise
+
+FEEDBACK_FRACTION = 0.3
+FEEDBACK_DELAY_DAYS = (14, 90)
+HEADER_FEATURES = (
+    "scanner_model",
+    "software_version",
+    "reconstruction",
+    "radiopharmaceutical",
+    "injected_activity_mbq",
+    "uptake_time_s",
+    "weight_kg",
+)
+
+
+@dataclass
+class DemoResult:
+    database_url: str
+    api_url: str
+    records_by_deployment: dict[str, int]
+    feedback_stored: int
+    phi_keys_stripped: int
+    changes: list[Change]
+    start: date
+
+
+def deployment_id(site_id: str) -> str:
+    return f"lesion-ai@{site_id}"
+
+
+def probe_features(study: Study) -> dict[str, Any]:
+    """What the probe extracts from the model's input. It hands over the whole header on purpose,
+    identifiers included, to show that the probe strips them before anything leaves."""
+    features = {k: study.header[k] for k in HEADER_FEATURES}
+    features.update({"liver_suvmean": study.image["liver_suvmean"]})
+    features.update({"image_noise_cv": study.image["image_noise_cv"]})
+    features.update(study.phi)
+    return features
+
+
+def _merged_studies(days: int, studies_per_day: float, seed: int, start: date) -> list[Study]:
+    rng = np.random.default_rng(seed)
+    changes = default_changes(days)
+    per_site = [
+        list(simulate_site(site, changes, start, days, rng))
+        for site in default_sites(studies_per_day * 7 / 5)
+    ]
+    return list(heapq.merge(*per_site, key=lambda s: s.acquired_at))
+
+
+def run_demo(
+    *, data_dir: Path, days: int, studies_per_day: float, seed: int, console: Console
+) -> DemoResult:
+    if data_dir.exists():
+        shutil.rmtree(data_dir)
+    data_dir.mkdir(parents=True)
+    db_url = sqlite_url(data_dir / "phase4.db")
+    upgrade(db_url)
+    engine = create_db_engine(db_url)
+    ai = LesionAI(seed)
+    start = datetime.now(UTC).date() - timedelta(days=days)
+    sites = default_sites(studies_per_day)
+    changes = default_changes(days)
+
+    tokens: dict[str, str] = {}
+    secrets = {site.site_id: f"demo-secret-{site.site_id}-{seed}" for site in sites}
+    with session_scope(engine) as session:
+        for site in sites:
+            create_deployment(
+                session,
+                deployment_id=deployment_id(site.site_id),
+                site_id=site.site_id,
+                site_name=site.name,
+                model_name=ai.name,
+                model_version=ai.version,
+                manufacturer=ai.manufacturer,
+                intended_use=ai.intended_use,
+                actor="demo",
+                reason="demo: AI accepted into clinical use after local validation",
+            )
+            tokens[site.site_id] = create_token(
+                session,
+                name=f"probe-{site.site_id}",
+                role=Role.PROBE,
+                site_id=site.site_id,
+                actor="demo",
+            )
+
+    studies = _merged_studies(days, studies_per_day, seed, start)
+    server = ThreadedServer(create_app(Settings(database_url=db_url), engine=engine)).start()
+    console.print(f"[bold]phase4 demo[/]: monitor listening on {server.url} (store {db_url})")
+    try:
+        probes = {
+            site.site_id: Probe(
+                url=server.url,
+                token=tokens[site.site_id],
+                deployment=deployment_id(site.site_id),
+                site_secret=secrets[site.site_id],
+                spool_path=data_dir / f"probe-{site.site_id}.spool.sqlite",
+            )
+            for site in sites
+        }
+        feedback: list[tuple[str, str, dict[str, Any]]] = []
+        feedback_rng = np.random.default_rng(seed + 1)
+        with Progress(
+            TextColumn("[progress.description]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        ) as progress:
+            task = progress.add_task(f"{days} days of FDG-PET studies", total=len(studies))
+            for study in studies:
+                probe = probes[study.site_id]
+                with probe.inference(
+                    study_uid=study.study_uid,
+                    features=probe_features(study),
+                    acquired_at=study.acquired_at,
+                ) as inference:
+                    inference.outputs = ai(study)
+                if feedback_rng.random() < FEEDBACK_FRACTION:
+                    feedback.append((study.site_id, study.study_uid, _verdict(study, feedback_rng)))
+                progress.advance(task)
+            for probe in probes.values():
+                probe.flush(timeout_s=60)
+        stripped = sum(p.stats().phi_keys_stripped for p in probes.values())
+        for probe in probes.values():
+            probe.close()
+        stored_feedback = _send_feedback(server.url, tokens, secrets, feedback)
+        records = _records_by_deployment(server.url, tokens)
+    finally:
+        server.stop()
+    result = DemoResult(
+        database_url=db_url,
+        api_url=server.url,
+        records_by_deployment=records,
+        feedback_stored=stored_feedback,
+        phi_keys_stripped=stripped,
+        changes=changes,
+        start=start,
+    )
+    _summary(console, result, data_dir)
+    return result
+
+
+def _verdict(study: Study, rng: np.random.Generator) -> dict[str, Any]:
+    delay = timedelta(days=int(rng.integers(*FEEDBACK_DELAY_DAYS)))
+    return {"ground_truth": {"malignant": study.malignant}, "given_at": study.acquired_at + delay}
+
+
+def _send_feedback(
+    api_url: str,
+    tokens: dict[str, str],
+    secrets: dict[str, str],
+    feedback: list[tuple[str, str, dict[str, Any]]],
+) -> int:
+    """Physicians' verdicts, sent later by a RIS integration that holds the site secret: it names
+    each study by the same keyed pseudonym the probe computed, never by its UID."""
+    batches: dict[str, list[dict[str, Any]]] = {}
+    for site_id, study_uid, verdict in feedback:
+        pseudonym = pseudonymise(study_uid, secrets[site_id].encode())
+        batches.setdefault(site_id, []).append(
+            {
+                "feedback_id": uuid.uuid5(uuid.NAMESPACE_OID, pseudonym).hex,
+                "deployment": deployment_id(site_id),
+                "study_pseudonym": pseudonym,
+                "verdict": "accepted",
+                "ground_truth": verdict["ground_truth"],
+                "given_at": verdict["given_at"].isoformat(),
+            }
+        )
+    stored = 0
+    with httpx.Client(base_url=api_url, timeout=30) as client:
+        for site_id, items in batches.items():
+            for i in range(0, len(items), 1000):
+                response = client.post(
+                    "/v1/feedback",
+                    json={"feedback": items[i : i + 1000]},
+                    headers={"Authorization": f"Bearer {tokens[site_id]}"},
+                )
+                response.raise_for_status()
+                stored += response.json()["created"]
+    return stored
+
+
+def _records_by_deployment(api_url: str, tokens: dict[str, str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    with httpx.Client(base_url=api_url, timeout=30) as client:
+        for token in tokens.values():
+            response = client.get("/v1/deployments", headers={"Authorization": f"Bearer {token}"})
+            response.raise_for_status()
+            for dep in response.json():
+                counts[dep["id"]] = dep["records_total"]
+    return counts
+
+
+def _summary(console: Console, result: DemoResult, data_dir: Path) -> None:
+    table = Table(title="What was ingested")
+    table.add_column("deployment")
+    table.add_column("records", justify="right")
+    for dep, n in sorted(result.records_by_deployment.items()):
+        table.add_row(dep, f"{n:,}")
+    console.print(table)
+    console.print(
+        f"Physician feedback stored: {result.feedback_stored:,}. "
+        f"Patient-identifier keys stripped at the probe: {result.phi_keys_stripped:,} "
+        "(none left the probe)."
+    )
+    console.print(f"Data: {result.database_url}  (folder {data_dir.resolve()})")
+    console.print("[bold]What changed during the year (injected by the simulation):[/]")
+    for change in result.changes:
+        when = result.start + timedelta(days=change.start_day)
+        console.print(f"  - from {when.isoformat()} ({change.kind}): {change.description}")
