@@ -94,8 +94,12 @@ def populate(engine: Engine) -> Fixture:
     with session_scope(engine) as s:
         for site in ("site-a", "site-b"):
             create_deployment(
-                s, deployment_id=f"lesion-ai@{site}", site_id=site, model_name="PETLesionDetect",
-                model_version="2.1.0", actor="test",
+                s,
+                deployment_id=f"lesion-ai@{site}",
+                site_id=site,
+                model_name="PETLesionDetect",
+                model_version="2.1.0",
+                actor="test",
             )
         tokens = {
             "probe_a": create_token(s, name="probe-a", role=Role.PROBE, site_id="site-a"),
@@ -152,7 +156,7 @@ class LiveMonitor:
 
 @pytest.fixture
 def live_monitor(db_url: str, world: Fixture) -> Iterator[LiveMonitor]:
-    """A running monitor: ``.url``, ``.probe_token`` (site A), ``.deployment`` (site A), ``.stop()``,
+    """A running monitor: ``.url``, ``.probe_token`` and ``.deployment`` (site A), ``.stop()``,
     ``.start()`` (same port), ``.stored_record_ids()``. Stopped at the end of the test."""
     live = LiveMonitor(db_url, world).start()
     yield live

@@ -52,7 +52,9 @@ def test_records_are_stored_and_resending_is_a_no_op(client: TestClient, world: 
     }
     # The same id twice in one batch is stored once as well.
     twin = rec(world.deployment_a, 99)
-    dup = client.post("/v1/records", json={"records": [twin, twin]}, headers=world.auth(world.probe_a))
+    dup = client.post(
+        "/v1/records", json={"records": [twin, twin]}, headers=world.auth(world.probe_a)
+    )
     assert [r["status"] for r in dup.json()["results"]] == ["created", "duplicate"]
     assert stored_count(world) == 51
 
@@ -94,7 +96,14 @@ def test_mixed_batch_rejects_bad_items_clearly_and_stores_good_ones(
     body = response.json()
     statuses = [r["status"] for r in body["results"]]
     assert statuses == [
-        "created", "rejected", "rejected", "created", "rejected", "rejected", "rejected", "rejected"
+        "created",
+        "rejected",
+        "rejected",
+        "created",
+        "rejected",
+        "rejected",
+        "rejected",
+        "rejected",
     ]
     errors = {r["index"]: r["error"] for r in body["results"]}
     assert "acquired_at" in errors[1] and "timezone" in errors[1]
@@ -113,7 +122,9 @@ def test_mixed_batch_rejects_bad_items_clearly_and_stores_good_ones(
 
 def test_batch_over_the_limit_is_refused_whole(client: TestClient, world: Fixture) -> None:
     batch = [rec(world.deployment_a, i) for i in range(1001)]
-    response = client.post("/v1/records", json={"records": batch}, headers=world.auth(world.probe_a))
+    response = client.post(
+        "/v1/records", json={"records": batch}, headers=world.auth(world.probe_a)
+    )
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "batch_too_large"
     assert "1001 items" in response.json()["error"]["message"]
@@ -151,11 +162,18 @@ def test_auth_missing_invalid_wrong_site_and_wrong_role(client: TestClient, worl
         assert client.get(path).status_code == 401
 
 
-def test_admin_may_write_any_site_and_create_deployments(client: TestClient, world: Fixture) -> None:
+def test_admin_may_write_any_site_and_create_deployments(
+    client: TestClient, world: Fixture
+) -> None:
     created = client.post(
         "/v1/deployments",
-        json={"id": "denoiser@site-c", "site_id": "site-c", "model_name": "PETDenoise",
-              "model_version": "2.0", "reason": "new product"},
+        json={
+            "id": "denoiser@site-c",
+            "site_id": "site-c",
+            "model_name": "PETDenoise",
+            "model_version": "2.0",
+            "reason": "new product",
+        },
         headers=world.auth(world.admin),
     )
     assert created.status_code == 201, created.text
@@ -209,12 +227,14 @@ def test_records_are_paged_in_acquisition_order(client: TestClient, world: Fixtu
     assert len(seen) == 25 and seen == sorted(seen)
     since = (T0 + timedelta(minutes=20)).isoformat()
     tail = client.get(
-        "/v1/records", params={"deployment": world.deployment_a, "since": since},
+        "/v1/records",
+        params={"deployment": world.deployment_a, "since": since},
         headers=world.auth(world.viewer),
     ).json()
     assert len(tail["records"]) == 5
     bad = client.get(
-        "/v1/records", params={"deployment": world.deployment_a, "cursor": "zzz"},
+        "/v1/records",
+        params={"deployment": world.deployment_a, "cursor": "zzz"},
         headers=world.auth(world.viewer),
     )
     assert bad.status_code == 422
@@ -229,23 +249,42 @@ def test_feedback_by_record_id_or_by_study_pseudonym(client: TestClient, world: 
     client.post("/v1/records", json={"records": [r1, r2]}, headers=world.auth(world.probe_a))
     given = (T0 + timedelta(days=30)).isoformat()
     items = [
-        {"feedback_id": "fb-1", "record_id": r1["record_id"], "verdict": "edited", "dice": 0.81,
-         "given_at": given},
-        {"feedback_id": "fb-2", "deployment": world.deployment_a,
-         "study_pseudonym": r2["study_pseudonym"], "ground_truth": {"malignant": True},
-         "given_at": given},
+        {
+            "feedback_id": "fb-1",
+            "record_id": r1["record_id"],
+            "verdict": "edited",
+            "dice": 0.81,
+            "given_at": given,
+        },
+        {
+            "feedback_id": "fb-2",
+            "deployment": world.deployment_a,
+            "study_pseudonym": r2["study_pseudonym"],
+            "ground_truth": {"malignant": True},
+            "given_at": given,
+        },
         {"feedback_id": "fb-3", "record_id": "never-sent", "given_at": given},
         {"feedback_id": "fb-4", "record_id": r1["record_id"], "dice": 1.5, "given_at": given},
         {"feedback_id": "fb-5", "given_at": given},
     ]
-    response = client.post("/v1/feedback", json={"feedback": items}, headers=world.auth(world.probe_a))
+    response = client.post(
+        "/v1/feedback", json={"feedback": items}, headers=world.auth(world.probe_a)
+    )
     assert response.status_code == 200, response.text
     results = response.json()["results"]
-    assert [r["status"] for r in results] == ["created", "created", "rejected", "rejected", "rejected"]
+    assert [r["status"] for r in results] == [
+        "created",
+        "created",
+        "rejected",
+        "rejected",
+        "rejected",
+    ]
     assert "no record 'never-sent'" in results[2]["error"]
     assert "dice" in results[3]["error"]
     assert "either record_id, or deployment and study_pseudonym" in results[4]["error"]
-    again = client.post("/v1/feedback", json={"feedback": items[:2]}, headers=world.auth(world.probe_a))
+    again = client.post(
+        "/v1/feedback", json={"feedback": items[:2]}, headers=world.auth(world.probe_a)
+    )
     assert again.json()["duplicates"] == 2
     with world.engine.connect() as conn:
         rows = dict(conn.execute(sa.text("SELECT feedback_id, record_id FROM feedback")).all())

@@ -37,8 +37,12 @@ def test_unsupported_database_is_named() -> None:
 
 def _record(deployment: str, acquired_at: datetime) -> InferenceRecord:
     return InferenceRecord(
-        record_id="r1", deployment_id=deployment, acquired_at=acquired_at,
-        inferred_at=acquired_at, features={"a": 1}, outputs={},
+        record_id="r1",
+        deployment_id=deployment,
+        acquired_at=acquired_at,
+        inferred_at=acquired_at,
+        features={"a": 1},
+        outputs={},
     )
 
 
@@ -102,8 +106,13 @@ def _fill_audit(engine: Engine, n: int = 6) -> None:
     with session_scope(engine) as s:
         for i in range(n):
             record_action(
-                s, actor="physicist:ada", action="tolerance.set", entity_type="tolerance",
-                entity_id=f"t{i}", reason="annual review", old_value={"iu_pct": 5.0 + i},
+                s,
+                actor="physicist:ada",
+                action="tolerance.set",
+                entity_type="tolerance",
+                entity_id=f"t{i}",
+                reason="annual review",
+                old_value={"iu_pct": 5.0 + i},
                 new_value={"iu_pct": 4.5 + i, "note": "ünïcödé"},
             )
 
@@ -139,7 +148,9 @@ def test_audit_chain_detects_reordering(engine: Engine) -> None:
     with engine.begin() as conn:  # swap the timestamps and payloads of entries 2 and 5
         rows = {
             r.seq: r
-            for r in conn.execute(sa.text("SELECT seq, entity_id FROM audit_entry WHERE seq IN (2, 5)"))
+            for r in conn.execute(
+                sa.text("SELECT seq, entity_id FROM audit_entry WHERE seq IN (2, 5)")
+            )
         }
         conn.execute(
             sa.text("UPDATE audit_entry SET entity_id = :e WHERE seq = 2"), {"e": rows[5].entity_id}
