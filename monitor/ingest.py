@@ -61,13 +61,10 @@ def _insert_ignoring_conflicts(
         return set()
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = (
-        insert(table)
-        .values(rows)
-        .on_conflict_do_nothing(index_elements=[key])
-        .returning(table.c[key])
-    )
-    return set(session.execute(stmt).scalars())
+    # An executemany (not one multi-VALUES statement): SQLAlchemy batches it as
+    # "insertmanyvalues" with a compiled statement that is cached across calls.
+    stmt = insert(table).on_conflict_do_nothing(index_elements=[key]).returning(table.c[key])
+    return set(session.execute(stmt, rows).scalars())
 
 
 @dataclass

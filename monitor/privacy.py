@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
 # DICOM keywords of the identifying attributes phase4 promises never to store (PS3.15 Annex E
@@ -51,6 +52,7 @@ def normalise_key(key: str) -> str:
     return _IGNORED.sub("", key).lower()
 
 
+@lru_cache(maxsize=8192)  # the same few dozen feature names arrive in every record
 def is_phi_key(key: str) -> bool:
     return normalise_key(key) in PHI_KEYS
 
@@ -58,12 +60,15 @@ def is_phi_key(key: str) -> bool:
 def phi_keys_in(value: Any) -> set[str]:
     """Every key in a (nested) JSON value that names a patient identifier."""
     found: set[str] = set()
-    if isinstance(value, Mapping):
-        for k, v in value.items():
-            if isinstance(k, str) and is_phi_key(k):
-                found.add(k)
-            found |= phi_keys_in(v)
-    elif isinstance(value, list):
-        for v in value:
-            found |= phi_keys_in(v)
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, Mapping):
+            for k, v in item.items():
+                if isinstance(k, str) and is_phi_key(k):
+                    found.add(k)
+                if isinstance(v, Mapping | list):
+                    stack.append(v)
+        elif isinstance(item, list):
+            stack.extend(v for v in item if isinstance(v, Mapping | list))
     return found

@@ -174,5 +174,5 @@ def demo(
     run_demo(data_dir=data_dir, days=days, studies_per_day=studies_per_day, seed=seed, console=out)
 
 
-def main() -> None:  # pragma: no cover - console entry point
+if __name__ == "__main__":
     app()
