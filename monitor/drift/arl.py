@@ -1,0 +1,279 @@
+"""Average run lengths (ARL) of control charts, computed numerically, and calibration to a target.
+
+- Tabular CUSUM on N(δ, 1) observations: the Page (1954) integral equation for the one-sided
+  chart, solved by the Nyström method with Gauss–Legendre quadrature (Vance 1986; Goel & Wu
+  1971). Two one-sided charts combine as 1/ARL = 1/ARL⁺ + 1/ARL⁻ (Lucas & Crosier 1982).
+- EWMA on N(δ, 1): the Markov chain approximation of Lucas & Saccucci (1990).
+- Bernoulli CUSUM (Reynolds & Stoumbos 1999): the chart on integer-scaled log-likelihood-ratio
+  increments is itself a finite Markov chain, so its ARL is exact for the scaled chart.
+
+Calibration inverts these with a bracketing root finder: a threshold is never a guessed constant.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+from scipy import optimize, sparse, stats
+from scipy.sparse import linalg as splinalg
+
+# ---------------------------------------------------------------------------------------------
+# Tabular CUSUM
+
+
+@lru_cache(maxsize=64)
+def _gauss_legendre(n: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.polynomial.legendre.leggauss(n)
+
+
+def cusum_arl_one_sided(h: float, k: float, shift: float = 0.0, nodes: int = 64) -> float:
+    """ARL of the upper chart S_t = max(0, S_{t-1} + x_t - k), alarm when S_t > h, S_0 = 0,
+    with x_t ~ N(shift, 1).
+
+    L(z) = 1 + L(0) Φ(k - z + μ... ) + ∫_0^h L(y) φ(y + k - z - shift) dy   (Page 1954)
+    """
+    if h <= 0:
+        return 1.0
+    u, w = _gauss_legendre(nodes)
+    y = h / 2 * (u + 1)  # nodes mapped to [0, h]
+    wy = w * h / 2
+    mean = shift - k
+    # Unknowns: L at the quadrature nodes, and L(0).
+    points = np.concatenate(([0.0], y))
+    # Density of moving from z to y: φ(y - z - mean); mass at 0: Φ(-z - mean).
+    dens = stats.norm.pdf(y[None, :] - points[:, None] - mean) * wy[None, :]
+    at_zero = stats.norm.cdf(-points - mean)
+    n = points.size
+    a = np.eye(n)
+    a[:, 0] -= at_zero
+    a[:, 1:] -= dens
+    sol = np.linalg.solve(a, np.ones(n))
+    return float(sol[0])
+
+
+def cusum_arl(h: float, k: float = 0.5, shift: float = 0.0, nodes: int = 64) -> float:
+    """ARL of the two-sided tabular CUSUM (two one-sided charts, same h and k)."""
+    up = cusum_arl_one_sided(h, k, shift, nodes)
+    down = cusum_arl_one_sided(h, k, -shift, nodes)
+    return 1.0 / (1.0 / up + 1.0 / down)
+
+
+def expected_false_alarm_rate(
+    arl_at: Callable[[float, float], float],
+    reference_size: int | None,
+    mean_nodes: int = 11,
+    scale_nodes: int = 5,
+) -> float:
+    """E[1/ARL] over the errors of a reference estimated from ``reference_size`` in-control
+    observations: the standardised data are then N(ε, σ²) rather than N(0, 1), with
+    ε ~ N(0, 1/n) and log σ ~ N(0, 1/(2n)) (Gauss–Hermite quadrature over both).
+    ``arl_at(shift, sigma)`` gives the ARL for data N(shift, sigma²). With n = None the
+    reference is known exactly.
+
+    A reference estimated from a finite sample shortens the in-control run length (Jones,
+    Champ & Rigdon 2004); calibrating to this expectation keeps the false-alarm *rate* on budget.
+    """
+    if reference_size is None:
+        return 1.0 / arl_at(0.0, 1.0)
+    xm, wm = np.polynomial.hermite_e.hermegauss(mean_nodes)
+    xs, ws = np.polynomial.hermite_e.hermegauss(scale_nodes)
+    sd_mean = 1.0 / math.sqrt(reference_size)
+    sd_log_scale = 1.0 / math.sqrt(2 * reference_size)
+    total = 0.0
+    for eps, w_eps in zip(xm * sd_mean, wm, strict=True):
+        for log_sigma, w_sigma in zip(xs * sd_log_scale, ws, strict=True):
+            total += w_eps * w_sigma / arl_at(float(eps), math.exp(float(log_sigma)))
+    return float(total / (wm.sum() * ws.sum()))
+
+
+def calibrate_cusum_h(
+    arl0: float, k: float = 0.5, reference_size: int | None = None, nodes: int = 64
+) -> float:
+    """The decision interval h whose two-sided in-control false-alarm rate is 1/arl0."""
+    if arl0 <= 1:
+        raise ValueError(f"arl0 must exceed 1 (got {arl0})")
+
+    def gap(h: float) -> float:
+        # Data N(μ, σ²) under a chart (h, k) behave as N(μ/σ, 1) under (h/σ, k/σ).
+        rate = expected_false_alarm_rate(
+            lambda mu, sigma: cusum_arl(h / sigma, k / sigma, mu / sigma, nodes), reference_size
+        )
+        return math.log(1.0 / rate) - math.log(arl0)
+
+    return _bracketed_root(gap, 0.05, 1.0)
+
+
+def _bracketed_root(gap: Callable[[float], float], lo: float, hi: float) -> float:
+    """Root of an increasing ``gap``: widen ``hi`` until the sign changes, then Brent."""
+    while gap(hi) < 0:
+        lo, hi = hi, hi * 1.5
+        if hi > 1e3:
+            raise ValueError("no threshold reaches the requested ARL0")
+    return float(optimize.brentq(gap, lo, hi, xtol=1e-7))
+
+
+# ---------------------------------------------------------------------------------------------
+# EWMA
+
+
+def ewma_arl(limit_l: float, lam: float, shift: float = 0.0, states: int = 201) -> float:
+    """ARL of the two-sided EWMA Z_t = λx_t + (1-λ)Z_{t-1}, Z_0 = 0, alarm when
+    |Z_t| > L·sqrt(λ/(2-λ)) (asymptotic limits), x_t ~ N(shift, 1). Markov chain with
+    ``states`` (odd) cells over the in-control region (Lucas & Saccucci 1990)."""
+    if states % 2 == 0:
+        states += 1
+    ucl = limit_l * math.sqrt(lam / (2 - lam))
+    width = 2 * ucl / states
+    centres = -ucl + width * (np.arange(states) + 0.5)
+    # P(move from centre i to cell j) = P(lower_j < λx + (1-λ)c_i < upper_j)
+    lower = centres - width / 2
+    upper = centres + width / 2
+    base = (1 - lam) * centres[:, None]
+    p = stats.norm.cdf((upper[None, :] - base) / lam - shift) - stats.norm.cdf(
+        (lower[None, :] - base) / lam - shift
+    )
+    sol = np.linalg.solve(np.eye(states) - p, np.ones(states))
+    return float(sol[states // 2])
+
+
+def calibrate_ewma_l(
+    arl0: float, lam: float = 0.1, reference_size: int | None = None, states: int = 201
+) -> float:
+    """The limit multiplier L whose two-sided in-control false-alarm rate is 1/arl0."""
+
+    def gap(limit: float) -> float:
+        # Data N(μ, σ²) against limits L·σ_Z behave as N(μ/σ, 1) against L/σ.
+        rate = expected_false_alarm_rate(
+            lambda mu, sigma: ewma_arl(limit / sigma, lam, mu / sigma, states), reference_size
+        )
+        return math.log(1.0 / rate) - math.log(arl0)
+
+    return _bracketed_root(gap, 0.5, 1.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Bernoulli CUSUM
+
+
+@dataclass(frozen=True)
+class BernoulliCusumDesign:
+    """A Bernoulli CUSUM for a rise in a rate from p0 to p1, on integer-scaled LLR increments.
+
+    Increments: +up on an event, -down on a non-event; alarm when the sum reaches h (integers).
+    """
+
+    p0: float
+    p1: float
+    up: int
+    down: int
+    h: int
+    scale: float
+
+    @property
+    def h_llr(self) -> float:
+        return self.h / self.scale
+
+
+def _bernoulli_increments(p0: float, p1: float, resolution: int) -> tuple[int, int, float]:
+    llr_event = math.log(p1 / p0)
+    llr_none = math.log((1 - p1) / (1 - p0))  # negative for p1 > p0
+    scale = resolution / min(llr_event, -llr_none)
+    return max(1, round(llr_event * scale)), max(1, round(-llr_none * scale)), scale
+
+
+def bernoulli_cusum_arl(up: int, down: int, h: int, p: float) -> float:
+    """Exact ARL of S_t = max(0, S_{t-1} + up·x_t - down·(1-x_t)), alarm when S_t ≥ h,
+    S_0 = 0, x_t ~ Bernoulli(p). The chain has h transient states and two moves from each."""
+    if h <= 0:
+        return 1.0
+    idx = np.arange(h)
+    up_to = idx + up
+    ok = up_to < h
+    rows = np.concatenate((idx[ok], idx))
+    cols = np.concatenate((up_to[ok], np.maximum(idx - down, 0)))
+    vals = np.concatenate((np.full(int(ok.sum()), p), np.full(h, 1 - p)))
+    m = sparse.csc_matrix((vals, (rows, cols)), shape=(h, h))
+    sol = splinalg.spsolve(sparse.identity(h, format="csc") - m, np.ones(h))
+    return float(sol[0])
+
+
+def calibrate_bernoulli_cusum(
+    p0: float, p1: float, arl0: float, resolution: int = 8
+) -> BernoulliCusumDesign:
+    """The smallest integer threshold whose in-control ARL is at least ``arl0``.
+
+    ``resolution`` is the smaller LLR increment in integer units: larger is closer to the
+    unscaled chart and costs a bigger (still exact) chain.
+    """
+    if not 0 < p0 < p1 < 1:
+        raise ValueError(f"need 0 < p0 < p1 < 1 (got p0={p0}, p1={p1})")
+    up, down, scale = _bernoulli_increments(p0, p1, resolution)
+    lo, hi = 1, max(up, down) * 4
+    while bernoulli_cusum_arl(up, down, hi, p0) < arl0:
+        lo, hi = hi, hi * 2
+        if hi > 2_000_000:
+            raise ValueError(f"arl0 {arl0} is out of reach for p0={p0}, p1={p1}")
+    while lo < hi:  # ARL0 is non-decreasing in h
+        mid = (lo + hi) // 2
+        if bernoulli_cusum_arl(up, down, mid, p0) >= arl0:
+            hi = mid
+        else:
+            lo = mid + 1
+    return BernoulliCusumDesign(p0=p0, p1=p1, up=up, down=down, h=lo, scale=scale)
+
+
+def _rate_quadrature(reference: tuple[int, int], nodes: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes and weights for integrating over the Jeffreys posterior Beta(events + 1/2,
+    n - events + 1/2) of the true in-control rate: Gauss–Legendre on the p axis between the
+    posterior's 1e-5 and 1 - 1e-5 quantiles, weighted by its density. The false-alarm rate
+    1/ARL(p) grows steeply with p, so the upper tail must be integrated, not sampled."""
+    n, events = reference
+    post = stats.beta(events + 0.5, n - events + 0.5)
+    lo, hi = float(post.ppf(1e-5)), float(min(post.isf(1e-5), 0.999))
+    u, w = _gauss_legendre(nodes)
+    p = lo + (hi - lo) * (u + 1) / 2
+    weights = w * (hi - lo) / 2 * post.pdf(p)
+    return p, weights / weights.sum()
+
+
+def calibrate_bernoulli_cusum_uncertain(
+    p0: float,
+    p1: float,
+    arl0: float,
+    reference: tuple[int, int] | None = None,
+    resolution: int = 8,
+) -> BernoulliCusumDesign:
+    """Like :func:`calibrate_bernoulli_cusum`, but when p0 was estimated from ``reference`` =
+    (trials, events) the threshold keeps the *expected* false-alarm rate, over the posterior of
+    the true rate, at 1/arl0. With 10 events in 500 trials the true rate could well be 3%, and a
+    chart tuned to exactly 2% would then alarm far more often than promised."""
+    if reference is None:
+        return calibrate_bernoulli_cusum(p0, p1, arl0, resolution)
+    if not 0 < p0 < p1 < 1:
+        raise ValueError(f"need 0 < p0 < p1 < 1 (got p0={p0}, p1={p1})")
+    up, down, scale = _bernoulli_increments(p0, p1, resolution)
+    rates, weights = _rate_quadrature(reference)
+
+    def rate_ok(h: int) -> bool:
+        mean_rate = sum(
+            w / bernoulli_cusum_arl(up, down, h, float(r))
+            for r, w in zip(rates, weights, strict=True)
+        )
+        return mean_rate <= 1 / arl0
+
+    lo, hi = 1, max(up, down) * 4
+    while not rate_ok(hi):
+        lo, hi = hi, hi * 2
+        if hi > 2_000_000:
+            raise ValueError(f"arl0 {arl0} is out of reach for p0={p0}, p1={p1}")
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if rate_ok(mid):
+            hi = mid
+        else:
+            lo = mid + 1
+    return BernoulliCusumDesign(p0=p0, p1=p1, up=up, down=down, h=lo, scale=scale)

@@ -1,0 +1,123 @@
+"""Detector calibration against published tables and against Monte Carlo of the streaming code.
+
+Tables: ../shared/REFERENCE.md §1 (Lucas & Crosier 1982 for the two-sided tabular CUSUM;
+Lucas & Saccucci 1990 for the EWMA).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from monitor.drift.arl import (
+    bernoulli_cusum_arl,
+    calibrate_bernoulli_cusum,
+    calibrate_cusum_h,
+    calibrate_ewma_l,
+    cusum_arl,
+    cusum_arl_one_sided,
+    ewma_arl,
+)
+from monitor.drift.detectors import BernoulliCusum, Cusum, Ewma
+
+SHIFTS = [0, 0.25, 0.5, 0.75, 1, 1.5, 2, 2.5, 3, 4]
+TABLE = {
+    4: [168, 74.2, 26.6, 13.3, 8.38, 4.75, 3.34, 2.62, 2.19, 1.71],
+    5: [465, 139, 38.0, 17.0, 10.4, 5.75, 4.01, 3.11, 2.57, 2.01],
+}
+
+
+@pytest.mark.parametrize("h", [4, 5])
+@pytest.mark.parametrize("i", range(len(SHIFTS)))
+def test_two_sided_cusum_arl_reproduces_the_published_table(h: int, i: int) -> None:
+    computed = cusum_arl(h, k=0.5, shift=SHIFTS[i])
+    assert computed == pytest.approx(TABLE[h][i], rel=0.02)
+
+
+def test_siegmund_approximation_is_close_for_one_side() -> None:
+    # Siegmund (1985): ARL ≈ (exp(-2Δb) + 2Δb - 1) / (2Δ²), Δ = δ - k, b = h + 1.166.
+    for delta in (0.0, 0.5, 1.0, 2.0):
+        d, b = delta - 0.5, 5 + 1.166
+        approx = b * b if d == 0 else (math.exp(-2 * d * b) + 2 * d * b - 1) / (2 * d * d)
+        assert cusum_arl_one_sided(5, 0.5, delta) == pytest.approx(approx, rel=0.05)
+
+
+def test_calibration_inverts_the_arl() -> None:
+    assert calibrate_cusum_h(168.0) == pytest.approx(4.0, abs=0.01)
+    assert calibrate_cusum_h(465.0) == pytest.approx(5.0, abs=0.01)
+    h = calibrate_cusum_h(100_000.0)
+    assert cusum_arl(h) == pytest.approx(100_000, rel=1e-4)
+
+
+def test_estimated_reference_costs_a_larger_threshold() -> None:
+    known = calibrate_cusum_h(10_000.0)
+    estimated = calibrate_cusum_h(10_000.0, reference_size=200)
+    assert estimated > known + 0.1
+
+
+def test_ewma_arl_matches_lucas_and_saccucci() -> None:
+    # Lucas & Saccucci (1990), Table 3: λ = 0.10, L = 2.814: ARL 500 in control, 10.3 at 1σ.
+    assert ewma_arl(2.814, 0.10) == pytest.approx(500, rel=0.01)
+    assert ewma_arl(2.814, 0.10, shift=1.0) == pytest.approx(10.3, rel=0.02)
+    assert calibrate_ewma_l(500.0, 0.10) == pytest.approx(2.814, abs=0.005)
+
+
+def _run_lengths(make, draw, runs: int, rng: np.random.Generator) -> np.ndarray:  # type: ignore[no-untyped-def]
+    lengths = np.empty(runs)
+    for r in range(runs):
+        det = make()
+        t = 0
+        while True:
+            t += 1
+            if det.update(draw(rng)) is not None:
+                break
+        lengths[r] = t
+    return lengths
+
+
+@pytest.mark.parametrize(("h", "shift", "runs"), [(4, 0.0, 2000), (4, 1.0, 4000), (5, 1.0, 4000)])
+def test_streaming_cusum_agrees_with_the_computed_arl(h: float, shift: float, runs: int) -> None:
+    rng = np.random.default_rng(20261122 + int(10 * h + shift))
+    lengths = _run_lengths(lambda: Cusum(h=h), lambda g: g.normal(shift, 1.0), runs, rng)
+    mean, se = lengths.mean(), lengths.std(ddof=1) / math.sqrt(runs)
+    assert abs(mean - cusum_arl(h, 0.5, shift)) < 3 * se
+
+
+def test_streaming_ewma_agrees_with_the_computed_arl() -> None:
+    rng = np.random.default_rng(7)
+    runs = 3000
+    lengths = _run_lengths(
+        lambda: Ewma(limit=2.5, lam=0.2), lambda g: g.normal(0.5, 1.0), runs, rng
+    )
+    se = lengths.std(ddof=1) / math.sqrt(runs)
+    # The Markov chain approximation is accurate to about 1%; allow for it beside the MC error.
+    assert abs(lengths.mean() - ewma_arl(2.5, 0.2, 0.5)) < 3 * se + 0.01 * lengths.mean()
+
+
+def test_bernoulli_cusum_chain_is_exact_for_the_streaming_chart() -> None:
+    design = calibrate_bernoulli_cusum(0.05, 0.15, arl0=200.0)
+    assert bernoulli_cusum_arl(design.up, design.down, design.h, 0.05) >= 200.0
+    assert bernoulli_cusum_arl(design.up, design.down, design.h - 1, 0.05) < 200.0
+    rng = np.random.default_rng(11)
+    runs = 3000
+    for p in (0.05, 0.15):
+        lengths = _run_lengths(
+            lambda: BernoulliCusum(p0=0.05, p1=0.15, up=design.up, down=design.down, h=design.h),
+            lambda g, p=p: bool(g.random() < p),
+            runs,
+            rng,
+        )
+        se = lengths.std(ddof=1) / math.sqrt(runs)
+        assert (
+            abs(lengths.mean() - bernoulli_cusum_arl(design.up, design.down, design.h, p)) < 3 * se
+        )
+
+
+def test_bernoulli_cusum_detects_an_artifact_rate_rise() -> None:
+    design = calibrate_bernoulli_cusum(0.02, 0.06, arl0=50_000.0)
+    in_control = bernoulli_cusum_arl(design.up, design.down, design.h, 0.02)
+    out_of_control = bernoulli_cusum_arl(design.up, design.down, design.h, 0.06)
+    assert in_control >= 50_000
+    assert out_of_control < in_control / 50

@@ -1,0 +1,196 @@
+"""Streams and the deployment engine: references, state round trips, dating, the budget."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from monitor.drift.budget import share
+from monitor.drift.detectors import Cusum
+from monitor.drift.reference import NumericReference, ReferenceFitError, z_to_uniform
+from monitor.drift.streams import ConfigError, DeploymentMonitor, MonitorConfig, StreamSpec
+
+
+@pytest.mark.parametrize(
+    "draw",
+    [
+        lambda g, n: g.normal(2.2, 0.25, n),  # liver SUVmean
+        lambda g, n: g.lognormal(np.log(250), 0.2, n),  # injected activity, skewed
+        lambda g, n: g.poisson(2.0, n).astype(float),  # lesion count: discrete
+    ],
+)
+def test_normal_scores_are_standard_normal_in_control(draw) -> None:  # type: ignore[no-untyped-def]
+    g = np.random.default_rng(3)
+    ref = NumericReference.fit(draw(g, 2000))
+    z = np.array([ref.z(v, i, "s") for i, v in enumerate(draw(g, 4000))])
+    assert abs(z.mean()) < 0.1
+    assert 0.9 < z.std() < 1.1
+    assert stats.kstest(z, "norm").pvalue > 1e-4
+
+
+def test_far_shift_gives_proportionally_large_scores() -> None:
+    g = np.random.default_rng(1)
+    ref = NumericReference.fit(g.normal(10, 1, 500))
+    assert ref.z(10) == pytest.approx(0, abs=0.2)
+    assert ref.z(14) > ref.z(13.5) > 3
+    assert ref.z(100) == 8.0
+
+
+def test_reference_refuses_what_cannot_be_a_reference() -> None:
+    with pytest.raises(ReferenceFitError, match="at least 30"):
+        NumericReference.fit([1.0] * 10)
+    with pytest.raises(ReferenceFitError, match="single value"):
+        NumericReference.fit([3.0] * 100)
+
+
+def test_budget_arithmetic_is_explained() -> None:
+    s = share(detectors=100, false_alarms_per_year=1, observations_per_day=40)
+    assert s.arl0 == 100 * 365 * 40
+    assert "100 × 365 × 40 / 1 = 1,460,000" in s.explain()
+
+
+def test_config_errors_name_the_problem() -> None:
+    with pytest.raises(ConfigError, match="at least one stream"):
+        MonitorConfig(streams=())
+    with pytest.raises(ConfigError, match="repeat"):
+        MonitorConfig(streams=(StreamSpec("a", "numeric"), StreamSpec("a", "numeric")))
+    with pytest.raises(ConfigError, match="kind must be"):
+        MonitorConfig.from_dict({"streams": [{"field": "x", "kind": "ordinal"}]})
+
+
+def _feed(monitor: DeploymentMonitor, records, start: int = 0):  # type: ignore[no-untyped-def]
+    alarms = []
+    for i, rec in enumerate(records, start):
+        alarms += monitor.observe(rec, f"2026-01-01T00:00:{i:06d}", row=i)
+    return alarms
+
+
+def _records(g: np.random.Generator, n: int, shift_at: int | None = None, shift: float = 0.0):  # type: ignore[no-untyped-def]
+    out = []
+    for i in range(n):
+        s = shift if shift_at is not None and i >= shift_at else 0.0
+        out.append(
+            {
+                "features": {
+                    "liver_suvmean": float(g.normal(2.2 * (1 + s), 0.22)),
+                    "reconstruction": "OSEM" if i < (shift_at or n) or s == 0 else "BSREM",
+                },
+                "outputs": {"positive": bool(g.random() < 0.3)},
+                "error": None,
+            }
+        )
+    return out
+
+
+def _config(**kw) -> MonitorConfig:  # type: ignore[no-untyped-def]
+    return MonitorConfig(
+        streams=(
+            StreamSpec("features.liver_suvmean", "numeric"),
+            StreamSpec("features.reconstruction", "categorical"),
+            StreamSpec("outputs.positive", "binary"),
+        ),
+        studies_per_day=40,
+        reference_size=300,
+        **kw,
+    )
+
+
+def test_a_step_change_is_detected_and_dated() -> None:
+    g = np.random.default_rng(5)
+    monitor = DeploymentMonitor.new(_config())
+    records = _records(g, 3000, shift_at=2000, shift=0.10)  # liver SUV +10% (≈1σ)
+    alarms = _feed(monitor, records)
+    notices = [a for a in alarms if a.alarm.kind == "notice"]
+    assert [(a.stream, a.alarm.detail["value"], a.alarm.index) for a in notices] == [
+        ("features.reconstruction", "BSREM", 2000)
+    ]
+    suv = [a for a in alarms if a.stream == "features.liver_suvmean"]
+    assert suv, "the SUV shift was not detected"
+    first = min(suv, key=lambda a: a.alarm.index)
+    assert 2000 <= first.alarm.index < 2150
+    assert abs(first.alarm.change_index_estimate - 2000) < 60
+    assert first.change_at == f"2026-01-01T00:00:{first.alarm.change_index_estimate:06d}"
+    assert first.alarm.direction == "up"
+    assert first.budget is not None and "ARL0" in first.budget["explanation"]
+    assert all(a.alarm.index >= 2000 for a in alarms), "false alarm before the change"
+
+
+def test_state_survives_a_json_round_trip_mid_stream() -> None:
+    g = np.random.default_rng(9)
+    records = _records(g, 2500, shift_at=1800, shift=0.08)
+    straight = DeploymentMonitor.new(_config())
+    expected = [a.to_dict() for a in _feed(straight, records)]
+
+    first = DeploymentMonitor.new(_config())
+    got = [a.to_dict() for a in _feed(first, records[:1900])]
+    restored = DeploymentMonitor.from_dict(json.loads(json.dumps(first.to_dict())))
+    got += [a.to_dict() for a in _feed(restored, records[1900:], start=1900)]
+    assert got == expected
+    assert expected
+
+
+def test_state_per_stream_stays_small() -> None:
+    g = np.random.default_rng(2)
+    monitor = DeploymentMonitor.new(_config())
+    _feed(monitor, _records(g, 1000))
+    for name, stream in monitor.streams.items():
+        size = len(json.dumps(stream.to_dict()))
+        assert size < 4096, (name, size)
+
+
+def test_whole_deployment_false_alarm_rate_stays_within_budget() -> None:
+    """20 streams of each kind, two simulated years in control, a budget of 120 false alarms
+    per year (high, so that a test-sized run sees enough alarms to measure the rate)."""
+    days, per_day, budget = 730, 30, 120.0
+    specs = [StreamSpec(f"features.n{i}", "numeric") for i in range(20)]
+    specs += [StreamSpec(f"features.b{i}", "binary") for i in range(20)]
+    specs += [StreamSpec(f"features.c{i}", "categorical") for i in range(20)]
+    config = MonitorConfig(
+        streams=tuple(specs),
+        studies_per_day=per_day,
+        false_alarms_per_year=budget,
+        reference_size=400,
+    )
+    monitor = DeploymentMonitor.new(config)
+    g = np.random.default_rng(20261122)
+    n = days * per_day + 2000  # plus the references (binary ones wait for 50 events)
+    numeric = np.where(
+        np.arange(20) % 2 == 0, g.normal(size=(n, 20)), g.lognormal(0, 0.4, size=(n, 20))
+    )
+    binary = g.random((n, 20)) < 0.05
+    cats = np.array(["Q.Clear", "VPFX", "OSEM", "FBP"])[
+        g.choice(4, size=(n, 20), p=[0.5, 0.3, 0.15, 0.05])
+    ]
+    monitored = Counter[str]()
+    alarms = Counter[str]()
+    for r in range(n):
+        record = {
+            "features": {
+                **{f"n{i}": numeric[r, i] for i in range(20)},
+                **{f"b{i}": bool(binary[r, i]) for i in range(20)},
+                **{f"c{i}": str(cats[r, i]) for i in range(20)},
+            }
+        }
+        for a in monitor.observe(record, str(r), row=r):
+            if a.alarm.kind == "alarm":
+                alarms[a.kind] += 1
+        for s in monitor.streams.values():
+            if s.monitoring:
+                monitored[s.spec.kind] += 1
+    # Observed false alarms per year, from stream-observations actually monitored.
+    detectors = {"numeric": 3, "binary": 1, "categorical": 1}
+    rate_per_year = sum(alarms[kind] / (monitored[kind] / 20 / per_day / 365) for kind in detectors)
+    assert rate_per_year <= budget * 1.1, (rate_per_year, alarms)
+    assert rate_per_year >= budget * 0.4, "calibration is far too conservative"
+
+
+def test_cusum_state_round_trip() -> None:
+    c = Cusum.calibrated(1000.0)
+    for z in (0.3, 1.2, 2.0):
+        c.update(z)
+    assert Cusum.from_dict(json.loads(json.dumps(c.to_dict()))) == c
+    assert z_to_uniform(0.0) == 0.5
