@@ -131,6 +131,8 @@ class InferenceRecord(SQLModel, table=True):
     outputs: dict[str, Any] = json_field()
     latency_s: float | None = None
     error: str | None = Field(default=None, max_length=1000)
+    # Set when the drift engine has consumed the record (exactly once, see monitor.detection).
+    drift_processed_at: datetime | None = ts_field(nullable=True)
 
 
 class Feedback(SQLModel, table=True):
@@ -145,6 +147,7 @@ class Feedback(SQLModel, table=True):
     dice: float | None = None
     given_at: datetime = ts_field()
     received_at: datetime = ts_field(default_now=True)
+    drift_processed_at: datetime | None = ts_field(nullable=True)
 
 
 class PhantomResult(SQLModel, table=True):

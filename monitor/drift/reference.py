@@ -27,10 +27,11 @@ from typing import Any
 
 import numpy as np
 from scipy import stats
-from scipy.special import ndtri
+from scipy.special import ndtr, ndtri
 
 KNOTS = 65
 DISCRETE_MAX_LEVELS = 24
+ATOM_SHARE = 0.02
 Z_CLIP = 8.0
 
 
@@ -56,6 +57,9 @@ class NumericReference:
     probs: list[float] = field(default_factory=list)
     scale: float = 1.0
     yj_lambda: float = 1.0
+    # Point masses of a mixed feature (TMTV is exactly 0 for most studies): value and share.
+    atoms: list[float] = field(default_factory=list)
+    atom_probs: list[float] = field(default_factory=list)
 
     @classmethod
     def fit(cls, values: Any, *, min_size: int = 30) -> NumericReference:
@@ -72,9 +76,22 @@ class NumericReference:
             raise ReferenceFitError(
                 f"the reference has a single value ({levels[0]}): nothing varies"
             )
-        if levels.size <= DISCRETE_MAX_LEVELS:
+        is_atom = counts >= max(5, ATOM_SHARE * x.size)
+        continuous = x[~np.isin(x, levels[is_atom])]
+        if levels.size <= DISCRETE_MAX_LEVELS or continuous.size < min_size:
             cdf = np.cumsum(counts) / x.size
             return cls(x.size, median, mad_sigma, True, levels.tolist(), cdf.tolist())
+        ref = cls._fit_continuous(continuous, x.size, median, mad_sigma)
+        ref.atoms = levels[is_atom].tolist()
+        ref.atom_probs = (counts[is_atom] / x.size).tolist()
+        return ref
+
+    @classmethod
+    def _fit_continuous(
+        cls, x: np.ndarray, n: int, median: float, mad_sigma: float
+    ) -> NumericReference:
+        median = float(np.median(x))
+        mad_sigma = float(stats.median_abs_deviation(x, scale="normal"))
         # Symmetrise first (Yeo-Johnson, fitted by maximum likelihood on robustly standardised
         # values), so that a Gaussian kernel's tails suit the data's; then smooth the CDF: a
         # kernel CDF has a smaller error than the empirical one, above all in the sparse tails
@@ -92,7 +109,7 @@ class NumericReference:
         cdf = stats.norm.cdf((knots[:, None] - g[None, :]) / bandwidth).mean(axis=1)
         zs = ndtri(np.clip(cdf, 1e-12, 1 - 1e-12))
         return cls(
-            x.size,
+            n,
             median,
             mad_sigma,
             False,
@@ -106,6 +123,21 @@ class NumericReference:
         """The normal score of ``value`` (``index`` and ``salt`` seed the randomised PIT)."""
         if self.discrete:
             return self._z_discrete(value, index, salt)
+        if self.atoms:
+            return self._z_mixed(value, index, salt)
+        return self._z_continuous(value)
+
+    def _z_mixed(self, value: float, index: int, salt: str) -> float:
+        """F(x) = Σ_{atoms a < x} p_a + (1 - Σ p_a)·F_cont(x), randomised within an atom's jump."""
+        below = sum(p for a, p in zip(self.atoms, self.atom_probs, strict=True) if a < value)
+        weight = 1.0 - sum(self.atom_probs)
+        f = below + weight * float(ndtr(self._z_continuous(value)))
+        if value in self.atoms:
+            f += self.atom_probs[self.atoms.index(value)] * _uniform_from_index(salt, index)
+        f = min(max(f, 1e-12), 1 - 1e-12)
+        return max(-Z_CLIP, min(Z_CLIP, float(ndtri(f))))
+
+    def _z_continuous(self, value: float) -> float:
         xs, zs = self.xs, self.probs  # continuous: probs holds the knots' normal scores
         value = _yeo_johnson_scalar((value - self.median) / self.scale, self.yj_lambda)
         j = bisect_right(xs, value)

@@ -53,6 +53,8 @@ class StreamSpec:
     field: str
     kind: StreamKind
     where: tuple[tuple[str, Any], ...] = ()
+    # "record": read from each inference record; "feedback": from each labelled outcome
+    source: Literal["record", "feedback"] = "record"
     reference_size: int | None = None
     p1: float | None = None
     rate_ratio: float = 2.0
@@ -68,6 +70,7 @@ class StreamSpec:
         return {
             "field": self.field,
             "kind": self.kind,
+            "source": self.source,
             "where": [list(w) for w in self.where],
             "reference_size": self.reference_size,
             "p1": self.p1,
@@ -84,6 +87,7 @@ class StreamSpec:
         return cls(
             field=str(d["field"]),
             kind=kind,
+            source=d.get("source", "record"),
             where=tuple((str(k), v) for k, v in d.get("where", [])),
             reference_size=d.get("reference_size"),
             p1=d.get("p1"),
@@ -222,7 +226,12 @@ class Stream:
         return self.reference is not None
 
     def observe(
-        self, record: Mapping[str, Any], row: int, at: str, config: MonitorConfig
+        self,
+        record: Mapping[str, Any],
+        row: int,
+        at: str,
+        config: MonitorConfig,
+        records_total: int,
     ) -> list[StreamAlarm]:
         if any(read_field(record, k) != v for k, v in self.spec.where):
             return []
@@ -234,7 +243,7 @@ class Stream:
         if self.reference is None:
             self.reference_values.append(value)
             if self._reference_complete(config):
-                self._start_monitoring(config)
+                self._start_monitoring(config, records_total)
             return []
         self.times[row] = at
         alarms = [
@@ -278,9 +287,11 @@ class Stream:
                     out.append(a)
         return out
 
-    def _start_monitoring(self, config: MonitorConfig) -> None:
+    def _start_monitoring(self, config: MonitorConfig, records_total: int) -> None:
         values = self.reference_values
-        coverage = len(values) / max(self.seen_records, 1)
+        # Observations per inference record: 1 for a feature every record has, the labelled
+        # fraction for a performance stream, the subgroup's share for a subgroup stream.
+        coverage = self.observations / max(records_total, 1)
         budget = share(
             detectors=config.statistical_detectors,
             false_alarms_per_year=config.false_alarms_per_year,
@@ -370,6 +381,7 @@ class DeploymentMonitor:
     config: MonitorConfig
     streams: dict[str, Stream]
     records: int = 0
+    feedback: int = 0
 
     @classmethod
     def new(cls, config: MonitorConfig) -> DeploymentMonitor:
@@ -380,21 +392,33 @@ class DeploymentMonitor:
         return cls(config=config, streams=streams)
 
     def observe(
-        self, record: Mapping[str, Any], at: datetime | str, row: int | None = None
+        self,
+        record: Mapping[str, Any],
+        at: datetime | str,
+        row: int | None = None,
+        source: Literal["record", "feedback"] = "record",
     ) -> list[StreamAlarm]:
-        """Feed one record; returns the alarms and notices it raised (usually none)."""
-        row = self.records if row is None else row
-        self.records += 1
+        """Feed one inference record (or, with ``source='feedback'``, one labelled outcome);
+        returns the alarms and notices it raised (usually none)."""
+        if source == "record":
+            row = self.records if row is None else row
+            self.records += 1
+        else:
+            row = self.feedback if row is None else row
+            self.feedback += 1
         stamp = at.isoformat() if isinstance(at, datetime) else str(at)
         alarms: list[StreamAlarm] = []
         for stream in self.streams.values():
+            if stream.spec.source != source:
+                continue
             try:
-                alarms += stream.observe(record, row, stamp, self.config)
+                alarms += stream.observe(record, row, stamp, self.config, max(self.records, 1))
             except ReferenceFitError as exc:
-                # A reference with no variation (e.g. a constant feature): the stream cannot be
-                # standardised. Start its reference again rather than stop the whole deployment.
+                # A reference with no variation (e.g. a constant feature) cannot be
+                # standardised. Start its reference again rather than stop the deployment.
                 stream.reference_values = []
                 stream.seen_records = 0
+                stream.observations = 0
                 stream.budget = {"unusable_reference": str(exc)}
         return alarms
 
@@ -402,6 +426,7 @@ class DeploymentMonitor:
         return {
             "config": self.config.to_dict(),
             "records": self.records,
+            "feedback": self.feedback,
             "streams": {k: v.to_dict() for k, v in self.streams.items()},
         }
 
@@ -411,4 +436,5 @@ class DeploymentMonitor:
             config=MonitorConfig.from_dict(d["config"]),
             streams={k: Stream.from_dict(v) for k, v in d["streams"].items()},
             records=d["records"],
+            feedback=d.get("feedback", 0),
         )

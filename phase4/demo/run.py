@@ -19,12 +19,15 @@ from typing import Any
 import httpx
 import numpy as np
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from monitor.app import create_app
 from monitor.auth import Role, create_token
 from monitor.db import create_db_engine, session_scope, upgrade
+from monitor.detection import PassResult, detect_all, open_alerts
+from monitor.models import Alert
 from monitor.registry import create_deployment
 from monitor.server import ThreadedServer
 from monitor.settings import Settings, sqlite_url
@@ -51,6 +54,20 @@ HEADER_FEATURES = (
 )
 
 
+def monitoring_config(studies_per_day: float) -> dict[str, Any]:
+    """Streams are inferred from the first records (every feature and output); the budget is one
+    false alarm per deployment per year; physicians' verdicts feed the performance streams."""
+    return {
+        "studies_per_day": studies_per_day,
+        "false_alarms_per_year": 1.0,
+        "reference_size": 500,
+        "performance": {"prediction": "positive", "truth": "malignant", "dice": False},
+        # The demo's AI is a stand-in whose latency is this machine's own timing of a Python
+        # call: it varies with the machine's load, not with anything clinical.
+        "exclude": ["latency_s"],
+    }
+
+
 @dataclass
 class DemoResult:
     database_url: str
@@ -60,6 +77,9 @@ class DemoResult:
     phi_keys_stripped: int
     changes: list[Change]
     start: date
+    detection: list[PassResult]
+    alerts: list[Alert]
+    days: int
 
 
 def deployment_id(site_id: str) -> str:
@@ -115,6 +135,7 @@ def run_demo(
                 intended_use=ai.intended_use,
                 actor="demo",
                 reason="demo: AI accepted into clinical use after local validation",
+                monitoring=monitoring_config(studies_per_day),
             )
             tokens[site.site_id] = create_token(
                 session,
@@ -166,6 +187,8 @@ def run_demo(
             probe.close()
         stored_feedback = _send_feedback(server.url, tokens, secrets, feedback)
         records = _records_by_deployment(server.url, tokens)
+        with console.status("drift engine: calibrating detectors and analysing the year"):
+            detection = detect_all(engine)
     finally:
         server.stop()
     result = DemoResult(
@@ -176,6 +199,9 @@ def run_demo(
         phi_keys_stripped=stripped,
         changes=changes,
         start=start,
+        detection=detection,
+        alerts=open_alerts(engine),
+        days=days,
     )
     _summary(console, result, data_dir)
     return result
@@ -249,3 +275,73 @@ def _summary(console: Console, result: DemoResult, data_dir: Path) -> None:
     for change in result.changes:
         when = result.start + timedelta(days=change.start_day)
         console.print(f"  - from {when.isoformat()} ({change.kind}): {change.description}")
+    _detection_summary(console, result)
+
+
+def _day(stamp: str | None) -> str:
+    return stamp[:10] if stamp else "?"
+
+
+SEVERITY_MARK = {"info": "[blue]info[/]", "warning": "[yellow]warn[/]", "critical": "[red]CRIT[/]"}
+
+
+def _explained_by(alert: Alert, result: DemoResult) -> Change | None:
+    """The injected change an alert belongs to: same site, dated after the change began (less
+    the slack of change-point estimation). None: a false alarm."""
+    began = _day(alert.evidence.get("change_timestamp") or alert.evidence.get("timestamp"))
+    for change in result.changes:
+        start = result.start + timedelta(days=change.start_day) - timedelta(days=14)
+        if (
+            alert.deployment_id == deployment_id(change.site_id)
+            and began >= start.isoformat()
+            and change.affects(alert.stream)
+        ):
+            return change
+    return None
+
+
+def _detection_summary(console: Console, result: DemoResult) -> None:
+    console.print(
+        f"[bold]What phase4 found[/]: {len(result.alerts)} open alerts "
+        f"(from {sum(len(p.alarms) for p in result.detection):,} detector alarms: a detector "
+        "keeps alarming while a change persists, and the alarms of one stream and cause are "
+        "grouped into one alert)."
+    )
+    false_alarms = 0
+    for dep in sorted({a.deployment_id or "" for a in result.alerts}):
+        console.print(f"[bold]{dep}[/]")
+        for alert in (a for a in result.alerts if a.deployment_id == dep):
+            ev = alert.evidence
+            change = _explained_by(alert, result)
+            false_alarms += change is None
+            verdict = f"[green]{change.kind}[/]" if change else "[magenta]false alarm[/]"
+            console.print(
+                f"  {SEVERITY_MARK[alert.severity]} {escape(alert.title)}\n"
+                f"      began ~{_day(ev.get('change_timestamp'))}, detected "
+                f"{_day(ev.get('timestamp'))}; truth: {verdict}"
+            )
+            for link in ev.get("linked", [])[:2]:
+                console.print(f"      linked: {escape(link['what'])} ({_day(link['at'])})")
+    years = len(result.records_by_deployment) * result.days / 365
+    console.print(
+        f"False alarms: {false_alarms} in {years:.0f} deployment-years of monitoring "
+        "(budget: 1 per deployment per year)."
+    )
+    for change in result.changes:
+        began = result.start + timedelta(days=change.start_day)
+        hits = [
+            a
+            for a in result.alerts
+            if _explained_by(a, result) is change and a.cause != "performance"
+        ]
+        if not hits:
+            console.print(f"  [red]not detected[/]: {change.kind} at {change.site_id}")
+            continue
+        first = min(hits, key=lambda a: a.evidence["timestamp"])
+        delay = (date.fromisoformat(_day(first.evidence["timestamp"])) - began).days
+        console.print(
+            f"{change.kind} at {change.site_id}, began {began}: detected "
+            f"{_day(first.evidence['timestamp'])} ({delay} days) by "
+            f"{first.evidence['detector']} on {first.stream}, change dated "
+            f"{_day(first.evidence.get('change_timestamp'))}"
+        )

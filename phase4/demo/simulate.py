@@ -39,6 +39,23 @@ class Change:
     recorded_activity_factor: float = 1.0
     reconstruction: str | None = None
 
+    def affects(self, stream: str) -> bool:
+        """Whether this change moves ``stream``, by the physics of the simulation: anything that
+        moves lesion SUVs moves every AI output and its performance."""
+        moved: set[str] = set()
+        suvs_move = self.lesion_suv_factor != 1 or self.recorded_activity_factor != 1
+        if suvs_move or self.mtv_factor != 1:
+            moved |= {"outputs.", "performance."}
+        if self.liver_suv_factor != 1 or self.recorded_activity_factor != 1:
+            moved.add("features.liver_suvmean")
+        if self.recorded_activity_factor != 1:
+            moved.add("features.injected_activity_mbq")
+        if self.noise_factor != 1:
+            moved.add("features.image_noise_cv")
+        if self.reconstruction:
+            moved.add("features.reconstruction")
+        return any(stream.startswith(m) for m in moved)
+
 
 @dataclass(frozen=True)
 class SiteProfile:

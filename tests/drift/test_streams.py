@@ -21,6 +21,8 @@ from monitor.drift.streams import ConfigError, DeploymentMonitor, MonitorConfig,
         lambda g, n: g.normal(2.2, 0.25, n),  # liver SUVmean
         lambda g, n: g.lognormal(np.log(250), 0.2, n),  # injected activity, skewed
         lambda g, n: g.poisson(2.0, n).astype(float),  # lesion count: discrete
+        # TMTV: exactly 0 when nothing is found, else skewed: a point mass and a continuum
+        lambda g, n: np.where(g.random(n) < 0.55, 0.0, g.lognormal(np.log(35), 0.9, n)),
     ],
 )
 def test_normal_scores_are_standard_normal_in_control(draw) -> None:  # type: ignore[no-untyped-def]

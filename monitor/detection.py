@@ -1,0 +1,405 @@
+"""Runs the drift engine over the store: records and feedback in, alerts with evidence out.
+
+One pass per deployment (``detect_deployment``):
+1. load the deployment's detector state (or start one from its monitoring configuration, or
+   from streams inferred from its first records);
+2. take every record not yet consumed, in acquisition-time order, and feed it; then every
+   unconsumed feedback item (labelled outcomes), in the order the labels were given;
+3. mark them consumed and save the state in the same transaction, so each record counts exactly
+   once even when it arrives late or a pass is interrupted;
+4. turn alarms into alerts (one open alert per stream and cause), with evidence: statistic,
+   threshold, the budget arithmetic, the estimated start of the change, and what else happened
+   in the deployment around then.
+
+The statistics (``monitor.drift``) know nothing of this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from monitor.audit import record_action
+from monitor.drift.streams import (
+    ConfigError,
+    DeploymentMonitor,
+    MonitorConfig,
+    StreamAlarm,
+    StreamSpec,
+)
+from monitor.models import Alert, Deployment, DetectorState, Feedback, InferenceRecord, utcnow
+
+STATE_STREAM = "*"
+STATE_DETECTOR = "deployment"
+PASS_BATCH = 5000
+LINK_WINDOW = timedelta(days=14)
+# Fields never turned into streams by default: identifiers, free text, bookkeeping.
+DEFAULT_EXCLUDED = {"study_pseudonym", "record_id", "model_version_note"}
+
+
+@dataclass
+class PassResult:
+    deployment: str
+    records: int = 0
+    feedback: int = 0
+    alarms: list[StreamAlarm] = field(default_factory=list)
+    alerts_opened: list[int] = field(default_factory=list)
+
+
+def record_view(r: InferenceRecord) -> dict[str, Any]:
+    """What the detectors see of a record."""
+    return {
+        "features": r.features,
+        "outputs": r.outputs,
+        "error": r.error,
+        "inference_error": r.error is not None,
+        "latency_s": r.latency_s,
+    }
+
+
+def infer_streams(
+    records: Sequence[Mapping[str, Any]], exclude: Iterable[str] = ()
+) -> tuple[StreamSpec, ...]:
+    """Default streams from what the first records hold: numbers → numeric, booleans → binary,
+    strings → categorical; plus inference errors (binary) and latency (numeric)."""
+    kinds: dict[str, set[str]] = {}
+    for rec in records:
+        for section in ("features", "outputs"):
+            for key, value in (rec.get(section) or {}).items():
+                if key in DEFAULT_EXCLUDED or value is None:
+                    continue
+                kind = (
+                    "binary"
+                    if isinstance(value, bool)
+                    else "numeric"
+                    if isinstance(value, int | float)
+                    else "categorical"
+                    if isinstance(value, str)
+                    else None
+                )
+                if kind:
+                    kinds.setdefault(f"{section}.{key}", set()).add(kind)
+    specs = [
+        StreamSpec(
+            name,
+            ks.pop(),
+        )
+        for name, ks in sorted(kinds.items())
+        if len(ks) == 1
+    ]
+    specs.append(StreamSpec("inference_error", "binary"))
+    if any(rec.get("latency_s") is not None for rec in records):
+        specs.append(StreamSpec("latency_s", "numeric"))
+    skip = set(exclude)
+    return tuple(s for s in specs if s.field not in skip)
+
+
+def performance_streams(performance: Mapping[str, Any]) -> tuple[StreamSpec, ...]:
+    """Labelled-performance streams: misses among true positives, false positives among true
+    negatives (so sensitivity and specificity are watched separately), and Dice of edits."""
+    specs = [
+        StreamSpec(
+            "performance.missed",
+            "binary",
+            source="feedback",
+            reference_size=int(performance.get("reference_size", 100)),
+        ),
+        StreamSpec(
+            "performance.false_positive",
+            "binary",
+            source="feedback",
+            reference_size=int(performance.get("reference_size", 100)),
+        ),
+    ]
+    if performance.get("dice", True):
+        specs.append(
+            StreamSpec(
+                "performance.dice",
+                "numeric",
+                source="feedback",
+                reference_size=int(performance.get("reference_size", 100)),
+            )
+        )
+    return tuple(specs)
+
+
+def outcome_view(
+    outputs: Mapping[str, Any], feedback: Feedback, performance: Mapping[str, Any]
+) -> dict[str, Any]:
+    """One labelled outcome: was the AI's call a miss, a false positive, how good its contour."""
+    prediction_key = str(performance.get("prediction", "positive"))
+    truth_key = str(performance.get("truth", "malignant"))
+    predicted = outputs.get(prediction_key)
+    truth = (feedback.ground_truth or {}).get(truth_key)
+    if feedback.verdict == "rejected" and truth is None and isinstance(predicted, bool):
+        truth = not predicted  # a rejected call without stated truth: the AI was wrong
+    if feedback.verdict == "accepted" and truth is None and isinstance(predicted, bool):
+        truth = predicted
+    missed = (not predicted) if truth is True and isinstance(predicted, bool) else None
+    false_pos = bool(predicted) if truth is False and isinstance(predicted, bool) else None
+    return {"performance": {"missed": missed, "false_positive": false_pos, "dice": feedback.dice}}
+
+
+def _config_for(
+    deployment: Deployment, first_records: Sequence[Mapping[str, Any]]
+) -> MonitorConfig:
+    monitoring = dict(deployment.monitoring or {})
+    specs: tuple[StreamSpec, ...]
+    if monitoring.get("streams"):
+        specs = tuple(StreamSpec.from_dict(s) for s in monitoring["streams"])
+    else:
+        specs = infer_streams(first_records, exclude=monitoring.get("exclude", ()))
+    if monitoring.get("performance"):
+        specs += performance_streams(monitoring["performance"])
+    knobs = {
+        k: monitoring[k]
+        for k in (
+            "studies_per_day",
+            "false_alarms_per_year",
+            "reference_size",
+            "cusum_k",
+            "ewma_lambda",
+            "ks_window",
+            "chi_square_window",
+            "reference_events_min",
+        )
+        if k in monitoring
+    }
+    return MonitorConfig(streams=specs, **knobs)
+
+
+def _load_state(
+    session: Session, deployment_id: str
+) -> tuple[DetectorState | None, DeploymentMonitor | None]:
+    row = session.exec(
+        select(DetectorState).where(
+            DetectorState.deployment_id == deployment_id,
+            DetectorState.stream == STATE_STREAM,
+            DetectorState.detector == STATE_DETECTOR,
+        )
+    ).first()
+    if row is None:
+        return None, None
+    return row, DeploymentMonitor.from_dict(row.state)
+
+
+def _unprocessed_records(session: Session, deployment_id: str, limit: int) -> list[InferenceRecord]:
+    return list(
+        session.exec(
+            select(InferenceRecord)
+            .where(
+                InferenceRecord.deployment_id == deployment_id,
+                col(InferenceRecord.drift_processed_at).is_(None),
+            )
+            .order_by(col(InferenceRecord.acquired_at), col(InferenceRecord.id))
+            .limit(limit)
+        )
+    )
+
+
+def detect_deployment(
+    engine: Engine, deployment_id: str, *, actor: str = "drift-engine"
+) -> PassResult:
+    """One detection pass over everything the deployment has not yet had analysed."""
+    result = PassResult(deployment_id)
+    while True:
+        with Session(engine, expire_on_commit=False) as session:
+            deployment = session.get(Deployment, deployment_id)
+            if deployment is None:
+                raise ValueError(f"unknown deployment {deployment_id!r}")
+            state_row, monitor = _load_state(session, deployment_id)
+            records = _unprocessed_records(session, deployment_id, PASS_BATCH)
+            if monitor is None:
+                if not records:
+                    return result
+                try:
+                    config = _config_for(deployment, [record_view(r) for r in records[:500]])
+                except ConfigError as exc:
+                    raise ConfigError(f"deployment {deployment_id}: {exc}") from exc
+                monitor = DeploymentMonitor.new(config)
+                record_action(
+                    session,
+                    actor=actor,
+                    action="monitoring.start",
+                    entity_type="deployment",
+                    entity_id=deployment_id,
+                    reason="detector state created from configuration",
+                    new_value={"config": config.to_dict()},
+                )
+            now = utcnow()
+            alarms: list[tuple[StreamAlarm, datetime]] = []
+            for r in records:
+                for a in monitor.observe(record_view(r), r.acquired_at, source="record"):
+                    alarms.append((a, r.acquired_at))
+                r.drift_processed_at = now
+                session.add(r)
+            feedback = _feed_performance(session, deployment, monitor, now, alarms)
+            if not records and not feedback:
+                return result
+            state = monitor.to_dict()
+            if state_row is None:
+                state_row = DetectorState(
+                    deployment_id=deployment_id,
+                    stream=STATE_STREAM,
+                    detector=STATE_DETECTOR,
+                    state=state,
+                )
+            state_row.state = state
+            state_row.last_acquired_at = (
+                records[-1].acquired_at if records else state_row.last_acquired_at
+            )
+            state_row.updated_at = now
+            session.add(state_row)
+            for alarm, _ in alarms:
+                alert = _raise_alert(session, deployment, alarm)
+                if alert is not None and alert.id is not None:
+                    result.alerts_opened.append(alert.id)
+            session.commit()
+            result.records += len(records)
+            result.feedback += len(feedback)
+            result.alarms += [a for a, _ in alarms]
+            if len(records) < PASS_BATCH:
+                return result
+
+
+def _feed_performance(
+    session: Session,
+    deployment: Deployment,
+    monitor: DeploymentMonitor,
+    now: datetime,
+    alarms: list[tuple[StreamAlarm, datetime]],
+) -> list[Feedback]:
+    """Feed labelled outcomes whose records have been processed, in the order labels were given."""
+    performance = (deployment.monitoring or {}).get("performance")
+    if not performance:
+        return []
+    rows = session.execute(
+        sa.select(Feedback, InferenceRecord.outputs)
+        .join(InferenceRecord, col(InferenceRecord.record_id) == col(Feedback.record_id))
+        .where(
+            InferenceRecord.deployment_id == deployment.id,
+            col(Feedback.drift_processed_at).is_(None),
+            col(InferenceRecord.drift_processed_at).is_not(None),
+        )
+        .order_by(col(Feedback.given_at), col(Feedback.id))
+        .limit(PASS_BATCH)
+    ).all()
+    done = []
+    for fb, outputs in rows:
+        view = outcome_view(outputs, fb, performance)
+        for a in monitor.observe(view, fb.given_at, source="feedback"):
+            alarms.append((a, fb.given_at))
+        fb.drift_processed_at = now
+        session.add(fb)
+        done.append(fb)
+    return done
+
+
+def _cause(alarm: StreamAlarm) -> str:
+    if alarm.alarm.kind == "notice":
+        return f"new_condition:{alarm.alarm.detail.get('value')}"
+    if alarm.stream.startswith("performance."):
+        return "performance"
+    return "drift"
+
+
+def _severity(alarm: StreamAlarm) -> str:
+    if alarm.alarm.kind == "notice":
+        return "info" if alarm.kind != "categorical" else "warning"
+    return "critical" if alarm.stream.startswith("performance.") else "warning"
+
+
+def _title(alarm: StreamAlarm) -> str:
+    a = alarm.alarm
+    if a.kind == "notice":
+        return (
+            f"New value in {alarm.stream}: {a.detail.get('value')!r} (never seen in the reference)"
+        )
+    direction = {"up": "rose", "down": "fell"}.get(a.direction or "", "changed distribution")
+    return f"{alarm.stream} {direction} (detected by {a.detector})"
+
+
+def _linked_events(
+    session: Session, deployment: Deployment, alarm: StreamAlarm
+) -> list[dict[str, Any]]:
+    """What else happened in this deployment around the change's estimated start."""
+    start = datetime.fromisoformat(alarm.change_at or alarm.at)
+    lo, hi = start - LINK_WINDOW, datetime.fromisoformat(alarm.at) + timedelta(days=1)
+    links: list[dict[str, Any]] = []
+    for other in session.exec(
+        select(Alert).where(Alert.deployment_id == deployment.id).order_by(col(Alert.opened_at))
+    ):
+        if other.stream == alarm.stream:
+            continue
+        began = other.evidence.get("change_timestamp") or other.evidence.get("timestamp")
+        if began is None:
+            continue
+        when = datetime.fromisoformat(began)
+        if lo <= when <= hi:
+            links.append(
+                {
+                    "what": other.title,
+                    "at": began,
+                    "alert_id": other.id,
+                    "stream": other.stream,
+                    "cause": other.cause,
+                }
+            )
+    return links
+
+
+def _raise_alert(session: Session, deployment: Deployment, alarm: StreamAlarm) -> Alert | None:
+    """Open an alert, or add the alarm to the open alert of the same stream and cause."""
+    cause = _cause(alarm)
+    evidence = alarm.to_dict()
+    evidence["linked"] = _linked_events(session, deployment, alarm)
+    existing = session.exec(
+        select(Alert).where(
+            Alert.deployment_id == deployment.id,
+            Alert.stream == alarm.stream,
+            Alert.cause == cause,
+            Alert.status != "resolved",
+        )
+    ).first()
+    if existing is not None:
+        repeats = dict(existing.evidence)
+        repeats["repeats"] = int(repeats.get("repeats", 0)) + 1
+        repeats["last_timestamp"] = alarm.at
+        existing.evidence = repeats
+        session.add(existing)
+        return None
+    alert = Alert(
+        deployment_id=deployment.id,
+        stream=alarm.stream,
+        cause=cause,
+        severity=_severity(alarm),
+        title=_title(alarm),
+        evidence=evidence,
+    )
+    session.add(alert)
+    session.flush()
+    return alert
+
+
+def detect_all(engine: Engine) -> list[PassResult]:
+    with Session(engine) as session:
+        ids = list(session.exec(select(Deployment.id).order_by(col(Deployment.id))))
+    return [detect_deployment(engine, d) for d in ids]
+
+
+def open_alerts(engine: Engine, deployment_id: str | None = None) -> list[Alert]:
+    with Session(engine) as session:
+        q = select(Alert).where(Alert.status != "resolved")
+        if deployment_id:
+            q = q.where(Alert.deployment_id == deployment_id)
+        return list(session.exec(q.order_by(col(Alert.opened_at), col(Alert.id))))
+
+
+def alerts_of(alerts: Iterable[Alert], cause_prefix: str) -> list[Alert]:
+    return [a for a in alerts if a.cause.startswith(cause_prefix)]
