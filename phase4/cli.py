@@ -156,6 +156,74 @@ def audit_verify(database_url: DatabaseOpt = None) -> None:
 
 
 @app.command()
+def replay(
+    events: Annotated[
+        Path, typer.Argument(help="CSV with a 'timestamp' column and one column per feature.")
+    ],
+    out: Annotated[Path, typer.Option(help="Where to write one JSON object per alarm or notice.")],
+    reference_size: Annotated[
+        int, typer.Option(min=30, help="Rows (per stream) forming the reference.")
+    ] = 500,
+    studies_per_day: Annotated[float, typer.Option(help="Rows per day, for the budget.")] = 20.0,
+    false_alarms_per_year: Annotated[float, typer.Option(help="The false-alarm budget.")] = 1.0,
+    numeric: Annotated[str | None, typer.Option(help="Comma-separated numeric columns.")] = None,
+    categorical: Annotated[
+        str | None, typer.Option(help="Comma-separated categorical columns.")
+    ] = None,
+    binary: Annotated[
+        str | None, typer.Option(help="Comma-separated binary (0/1, true/false) columns.")
+    ] = None,
+) -> None:
+    """Backtest: run last year's logs through the drift engine (the service's own code path).
+
+    Without --numeric/--categorical/--binary every column is monitored, its type inferred.
+    """
+    from monitor.replay import ReplayError
+    from monitor.replay import replay as run_replay
+
+    try:
+        summary = run_replay(
+            events,
+            out,
+            reference_size=reference_size,
+            studies_per_day=studies_per_day,
+            false_alarms_per_year=false_alarms_per_year,
+            numeric=numeric,
+            categorical=categorical,
+            binary=binary,
+        )
+    except ReplayError as exc:
+        raise _fail(str(exc)) from exc
+    kinds = ", ".join(f"{c} ({k})" for c, k in summary.streams.items())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    err.print(
+        f"{summary.rows:,} rows; streams: {kinds}\n"
+        f"{summary.alarms} alarms and {summary.notices} notices written to {summary.out}"
+    )
+
+
+@app.command()
+def detect(
+    deployment: Annotated[str | None, typer.Option(help="Only this deployment.")] = None,
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Run the drift engine over everything stored and not yet analysed (the service does this
+    continuously); print the alerts it opened."""
+    from monitor.detection import ConfigError, detect_all, detect_deployment
+
+    engine = create_db_engine(_upgraded_url(database_url))
+    try:
+        results = [detect_deployment(engine, deployment)] if deployment else detect_all(engine)
+    except (ValueError, ConfigError) as exc:
+        raise _fail(str(exc)) from exc
+    for r in results:
+        out.print(
+            f"{r.deployment}: {r.records:,} records and {r.feedback:,} labelled outcomes analysed, "
+            f"{len(r.alarms)} alarms, {len(r.alerts_opened)} new alerts"
+        )
+
+
+@app.command()
 def demo(
     data_dir: Annotated[
         Path, typer.Option(help="Where the demo's store and spool go (recreated).")

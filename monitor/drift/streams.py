@@ -147,6 +147,10 @@ class MonitorConfig:
 
 
 def read_field(record: Mapping[str, Any], path: str) -> Any:
+    """``record[path]`` if the key exists as is (a CSV column may contain dots), else the
+    dotted path into nested mappings; None when absent."""
+    if path in record:
+        return record[path]
     node: Any = record
     for part in path.split("."):
         if not isinstance(node, Mapping) or part not in node:

@@ -1,0 +1,174 @@
+"""The drift engine over the store (SQLite and PostgreSQL): exactly-once processing, late
+records, persisted state, alerts with evidence and linked events, labelled performance."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from monitor.detection import detect_deployment, open_alerts
+from monitor.models import Alert, AuditEntry, Deployment, DetectorState
+from tests.conftest import Fixture
+
+T0 = datetime(2026, 1, 5, 8, tzinfo=UTC)
+CONFIG = {
+    "studies_per_day": 20,
+    "false_alarms_per_year": 1,
+    "reference_size": 200,
+    "performance": {
+        "prediction": "positive",
+        "truth": "malignant",
+        "dice": False,
+        "reference_size": 60,
+    },
+}
+
+
+def _configure(engine: Engine, deployment: str, monitoring: dict[str, Any]) -> None:
+    with Session(engine) as s:
+        dep = s.get(Deployment, deployment)
+        assert dep is not None
+        dep.monitoring = monitoring
+        s.add(dep)
+        s.commit()
+
+
+def _study(g: np.random.Generator, i: int, changed: bool) -> dict[str, Any]:
+    suv_factor = 1.25 if changed else 1.0
+    liver = float(g.normal(2.2, 0.2)) * suv_factor
+    score = float(1 / (1 + np.exp(-(g.normal(0, 1) + (1.0 if changed else 0.0)))))
+    return {
+        "record_id": uuid.uuid4().hex,
+        "study_pseudonym": f"{i:064x}",
+        "acquired_at": (T0 + timedelta(hours=1.2 * i)).isoformat(),
+        "inferred_at": (T0 + timedelta(hours=1.2 * i, minutes=5)).isoformat(),
+        "features": {
+            "liver_suvmean": round(liver, 3),
+            "reconstruction": "Q.Clear beta550" if changed else "VPFX-S",
+        },
+        "outputs": {"malignancy_score": round(score, 4), "positive": score >= 0.5},
+    }
+
+
+def _send(client: TestClient, world: Fixture, records: list[dict[str, Any]]) -> None:
+    for i in range(0, len(records), 1000):
+        batch = [dict(r, deployment=world.deployment_b) for r in records[i : i + 1000]]
+        r = client.post("/v1/records", json={"records": batch}, headers=world.auth(world.probe_b))
+        assert r.json()["created"] == len(batch)
+
+
+def _state_records(engine: Engine, deployment: str) -> int:
+    with Session(engine) as s:
+        row = s.exec(select(DetectorState).where(DetectorState.deployment_id == deployment)).one()
+        return int(row.state["records"])
+
+
+def test_a_reconstruction_upgrade_is_detected_dated_and_linked(
+    client: TestClient, world: Fixture
+) -> None:
+    _configure(world.engine, world.deployment_b, CONFIG)
+    g = np.random.default_rng(1)
+    records = [_study(g, i, changed=i >= 900) for i in range(1100)]
+    _send(client, world, records)
+    result = detect_deployment(world.engine, world.deployment_b)
+    assert result.records == 1100
+    alerts = open_alerts(world.engine, world.deployment_b)
+    notices = [a for a in alerts if a.cause.startswith("new_condition")]
+    assert [a.title for a in notices] == [
+        "New value in features.reconstruction: 'Q.Clear beta550' (never seen in the reference)"
+    ]
+    suv = [a for a in alerts if a.stream == "features.liver_suvmean"]
+    assert len(suv) == 1, "repeated alarms on one stream must group into one alert"
+    ev = suv[0].evidence
+    change_at = datetime.fromisoformat(ev["change_timestamp"])
+    true_change = T0 + timedelta(hours=1.2 * 900)
+    assert abs(change_at - true_change) < timedelta(hours=1.2 * 15)
+    assert datetime.fromisoformat(ev["timestamp"]) >= true_change
+    assert ev["direction"] == "up"
+    assert "ARL0" in ev["budget"]["explanation"]
+    assert any("Q.Clear beta550" in link["what"] for link in ev["linked"])
+    assert ev.get("repeats", 0) >= 1
+    # Nothing was raised before the change: the budget holds on the in-control stretch.
+    assert all(datetime.fromisoformat(a.evidence["timestamp"]) >= true_change for a in alerts)
+    with Session(world.engine) as s:
+        actions = s.exec(select(AuditEntry.action)).all()
+    assert "monitoring.start" in actions
+
+
+def test_each_record_counts_once_even_late_and_across_restarts(
+    client: TestClient, world: Fixture
+) -> None:
+    _configure(world.engine, world.deployment_b, CONFIG)
+    g = np.random.default_rng(2)
+    records = [_study(g, i, changed=False) for i in range(400)]
+    _send(client, world, records[:300])
+    assert detect_deployment(world.engine, world.deployment_b).records == 300
+    assert detect_deployment(world.engine, world.deployment_b).records == 0  # nothing new
+    # A late record (acquired long ago) and new ones arrive; a new engine picks up the state.
+    late = _study(g, 5, changed=False)
+    _send(client, world, [*records[300:], late])
+    with world.engine.connect() as conn:
+        pending = conn.execute(
+            sa.text("SELECT count(*) FROM inference_record WHERE drift_processed_at IS NULL")
+        ).scalar_one()
+    assert pending == 101
+    assert detect_deployment(world.engine, world.deployment_b).records == 101
+    assert _state_records(world.engine, world.deployment_b) == 401
+
+
+def test_performance_streams_watch_labelled_outcomes(client: TestClient, world: Fixture) -> None:
+    """False positives among confirmed-benign studies rise from 10% to 40%."""
+    _configure(world.engine, world.deployment_b, CONFIG)
+    g = np.random.default_rng(3)
+    records, feedback = [], []
+    for i in range(1400):
+        rec = _study(g, i, changed=False)
+        malignant = bool(g.random() < 0.5)
+        fp_rate = 0.10 if i < 1000 else 0.40
+        positive = malignant if malignant else bool(g.random() < fp_rate)
+        rec["outputs"]["positive"] = positive
+        records.append(rec)
+        feedback.append(
+            {
+                "feedback_id": f"fb{i}",
+                "record_id": rec["record_id"],
+                "ground_truth": {"malignant": malignant},
+                "given_at": (T0 + timedelta(hours=1.2 * i, days=20)).isoformat(),
+            }
+        )
+    _send(client, world, records)
+    for i in range(0, len(feedback), 1000):
+        r = client.post(
+            "/v1/feedback",
+            json={"feedback": feedback[i : i + 1000]},
+            headers=world.auth(world.probe_b),
+        )
+        assert r.json()["created"] == len(feedback[i : i + 1000])
+    result = detect_deployment(world.engine, world.deployment_b)
+    assert result.feedback == 1400
+    alerts = [a for a in open_alerts(world.engine, world.deployment_b) if a.cause == "performance"]
+    assert [a.stream for a in alerts] == ["performance.false_positive"]
+    assert alerts[0].severity == "critical"
+    given = datetime.fromisoformat(alerts[0].evidence["timestamp"])
+    assert given >= T0 + timedelta(hours=1.2 * 1000, days=20)
+
+
+def test_alerts_are_visible_in_metrics(client: TestClient, world: Fixture) -> None:
+    _configure(world.engine, world.deployment_b, CONFIG)
+    g = np.random.default_rng(4)
+    _send(client, world, [_study(g, i, changed=i >= 300) for i in range(400)])
+    detect_deployment(world.engine, world.deployment_b)
+    with Session(world.engine) as s:
+        counts: dict[str, int] = {}
+        for a in s.exec(select(Alert)):
+            counts[a.severity] = counts.get(a.severity, 0) + 1
+    text = client.get("/metrics").text
+    for severity, n in counts.items():
+        assert f'phase4_alerts_open{{severity="{severity}"}} {float(n)}' in text

@@ -1,0 +1,135 @@
+"""`phase4 replay`: a CSV backtest through the service's own detection code."""
+
+from __future__ import annotations
+
+import csv
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+from typer.testing import CliRunner
+
+from phase4.cli import app
+
+runner = CliRunner()
+
+
+def _write_events(path: Path, n: int = 1500, change_at: int = 1000, shuffle: bool = False) -> None:
+    g = np.random.default_rng(8)
+    t0 = datetime(2025, 1, 1, tzinfo=UTC)
+    rows = []
+    for i in range(n):
+        after = i >= change_at
+        rows.append(
+            {
+                "timestamp": (t0 + timedelta(hours=i)).isoformat(),
+                "liver_suvmean": round(float(g.normal(2.2 * (1.2 if after else 1.0), 0.2)), 3),
+                "reconstruction": "BSREM" if after else "OSEM",
+                "artifact": "1" if g.random() < (0.02 if i < change_at else 0.2) else "0",
+            }
+        )
+    order = list(range(n))
+    if shuffle:
+        g.shuffle(order)
+    with path.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        for i in order:
+            w.writerow(rows[i])
+
+
+def _run(args: list[str]) -> tuple[int, str]:
+    result = runner.invoke(app, args)
+    return result.exit_code, result.output
+
+
+def test_replay_writes_alarms_with_the_documented_keys(tmp_path: Path) -> None:
+    events, out = tmp_path / "events.csv", tmp_path / "alarms.jsonl"
+    _write_events(events)
+    code, output = _run(
+        [
+            "replay",
+            str(events),
+            "--reference-size",
+            "300",
+            "--studies-per-day",
+            "24",
+            "--false-alarms-per-year",
+            "1",
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0, output
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert lines
+    for line in lines:
+        assert {
+            "stream",
+            "index",
+            "timestamp",
+            "detector",
+            "change_index_estimate",
+            "statistic",
+            "threshold",
+        } <= set(line)
+    by_stream = {}
+    for line in lines:
+        by_stream.setdefault(line["stream"], []).append(line)
+    assert set(by_stream) == {"liver_suvmean", "reconstruction", "artifact"}
+    first_suv = min(by_stream["liver_suvmean"], key=lambda x: x["index"])
+    assert 1000 <= first_suv["index"] < 1030
+    assert abs(first_suv["change_index_estimate"] - 1000) <= 10
+    assert by_stream["reconstruction"][0]["detector"] == "new_category"
+    assert by_stream["reconstruction"][0]["index"] == 1000
+    assert all(x["index"] >= 1000 for x in lines), "alarm before the change"
+    assert "liver_suvmean (numeric)" in output and "artifact (binary)" in output
+
+
+def test_replay_sorts_by_time_and_reports_csv_rows(tmp_path: Path) -> None:
+    events, out = tmp_path / "events.csv", tmp_path / "alarms.jsonl"
+    _write_events(events, shuffle=True)
+    code, output = _run(
+        [
+            "replay",
+            str(events),
+            "--reference-size",
+            "300",
+            "--numeric",
+            "liver_suvmean",
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0, output
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    with events.open() as fh:
+        rows = list(csv.DictReader(fh))
+    first = min(lines, key=lambda x: x["timestamp"])
+    assert rows[first["index"]]["timestamp"] == first["timestamp"]
+    assert {x["stream"] for x in lines} == {"liver_suvmean"}
+
+
+def test_replay_errors_name_what_is_wrong(tmp_path: Path) -> None:
+    out = tmp_path / "alarms.jsonl"
+    missing = _run(["replay", str(tmp_path / "nope.csv"), "--out", str(out)])
+    assert missing[0] == 2 and "no such file" in missing[1]
+    no_ts = tmp_path / "no_ts.csv"
+    no_ts.write_text("time,x\n1,2\n")
+    code, output = _run(["replay", str(no_ts), "--out", str(out)])
+    assert code == 2 and "no 'timestamp' column (columns: time, x)" in output
+    bad_time = tmp_path / "bad_time.csv"
+    bad_time.write_text(
+        "timestamp,x\n"
+        + "".join(f"2025-01-01T00:00:{i:02d},1\n" for i in range(40))
+        + "yesterday,2\n"
+    )
+    code, output = _run(["replay", str(bad_time), "--reference-size", "30", "--out", str(out)])
+    assert code == 2 and "row 40: timestamp 'yesterday'" in output
+    events = tmp_path / "events.csv"
+    _write_events(events, n=400)
+    code, output = _run(["replay", str(events), "--numeric", "weight", "--out", str(out)])
+    assert code == 2 and "--numeric names column 'weight'" in output
+    code, output = _run(["replay", str(events), "--reference-size", "500", "--out", str(out)])
+    assert code == 2 and "nothing is left to monitor" in output
