@@ -10,11 +10,12 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.engine import Engine
 
-from monitor.api import deployments, feedback, health, records
+from monitor.api import alerts, deployments, feedback, health, records
 from monitor.api.errors import install_error_handlers
 from monitor.db import create_db_engine
 from monitor.metrics import build_registry
 from monitor.settings import Settings
+from monitor.worker import DetectionWorker
 
 DESCRIPTION = """
 phase4 monitor: ingest of what deployed nuclear-medicine AI sees and says, and what the
@@ -29,9 +30,14 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     owns_engine = engine is None
     engine = engine or create_db_engine(settings.resolved_database_url())
 
+    worker = DetectionWorker(engine, settings.detection_interval_s)
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if settings.detection_interval_s > 0:
+            worker.start()
         yield
+        worker.stop()
         if owns_engine:
             engine.dispose()
 
@@ -44,7 +50,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.state.metrics_registry = registry
     app.state.ingest_metrics = ingest_metrics
     install_error_handlers(app)
-    for module in (health, records, feedback, deployments):
+    for module in (health, records, feedback, deployments, alerts):
         app.include_router(module.router)
 
     @app.get(

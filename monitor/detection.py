@@ -189,6 +189,26 @@ def _load_state(
     return row, DeploymentMonitor.from_dict(row.state)
 
 
+def _lock_deployment(session: Session, deployment_id: str) -> Deployment:
+    """Serialise passes over one deployment (the service's worker, `phase4 detect`): two passes
+    reading the same unprocessed records would count them twice. PostgreSQL: a row lock;
+    SQLite: a no-op write first, which takes the database's write lock for the transaction."""
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(
+            sa.update(Deployment)
+            .where(col(Deployment.id) == deployment_id)
+            .values(id=Deployment.id)
+        )
+        deployment = session.get(Deployment, deployment_id)
+    else:
+        deployment = session.exec(
+            select(Deployment).where(Deployment.id == deployment_id).with_for_update()
+        ).first()
+    if deployment is None:
+        raise ValueError(f"unknown deployment {deployment_id!r}")
+    return deployment
+
+
 def _unprocessed_records(session: Session, deployment_id: str, limit: int) -> list[InferenceRecord]:
     return list(
         session.exec(
@@ -210,9 +230,7 @@ def detect_deployment(
     result = PassResult(deployment_id)
     while True:
         with Session(engine, expire_on_commit=False) as session:
-            deployment = session.get(Deployment, deployment_id)
-            if deployment is None:
-                raise ValueError(f"unknown deployment {deployment_id!r}")
+            deployment = _lock_deployment(session, deployment_id)
             state_row, monitor = _load_state(session, deployment_id)
             records = _unprocessed_records(session, deployment_id, PASS_BATCH)
             if monitor is None:
@@ -235,8 +253,11 @@ def detect_deployment(
             now = utcnow()
             alarms: list[tuple[StreamAlarm, datetime]] = []
             for r in records:
-                for a in monitor.observe(record_view(r), r.acquired_at, source="record"):
-                    alarms.append((a, r.acquired_at))
+                # Before acceptance into clinical use the AI was being validated: those records
+                # are neither reference nor monitored.
+                if deployment.accepted_at is None or r.acquired_at >= deployment.accepted_at:
+                    for a in monitor.observe(record_view(r), r.acquired_at, source="record"):
+                        alarms.append((a, r.acquired_at))
                 r.drift_processed_at = now
                 session.add(r)
             feedback = _feed_performance(session, deployment, monitor, now, alarms)
@@ -403,3 +424,106 @@ def open_alerts(engine: Engine, deployment_id: str | None = None) -> list[Alert]
 
 def alerts_of(alerts: Iterable[Alert], cause_prefix: str) -> list[Alert]:
     return [a for a in alerts if a.cause.startswith(cause_prefix)]
+
+
+def reference_summary(monitor: DeploymentMonitor) -> dict[str, Any]:
+    """What each stream's reference is, briefly (for the audit trail and people)."""
+    out: dict[str, Any] = {}
+    for name, stream in monitor.streams.items():
+        ref = stream.reference
+        if ref is None:
+            out[name] = {"state": "collecting", "values": len(stream.reference_values)}
+        elif "median" in ref:
+            out[name] = {"n": ref["n"], "median": ref["median"], "mad_sigma": ref["mad_sigma"]}
+        elif "events" in ref:
+            out[name] = {"n": ref["n"], "events": ref["events"]}
+        else:
+            out[name] = {"counts": ref["counts"]}
+    return out
+
+
+def reset_reference(engine: Engine, deployment_id: str, *, actor: str, reason: str) -> None:
+    """Discard the deployment's references and detector state: the next records not yet
+    analysed form a new reference (after a validated change, for example). Audited."""
+    if not reason.strip():
+        raise ValueError("a reason is required to replace a reference")
+    with Session(engine) as session:
+        state_row, monitor = _load_state(session, deployment_id)
+        if state_row is None or monitor is None:
+            raise ValueError(f"deployment {deployment_id!r} has no reference yet")
+        record_action(
+            session,
+            actor=actor,
+            action="reference.reset",
+            entity_type="deployment",
+            entity_id=deployment_id,
+            reason=reason,
+            old_value={"references": reference_summary(monitor)},
+            new_value=None,
+        )
+        session.delete(state_row)
+        session.commit()
+
+
+def upload_reference(
+    engine: Engine,
+    deployment_id: str,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    actor: str,
+    reason: str,
+    source: str,
+) -> dict[str, Any]:
+    """Set the deployment's references from uploaded rows (keys like ``features.x``) instead of
+    its first records. Replaces any reference; audited with the file's fingerprint."""
+    if not reason.strip():
+        raise ValueError("a reason is required to set a reference")
+    with Session(engine) as session:
+        deployment = session.get(Deployment, deployment_id)
+        if deployment is None:
+            raise ValueError(f"unknown deployment {deployment_id!r}")
+        state_row, old = _load_state(session, deployment_id)
+        nested = [_nest(r) for r in rows]
+        config = _config_for(deployment, nested[:500])
+        monitor = DeploymentMonitor.new(config)
+        at = "reference-upload"
+        for i, rec in enumerate(nested):
+            alarms = monitor.observe(rec, at, row=-(len(nested) - i))
+            if alarms:  # cannot happen: every stream is still collecting its reference
+                raise RuntimeError("a detector fired while its reference was being set")
+        monitor.records = 0
+        summary = reference_summary(monitor)
+        record_action(
+            session,
+            actor=actor,
+            action="reference.set",
+            entity_type="deployment",
+            entity_id=deployment_id,
+            reason=reason,
+            old_value={"references": reference_summary(old)} if old else None,
+            new_value={"source": source, "rows": len(rows), "references": summary},
+        )
+        if state_row is None:
+            state_row = DetectorState(
+                deployment_id=deployment_id,
+                stream=STATE_STREAM,
+                detector=STATE_DETECTOR,
+                state={},
+            )
+        state_row.state = monitor.to_dict()
+        state_row.updated_at = utcnow()
+        session.add(state_row)
+        session.commit()
+        return summary
+
+
+def _nest(row: Mapping[str, Any]) -> dict[str, Any]:
+    """{'features.x': 1} -> {'features': {'x': 1}}, so uploaded rows look like records."""
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        node = out
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return out

@@ -188,6 +188,19 @@ class Alert(SQLModel, table=True):
     resolution: str | None = Field(default=None, max_length=2000)
 
 
+class DriftReport(SQLModel, table=True):
+    """An evidently data-drift report (window against reference) for the alert that asked for it."""
+
+    __tablename__ = "drift_report"
+    id: int | None = Field(default=None, primary_key=True)
+    alert_id: int = Field(foreign_key="alert.id", unique=True)
+    created_at: datetime = ts_field(default_now=True)
+    reference_rows: int
+    current_rows: int
+    summary: dict[str, Any] = json_field()
+    html_gzip: bytes = Field(sa_column=sa.Column(sa.LargeBinary, nullable=False))
+
+
 class AuditEntry(SQLModel, table=True):
     """One action of consequence; hash-chained to its predecessor (see ``monitor.audit``)."""
 

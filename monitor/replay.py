@@ -65,7 +65,7 @@ def infer_kind(values: Sequence[str]) -> StreamKind:
     return "categorical"
 
 
-def _convert(kind: StreamKind, text: str) -> Any:
+def convert_value(kind: StreamKind, text: str) -> Any:
     value = text.strip()
     if value == "":
         return None
@@ -149,7 +149,7 @@ def _records(
     stamped: list[tuple[datetime, int, dict[str, str]]], kinds: dict[str, StreamKind]
 ) -> Iterator[tuple[dict[str, Any], int, datetime]]:
     for stamp, index, row in stamped:
-        yield {c: _convert(k, row.get(c) or "") for c, k in kinds.items()}, index, stamp
+        yield {c: convert_value(k, row.get(c) or "") for c, k in kinds.items()}, index, stamp
 
 
 def _line(a: dict[str, Any]) -> dict[str, Any]:

@@ -31,6 +31,9 @@ class Settings(BaseSettings):
         "PostgreSQL: postgresql+psycopg://user@host:5432/dbname",
     )
     max_batch_records: int = Field(1000, ge=1, le=10_000, description="Records per POST.")
+    detection_interval_s: float = Field(
+        30.0, ge=0, description="How often the service runs the drift engine; 0 turns it off."
+    )
     records_page_size_max: int = Field(
         1000, ge=1, description="Largest page GET /v1/records returns."
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import hashlib
 from pathlib import Path
 from typing import Annotated
 
@@ -24,10 +26,14 @@ deployment_app = typer.Typer(
     help="What is being watched: AI model versions at sites.", no_args_is_help=True
 )
 audit_app = typer.Typer(help="The tamper-evident audit trail.", no_args_is_help=True)
+reference_app = typer.Typer(
+    help="Drift references: what 'in control' means for each stream.", no_args_is_help=True
+)
 app.add_typer(db_app, name="db")
 app.add_typer(token_app, name="token")
 app.add_typer(deployment_app, name="deployment")
 app.add_typer(audit_app, name="audit")
+app.add_typer(reference_app, name="reference")
 
 err = Console(stderr=True)
 out = Console()
@@ -153,6 +159,61 @@ def audit_verify(database_url: DatabaseOpt = None) -> None:
         f"({verdict.entries_checked} entries before it verified)",
         code=1,
     )
+
+
+@reference_app.command("reset")
+def reference_reset(
+    deployment: Annotated[str, typer.Option(help="Deployment id.")],
+    reason: Annotated[str, typer.Option(help="Why (kept in the audit trail).")],
+    actor: Annotated[str, typer.Option(help="Who (kept in the audit trail).")] = "cli",
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Discard the references and detector state; the next records form a new reference."""
+    from monitor.detection import reset_reference
+
+    engine = create_db_engine(_upgraded_url(database_url))
+    try:
+        reset_reference(engine, deployment, actor=actor, reason=reason)
+    except ValueError as exc:
+        raise _fail(str(exc)) from exc
+    out.print(f"{deployment}: reference discarded; the next records form a new one")
+
+
+@reference_app.command("upload")
+def reference_upload(
+    file: Annotated[Path, typer.Argument(help="CSV with columns like features.liver_suvmean.")],
+    deployment: Annotated[str, typer.Option(help="Deployment id.")],
+    reason: Annotated[str, typer.Option(help="Why (kept in the audit trail).")],
+    actor: Annotated[str, typer.Option(help="Who (kept in the audit trail).")] = "cli",
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Set the references from a file (e.g. the validation study) instead of the first records."""
+    from monitor.detection import upload_reference
+    from monitor.replay import ReplayError, convert_value, infer_kind
+
+    engine = create_db_engine(_upgraded_url(database_url))
+    try:
+        if not file.exists():
+            raise ReplayError(f"{file}: no such file")
+        with file.open(newline="", encoding="utf-8-sig") as fh:
+            rows = list(csv.DictReader(fh))
+        if not rows:
+            raise ReplayError(f"{file}: no data rows")
+        kinds = {c: infer_kind([r.get(c) or "" for r in rows]) for c in rows[0] if c != "timestamp"}
+        typed = [{c: convert_value(k, r.get(c) or "") for c, k in kinds.items()} for r in rows]
+        digest = hashlib.sha256(file.read_bytes()).hexdigest()
+        summary = upload_reference(
+            engine,
+            deployment,
+            typed,
+            actor=actor,
+            reason=reason,
+            source=f"{file.name} sha256:{digest}",
+        )
+    except (ValueError, ReplayError) as exc:
+        raise _fail(str(exc)) from exc
+    for stream, ref in summary.items():
+        out.print(f"{stream}: {ref}")
 
 
 @app.command()

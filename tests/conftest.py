@@ -119,7 +119,7 @@ def world(engine: Engine) -> Fixture:
 
 @pytest.fixture
 def client(world: Fixture, db_url: str) -> Iterator[TestClient]:
-    app = create_app(Settings(database_url=db_url), engine=world.engine)
+    app = create_app(Settings(database_url=db_url, detection_interval_s=0), engine=world.engine)
     with TestClient(app) as c:
         yield c
 
@@ -135,7 +135,8 @@ class LiveMonitor:
         self.probe_token = world.probe_a
         self.viewer_token = world.viewer
         self.admin_token = world.admin
-        self._server = ThreadedServer(create_app(Settings(database_url=db_url), engine=self.engine))
+        settings = Settings(database_url=db_url, detection_interval_s=0)
+        self._server = ThreadedServer(create_app(settings, engine=self.engine))
         self.port = self._server.port
 
     @property

@@ -29,6 +29,7 @@ from monitor.db import create_db_engine, session_scope, upgrade
 from monitor.detection import PassResult, detect_all, open_alerts
 from monitor.models import Alert
 from monitor.registry import create_deployment
+from monitor.reports import attach_reports
 from monitor.server import ThreadedServer
 from monitor.settings import Settings, sqlite_url
 from phase4.demo.simulate import (
@@ -80,6 +81,7 @@ class DemoResult:
     detection: list[PassResult]
     alerts: list[Alert]
     days: int
+    reports: int
 
 
 def deployment_id(site_id: str) -> str:
@@ -146,7 +148,8 @@ def run_demo(
             )
 
     studies = _merged_studies(days, studies_per_day, seed, start)
-    server = ThreadedServer(create_app(Settings(database_url=db_url), engine=engine)).start()
+    settings = Settings(database_url=db_url, detection_interval_s=0)  # the demo runs it itself
+    server = ThreadedServer(create_app(settings, engine=engine)).start()
     console.print(f"[bold]phase4 demo[/]: monitor listening on {server.url} (store {db_url})")
     try:
         probes = {
@@ -189,6 +192,8 @@ def run_demo(
         records = _records_by_deployment(server.url, tokens)
         with console.status("drift engine: calibrating detectors and analysing the year"):
             detection = detect_all(engine)
+        with console.status("evidently: a data-drift report for each drift alert"):
+            reports = attach_reports(engine)
     finally:
         server.stop()
     result = DemoResult(
@@ -202,6 +207,7 @@ def run_demo(
         detection=detection,
         alerts=open_alerts(engine),
         days=days,
+        reports=reports,
     )
     _summary(console, result, data_dir)
     return result
@@ -306,6 +312,10 @@ def _detection_summary(console: Console, result: DemoResult) -> None:
         f"(from {sum(len(p.alarms) for p in result.detection):,} detector alarms: a detector "
         "keeps alarming while a change persists, and the alarms of one stream and cause are "
         "grouped into one alert)."
+    )
+    console.print(
+        f"evidently data-drift reports attached to {result.reports} alerts "
+        "(GET /v1/alerts/<id>/report)."
     )
     false_alarms = 0
     for dep in sorted({a.deployment_id or "" for a in result.alerts}):

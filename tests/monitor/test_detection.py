@@ -15,6 +15,7 @@ from sqlmodel import Session, select
 
 from monitor.detection import detect_deployment, open_alerts
 from monitor.models import Alert, AuditEntry, Deployment, DetectorState
+from monitor.reports import attach_reports
 from tests.conftest import Fixture
 
 T0 = datetime(2026, 1, 5, 8, tzinfo=UTC)
@@ -172,3 +173,31 @@ def test_alerts_are_visible_in_metrics(client: TestClient, world: Fixture) -> No
     text = client.get("/metrics").text
     for severity, n in counts.items():
         assert f'phase4_alerts_open{{severity="{severity}"}} {float(n)}' in text
+
+
+def test_drift_alerts_get_an_evidently_report_served_by_the_api(
+    client: TestClient, world: Fixture
+) -> None:
+    _configure(world.engine, world.deployment_b, CONFIG)
+    g = np.random.default_rng(6)
+    _send(client, world, [_study(g, i, changed=i >= 400) for i in range(600)])
+    detect_deployment(world.engine, world.deployment_b)
+    made = attach_reports(world.engine)
+    alerts = client.get("/v1/alerts", headers=world.auth(world.viewer)).json()
+    drift = [a for a in alerts if a["cause"] == "drift"]
+    assert made == len(drift) >= 1
+    suv = next(a for a in drift if a["stream"] == "features.liver_suvmean")
+    report = suv["evidence"]["report"]
+    assert report["reference_rows"] == 200
+    assert report["drifted_columns"]["count"] >= 1
+    page = client.get(report["path"], headers=world.auth(world.viewer))
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert "liver_suvmean" in page.text
+    assert attach_reports(world.engine) == 0, "a report is built once per alert"
+    assert client.get(report["path"]).status_code == 401
+    other_site = client.get(report["path"], headers=world.auth(world.probe_a))
+    assert other_site.status_code == 403
+    assert client.get("/v1/alerts", headers=world.auth(world.probe_a)).json() == []
+    missing = client.get("/v1/alerts/999999/report", headers=world.auth(world.viewer))
+    assert missing.status_code == 404

@@ -313,7 +313,7 @@ def test_healthz_and_metrics(client: TestClient, world: Fixture) -> None:
     health = client.get("/healthz")
     assert health.status_code == 200
     assert health.json()["status"] == "ok"
-    assert health.json()["schema_revision"] == "0002"
+    assert health.json()["schema_revision"] == "0003"
     client.post(
         "/v1/records",
         json={"records": [rec(world.deployment_a, i) for i in range(4)] + [{"bad": 1}]},
