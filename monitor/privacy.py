@@ -2,59 +2,19 @@
 
 The probe already strips these at the edge; the monitor refuses an item that still carries one,
 so that a third-party client cannot put a patient name, ID, birth date or accession number into
-the store. Keys are compared case-insensitively, ignoring ``_``, ``-``, ``.`` and spaces, so
-``PatientName``, ``patient_name`` and ``patient-name`` are one key.
+the store. The vocabulary is the probe's (``probes.phi``: one list, so a record is never
+refused here for a key the probe would have stripped), compared after the same normalisation
+(case-folded, letters and digits only: ``PatientName`` = ``patient_name`` = ``patient-name``).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
-from functools import lru_cache
 from typing import Any
 
-# DICOM keywords of the identifying attributes phase4 promises never to store (PS3.15 Annex E
-# names many more; these are the ones that identify a person directly), and common aliases.
-PHI_KEYS: frozenset[str] = frozenset(
-    {
-        "patientname",
-        "patientid",
-        "patientbirthdate",
-        "patientbirthtime",
-        "accessionnumber",
-        "otherpatientids",
-        "otherpatientidssequence",
-        "otherpatientnames",
-        "patientbirthname",
-        "patientmothersbirthname",
-        "patientaddress",
-        "patienttelephonenumbers",
-        "medicalrecordlocator",
-        "issuerofpatientid",
-        "name",
-        "firstname",
-        "lastname",
-        "surname",
-        "birthdate",
-        "dateofbirth",
-        "dob",
-        "mrn",
-        "accession",
-        "ssn",
-        "nhsnumber",
-    }
-)
+from probes.phi import PHI_KEYS, is_phi_key
 
-_IGNORED = re.compile(r"[\s_.\-]")
-
-
-def normalise_key(key: str) -> str:
-    return _IGNORED.sub("", key).lower()
-
-
-@lru_cache(maxsize=8192)  # the same few dozen feature names arrive in every record
-def is_phi_key(key: str) -> bool:
-    return normalise_key(key) in PHI_KEYS
+__all__ = ["PHI_KEYS", "is_phi_key", "phi_keys_in"]
 
 
 def phi_keys_in(value: Any) -> set[str]:

@@ -14,7 +14,7 @@ class ScannerError(RuntimeError):
 
 
 def test_model_exception_propagates_unchanged_and_is_recorded(server, make_probe):
-    probe = make_probe(server.url)
+    probe = make_probe(server.url, send_error_messages=True)
     error = ScannerError("reconstruction failed " + "x" * 1500)
 
     with pytest.raises(ScannerError) as raised, probe.inference(features={"a": 1}) as inf:
@@ -38,6 +38,18 @@ def test_model_exception_propagates_unchanged_and_is_recorded(server, make_probe
     expected = ("ScannerError: reconstruction failed " + "x" * 1500)[:1000]
     assert recorded == [expected, expected] and len(expected) == 1000
     assert server.stored[inf.record_id]["latency_s"] is not None
+
+
+def test_exception_messages_stay_in_the_model_process_by_default(server, make_probe, tmp_path):
+    """A message can quote a path or DICOM value naming the patient: only the type is sent."""
+    probe = make_probe(server.url, spool_path=tmp_path / "default.spool.sqlite")
+    with pytest.raises(ScannerError), probe.inference(features={"a": 1}):
+        raise ScannerError("cannot read /archive/DOE^JANE/1.2.840.99/CT.dcm")
+    assert probe.flush(timeout_s=15)
+    (stored,) = server.stored.values()
+    assert stored["error"] == "ScannerError"
+    assert server.bodies and not any(b"DOE" in body for body in server.bodies)
+    assert b"DOE" not in (tmp_path / "default.spool.sqlite").read_bytes()
 
 
 def test_extractor_failures_never_reach_the_model(server, make_probe, caplog):

@@ -16,9 +16,7 @@ from typing import Any
 
 import httpx
 
-import monitor.privacy
 from probes import Probe
-from probes.phi import PHI_KEYS
 
 SECRET = b"site-a-monitor-test-secret-0123456789"
 RAW_UID_PREFIX = "1.2.826.0.1.3680043.8.498."
@@ -128,7 +126,3 @@ def test_records_the_monitor_rejects_are_counted_not_retried(live_monitor, tmp_p
         stats = probe.stats()
     assert (stats.rejected, stats.sent, stats.spool_depth) == (5, 0, 0)
     assert live_monitor.stored_record_ids() == []
-
-
-def test_probe_strips_every_key_the_monitor_would_refuse():
-    assert monitor.privacy.PHI_KEYS <= PHI_KEYS

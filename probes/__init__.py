@@ -1,0 +1,22 @@
+"""phase4 probe: the sidecar that runs inside a deployed model's process.
+
+It captures every inference (features, outputs, latency, exception), pseudonymises the study
+identifier at capture, strips PHI keys, and ships batches to the monitor's HTTP API from a
+background thread, spooling to a bounded local SQLite file while the monitor is unreachable.
+It never slows or breaks the model: capture is an in-memory enqueue and nothing raises into
+the model's code path::
+
+    from probes import Probe
+
+    with Probe(url="http://127.0.0.1:8000", token="p4_...", deployment="lesion-ai@site-a",
+               site_secret=b"...") as probe:
+        with probe.inference(study_uid=uid, features={"injected_activity_mbq": 250.0}) as inf:
+            inf.outputs = {"malignancy_score": model(x)}
+"""
+
+from probes.phi import PHI_KEYS
+from probes.probe import Probe
+from probes.pseudonym import SITE_SECRET_ENV, pseudonymise
+from probes.stats import ProbeStats
+
+__all__ = ["PHI_KEYS", "SITE_SECRET_ENV", "Probe", "ProbeStats", "pseudonymise"]

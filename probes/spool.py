@@ -1,0 +1,152 @@
+"""Bounded on-disk spool (SQLite) for records the monitor has not accepted yet.
+
+Why SQLite: one file, atomic transactions (a crash mid-write cannot corrupt earlier records),
+safe concurrent use by a lingering sender thread and a newly opened probe, and it is in the
+standard library. Rows are kept in capture order by an AUTOINCREMENT key, so the oldest is
+always sent first and dropped first. The count of dropped records lives in the same file (table
+``meta``) so evidence of a surveillance gap survives restarts.
+
+Only sanitised wire JSON is stored: PHI keys were stripped and the study id pseudonymised
+before a record can reach this file.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from probes.capture import Pending
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS records ("
+    " seq INTEGER PRIMARY KEY AUTOINCREMENT, record_id TEXT NOT NULL, body TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)",
+    "INSERT OR IGNORE INTO meta (key, value) VALUES ('dropped', 0)",
+)
+_DELETE_CHUNK = 500  # stay far below SQLite's bound-parameter limit
+
+
+class Spool:
+    """A FIFO of wire records bounded to ``max_records``; overflow drops the oldest."""
+
+    def __init__(self, path: Path | str, max_records: int, busy_timeout_s: float = 5.0) -> None:
+        if max_records < 1:
+            raise ValueError("spool_max_records must be >= 1")
+        self.path = Path(path)
+        self.max_records = max_records
+        self._lock = threading.Lock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn: sqlite3.Connection | None = sqlite3.connect(
+                self.path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
+            )
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            for statement in _SCHEMA:
+                self._conn.execute(statement)
+            self._depth = self._count()
+            self._dropped_total = self._read_dropped()
+        except (OSError, sqlite3.Error) as exc:
+            raise OSError(f"cannot open probe spool {self.path}: {exc}") from exc
+
+    @property
+    def depth(self) -> int:
+        """Records currently spooled (as of this object's last operation)."""
+        return self._depth
+
+    @property
+    def dropped_total(self) -> int:
+        """Records ever dropped from this spool file, across processes."""
+        return self._dropped_total
+
+    @property
+    def closed(self) -> bool:
+        return self._conn is None
+
+    def append(self, items: Sequence[Pending]) -> int:
+        """Store ``items`` after existing rows; return how many records were dropped to fit."""
+        if not items:
+            return 0
+        with self._lock:
+            conn = self._conn
+            if conn is None:
+                return len(items)
+            overflow = max(0, len(items) - self.max_records)
+            items = items[overflow:]
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                excess = self._count() + len(items) - self.max_records
+                dropped = overflow
+                if excess > 0:
+                    dropped += conn.execute(
+                        "DELETE FROM records WHERE seq IN "
+                        "(SELECT seq FROM records ORDER BY seq LIMIT ?)",
+                        (excess,),
+                    ).rowcount
+                conn.executemany(
+                    "INSERT INTO records (record_id, body) VALUES (?, ?)",
+                    [(item.record_id, item.body) for item in items],
+                )
+                if dropped:
+                    conn.execute(
+                        "UPDATE meta SET value = value + ? WHERE key = 'dropped'", (dropped,)
+                    )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            self._depth = self._count()
+            self._dropped_total = self._read_dropped()
+            return dropped
+
+    def head(self, limit: int) -> list[Pending]:
+        """The ``limit`` oldest records, oldest first, with their ``seq``."""
+        with self._lock:
+            if self._conn is None:
+                return []
+            rows = self._conn.execute(
+                "SELECT record_id, body, seq FROM records ORDER BY seq LIMIT ?", (limit,)
+            ).fetchall()
+            return [Pending(record_id, body, seq) for record_id, body, seq in rows]
+
+    def delete_seqs(self, seqs: Iterable[int]) -> None:
+        self._delete("seq", list(seqs))
+
+    def delete_record_ids(self, record_ids: Iterable[str]) -> None:
+        self._delete("record_id", list(record_ids))
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def _delete(self, column: str, values: list[int] | list[str]) -> None:
+        if not values:
+            return
+        with self._lock:
+            conn = self._conn
+            if conn is None:
+                return
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for start in range(0, len(values), _DELETE_CHUNK):
+                    chunk = values[start : start + _DELETE_CHUNK]
+                    marks = ",".join("?" * len(chunk))
+                    conn.execute(f"DELETE FROM records WHERE {column} IN ({marks})", chunk)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            self._depth = self._count()
+
+    def _count(self) -> int:
+        assert self._conn is not None
+        return int(self._conn.execute("SELECT COUNT(*) FROM records").fetchone()[0])
+
+    def _read_dropped(self) -> int:
+        assert self._conn is not None
+        row = self._conn.execute("SELECT value FROM meta WHERE key = 'dropped'").fetchone()
+        return int(row[0]) if row else 0
