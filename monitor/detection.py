@@ -143,7 +143,11 @@ def outcome_view(
         truth = predicted
     missed = (not predicted) if truth is True and isinstance(predicted, bool) else None
     false_pos = bool(predicted) if truth is False and isinstance(predicted, bool) else None
-    return {"performance": {"missed": missed, "false_positive": false_pos, "dice": feedback.dice}}
+    score = outputs.get(str(performance.get("score", ""))) if performance.get("score") else None
+    return {
+        "performance": {"missed": missed, "false_positive": false_pos, "dice": feedback.dice},
+        "cbpe": {"score": score, "truth": truth, "call": predicted},
+    }
 
 
 def _config_for(
@@ -157,6 +161,14 @@ def _config_for(
         specs = infer_streams(first_records, exclude=monitoring.get("exclude", ()))
     if monitoring.get("performance"):
         specs += performance_streams(monitoring["performance"])
+    if monitoring.get("performance", {}).get("score"):
+        perf = monitoring["performance"]
+        monitoring["cbpe"] = {
+            "score": f"outputs.{perf['score']}",
+            "prediction": f"outputs.{perf.get('prediction', 'positive')}",
+            "reference_size": int(perf.get("cbpe_reference_size", 300)),
+            "window": int(perf.get("cbpe_window", 200)),
+        }
     knobs = {
         k: monitoring[k]
         for k in (
@@ -168,6 +180,7 @@ def _config_for(
             "ks_window",
             "chi_square_window",
             "reference_events_min",
+            "cbpe",
         )
         if k in monitoring
     }

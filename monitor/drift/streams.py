@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from monitor.drift.budget import BudgetShare, share
+from monitor.drift.cbpe import PerformanceEstimator
 from monitor.drift.detectors import (
     Alarm,
     BernoulliCusum,
@@ -111,6 +112,10 @@ class MonitorConfig:
     # then "detects" the true rate: a binary reference holds at least this many events (or
     # 20 x reference_size observations, for very rare events).
     reference_events_min: int = 50
+    # Performance estimated without labels (monitor.drift.cbpe), e.g. {"score":
+    # "outputs.malignancy_score", "prediction": "outputs.positive", "reference_size": 300,
+    # "window": 200}; None: off.
+    cbpe: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if not self.streams:
@@ -125,7 +130,8 @@ class MonitorConfig:
 
     @property
     def statistical_detectors(self) -> int:
-        return sum(STATISTICAL_DETECTORS[s.kind] for s in self.streams)
+        streams = sum(STATISTICAL_DETECTORS[s.kind] for s in self.streams)
+        return streams + (2 if self.cbpe else 0)  # expected sensitivity and specificity
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -138,6 +144,7 @@ class MonitorConfig:
             "ks_window": self.ks_window,
             "chi_square_window": self.chi_square_window,
             "reference_events_min": self.reference_events_min,
+            "cbpe": self.cbpe,
         }
 
     @classmethod
@@ -386,6 +393,10 @@ class DeploymentMonitor:
     streams: dict[str, Stream]
     records: int = 0
     feedback: int = 0
+    # CBPE: labelled (score, truth, call) triples until the calibration is fitted, then its state
+    cbpe_pairs: list[list[Any]] = field(default_factory=list)
+    cbpe: dict[str, Any] | None = None
+    cbpe_window_at: str | None = None
 
     @classmethod
     def new(cls, config: MonitorConfig) -> DeploymentMonitor:
@@ -411,7 +422,7 @@ class DeploymentMonitor:
             row = self.feedback if row is None else row
             self.feedback += 1
         stamp = at.isoformat() if isinstance(at, datetime) else str(at)
-        alarms: list[StreamAlarm] = []
+        alarms: list[StreamAlarm] = self._cbpe(record, row, stamp, source)
         for stream in self.streams.values():
             if stream.spec.source != source:
                 continue
@@ -426,8 +437,67 @@ class DeploymentMonitor:
                 stream.budget = {"unusable_reference": str(exc)}
         return alarms
 
+    def _cbpe(
+        self, record: Mapping[str, Any], row: int, stamp: str, source: str
+    ) -> list[StreamAlarm]:
+        spec = self.config.cbpe
+        if not spec:
+            return []
+        if source == "feedback":
+            triple = record.get("cbpe") or {}
+            score, truth, call = triple.get("score"), triple.get("truth"), triple.get("call")
+            if self.cbpe is None and isinstance(score, int | float) and isinstance(truth, bool):
+                self.cbpe_pairs.append([float(score), truth, bool(call)])
+                if len(self.cbpe_pairs) >= int(spec.get("reference_size", 300)):
+                    self._fit_cbpe(spec)
+            return []
+        if self.cbpe is None:
+            return []
+        score = read_field(record, str(spec["score"]))
+        call = read_field(record, str(spec["prediction"]))
+        if not isinstance(score, int | float) or not isinstance(call, bool):
+            return []
+        estimator = PerformanceEstimator.from_dict(self.cbpe)
+        if not estimator.probs:
+            self.cbpe_window_at = stamp
+        found = estimator.update(float(score), call, row)
+        self.cbpe = estimator.to_dict()
+        return [
+            StreamAlarm(
+                f"estimated.{a.detail['metric']}",
+                "numeric",
+                a,
+                stamp,
+                self.cbpe_window_at,
+                self._cbpe_share().to_dict(),
+            )
+            for a in found
+        ]
+
+    def _fit_cbpe(self, spec: Mapping[str, Any]) -> None:
+        scores = [p[0] for p in self.cbpe_pairs]
+        truths = [p[1] for p in self.cbpe_pairs]
+        calls = [p[2] for p in self.cbpe_pairs]
+        if len(set(truths)) < 2:
+            return  # keep collecting until both outcomes have been confirmed
+        budget = self._cbpe_share()
+        self.cbpe = PerformanceEstimator.fit(
+            scores, truths, calls, window=int(spec.get("window", 200)), arl0=budget.arl0
+        ).to_dict()
+        self.cbpe_pairs = []
+
+    def _cbpe_share(self) -> BudgetShare:
+        return share(
+            detectors=self.config.statistical_detectors,
+            false_alarms_per_year=self.config.false_alarms_per_year,
+            observations_per_day=self.config.studies_per_day,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {
+            "cbpe_pairs": self.cbpe_pairs,
+            "cbpe": self.cbpe,
+            "cbpe_window_at": self.cbpe_window_at,
             "config": self.config.to_dict(),
             "records": self.records,
             "feedback": self.feedback,
@@ -441,4 +511,7 @@ class DeploymentMonitor:
             streams={k: Stream.from_dict(v) for k, v in d["streams"].items()},
             records=d["records"],
             feedback=d.get("feedback", 0),
+            cbpe_pairs=list(d.get("cbpe_pairs", [])),
+            cbpe=d.get("cbpe"),
+            cbpe_window_at=d.get("cbpe_window_at"),
         )

@@ -63,7 +63,12 @@ def monitoring_config(studies_per_day: float) -> dict[str, Any]:
         "studies_per_day": studies_per_day,
         "false_alarms_per_year": 1.0,
         "reference_size": 500,
-        "performance": {"prediction": "positive", "truth": "malignant", "dice": False},
+        "performance": {
+            "prediction": "positive",
+            "truth": "malignant",
+            "score": "malignancy_score",  # also estimate performance without labels (CBPE)
+            "dice": False,
+        },
         # The demo's AI is a stand-in whose latency is this machine's own timing of a Python
         # call: it varies with the machine's load, not with anything clinical.
         "exclude": ["latency_s"],
