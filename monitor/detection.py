@@ -265,15 +265,36 @@ def detect_deployment(
                 )
             now = utcnow()
             alarms: list[tuple[StreamAlarm, datetime]] = []
-            for r in records:
-                # Before acceptance into clinical use the AI was being validated: those records
-                # are neither reference nor monitored.
-                if deployment.accepted_at is None or r.acquired_at >= deployment.accepted_at:
-                    for a in monitor.observe(record_view(r), r.acquired_at, source="record"):
-                        alarms.append((a, r.acquired_at))
-                r.drift_processed_at = now
-                session.add(r)
-            feedback = _feed_performance(session, deployment, monitor, now, alarms)
+            full = len(records) == PASS_BATCH
+            horizon = records[-1].acquired_at if full else None
+            feedback = _pending_feedback(session, deployment, records, horizon)
+            performance = (deployment.monitoring or {}).get("performance") or {}
+            # Records by acquisition time and labels by the time they were given, merged, as a
+            # live service would have seen them; a label never precedes its own record.
+            events: list[tuple[datetime, int, int, Any]] = [
+                (r.acquired_at, 0, i, r) for i, r in enumerate(records)
+            ]
+            events += [
+                (max(fb.given_at, acquired), 1, i, (fb, outputs))
+                for i, (fb, outputs, acquired) in enumerate(feedback)
+            ]
+            events.sort(key=lambda e: e[:3])
+            for at, kind, _, item in events:
+                if kind == 0:
+                    # Before acceptance into clinical use the AI was being validated: those
+                    # records are neither reference nor monitored.
+                    if deployment.accepted_at is None or at >= deployment.accepted_at:
+                        for a in monitor.observe(record_view(item), at, source="record"):
+                            alarms.append((a, at))
+                    item.drift_processed_at = now
+                    session.add(item)
+                else:
+                    fb, outputs = item
+                    view = outcome_view(outputs, fb, performance)
+                    for a in monitor.observe(view, fb.given_at, source="feedback"):
+                        alarms.append((a, fb.given_at))
+                    fb.drift_processed_at = now
+                    session.add(fb)
             if not records and not feedback:
                 return result
             state = monitor.to_dict()
@@ -302,37 +323,33 @@ def detect_deployment(
                 return result
 
 
-def _feed_performance(
+def _pending_feedback(
     session: Session,
     deployment: Deployment,
-    monitor: DeploymentMonitor,
-    now: datetime,
-    alarms: list[tuple[StreamAlarm, datetime]],
-) -> list[Feedback]:
-    """Feed labelled outcomes whose records have been processed, in the order labels were given."""
-    performance = (deployment.monitoring or {}).get("performance")
-    if not performance:
+    records: Sequence[InferenceRecord],
+    horizon: datetime | None,
+) -> list[tuple[Feedback, dict[str, Any], datetime]]:
+    """Unconsumed labelled outcomes whose record is already analysed or is in this pass, given
+    no later than ``horizon`` (the last record of a full pass: later labels wait for the next)."""
+    if not (deployment.monitoring or {}).get("performance"):
         return []
-    rows = session.execute(
-        sa.select(Feedback, InferenceRecord.outputs)
+    in_pass = [r.record_id for r in records]
+    q = (
+        sa.select(Feedback, InferenceRecord.outputs, InferenceRecord.acquired_at)
         .join(InferenceRecord, col(InferenceRecord.record_id) == col(Feedback.record_id))
         .where(
             InferenceRecord.deployment_id == deployment.id,
             col(Feedback.drift_processed_at).is_(None),
-            col(InferenceRecord.drift_processed_at).is_not(None),
+            sa.or_(
+                col(InferenceRecord.drift_processed_at).is_not(None),
+                col(InferenceRecord.record_id).in_(in_pass),
+            ),
         )
         .order_by(col(Feedback.given_at), col(Feedback.id))
-        .limit(PASS_BATCH)
-    ).all()
-    done = []
-    for fb, outputs in rows:
-        view = outcome_view(outputs, fb, performance)
-        for a in monitor.observe(view, fb.given_at, source="feedback"):
-            alarms.append((a, fb.given_at))
-        fb.drift_processed_at = now
-        session.add(fb)
-        done.append(fb)
-    return done
+    )
+    if horizon is not None:
+        q = q.where(col(Feedback.given_at) <= horizon)
+    return [(fb, outputs, acquired) for fb, outputs, acquired in session.execute(q).all()]
 
 
 def _cause(alarm: StreamAlarm) -> str:

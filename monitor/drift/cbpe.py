@@ -96,11 +96,14 @@ class PerformanceEstimator:
             ]
         )
         alpha = min(0.5, window / arl0)
+        # A window's estimate minus the reference mean varies as sd²(1 + W/N): the reference
+        # mean is itself an estimate from N labelled pairs, on which the calibration was fitted.
+        inflation = math.sqrt(1 + window / len(p))
         reference = {
             "sensitivity_mean": float(np.nanmean(draws[:, 0])),
-            "sensitivity_sd": float(np.nanstd(draws[:, 0], ddof=1)),
+            "sensitivity_sd": float(np.nanstd(draws[:, 0], ddof=1)) * inflation,
             "specificity_mean": float(np.nanmean(draws[:, 1])),
-            "specificity_sd": float(np.nanstd(draws[:, 1], ddof=1)),
+            "specificity_sd": float(np.nanstd(draws[:, 1], ddof=1)) * inflation,
             "labelled_pairs": float(len(p)),
         }
         return cls(cx, cy, window, reference, float(ndtri(1 - alpha / 2)))

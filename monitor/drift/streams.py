@@ -395,7 +395,7 @@ class DeploymentMonitor:
     feedback: int = 0
     # CBPE: labelled (score, truth, call) triples until the calibration is fitted, then its state
     cbpe_pairs: list[list[Any]] = field(default_factory=list)
-    cbpe: dict[str, Any] | None = None
+    cbpe: PerformanceEstimator | None = None
     cbpe_window_at: str | None = None
 
     @classmethod
@@ -457,11 +457,9 @@ class DeploymentMonitor:
         call = read_field(record, str(spec["prediction"]))
         if not isinstance(score, int | float) or not isinstance(call, bool):
             return []
-        estimator = PerformanceEstimator.from_dict(self.cbpe)
-        if not estimator.probs:
+        if not self.cbpe.probs:
             self.cbpe_window_at = stamp
-        found = estimator.update(float(score), call, row)
-        self.cbpe = estimator.to_dict()
+        found = self.cbpe.update(float(score), call, row)
         return [
             StreamAlarm(
                 f"estimated.{a.detail['metric']}",
@@ -483,7 +481,7 @@ class DeploymentMonitor:
         budget = self._cbpe_share()
         self.cbpe = PerformanceEstimator.fit(
             scores, truths, calls, window=int(spec.get("window", 200)), arl0=budget.arl0
-        ).to_dict()
+        )
         self.cbpe_pairs = []
 
     def _cbpe_share(self) -> BudgetShare:
@@ -496,7 +494,7 @@ class DeploymentMonitor:
     def to_dict(self) -> dict[str, Any]:
         return {
             "cbpe_pairs": self.cbpe_pairs,
-            "cbpe": self.cbpe,
+            "cbpe": self.cbpe.to_dict() if self.cbpe else None,
             "cbpe_window_at": self.cbpe_window_at,
             "config": self.config.to_dict(),
             "records": self.records,
@@ -512,6 +510,6 @@ class DeploymentMonitor:
             records=d["records"],
             feedback=d.get("feedback", 0),
             cbpe_pairs=list(d.get("cbpe_pairs", [])),
-            cbpe=d.get("cbpe"),
+            cbpe=PerformanceEstimator.from_dict(d["cbpe"]) if d.get("cbpe") else None,
             cbpe_window_at=d.get("cbpe_window_at"),
         )

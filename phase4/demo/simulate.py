@@ -45,7 +45,7 @@ class Change:
         moved: set[str] = set()
         suvs_move = self.lesion_suv_factor != 1 or self.recorded_activity_factor != 1
         if suvs_move or self.mtv_factor != 1:
-            moved |= {"outputs.", "performance."}
+            moved |= {"outputs.", "performance.", "estimated."}
         if self.liver_suv_factor != 1 or self.recorded_activity_factor != 1:
             moved.add("features.liver_suvmean")
         if self.recorded_activity_factor != 1:

@@ -88,3 +88,4 @@ def test_deployment_monitor_fits_cbpe_from_feedback_and_watches_records() -> Non
     assert first.budget is not None and first.budget["detectors_sharing"] == 3 + 2
     restored = DeploymentMonitor.from_dict(monitor.to_dict())
     assert restored.cbpe == monitor.cbpe
+    assert restored.to_dict() == monitor.to_dict()
