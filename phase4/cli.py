@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import threading
 from pathlib import Path
 from typing import Annotated
 
@@ -34,6 +35,10 @@ app.add_typer(token_app, name="token")
 app.add_typer(deployment_app, name="deployment")
 app.add_typer(audit_app, name="audit")
 app.add_typer(reference_app, name="reference")
+probe_app = typer.Typer(help="Probes that run beside the AI.", no_args_is_help=True)
+dicom_app = typer.Typer(help="DICOM: features of PET/SPECT series.", no_args_is_help=True)
+app.add_typer(probe_app, name="probe")
+app.add_typer(dicom_app, name="dicom")
 
 err = Console(stderr=True)
 out = Console()
@@ -214,6 +219,73 @@ def reference_upload(
         raise _fail(str(exc)) from exc
     for stream, ref in summary.items():
         out.print(f"{stream}: {ref}")
+
+
+@probe_app.command("dicom-listen")
+def dicom_listen(
+    deployment: Annotated[str, typer.Option(help="Deployment the records belong to.")],
+    url: Annotated[str, typer.Option(help="The monitor's base URL.")] = "http://127.0.0.1:8000",
+    token: Annotated[
+        str | None, typer.Option(envvar="PHASE4_TOKEN", help="Probe token (or PHASE4_TOKEN).")
+    ] = None,
+    ae_title: Annotated[str, typer.Option(help="The listener's AE title.")] = "PHASE4",
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port for DICOM associations.")] = 11112,
+    idle_s: Annotated[
+        float, typer.Option(help="A study is complete after this quiet time.")
+    ] = 10.0,
+    spool: Annotated[Path | None, typer.Option(help="The probe's spool file.")] = None,
+) -> None:
+    """Receive copies of what the AI is sent and returns (C-STORE), and record each study's
+    features and outputs through the probe. Pixels and identifiers never leave: only features
+    and the keyed pseudonym (PHASE4_SITE_SECRET) are sent."""
+    import signal
+
+    from probes.listener.extract import extract_study_record
+
+    from probes import Probe
+    from probes.listener.scp import DicomListener
+
+    if not token:
+        raise _fail("a probe token is needed: --token or PHASE4_TOKEN")
+    try:
+        probe = Probe(url=url, token=token, deployment=deployment, spool_path=spool)
+    except ValueError as exc:
+        raise _fail(str(exc)) from exc
+    listener = DicomListener(
+        probe=probe,
+        extract=extract_study_record,
+        ae_title=ae_title,
+        host=host,
+        port=port,
+        idle_s=idle_s,
+    ).start()
+    out.print(f"listening as {ae_title} on {host}:{listener.port}; Ctrl-C stops")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.wait(1.0):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        listener.stop()
+        probe.close()
+        out.print(f"stopped: {listener.stats}")
+
+
+@dicom_app.command("features")
+def dicom_features(
+    path: Annotated[Path, typer.Argument(help="A DICOM file, or a folder of one study or series.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for programs.")] = False,
+) -> None:
+    """Print the features and artifact flags of the PET/NM series found at PATH, or a clear
+    error per file that cannot be used."""
+    from probes.listener.extract import describe_path
+
+    code, text = describe_path(path, as_json=as_json)
+    print(text)
+    raise typer.Exit(code)
 
 
 @app.command()

@@ -180,13 +180,18 @@ class WindowedKS:
     window: int
     alpha: float
     reference_size: int
+    critical_d: float = 0.0
     buffer: list[float] = field(default_factory=list)
     first: int = 0
     n: int = 0
 
     @classmethod
     def calibrated(cls, arl0: float, reference_size: int, window: int = 50) -> WindowedKS:
-        return cls(window=window, alpha=min(0.5, window / arl0), reference_size=reference_size)
+        alpha = min(0.5, window / arl0)
+        n_eff = max(1, round(reference_size * window / (reference_size + window)))
+        # The exact Kolmogorov quantile is costly (ms): computed once, not at every window.
+        critical = _ks_critical(alpha, n_eff)
+        return cls(window=window, alpha=alpha, reference_size=reference_size, critical_d=critical)
 
     def update(self, u: float, index: int | None = None) -> Alarm | None:
         i = self.n if index is None else index
@@ -199,12 +204,11 @@ class WindowedKS:
         values = sorted(self.buffer)
         m = len(values)
         d = max(max((j + 1) / m - v, v - j / m) for j, v in enumerate(values))
-        n_eff = max(1, round(self.reference_size * m / (self.reference_size + m)))
-        p = float(stats.kstwo.sf(d, n_eff))
         self.buffer = []
-        if p < self.alpha:
-            threshold = float(stats.kstwo.isf(self.alpha, n_eff))
-            return Alarm(self.name, i, d, threshold, self.first, detail={"p_value": p})
+        if d > self.critical_d:
+            n_eff = max(1, round(self.reference_size * m / (self.reference_size + m)))
+            p = float(stats.kstwo.sf(d, n_eff))
+            return Alarm(self.name, i, d, self.critical_d, self.first, detail={"p_value": p})
         return None
 
     def candidate_starts(self) -> set[int]:
@@ -216,6 +220,11 @@ class WindowedKS:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> WindowedKS:
         return cls(**d)
+
+
+@lru_cache(maxsize=256)
+def _ks_critical(alpha: float, n_eff: int) -> float:
+    return float(stats.kstwo.isf(alpha, n_eff))
 
 
 @dataclass

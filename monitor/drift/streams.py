@@ -267,8 +267,9 @@ class Stream:
         ]
         for sa in alarms:
             sa.change_at = self.times.get(sa.alarm.change_index_estimate)
-        keep = set().union(*(d.candidate_starts() for d in self._detector_objects()))
-        self.times = {i: t for i, t in self.times.items() if i in keep or i == row}
+        if len(self.times) > 64:  # keep only the times a detector may still date a change to
+            keep = set().union(*(d.candidate_starts() for d in self._detector_objects()))
+            self.times = {i: t for i, t in self.times.items() if i in keep or i == row}
         return alarms
 
     def _reference_complete(self, config: MonitorConfig) -> bool:
