@@ -268,7 +268,7 @@ class Stream:
         for sa in alarms:
             sa.change_at = self.times.get(sa.alarm.change_index_estimate)
         if len(self.times) > 64:  # keep only the times a detector may still date a change to
-            keep = set().union(*(d.candidate_starts() for d in self._detector_objects()))
+            keep = self._live_starts()
             self.times = {i: t for i, t in self.times.items() if i in keep or i == row}
         return alarms
 
@@ -279,6 +279,9 @@ class Stream:
         if self.spec.kind != "binary" or n >= 20 * self.reference_size:
             return True
         return sum(self.reference_values) >= config.reference_events_min
+
+    def _live_starts(self) -> set[int]:
+        return set().union(*(d.candidate_starts() for d in self._detector_objects()))
 
     def _detector_objects(self) -> list[Any]:
         return [o for o in self.detectors.values() if not isinstance(o, dict)]
@@ -336,7 +339,7 @@ class Stream:
             "reference": self.reference,
             "budget": self.budget,
             "detectors": {k: v.to_dict() for k, v in self.detectors.items()},
-            "times": {str(k): v for k, v in self.times.items()},
+            "times": {str(k): v for k, v in self.times.items() if k in self._live_starts()},
             "observations": self.observations,
         }
 
