@@ -37,6 +37,15 @@ class BudgetShare:
             "for this detector)"
         )
 
+    def numbers(self) -> dict[str, float | int]:
+        """The share without its explanation (what detector state keeps)."""
+        return {
+            "detectors_sharing": self.detectors_sharing,
+            "false_alarms_per_year": self.false_alarms_per_year,
+            "observations_per_day": self.observations_per_day,
+            "arl0": self.arl0,
+        }
+
     def to_dict(self) -> dict[str, float | int | str]:
         return {
             "detectors_sharing": self.detectors_sharing,

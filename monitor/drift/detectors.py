@@ -219,7 +219,13 @@ class WindowedKS:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> WindowedKS:
-        return cls(**d)
+        det = cls(**d)
+        if det.critical_d <= 0:  # state saved before the critical value was stored
+            n_eff = max(
+                1, round(det.reference_size * det.window / (det.reference_size + det.window))
+            )
+            det.critical_d = _ks_critical(det.alpha, n_eff)
+        return det
 
 
 @lru_cache(maxsize=256)

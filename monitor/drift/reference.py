@@ -108,6 +108,12 @@ class NumericReference:
         )
         cdf = stats.norm.cdf((knots[:, None] - g[None, :]) / bandwidth).mean(axis=1)
         zs = ndtri(np.clip(cdf, 1e-12, 1 - 1e-12))
+        # Seven significant digits are far finer than the reference's own error and halve the
+        # stored state; rounding can merge knots, so keep the first of any tie.
+        knots = np.array([float(f"{v:.7g}") for v in knots])
+        zs = np.array([float(f"{v:.7g}") for v in zs])
+        keep = np.concatenate(([True], np.diff(knots) > 0))
+        knots, zs = knots[keep], zs[keep]
         return cls(
             n,
             median,

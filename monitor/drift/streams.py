@@ -234,6 +234,7 @@ class Stream:
     budget: dict[str, Any] | None = None
     times: dict[int, str] = field(default_factory=dict)
     observations: int = 0
+    reference_events: int = 0
     _numeric_ref: NumericReference | None = None
 
     @property
@@ -261,24 +262,36 @@ class Stream:
                 self._start_monitoring(config, records_total)
             return []
         self.times[row] = at
-        alarms = [
-            StreamAlarm(self.spec.name, self.spec.kind, a, at, None, self.budget)
-            for a in self._update(value, row)
-        ]
+        found = self._update(value, row)
+        if not found:
+            if len(self.times) > 64:
+                self._prune_times(row)
+            return []
+        evidence = (
+            BudgetShare(**self.budget).to_dict() if self.budget and "arl0" in self.budget else None
+        )
+        alarms = [StreamAlarm(self.spec.name, self.spec.kind, a, at, None, evidence) for a in found]
         for sa in alarms:
             sa.change_at = self.times.get(sa.alarm.change_index_estimate)
-        if len(self.times) > 64:  # keep only the times a detector may still date a change to
-            keep = self._live_starts()
-            self.times = {i: t for i, t in self.times.items() if i in keep or i == row}
+        if len(self.times) > 64:
+            self._prune_times(row)
         return alarms
 
+    def _prune_times(self, row: int) -> None:
+        """Keep only the times a detector may still date a change to."""
+        keep = self._live_starts()
+        self.times = {i: t for i, t in self.times.items() if i in keep or i == row}
+
     def _reference_complete(self, config: MonitorConfig) -> bool:
+        """Called once per value added to the reference."""
         n = len(self.reference_values)
+        if self.spec.kind == "binary":
+            self.reference_events += bool(self.reference_values[-1])
         if n < self.reference_size:
             return False
         if self.spec.kind != "binary" or n >= 20 * self.reference_size:
             return True
-        return sum(self.reference_values) >= config.reference_events_min
+        return self.reference_events >= config.reference_events_min
 
     def _live_starts(self) -> set[int]:
         return set().union(*(d.candidate_starts() for d in self._detector_objects()))
@@ -316,7 +329,7 @@ class Stream:
             false_alarms_per_year=config.false_alarms_per_year,
             observations_per_day=config.studies_per_day * coverage,
         )
-        self.budget = budget.to_dict()
+        self.budget = budget.numbers()
         self.detectors = _build_detectors(self.spec, values, budget, config)
         self.reference = self._reference_dict(values)
         self.reference_values = []
@@ -331,6 +344,7 @@ class Stream:
         return CategoricalReference.fit(values).to_dict()
 
     def to_dict(self) -> dict[str, Any]:
+        live = self._live_starts()
         return {
             "spec": self.spec.to_dict(),
             "reference_size": self.reference_size,
@@ -339,7 +353,7 @@ class Stream:
             "reference": self.reference,
             "budget": self.budget,
             "detectors": {k: v.to_dict() for k, v in self.detectors.items()},
-            "times": {str(k): v for k, v in self.times.items() if k in self._live_starts()},
+            "times": {str(k): v for k, v in self.times.items() if k in live},
             "observations": self.observations,
         }
 

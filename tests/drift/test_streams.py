@@ -196,3 +196,18 @@ def test_cusum_state_round_trip() -> None:
         c.update(z)
     assert Cusum.from_dict(json.loads(json.dumps(c.to_dict()))) == c
     assert z_to_uniform(0.0) == 0.5
+
+
+def test_ks_state_saved_before_critical_values_were_stored_still_restores() -> None:
+    """A state from an older version has no critical_d: it must be recomputed, not taken as 0
+    (which would alarm on every window)."""
+    from monitor.drift.detectors import WindowedKS
+
+    fresh = WindowedKS.calibrated(arl0=20_000, reference_size=500, window=50)
+    old = fresh.to_dict()
+    del old["critical_d"]
+    restored = WindowedKS.from_dict(old)
+    assert restored.critical_d == pytest.approx(fresh.critical_d)
+    g = np.random.default_rng(4)
+    alarms = [restored.update(float(u)) for u in g.random(5_000)]
+    assert sum(a is not None for a in alarms) <= 1
