@@ -241,9 +241,8 @@ def dicom_listen(
     and the keyed pseudonym (PHASE4_SITE_SECRET) are sent."""
     import signal
 
-    from probes.listener.extract import extract_study_record
-
     from probes import Probe
+    from probes.listener.extract import extract_study_record
     from probes.listener.scp import DicomListener
 
     if not token:

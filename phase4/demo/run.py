@@ -44,6 +44,8 @@ from phase4.demo.simulate import (
 from probes import Probe, pseudonymise
 
 FEEDBACK_FRACTION = 0.3
+DICOM_EVERY = 100  # one site-A study in a hundred also travels as a DICOM series
+DICOM_DEPLOYMENT = "lesion-ai-dicom@site-a"
 FEEDBACK_DELAY_DAYS = (14, 90)
 HEADER_FEATURES = (
     "scanner_model",
@@ -88,6 +90,7 @@ class DemoResult:
     alerts: list[Alert]
     days: int
     reports: int
+    dicom: tuple[int, int, int]
 
 
 def deployment_id(site_id: str) -> str:
@@ -194,6 +197,9 @@ def run_demo(
             for probe in probes.values():
                 probe.flush(timeout_s=60)
         stripped = sum(p.stats().phi_keys_stripped for p in probes.values())
+        dicom_studies = [s for s in studies if s.site_id == "site-a"][::DICOM_EVERY]
+        with console.status(f"DICOM path: {len(dicom_studies)} PET series to the listener"):
+            dicom = _dicom_path(server.url, tokens, secrets, dicom_studies, data_dir, engine)
         for probe in probes.values():
             probe.close()
         stored_feedback = _send_feedback(server.url, tokens, secrets, feedback)
@@ -216,6 +222,7 @@ def run_demo(
         alerts=open_alerts(engine),
         days=days,
         reports=reports,
+        dicom=dicom,
     )
     _summary(console, result, data_dir)
     return result
@@ -261,6 +268,43 @@ def _send_feedback(
     return stored
 
 
+def _dicom_path(
+    api_url: str,
+    tokens: dict[str, str],
+    secrets: dict[str, str],
+    studies: list[Study],
+    data_dir: Path,
+    engine: Any,
+) -> tuple[int, int, int]:
+    """The DICOM sidecar: PET series over a real DICOM association to the listener, whose probe
+    records their features in a deployment of their own. Returns (studies, instances, records)."""
+    from phase4.demo.dicom_path import send_by_dicom
+
+    with session_scope(engine) as session:
+        create_deployment(
+            session,
+            deployment_id=DICOM_DEPLOYMENT,
+            site_id="site-a",
+            model_name=LesionAI.name,
+            model_version=LesionAI.version,
+            actor="demo",
+            reason="demo: DICOM sidecar listener beside the AI at site A",
+        )
+    probe = Probe(
+        url=api_url,
+        token=tokens["site-a"],
+        deployment=DICOM_DEPLOYMENT,
+        site_secret=secrets["site-a"],
+        spool_path=data_dir / "probe-dicom.spool.sqlite",
+    )
+    try:
+        instances, records = send_by_dicom(studies, probe, data_dir / "dicom")
+        probe.flush(timeout_s=60)
+    finally:
+        probe.close()
+    return len(studies), instances, records
+
+
 def _records_by_deployment(api_url: str, tokens: dict[str, str]) -> dict[str, int]:
     counts: dict[str, int] = {}
     with httpx.Client(base_url=api_url, timeout=30) as client:
@@ -283,6 +327,13 @@ def _summary(console: Console, result: DemoResult, data_dir: Path) -> None:
         f"Physician feedback stored: {result.feedback_stored:,}. "
         f"Patient-identifier keys stripped at the probe: {result.phi_keys_stripped:,} "
         "(none left the probe)."
+    )
+    n, instances, recorded = result.dicom
+    console.print(
+        f"DICOM path: {n} site-A studies also sent as PET series ({instances:,} instances) over "
+        f"DICOM to the sidecar listener, which recorded {recorded} studies' features "
+        f"(SUV, uptake time, artifact flags) in {DICOM_DEPLOYMENT}; pixels and identifiers "
+        "stayed in the listener."
     )
     console.print(f"Data: {result.database_url}  (folder {data_dir.resolve()})")
     console.print("[bold]What changed during the year (injected by the simulation):[/]")

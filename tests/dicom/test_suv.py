@@ -6,15 +6,17 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 
 from probes.dicom import DicomFeatureError, extract_series
 from probes.dicom.isotope import read_dose_info
 from probes.dicom.read import read_series
-from probes.dicom.suv import suv_scale
+from probes.dicom.suv import SuvScale, suv_scale
+from probes.dicom.suv_image import read_suv_image
 from probes.dicom.synthetic import write_pet_series
-from probes.dicom.volume import build_volume
-from tests.dicom.conftest import (
+from probes.dicom.volume import Volume, build_volume
+from tests.dicom.helpers import (
     ACTIVITY_BQ,
     BACKGROUND_BQ_ML,
     F18_HALF_LIFE_S,
@@ -46,7 +48,7 @@ def _series(tmp_path: Path, **kwargs: object) -> Path:
     return folder
 
 
-def _scale(folder: Path):  # type: ignore[no-untyped-def]
+def _scale(folder: Path) -> tuple[Volume, SuvScale]:
     series = read_series(folder).series[0]
     volume = build_volume(series)
     return volume, suv_scale(volume, read_dose_info(volume.modality, volume.datasets))
@@ -186,7 +188,7 @@ def test_missing_inputs_are_refused_naming_the_attribute(
     assert "SUV cannot be computed" in str(caught.value)
     features = extract_series(folder)  # the series still yields features, without SUV
     reason = features.suv_unavailable_reason
-    assert reason is not None and attribute in reason and reason.startswith("slice_")
+    assert reason is not None and reason.startswith(attribute)
     assert features.image.suv_max is None and features.image.suv_mean is None
     assert features.to_record()["features"]["suv_available"] is False
 
@@ -194,7 +196,7 @@ def test_missing_inputs_are_refused_naming_the_attribute(
 def test_refusal_message_reads_file_attribute_reason(tmp_path: Path) -> None:
     features = extract_series(_series(tmp_path, missing=["RadionuclideTotalDose"]))
     assert features.suv_unavailable_reason == (
-        "slice_0000.dcm: RadionuclideTotalDose: missing, so SUV cannot be computed"
+        "RadionuclideTotalDose: missing, so SUV cannot be computed"
     )
 
 
@@ -241,7 +243,7 @@ def test_series_time_after_acquisition_falls_back_to_acquisition_time(tmp_path: 
 def test_colon_separated_times_are_read(tmp_path: Path) -> None:
     folder = _series(tmp_path, missing=["RadiopharmaceuticalStartDateTime"])
 
-    def old_style(ds) -> None:  # type: ignore[no-untyped-def]
+    def old_style(ds: pydicom.Dataset) -> None:
         ds.SeriesTime = "10:00:00"
         ds.RadiopharmaceuticalInformationSequence[0].RadiopharmaceuticalStartTime = "09:00:00.5"
 
@@ -269,3 +271,20 @@ def test_total_activity_and_its_ratio(tmp_path: Path) -> None:
     assert features.image.total_activity_mbq == pytest.approx(total_bq / 1e6, rel=REL)
     decayed_bq = ACTIVITY_BQ * 2.0 ** (-3600.0 / F18_HALF_LIFE_S)
     assert features.image.total_activity_ratio == pytest.approx(total_bq / decayed_bq, rel=REL)
+
+
+def test_suv_image_for_region_measurements(tmp_path: Path) -> None:
+    folder = _series(tmp_path)
+    image = read_suv_image(folder)
+    assert image.suv.shape == (24, 48, 48)
+    assert float(image.suv.max()) == pytest.approx(suv_start(40000.0), rel=REL)
+    first = folder / "slice_0000.dcm"
+    uid = pydicom.dcmread(first, stop_before_pixels=True).SOPInstanceUID
+    plane = image.slice_of(uid)
+    assert plane is not None
+    assert float(plane.max()) == pytest.approx(suv_start(5000.0), rel=REL)
+    assert image.slice_of("1.2.3") is None
+    with pytest.raises(DicomFeatureError) as caught:
+        read_suv_image(_series(tmp_path / "no_weight", missing=["PatientWeight"]))
+    assert caught.value.attribute == "PatientWeight"
+    assert str(caught.value).startswith("slice_0000.dcm: PatientWeight: missing")

@@ -1,4 +1,4 @@
-"""Helpers for the probes.dicom tests: synthetic series, file edits, a hang guard."""
+"""Helpers for the probes.dicom tests: synthetic series constants, file edits, a hang guard."""
 
 from __future__ import annotations
 

@@ -1,0 +1,1 @@
+"""The DICOM sidecar listener: receives copies of AI inputs and outputs, records features only."""
