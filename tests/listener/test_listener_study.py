@@ -175,3 +175,72 @@ def test_dicom_features_cli_prints_features_or_names_the_problem(tmp_path: Path)
     assert "junk.dcm" in bad.output
     missing = runner.invoke(app, ["dicom", "features", str(tmp_path / "nope")])
     assert missing.exit_code == 2 and "no such file" in missing.output
+
+
+def test_the_dicom_listen_command_records_what_storescu_sends(tmp_path: Path, live_monitor) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import signal
+    import sys
+
+    from monitor.server import free_port
+
+    pet = write_pet_series(tmp_path / "pet", shape=(8, 32, 32))
+    port = free_port()
+    env = {
+        **os.environ,
+        "PHASE4_SITE_SECRET": SITE_SECRET.decode(),
+        "PHASE4_TOKEN": live_monitor.probe_token,
+    }
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "phase4.cli",
+            "probe",
+            "dicom-listen",
+            "--deployment",
+            live_monitor.deployment,
+            "--url",
+            live_monitor.url,
+            "--port",
+            str(port),
+            "--idle-s",
+            "0.5",
+            "--spool",
+            str(tmp_path / "cli.spool.sqlite"),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while (
+            subprocess.run(
+                ["echoscu", "-aec", "PHASE4", "127.0.0.1", str(port)], capture_output=True
+            ).returncode
+            != 0
+        ):
+            assert time.monotonic() < deadline and proc.poll() is None, "listener did not start"
+            time.sleep(0.2)
+        sent = subprocess.run(
+            ["storescu", "-R", "-aec", "PHASE4", "+sd", "127.0.0.1", str(port), str(pet[0].parent)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert sent.returncode == 0, sent.stderr
+        deadline = time.monotonic() + 30
+        while not live_monitor.stored_record_ids():
+            assert time.monotonic() < deadline, "no record reached the monitor"
+            time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, output
+    assert "stopped" in output
+    study_uid = str(pydicom.dcmread(pet[0]).StudyInstanceUID)
+    with live_monitor.engine.connect() as conn:
+        (pseudonym,) = conn.execute(sa.text("SELECT study_pseudonym FROM inference_record")).one()
+    assert pseudonym == pseudonymise(study_uid, SITE_SECRET)
