@@ -7,10 +7,13 @@ STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
 .PHONY: demo test lint bench system-deps clean
 
+# uv (from PyPI) installs the pinned stack several times faster than pip, which keeps a fresh
+# `make demo` under three minutes; pip remains the fallback.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[test]'
+	$(BIN)/python -m pip install -q --disable-pip-version-check uv==0.13.8 \
+	  && $(BIN)/uv pip install -q --python $(BIN)/python -e '.[test]' \
+	  || $(BIN)/python -m pip install -q --disable-pip-version-check -e '.[test]'
 	rm -f $(VENV)/.installed-*
 	touch $@
 

@@ -391,7 +391,8 @@ def _detection_summary(console: Console, result: DemoResult) -> None:
             )
             for link in ev.get("linked", [])[:2]:
                 console.print(f"      linked: {escape(link['what'])} ({_day(link['at'])})")
-    years = len(result.records_by_deployment) * result.days / 365
+    monitored = [d for d in result.records_by_deployment if d != DICOM_DEPLOYMENT]
+    years = len(monitored) * result.days / 365  # the DICOM share never fills a reference
     console.print(
         f"False alarms: {false_alarms} in {years:.0f} deployment-years of monitoring "
         "(budget: 1 per deployment per year)."
