@@ -16,6 +16,7 @@ The statistics (``monitor.drift``) know nothing of this module.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -161,7 +162,7 @@ def _config_for(
         specs = infer_streams(first_records, exclude=monitoring.get("exclude", ()))
     if monitoring.get("performance"):
         specs += performance_streams(monitoring["performance"])
-    if monitoring.get("performance", {}).get("score"):
+    if (monitoring.get("performance") or {}).get("score"):
         perf = monitoring["performance"]
         monitoring["cbpe"] = {
             "score": f"outputs.{perf['score']}",
@@ -200,6 +201,25 @@ def _load_state(
     if row is None:
         return None, None
     return row, DeploymentMonitor.from_dict(row.state)
+
+
+def _save_state(
+    session: Session,
+    deployment_id: str,
+    row: DetectorState | None,
+    monitor: DeploymentMonitor,
+    now: datetime,
+    last_acquired_at: datetime | None,
+) -> None:
+    """Write the deployment's detector state (in the caller's transaction)."""
+    if row is None:
+        row = DetectorState(
+            deployment_id=deployment_id, stream=STATE_STREAM, detector=STATE_DETECTOR, state={}
+        )
+    row.state = monitor.to_dict()
+    row.last_acquired_at = last_acquired_at or row.last_acquired_at
+    row.updated_at = now
+    session.add(row)
 
 
 def _lock_deployment(session: Session, deployment_id: str) -> Deployment:
@@ -297,20 +317,14 @@ def detect_deployment(
                     session.add(fb)
             if not records and not feedback:
                 return result
-            state = monitor.to_dict()
-            if state_row is None:
-                state_row = DetectorState(
-                    deployment_id=deployment_id,
-                    stream=STATE_STREAM,
-                    detector=STATE_DETECTOR,
-                    state=state,
-                )
-            state_row.state = state
-            state_row.last_acquired_at = (
-                records[-1].acquired_at if records else state_row.last_acquired_at
+            _save_state(
+                session,
+                deployment_id,
+                state_row,
+                monitor,
+                now,
+                records[-1].acquired_at if records else None,
             )
-            state_row.updated_at = now
-            session.add(state_row)
             for alarm, _ in alarms:
                 alert = _raise_alert(session, deployment, alarm)
                 if alert is not None and alert.id is not None:
@@ -452,10 +466,6 @@ def open_alerts(engine: Engine, deployment_id: str | None = None) -> list[Alert]
         return list(session.exec(q.order_by(col(Alert.opened_at), col(Alert.id))))
 
 
-def alerts_of(alerts: Iterable[Alert], cause_prefix: str) -> list[Alert]:
-    return [a for a in alerts if a.cause.startswith(cause_prefix)]
-
-
 def reference_summary(monitor: DeploymentMonitor) -> dict[str, Any]:
     """What each stream's reference is, briefly (for the audit trail and people)."""
     out: dict[str, Any] = {}
@@ -514,7 +524,12 @@ def upload_reference(
             raise ValueError(f"unknown deployment {deployment_id!r}")
         state_row, old = _load_state(session, deployment_id)
         nested = [_nest(r) for r in rows]
-        config = _config_for(deployment, nested[:500])
+        if len(nested) < 30:
+            raise ValueError(f"a reference file needs at least 30 rows, got {len(nested)}")
+        # The file is the reference, whole: no uploaded row is ever a monitored observation.
+        config = dataclasses.replace(
+            _config_for(deployment, nested[:500]), reference_size=len(nested)
+        )
         monitor = DeploymentMonitor.new(config)
         at = "reference-upload"
         for i, rec in enumerate(nested):
@@ -533,16 +548,7 @@ def upload_reference(
             old_value={"references": reference_summary(old)} if old else None,
             new_value={"source": source, "rows": len(rows), "references": summary},
         )
-        if state_row is None:
-            state_row = DetectorState(
-                deployment_id=deployment_id,
-                stream=STATE_STREAM,
-                detector=STATE_DETECTOR,
-                state={},
-            )
-        state_row.state = monitor.to_dict()
-        state_row.updated_at = utcnow()
-        session.add(state_row)
+        _save_state(session, deployment_id, state_row, monitor, utcnow(), None)
         session.commit()
         return summary
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
+from monitor.api.batches import run_batch
 from monitor.api.deps import SessionDep, SettingsDep, Writer
-from monitor.api.errors import ApiError, error_responses
-from monitor.ingest import BatchTooLarge, ForbiddenWrite, ingest_feedback
+from monitor.api.errors import error_responses
+from monitor.ingest import ingest_feedback
 from monitor.schemas import BatchResult, FeedbackBatch
 
 router = APIRouter(prefix="/v1/feedback", tags=["feedback"])
@@ -27,14 +28,6 @@ def post_feedback(
     settings: SettingsDep,
     principal: Writer,
 ) -> BatchResult:
-    try:
-        result = ingest_feedback(
-            session, batch.feedback, principal, max_batch=settings.max_batch_records
-        )
-    except BatchTooLarge as exc:
-        raise ApiError(413, "batch_too_large", str(exc)) from exc
-    except ForbiddenWrite as exc:
-        raise ApiError(403, "forbidden", str(exc)) from exc
-    session.commit()
-    request.app.state.ingest_metrics.observe("feedback", result)
-    return result
+    return run_batch(
+        "feedback", ingest_feedback, batch.feedback, request, session, settings, principal
+    )

@@ -10,9 +10,10 @@ from fastapi import APIRouter, Query, Request
 from sqlalchemy import and_, or_
 from sqlmodel import col, select
 
+from monitor.api.batches import run_batch
 from monitor.api.deps import Reader, SessionDep, SettingsDep, Writer
 from monitor.api.errors import ApiError, error_responses
-from monitor.ingest import BatchTooLarge, ForbiddenWrite, ingest_records
+from monitor.ingest import ingest_records
 from monitor.models import Deployment, InferenceRecord
 from monitor.schemas import BatchResult, RecordBatch, RecordOut, RecordPage
 
@@ -35,17 +36,9 @@ def post_records(
     settings: SettingsDep,
     principal: Writer,
 ) -> BatchResult:
-    try:
-        result = ingest_records(
-            session, batch.records, principal, max_batch=settings.max_batch_records
-        )
-    except BatchTooLarge as exc:
-        raise ApiError(413, "batch_too_large", str(exc)) from exc
-    except ForbiddenWrite as exc:
-        raise ApiError(403, "forbidden", str(exc)) from exc
-    session.commit()
-    request.app.state.ingest_metrics.observe("records", result)
-    return result
+    return run_batch(
+        "records", ingest_records, batch.records, request, session, settings, principal
+    )
 
 
 def _encode_cursor(acquired_at: datetime, row_id: int) -> str:

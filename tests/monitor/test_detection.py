@@ -201,3 +201,66 @@ def test_drift_alerts_get_an_evidently_report_served_by_the_api(
     assert client.get("/v1/alerts", headers=world.auth(world.probe_a)).json() == []
     missing = client.get("/v1/alerts/999999/report", headers=world.auth(world.viewer))
     assert missing.status_code == 404
+
+
+def test_uploaded_reference_is_used_at_once_and_reset_is_audited(
+    client: TestClient, world: Fixture
+) -> None:
+    import pytest
+
+    from monitor.detection import reset_reference, upload_reference
+
+    _configure(world.engine, world.deployment_b, {**CONFIG, "performance": None})
+    g = np.random.default_rng(7)
+    validation = [
+        {
+            "features.liver_suvmean": float(g.normal(2.2, 0.2)),
+            "features.reconstruction": "VPFX-S",
+            "outputs.malignancy_score": float(g.random()),
+            "outputs.positive": bool(g.random() < 0.5),
+        }
+        for _ in range(400)
+    ]
+    summary = upload_reference(
+        world.engine,
+        world.deployment_b,
+        validation,
+        actor="physicist:ada",
+        reason="validation study",
+        source="validation.csv sha256:abc",
+    )
+    assert summary["features.liver_suvmean"]["n"] == 400  # the whole file is the reference
+    # Every live record is shifted: with the uploaded reference the shift is caught at once.
+    _send(client, world, [_study(g, i, changed=True) for i in range(150)])
+    detect_deployment(world.engine, world.deployment_b)
+    streams = {a.stream for a in open_alerts(world.engine, world.deployment_b)}
+    assert "features.liver_suvmean" in streams
+    with pytest.raises(ValueError, match="reason is required"):
+        reset_reference(world.engine, world.deployment_b, actor="physicist:ada", reason=" ")
+    reset_reference(world.engine, world.deployment_b, actor="physicist:ada", reason="new scanner")
+    with Session(world.engine) as s:
+        entries = s.exec(select(AuditEntry).where(AuditEntry.actor == "physicist:ada")).all()
+        assert [e.action for e in entries] == ["reference.set", "reference.reset"]
+        assert entries[0].new_value["source"] == "validation.csv sha256:abc"
+        assert s.exec(select(DetectorState)).first() is None
+    with pytest.raises(ValueError, match="no reference yet"):
+        reset_reference(world.engine, world.deployment_b, actor="x", reason="again")
+
+
+def test_records_before_acceptance_are_neither_reference_nor_monitored(
+    client: TestClient, world: Fixture
+) -> None:
+    _configure(world.engine, world.deployment_b, CONFIG)
+    with Session(world.engine) as s:
+        dep = s.get(Deployment, world.deployment_b)
+        assert dep is not None
+        dep.accepted_at = T0 + timedelta(hours=1.2 * 100)
+        s.add(dep)
+        s.commit()
+    g = np.random.default_rng(8)
+    # Validation-time records are wildly different; they must not become the reference.
+    records = [_study(g, i, changed=i < 100) for i in range(400)]
+    _send(client, world, records)
+    assert detect_deployment(world.engine, world.deployment_b).records == 400
+    assert _state_records(world.engine, world.deployment_b) == 300
+    assert open_alerts(world.engine, world.deployment_b) == []
