@@ -165,6 +165,37 @@ class PhantomResult(SQLModel, table=True):
     reviewed_by: str | None = Field(default=None, max_length=200)
     reviewed_at: datetime | None = ts_field(nullable=True)
     received_at: datetime = ts_field(default_now=True)
+    # The deployed AI's answer on this phantom (the canary), when the series was routed through it.
+    ai_outputs: dict[str, Any] | None = json_field(nullable=True)
+    review_note: str | None = Field(default=None, max_length=2000)
+    # Set when the phantom control charts have consumed the result (exactly once).
+    qc_processed_at: datetime | None = ts_field(nullable=True)
+
+
+class PhantomTolerance(SQLModel, table=True):
+    """Tolerance and action levels of one phantom metric; every change is a new version.
+
+    ``device_id`` None is the default for every device. A phantom result keeps the version that
+    was in force when it was recorded (``PhantomResult.tolerance_version``).
+    """
+
+    __tablename__ = "phantom_tolerance"
+    __table_args__ = (
+        sa.UniqueConstraint("device_id", "kind", "metric", "version", name="uq_phantom_tolerance"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    device_id: int | None = Field(default=None, foreign_key="device.id", index=True)
+    kind: str = Field(max_length=32)
+    metric: str = Field(max_length=64)
+    version: int
+    lower_action: float | None = None
+    lower_tolerance: float | None = None
+    upper_tolerance: float | None = None
+    upper_action: float | None = None
+    unit: str | None = Field(default=None, max_length=32)
+    created_by: str = Field(max_length=200)
+    created_at: datetime = ts_field(default_now=True)
+    reason: str | None = Field(default=None, max_length=2000)
 
 
 class Alert(SQLModel, table=True):
@@ -186,6 +217,47 @@ class Alert(SQLModel, table=True):
     resolved_by: str | None = Field(default=None, max_length=200)
     resolved_at: datetime | None = ts_field(nullable=True)
     resolution: str | None = Field(default=None, max_length=2000)
+    acknowledgement: str | None = Field(default=None, max_length=2000)
+    escalated_at: datetime | None = ts_field(nullable=True)
+
+
+class NotificationAttempt(SQLModel, table=True):
+    """One attempt to tell a person about an alert (email or webhook), kept whatever its outcome."""
+
+    __tablename__ = "notification_attempt"
+    id: int | None = Field(default=None, primary_key=True)
+    alert_id: int = Field(foreign_key="alert.id", index=True)
+    channel: str = Field(max_length=16)
+    purpose: str = Field(default="opened", max_length=16)
+    recipient: str = Field(max_length=500)
+    attempt: int = 1
+    at: datetime = ts_field(default_now=True)
+    ok: bool = False
+    detail: str | None = Field(default=None, max_length=2000)
+
+
+class Incident(SQLModel, table=True):
+    """A possible serious incident, with the date the organisation became aware of it.
+
+    Reporting clocks (EU AI Act Art. 73, MDR Art. 87, FDA 21 CFR 803) run from ``aware_at``.
+    """
+
+    __tablename__ = "incident"
+    id: int | None = Field(default=None, primary_key=True)
+    deployment_id: str = Field(foreign_key="deployment.id", max_length=100, index=True)
+    alert_id: int | None = Field(default=None, foreign_key="alert.id")
+    title: str = Field(max_length=500)
+    description: str | None = Field(default=None, max_length=4000)
+    # death | serious_harm | widespread | critical_infrastructure | malfunction
+    seriousness: str = Field(max_length=32)
+    remedial_action_needed: bool = False
+    aware_at: datetime = ts_field()
+    created_by: str = Field(max_length=200)
+    created_at: datetime = ts_field(default_now=True)
+    # Regime -> ISO date it was reported to that regulator, when it was.
+    reports: dict[str, Any] = json_field()
+    corrective_action: str | None = Field(default=None, max_length=4000)
+    closed_at: datetime | None = ts_field(nullable=True)
 
 
 class DriftReport(SQLModel, table=True):
