@@ -2,6 +2,10 @@
 
 - ``probe``: writes records and feedback for deployments of its own site; reads its site.
 - ``viewer``: reads everything, writes nothing.
+- ``reviewer``: a named person (medical physicist, physician, surveillance staff): reads, and
+  acknowledges and resolves alerts, signs off phantom QC, records incidents — of its own site
+  when the token names one, of every site otherwise. The token's name is the person's name in
+  the audit trail, so give each person their own token.
 - ``admin``: everything, including creating deployments.
 
 A token is ``p4_`` + 256 random bits; only its SHA-256 is stored (a slow password hash buys
@@ -26,6 +30,7 @@ TOKEN_PREFIX = "p4_"
 class Role(StrEnum):
     PROBE = "probe"
     VIEWER = "viewer"
+    REVIEWER = "reviewer"
     ADMIN = "admin"
 
 
@@ -49,7 +54,15 @@ class Principal:
     def can_read_site(self, site_id: str) -> bool:
         if self.role in (Role.ADMIN, Role.VIEWER):
             return True
+        if self.role is Role.REVIEWER and self.site_id is None:
+            return True
         return self.site_id == site_id
+
+    def can_review_site(self, site_id: str | None) -> bool:
+        """May acknowledge and resolve alerts, sign off QC, record incidents of this site."""
+        if self.role is Role.ADMIN:
+            return True
+        return self.role is Role.REVIEWER and (self.site_id is None or self.site_id == site_id)
 
 
 class TokenError(ValueError):

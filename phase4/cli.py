@@ -103,9 +103,15 @@ def serve(
 def token_create(
     name: Annotated[str, typer.Option(help="Who or what holds the token, e.g. 'probe-site-a'.")],
     role: Annotated[
-        Role, typer.Option(help="probe: writes for its site; viewer: reads; admin: all.")
+        Role,
+        typer.Option(
+            help="probe: writes for its site; viewer: reads; reviewer: a named person who "
+            "acknowledges and resolves alerts and signs off QC; admin: all."
+        ),
     ],
-    site: Annotated[str | None, typer.Option(help="The site a probe token writes for.")] = None,
+    site: Annotated[
+        str | None, typer.Option(help="The site a probe writes for (or a reviewer reviews).")
+    ] = None,
     database_url: DatabaseOpt = None,
 ) -> None:
     """Create an API token and print it once (only its hash is stored)."""

@@ -85,6 +85,8 @@ class Fixture:
     probe_b: str
     viewer: str
     admin: str
+    reviewer: str  # "dr-curie": reviews every site
+    reviewer_b: str  # "physicist-b": reviews site B only
 
     def auth(self, token: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {token}"}
@@ -106,6 +108,8 @@ def populate(engine: Engine) -> Fixture:
             "probe_b": create_token(s, name="probe-b", role=Role.PROBE, site_id="site-b"),
             "viewer": create_token(s, name="viewer", role=Role.VIEWER, site_id=None),
             "admin": create_token(s, name="admin", role=Role.ADMIN, site_id=None),
+            "reviewer": create_token(s, name="dr-curie", role=Role.REVIEWER, site_id=None),
+            "reviewer_b": create_token(s, name="physicist-b", role=Role.REVIEWER, site_id="site-b"),
         }
     return Fixture(
         engine=engine, deployment_a="lesion-ai@site-a", deployment_b="lesion-ai@site-b", **tokens

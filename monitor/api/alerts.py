@@ -1,4 +1,8 @@
-"""GET /v1/alerts (what needs a person) and GET /v1/alerts/{id}/report (the evidently report)."""
+"""Alerts: list and read them, acknowledge and resolve them, and read their evidently report.
+
+Reading needs any token; acknowledging and resolving need a ``reviewer`` (a named person) or
+``admin`` token, and a reason. Both are recorded in the audit trail under the token's name.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +11,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlmodel import col, select
 
-from monitor.api.deps import Reader, SessionDep
+from monitor.alert_actions import AlertActionError, acknowledge_alert, resolve_alert
+from monitor.api.deps import Reader, Reviewer, SessionDep
 from monitor.api.errors import ApiError, error_responses
-from monitor.models import Alert, Deployment
+from monitor.auth import Principal
+from monitor.models import Alert, Deployment, NotificationAttempt
 from monitor.reports import report_html
 
 router = APIRouter(prefix="/v1/alerts", tags=["alerts"])
@@ -28,6 +34,54 @@ class AlertOut(BaseModel):
     title: str
     opened_at: datetime
     evidence: dict[str, Any]
+    acknowledged_by: str | None = None
+    acknowledged_at: datetime | None = None
+    acknowledgement: str | None = None
+    resolved_by: str | None = None
+    resolved_at: datetime | None = None
+    resolution: str | None = None
+    escalated_at: datetime | None = None
+
+    @classmethod
+    def of(cls, a: Alert) -> AlertOut:
+        return cls(
+            id=a.id or 0,
+            deployment=a.deployment_id,
+            stream=a.stream,
+            cause=a.cause,
+            severity=a.severity,
+            status=a.status,
+            title=a.title,
+            opened_at=a.opened_at,
+            evidence=a.evidence,
+            acknowledged_by=a.acknowledged_by,
+            acknowledged_at=a.acknowledged_at,
+            acknowledgement=a.acknowledgement,
+            resolved_by=a.resolved_by,
+            resolved_at=a.resolved_at,
+            resolution=a.resolution,
+            escalated_at=a.escalated_at,
+        )
+
+
+class NotificationOut(BaseModel):
+    channel: str
+    purpose: str
+    recipient: str
+    attempt: int
+    at: datetime
+    ok: bool
+    detail: str | None
+
+
+class AlertDetail(AlertOut):
+    notifications: list[NotificationOut] = []
+
+
+class AlertAction(BaseModel):
+    reason: str = Field(
+        min_length=1, max_length=2000, description="What you checked, found or did (required)."
+    )
 
 
 @router.get(
@@ -51,20 +105,82 @@ def list_alerts(
         q = q.where(Alert.status == status)
     rows = session.exec(q.order_by(col(Alert.opened_at).desc(), col(Alert.id).desc()).limit(limit))
     return [
-        AlertOut(
-            id=a.id or 0,
-            deployment=a.deployment_id,
-            stream=a.stream,
-            cause=a.cause,
-            severity=a.severity,
-            status=a.status,
-            title=a.title,
-            opened_at=a.opened_at,
-            evidence=a.evidence,
-        )
+        AlertOut.of(a)
         for a in rows
         if a.deployment_id is None or principal.can_read_site(sites.get(a.deployment_id, ""))
     ]
+
+
+def _alert_site(session: SessionDep, alert_id: int) -> tuple[Alert, str | None]:
+    alert = session.get(Alert, alert_id)
+    if alert is None:
+        raise ApiError(404, "not_found", f"no alert {alert_id}")
+    dep = session.get(Deployment, alert.deployment_id) if alert.deployment_id else None
+    return alert, (dep.site_id if dep is not None else None)
+
+
+@router.get(
+    "/{alert_id}",
+    response_model=AlertDetail,
+    summary="One alert with its evidence and every notification attempt",
+    responses=error_responses(401, 403, 404, 422),
+)
+def get_alert(alert_id: int, session: SessionDep, principal: Reader) -> AlertDetail:
+    alert, site = _alert_site(session, alert_id)
+    if site is not None and not principal.can_read_site(site):
+        raise ApiError(403, "forbidden", f"token {principal.name!r} may not read site {site!r}")
+    attempts = session.exec(
+        select(NotificationAttempt)
+        .where(NotificationAttempt.alert_id == alert_id)
+        .order_by(col(NotificationAttempt.at), col(NotificationAttempt.id))
+    )
+    detail = AlertDetail.model_validate(AlertOut.of(alert).model_dump())
+    detail.notifications = [
+        NotificationOut.model_validate(n, from_attributes=True) for n in attempts
+    ]
+    return detail
+
+
+def _act(
+    alert_id: int, body: AlertAction, session: SessionDep, principal: Principal, verb: str
+) -> AlertOut:
+    _, site = _alert_site(session, alert_id)
+    if not principal.can_review_site(site):
+        raise ApiError(
+            403, "forbidden", f"token {principal.name!r} may not {verb} alerts of site {site!r}"
+        )
+    action = acknowledge_alert if verb == "acknowledge" else resolve_alert
+    try:
+        alert = action(session, alert_id, user=principal.name, reason=body.reason)
+    except AlertActionError as exc:
+        session.rollback()
+        raise ApiError(
+            exc.status_code, "conflict" if exc.status_code == 409 else "invalid", str(exc)
+        ) from exc
+    session.commit()
+    return AlertOut.of(alert)
+
+
+@router.post(
+    "/{alert_id}/acknowledge",
+    response_model=AlertOut,
+    summary="Acknowledge an open alert (a named reviewer, with a reason; audited)",
+    responses=error_responses(401, 403, 404, 409, 422),
+)
+def acknowledge(
+    alert_id: int, body: AlertAction, session: SessionDep, principal: Reviewer
+) -> AlertOut:
+    return _act(alert_id, body, session, principal, "acknowledge")
+
+
+@router.post(
+    "/{alert_id}/resolve",
+    response_model=AlertOut,
+    summary="Resolve an alert: what was found and done (a named reviewer; audited)",
+    responses=error_responses(401, 403, 404, 409, 422),
+)
+def resolve(alert_id: int, body: AlertAction, session: SessionDep, principal: Reviewer) -> AlertOut:
+    return _act(alert_id, body, session, principal, "resolve")
 
 
 @router.get(

@@ -66,6 +66,9 @@ def require_role(*roles: Role) -> Callable[[Principal], Principal]:
     return check
 
 
-Reader = Annotated[Principal, Depends(require_role(Role.ADMIN, Role.VIEWER, Role.PROBE))]
+Reader = Annotated[
+    Principal, Depends(require_role(Role.ADMIN, Role.VIEWER, Role.REVIEWER, Role.PROBE))
+]
+Reviewer = Annotated[Principal, Depends(require_role(Role.ADMIN, Role.REVIEWER))]
 Writer = Annotated[Principal, Depends(require_role(Role.ADMIN, Role.PROBE))]
 Admin = Annotated[Principal, Depends(require_role(Role.ADMIN))]

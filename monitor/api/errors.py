@@ -63,6 +63,7 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         401: "Missing or invalid bearer token",
         403: "The token's role or site does not allow this",
         404: "Not found",
+        409: "The action does not fit the current state",
         413: "Too many items in one batch",
         422: "The request is malformed",
     }

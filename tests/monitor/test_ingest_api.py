@@ -7,8 +7,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from alembic.script import ScriptDirectory
 from fastapi.testclient import TestClient
 
+from monitor.db import alembic_config
 from tests.conftest import Fixture
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -313,7 +315,8 @@ def test_healthz_and_metrics(client: TestClient, world: Fixture) -> None:
     health = client.get("/healthz")
     assert health.status_code == 200
     assert health.json()["status"] == "ok"
-    assert health.json()["schema_revision"] == "0003"
+    head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    assert head is not None and health.json()["schema_revision"] == head
     client.post(
         "/v1/records",
         json={"records": [rec(world.deployment_a, i) for i in range(4)] + [{"bad": 1}]},

@@ -1,0 +1,98 @@
+"""What people do with alerts: acknowledge and resolve, by name, with a reason, audited.
+
+An alert is ``open`` when raised, ``acknowledged`` when a named person has seen it and taken it
+on, ``resolved`` when that person (or another) says what was found and done. Each step needs a
+reason and is appended to the audit trail with the old and new state; a resolved alert is never
+reopened (a new alarm on the same stream opens a new alert).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlmodel import Session
+
+from monitor.audit import record_action
+from monitor.models import Alert, utcnow
+
+
+class AlertActionError(ValueError):
+    """The action does not fit the alert's state (or names no alert)."""
+
+    def __init__(self, message: str, *, status_code: int = 409) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+def _state(alert: Alert) -> dict[str, Any]:
+    return {
+        "status": alert.status,
+        "acknowledged_by": alert.acknowledged_by,
+        "acknowledged_at": alert.acknowledged_at,
+        "acknowledgement": alert.acknowledgement,
+        "resolved_by": alert.resolved_by,
+        "resolved_at": alert.resolved_at,
+        "resolution": alert.resolution,
+    }
+
+
+def _load(session: Session, alert_id: int, reason: str) -> tuple[Alert, str]:
+    alert = session.get(Alert, alert_id)
+    if alert is None:
+        raise AlertActionError(f"no alert {alert_id}", status_code=404)
+    reason = (reason or "").strip()
+    if not reason:
+        raise AlertActionError("a reason is required: say what you checked or did", status_code=422)
+    return alert, reason
+
+
+def acknowledge_alert(session: Session, alert_id: int, *, user: str, reason: str) -> Alert:
+    """``open`` → ``acknowledged``: a named person has taken the alert on."""
+    alert, reason = _load(session, alert_id, reason)
+    if alert.status != "open":
+        by = alert.acknowledged_by or alert.resolved_by
+        raise AlertActionError(f"alert {alert_id} is already {alert.status} (by {by})")
+    old = _state(alert)
+    alert.status = "acknowledged"
+    alert.acknowledged_by = user
+    alert.acknowledged_at = utcnow()
+    alert.acknowledgement = reason
+    session.add(alert)
+    record_action(
+        session,
+        actor=user,
+        action="alert.acknowledge",
+        entity_type="alert",
+        entity_id=str(alert_id),
+        reason=reason,
+        old_value=old,
+        new_value=_state(alert),
+    )
+    return alert
+
+
+def resolve_alert(session: Session, alert_id: int, *, user: str, reason: str) -> Alert:
+    """``open`` or ``acknowledged`` → ``resolved``, with what was found and done."""
+    alert, reason = _load(session, alert_id, reason)
+    if alert.status == "resolved":
+        raise AlertActionError(f"alert {alert_id} is already resolved (by {alert.resolved_by})")
+    old = _state(alert)
+    now = utcnow()
+    if alert.acknowledged_at is None:
+        alert.acknowledged_by, alert.acknowledged_at = user, now
+    alert.status = "resolved"
+    alert.resolved_by = user
+    alert.resolved_at = now
+    alert.resolution = reason
+    session.add(alert)
+    record_action(
+        session,
+        actor=user,
+        action="alert.resolve",
+        entity_type="alert",
+        entity_id=str(alert_id),
+        reason=reason,
+        old_value=old,
+        new_value=_state(alert),
+    )
+    return alert
