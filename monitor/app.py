@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.engine import Engine
 
-from monitor.api import alerts, deployments, feedback, health, records
+from monitor.api import alerts, deployments, feedback, health, incidents, records
 from monitor.api.errors import install_error_handlers
 from monitor.db import create_db_engine
 from monitor.metrics import build_registry
@@ -50,7 +50,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.state.metrics_registry = registry
     app.state.ingest_metrics = ingest_metrics
     install_error_handlers(app)
-    for module in (health, records, feedback, deployments, alerts):
+    for module in (health, records, feedback, deployments, alerts, incidents):
         app.include_router(module.router)
 
     @app.get(

@@ -1,0 +1,168 @@
+"""Incidents: recorded, reported and closed by named reviewers (audited). The export
+(``phase4 export``) computes each regime's reporting clock from the awareness date."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from fastapi import APIRouter
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from sqlmodel import col, select
+
+from monitor.api.deps import Reader, Reviewer, SessionDep
+from monitor.api.errors import ApiError, error_responses
+from monitor.auth import Principal
+from monitor.incidents import IncidentError, close_incident, mark_reported, record_incident
+from monitor.models import Deployment, Incident
+
+router = APIRouter(prefix="/v1/incidents", tags=["incidents"])
+
+
+class IncidentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    deployment: str = Field(max_length=100)
+    title: str = Field(min_length=1, max_length=500)
+    description: str | None = Field(None, max_length=4000)
+    seriousness: Literal[
+        "death", "serious_harm", "widespread", "critical_infrastructure", "malfunction"
+    ]
+    aware_at: AwareDatetime = Field(description="When the organisation became aware of it.")
+    alert_id: int | None = None
+    remedial_action_needed: bool = False
+
+
+class ReportIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    regime: Literal["eu_ai_act", "mdr", "fda_803"]
+    reported_at: AwareDatetime
+
+
+class CloseIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    corrective_action: str = Field(min_length=1, max_length=4000)
+
+
+class IncidentOut(BaseModel):
+    id: int
+    deployment_id: str
+    alert_id: int | None
+    title: str
+    description: str | None
+    seriousness: str
+    remedial_action_needed: bool
+    aware_at: datetime
+    created_by: str
+    reports: dict[str, Any]
+    corrective_action: str | None
+    closed_at: datetime | None
+
+
+def _check(session: SessionDep, principal: Principal, deployment_id: str) -> None:
+    dep = session.get(Deployment, deployment_id)
+    if dep is None:
+        raise ApiError(404, "not_found", f"no deployment {deployment_id!r}")
+    if not principal.can_review_site(dep.site_id):
+        raise ApiError(
+            403, "forbidden", f"token {principal.name!r} may not act for site {dep.site_id!r}"
+        )
+
+
+def _fail(session: SessionDep, exc: IncidentError) -> ApiError:
+    session.rollback()
+    code = {404: "not_found", 409: "conflict"}.get(exc.status_code, "invalid_request")
+    return ApiError(exc.status_code, code, str(exc))
+
+
+@router.get(
+    "",
+    response_model=list[IncidentOut],
+    summary="Incidents, newest awareness first",
+    responses=error_responses(401, 403),
+)
+def list_incidents(session: SessionDep, principal: Reader) -> list[IncidentOut]:
+    sites = {d.id: d.site_id for d in session.exec(select(Deployment))}
+    rows = session.exec(select(Incident).order_by(col(Incident.aware_at).desc()))
+    return [
+        IncidentOut.model_validate(i, from_attributes=True)
+        for i in rows
+        if principal.can_read_site(sites.get(i.deployment_id, ""))
+    ]
+
+
+@router.post(
+    "",
+    response_model=IncidentOut,
+    status_code=201,
+    summary="Record a possible serious incident (a named reviewer; audited)",
+    responses=error_responses(401, 403, 404, 422),
+)
+def post_incident(body: IncidentIn, session: SessionDep, principal: Reviewer) -> IncidentOut:
+    _check(session, principal, body.deployment)
+    try:
+        incident = record_incident(
+            session,
+            deployment_id=body.deployment,
+            title=body.title,
+            description=body.description,
+            seriousness=body.seriousness,
+            aware_at=body.aware_at,
+            alert_id=body.alert_id,
+            remedial_action_needed=body.remedial_action_needed,
+            user=principal.name,
+        )
+    except IncidentError as exc:
+        raise _fail(session, exc) from exc
+    session.commit()
+    return IncidentOut.model_validate(incident, from_attributes=True)
+
+
+def _incident(session: SessionDep, principal: Principal, incident_id: int) -> None:
+    incident = session.get(Incident, incident_id)
+    if incident is None:
+        raise ApiError(404, "not_found", f"no incident {incident_id}")
+    _check(session, principal, incident.deployment_id)
+
+
+@router.post(
+    "/{incident_id}/reports",
+    response_model=IncidentOut,
+    summary="Record that the incident was reported under a regime (audited)",
+    responses=error_responses(401, 403, 404, 422),
+)
+def post_report(
+    incident_id: int, body: ReportIn, session: SessionDep, principal: Reviewer
+) -> IncidentOut:
+    _incident(session, principal, incident_id)
+    try:
+        incident = mark_reported(
+            session,
+            incident_id,
+            regime=body.regime,
+            reported_at=body.reported_at,
+            user=principal.name,
+        )
+    except IncidentError as exc:
+        raise _fail(session, exc) from exc
+    session.commit()
+    return IncidentOut.model_validate(incident, from_attributes=True)
+
+
+@router.post(
+    "/{incident_id}/close",
+    response_model=IncidentOut,
+    summary="Close an incident with its corrective action (audited)",
+    responses=error_responses(401, 403, 404, 409, 422),
+)
+def post_close(
+    incident_id: int, body: CloseIn, session: SessionDep, principal: Reviewer
+) -> IncidentOut:
+    _incident(session, principal, incident_id)
+    try:
+        incident = close_incident(
+            session, incident_id, corrective_action=body.corrective_action, user=principal.name
+        )
+    except IncidentError as exc:
+        raise _fail(session, exc) from exc
+    session.commit()
+    return IncidentOut.model_validate(incident, from_attributes=True)
