@@ -10,6 +10,8 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.engine import Engine
 
+from alerts.config import NotifySettings
+from monitor import ui
 from monitor.api import alerts, deployments, feedback, health, incidents, records
 from monitor.api.errors import install_error_handlers
 from monitor.db import create_db_engine
@@ -24,13 +26,20 @@ surveillance found. Every `/v1` endpoint needs `Authorization: Bearer <token>`
 """
 
 
-def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
-    """Build the app. The schema must already be migrated (``phase4 db upgrade``)."""
+def create_app(
+    settings: Settings | None = None,
+    engine: Engine | None = None,
+    notify: NotifySettings | None = None,
+) -> FastAPI:
+    """Build the app. The schema must already be migrated (``phase4 db upgrade``).
+
+    ``notify`` says who is told of alerts and how (default: from ``PHASE4_*`` variables)."""
     settings = settings or Settings()
+    notify = notify or NotifySettings()
     owns_engine = engine is None
     engine = engine or create_db_engine(settings.resolved_database_url())
 
-    worker = DetectionWorker(engine, settings.detection_interval_s)
+    worker = DetectionWorker(engine, settings.detection_interval_s, notify)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -46,12 +55,15 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     )
     app.state.settings = settings
     app.state.engine = engine
+    app.state.notify = notify
+    app.state.worker = worker
     registry, ingest_metrics = build_registry(engine)
     app.state.metrics_registry = registry
     app.state.ingest_metrics = ingest_metrics
     install_error_handlers(app)
     for module in (health, records, feedback, deployments, alerts, incidents):
         app.include_router(module.router)
+    app.include_router(ui.router)
 
     @app.get(
         "/metrics",

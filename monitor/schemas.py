@@ -10,7 +10,16 @@ import math
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+    model_validator,
+)
 
 from monitor.privacy import phi_keys_in
 
@@ -118,10 +127,41 @@ class FeedbackIn(BaseModel):
         return v
 
 
+class ProbeHealth(BaseModel):
+    """How the probe that sent a batch is doing, exported on /metrics per deployment."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    queue_depth: int = Field(ge=0, le=2**53, description="Records in the probe's memory queue.")
+    spool_depth: int = Field(
+        ge=0, le=2**53, description="Records in the probe's on-disk spool, waiting to be sent."
+    )
+    dropped_total: int = Field(
+        0, ge=0, le=2**53, description="Records the probe process has lost since it started."
+    )
+    probe_version: str | None = Field(
+        None, max_length=64, pattern=r"^[A-Za-z0-9_.+-]+$", description="The probe's version."
+    )
+
+
 class RecordBatch(BaseModel):
     records: list[Any] = Field(
         description="Up to 1,000 records (see RecordIn); each is validated on its own."
     )
+    probe: ProbeHealth | None = Field(
+        None,
+        description="Optional: the sending probe's health (queue and spool depth), remembered "
+        "for the deployments of the batch's accepted records. A malformed report is ignored: it "
+        "never costs the records.",
+    )
+
+    @field_validator("probe", mode="wrap")
+    @classmethod
+    def _probe_or_nothing(cls, v: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        try:
+            return handler(v)
+        except ValidationError:
+            return None
 
 
 class FeedbackBatch(BaseModel):

@@ -1,14 +1,17 @@
-"""The service's background detection: every ``detection_interval_s``, run the drift engine over
-what arrived and attach evidently reports to new alerts. A failure is logged and retried at
-the next tick; it never stops the API."""
+"""The service's background work: every ``detection_interval_s``, run the drift engine over what
+arrived, the phantom QC charts and the AI canary, attach evidently reports to new alerts, look
+for silent probes, and tell people (email, webhook, escalation). Each step fails alone: it is
+logged and retried at the next tick, and never stops the API or the other steps."""
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 from sqlalchemy.engine import Engine
 
+from alerts.config import NotifySettings
 from monitor.detection import detect_all
 from monitor.reports import attach_reports
 
@@ -16,9 +19,12 @@ log = logging.getLogger("phase4.worker")
 
 
 class DetectionWorker:
-    def __init__(self, engine: Engine, interval_s: float) -> None:
+    def __init__(
+        self, engine: Engine, interval_s: float, notify: NotifySettings | None = None
+    ) -> None:
         self.engine = engine
         self.interval_s = interval_s
+        self.notify = notify
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -26,7 +32,7 @@ class DetectionWorker:
         self._thread = threading.Thread(target=self._run, name="phase4-detection", daemon=True)
         self._thread.start()
 
-    def run_once(self) -> None:
+    def _detect(self) -> None:
         for result in detect_all(self.engine):
             if result.alarms:
                 log.info(
@@ -36,14 +42,48 @@ class DetectionWorker:
                     len(result.alarms),
                     len(result.alerts_opened),
                 )
+
+    def _phantoms(self) -> None:
+        from monitor.phantom_store import process_phantom_qc
+
+        qc = process_phantom_qc(self.engine)
+        if qc.alerts_opened:
+            log.info("phantom QC: %d results, %d new alerts", qc.results, len(qc.alerts_opened))
+
+    def _reports(self) -> None:
         attach_reports(self.engine)
+
+    def _heartbeats(self) -> None:
+        from alerts.heartbeat import check_heartbeats
+
+        if self.notify is not None:
+            check_heartbeats(self.engine, self.notify)
+
+    def _notify(self) -> None:
+        from alerts.notify import notify_pending
+
+        if self.notify is not None:
+            notify_pending(self.engine, self.notify)
+
+    def run_once(self) -> None:
+        steps: list[tuple[str, Callable[[], None]]] = [
+            ("detection", self._detect),
+            ("phantom QC", self._phantoms),
+            ("reports", self._reports),
+            ("heartbeat", self._heartbeats),
+            ("notifications", self._notify),
+        ]
+        for name, step in steps:
+            if self._stop.is_set():
+                return
+            try:
+                step()
+            except Exception:  # one step's failure must not stop the others or the API
+                log.exception("%s pass failed; retrying at the next interval", name)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
-            try:
-                self.run_once()
-            except Exception:  # keep the service up; the next tick retries
-                log.exception("detection pass failed; retrying at the next interval")
+            self.run_once()
 
     def stop(self, timeout_s: float = 30.0) -> None:
         self._stop.set()

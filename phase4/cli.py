@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from alerts.export.cli import export_command
 from monitor.auth import Role, TokenError, create_token
 from monitor.db import DatabaseURLError, create_db_engine, session_scope, upgrade
 from monitor.registry import RegistryError, create_deployment
@@ -39,6 +40,7 @@ probe_app = typer.Typer(help="Probes that run beside the AI.", no_args_is_help=T
 dicom_app = typer.Typer(help="DICOM: features of PET/SPECT series.", no_args_is_help=True)
 app.add_typer(probe_app, name="probe")
 app.add_typer(dicom_app, name="dicom")
+app.command("export")(export_command)
 
 err = Console(stderr=True)
 out = Console()
@@ -153,23 +155,60 @@ def deployment_create(
 
 
 @audit_app.command("verify")
-def audit_verify(database_url: DatabaseOpt = None) -> None:
+def audit_verify(
+    head: Annotated[
+        Path | None,
+        typer.Option(
+            "--head",
+            help="A signed chain head (phase4 audit sign-head) to check the trail against: "
+            "also catches deleted last entries. Needs PHASE4_AUDIT_KEY.",
+        ),
+    ] = None,
+    database_url: DatabaseOpt = None,
+) -> None:
     """Recompute the audit trail's hash chain and name the first entry that was altered."""
-    from monitor.audit import verify_chain
+    from monitor.audit import AuditHeadError, read_head, verify_chain
 
     engine = create_db_engine(_upgraded_url(database_url))
-    with session_scope(engine) as session:
-        verdict = verify_chain(session)
+    try:
+        with session_scope(engine) as session:
+            verdict = verify_chain(session, head=read_head(head) if head else None)
+    except AuditHeadError as exc:
+        raise _fail(str(exc)) from exc
     if verdict.ok:
         out.print(
             f"audit trail intact: {verdict.entries_checked} entries, head {verdict.head_hash}"
         )
+        if verdict.head_verified and head is not None:
+            out.print(f"signed head verified ({head})")
         return
     raise _fail(
         f"audit trail broken at entry {verdict.first_broken_seq}: {verdict.problem} "
         f"({verdict.entries_checked} entries before it verified)",
         code=1,
     )
+
+
+@audit_app.command("sign-head")
+def audit_sign_head(
+    out_path: Annotated[Path, typer.Option("--out", help="Where to write the signed head JSON.")],
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Sign the audit trail's current head with PHASE4_AUDIT_KEY (HMAC-SHA256); keep the file
+    away from the database so that a later `audit verify --head` can detect truncation."""
+    from monitor.audit import AuditHeadError, audit_key_from_env, sign_head, write_head
+
+    try:
+        key = audit_key_from_env()
+        if key is None:
+            raise _fail("set PHASE4_AUDIT_KEY (at least 16 bytes) to sign the audit head")
+        engine = create_db_engine(_upgraded_url(database_url))
+        with session_scope(engine) as session:
+            signed = sign_head(session, key)
+        write_head(out_path, signed)
+    except AuditHeadError as exc:
+        raise _fail(str(exc)) from exc
+    out.print(f"signed head of entry {signed.seq} written to {out_path}")
 
 
 @reference_app.command("reset")

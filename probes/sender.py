@@ -17,10 +17,12 @@ call returns, only reconciles (deletes rows the monitor did accept) and closes t
 from __future__ import annotations
 
 import collections
+import importlib.metadata
 import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from probes.backoff import Backoff
 from probes.capture import CapturedTuple, Pending, encode
@@ -32,6 +34,16 @@ from probes.transport import Outcome, Transport, Verdict
 
 SPOOL_CHUNK = 1000  # records encoded and written per spool transaction
 _MIN_WAIT_S = 0.001
+
+
+def _probe_version() -> str:
+    try:
+        return importlib.metadata.version("phase4")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+PROBE_VERSION = _probe_version()
 
 
 class Sender:
@@ -200,7 +212,7 @@ class Sender:
     def _deliver(self, transport: Transport, batch: Sequence[Pending]) -> list[Pending]:
         """POST ``batch`` (splitting on 400/413/422); return the unsettled suffix, in order."""
         self._counters.add(send_attempts=1)
-        outcome = transport.post(batch)
+        outcome = transport.post(batch, probe=self._health())
         if outcome.verdict is Verdict.DELIVERED:
             self._settle(batch, outcome.statuses)
             return []
@@ -215,6 +227,15 @@ class Sender:
             return self._deliver(transport, batch[middle:])
         self._on_failure(outcome)
         return list(batch)
+
+    def _health(self) -> dict[str, Any]:
+        """The health report sent with every batch (the monitor exports it on /metrics)."""
+        return {
+            "queue_depth": len(self._queue),
+            "spool_depth": self._spool.depth,
+            "dropped_total": self._counters.dropped,
+            "probe_version": PROBE_VERSION,
+        }
 
     def _settle(self, batch: Sequence[Pending], statuses: Sequence[tuple[str, str | None]]) -> None:
         counts = {"created": 0, "duplicate": 0, "rejected": 0}

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import enum
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -54,8 +55,11 @@ class Transport:
             headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
         )
 
-    def post(self, batch: Sequence[Pending]) -> Outcome:
-        body = ('{"records":[' + ",".join(item.body for item in batch) + "]}").encode("utf-8")
+    def post(self, batch: Sequence[Pending], probe: Mapping[str, Any] | None = None) -> Outcome:
+        """POST the batch, with the probe's health report (``probe``) when given."""
+        health = "" if probe is None else ',"probe":' + json.dumps(dict(probe))
+        records = ",".join(item.body for item in batch)
+        body = ('{"records":[' + records + "]" + health + "}").encode("utf-8")
         try:
             response = self._client.post(self.endpoint, content=body)
         except httpx.HTTPError as exc:

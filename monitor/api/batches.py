@@ -11,7 +11,7 @@ from sqlmodel import Session
 from monitor.api.errors import ApiError
 from monitor.auth import Principal
 from monitor.ingest import BatchTooLarge, ForbiddenWrite
-from monitor.schemas import BatchResult
+from monitor.schemas import BatchResult, ProbeHealth
 from monitor.settings import Settings
 
 Ingest = Callable[..., BatchResult]
@@ -25,6 +25,7 @@ def run_batch(
     session: Session,
     settings: Settings,
     principal: Principal,
+    probe: ProbeHealth | None = None,
 ) -> BatchResult:
     try:
         result = ingest(session, items, principal, max_batch=settings.max_batch_records)
@@ -33,5 +34,7 @@ def run_batch(
     except ForbiddenWrite as exc:
         raise ApiError(403, "forbidden", str(exc)) from exc
     session.commit()
-    request.app.state.ingest_metrics.observe(kind, result)
+    metrics = request.app.state.ingest_metrics
+    metrics.observe(kind, result, items)
+    metrics.observe_probe(probe, result, items)
     return result

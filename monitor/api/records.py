@@ -26,7 +26,8 @@ router = APIRouter(prefix="/v1/records", tags=["records"])
     summary="Ingest a batch of inference records",
     description="Up to 1,000 records. Each item is validated on its own: invalid items are "
     "rejected with a message, valid ones are stored. Re-sending a record_id is a no-op "
-    "(status 'duplicate'), so at-least-once delivery gives exactly-once storage.",
+    "(status 'duplicate'), so at-least-once delivery gives exactly-once storage. A probe may "
+    "add its health (`probe`: queue and spool depth), exported on /metrics.",
     responses=error_responses(401, 403, 413, 422),
 )
 def post_records(
@@ -37,7 +38,14 @@ def post_records(
     principal: Writer,
 ) -> BatchResult:
     return run_batch(
-        "records", ingest_records, batch.records, request, session, settings, principal
+        "records",
+        ingest_records,
+        batch.records,
+        request,
+        session,
+        settings,
+        principal,
+        probe=batch.probe,
     )
 
 

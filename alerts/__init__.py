@@ -1,0 +1,1 @@
+"""Notifications and regulatory exports (issue 6)."""

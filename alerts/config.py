@@ -1,0 +1,216 @@
+"""Who is told about alerts, how, and when: one settings object for notification and heartbeat.
+
+Every field can be set in the environment as ``PHASE4_<FIELD>`` (the monitor's prefix; unknown
+variables are ignored by both settings objects). Lists and mappings are JSON, for example::
+
+    PHASE4_SMTP_HOST=smtp.hospital.example
+    PHASE4_SMTP_PORT=587
+    PHASE4_SMTP_STARTTLS=true
+    PHASE4_SMTP_USERNAME=phase4
+    PHASE4_SMTP_PASSWORD=...
+    PHASE4_MAIL_FROM=phase4@hospital.example
+    PHASE4_RECIPIENTS='["physicist@hospital.example"]'
+    PHASE4_SITE_RECIPIENTS='{"site-b": ["physicist-b@hospital.example"]}'
+    PHASE4_ESCALATION_RECIPIENTS='["head-of-nm@hospital.example"]'
+    PHASE4_WEBHOOK_URL=https://chat.hospital.example/hooks/phase4
+    PHASE4_WEBHOOK_SECRET=...
+
+No SMTP host: the email channel is off. No webhook URL: the webhook channel is off. Both off:
+alerts are still opened and shown on the dashboard, and ``notify_pending`` says so in the log.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Severity = Literal["info", "warning", "critical"]
+SEVERITY_RANK: dict[str, int] = {"info": 0, "warning": 1, "critical": 2}
+
+
+class NotifySettings(BaseSettings):
+    """Notification channels, recipients, escalation and the probe heartbeat."""
+
+    model_config = SettingsConfigDict(env_prefix="PHASE4_", extra="ignore")
+
+    # --- email (SMTP) ---------------------------------------------------------------------
+    smtp_host: str | None = Field(
+        None, description="SMTP server. Unset: the email channel is off (logged once)."
+    )
+    smtp_port: int = Field(25, ge=1, le=65535, description="SMTP port (25, 587 STARTTLS, 465).")
+    smtp_starttls: bool = Field(
+        False, description="Upgrade the connection with STARTTLS before AUTH and sending."
+    )
+    smtp_ssl: bool = Field(False, description="Implicit TLS from the first byte (port 465).")
+    smtp_ca_file: Path | None = Field(
+        None,
+        description="PEM file of CA certificates to trust for STARTTLS/SSL (a hospital CA); "
+        "unset: the system's trust store. The server's certificate and host name are always "
+        "verified.",
+    )
+    smtp_username: str | None = Field(None, description="AUTH user; unset: no AUTH.")
+    smtp_password: SecretStr | None = Field(None, description="AUTH password (never logged).")
+    smtp_timeout_s: float = Field(10.0, gt=0, description="Socket timeout of one SMTP attempt.")
+    mail_from: str = Field("phase4@localhost", description="Envelope and From: address.")
+
+    # --- who ------------------------------------------------------------------------------
+    recipients: list[str] = Field(
+        default_factory=list,
+        description="Who is told when an alert opens (JSON list of addresses).",
+    )
+    site_recipients: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Per-site override of ``recipients``: JSON mapping site id -> addresses. "
+        "A site listed here gets only its own list.",
+    )
+    escalation_recipients: list[str] = Field(
+        default_factory=list,
+        description="The second contact: told when an alert stays unacknowledged too long.",
+    )
+    site_escalation_recipients: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Per-site override of ``escalation_recipients`` (site id -> addresses).",
+    )
+    min_severity: Severity = Field(
+        "info", description="Alerts below this severity are not sent (still on the dashboard)."
+    )
+
+    # --- escalation -----------------------------------------------------------------------
+    escalate_after_s: float = Field(
+        4 * 3600.0,
+        gt=0,
+        description="A warning alert still open (not acknowledged) this long after it opened "
+        "is escalated to the second contact.",
+    )
+    escalate_after_critical_s: float = Field(
+        3600.0, gt=0, description="The same delay for critical alerts (sooner)."
+    )
+
+    # --- webhook --------------------------------------------------------------------------
+    webhook_url: str | None = Field(
+        None, description="POST each alert as JSON here (http/https). Unset: channel off."
+    )
+    webhook_secret: SecretStr | None = Field(
+        None,
+        description="Shared secret: each POST carries X-Phase4-Signature: sha256=<hex HMAC-SHA256 "
+        "of the raw body>.",
+    )
+    webhook_timeout_s: float = Field(10.0, gt=0, description="Timeout of one webhook POST.")
+
+    # --- retries --------------------------------------------------------------------------
+    max_attempts: int = Field(
+        3, ge=1, le=10, description="Attempts per delivery in one dispatch pass."
+    )
+    retry_backoff_s: float = Field(
+        2.0,
+        ge=0,
+        description="Wait before the 2nd attempt in a pass; doubled for each further attempt.",
+    )
+    retry_backoff_max_s: float = Field(30.0, ge=0, description="Longest wait between attempts.")
+    retry_after_s: float = Field(
+        300.0,
+        ge=0,
+        description="After a pass whose attempts all failed, the next pass retries no sooner "
+        "than this.",
+    )
+    give_up_after_s: float = Field(
+        24 * 3600.0,
+        gt=0,
+        description="Stop retrying a delivery this long after its first attempt (logged as an "
+        "error; the failed attempts stay visible on the alert).",
+    )
+    digest_threshold: int = Field(
+        5,
+        ge=1,
+        description="More than this many alerts of one deployment to send one recipient in one "
+        "pass: one digest email instead of one email each.",
+    )
+
+    # --- links ----------------------------------------------------------------------------
+    dashboard_base_url: str = Field(
+        "http://127.0.0.1:8000",
+        description="Base of links in messages: <base>/ui/alerts/<id> and "
+        "<base>/v1/alerts/<id>/report.",
+    )
+
+    # --- probe heartbeat ------------------------------------------------------------------
+    heartbeat_enabled: bool = Field(True, description="Open probe-silence alerts at all.")
+    heartbeat_lookback_days: float = Field(
+        28.0, gt=0, description="History used to learn a deployment's usual arrival pattern."
+    )
+    heartbeat_min_arrivals: int = Field(
+        20, ge=2, description="Arrivals needed in the lookback before silence is judged."
+    )
+    heartbeat_min_history_days: float = Field(
+        7.0,
+        ge=0,
+        description="History (first to last arrival in the lookback) needed before silence is "
+        "judged: a week, so that the usual gap has seen a weekend.",
+    )
+    heartbeat_gap_quantile: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="Which gap between arrivals is 'usual': 1.0 = the longest in the lookback "
+        "(covers nights, weekends and holidays in the history).",
+    )
+    heartbeat_factor: float = Field(
+        1.5, ge=1, description="Silence longer than factor x usual gap is alarming."
+    )
+    heartbeat_min_silence_s: float = Field(
+        1800.0, ge=0, description="Never alarm on a silence shorter than this."
+    )
+    heartbeat_expected_arrivals: float = Field(
+        8.0,
+        gt=0,
+        description="Weekly rule: alarm when the same hours of the week brought on average at "
+        "least this many arrivals in past weeks and none came now (Poisson P(0) = e^-8 = 3e-4).",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> NotifySettings:
+        if self.smtp_ssl and self.smtp_starttls:
+            raise ValueError("smtp_ssl and smtp_starttls exclude each other: choose one")
+        if self.webhook_url and urlsplit(self.webhook_url).scheme not in {"http", "https"}:
+            raise ValueError("webhook_url must be an http or https URL")
+        return self
+
+    @property
+    def email_enabled(self) -> bool:
+        return bool(self.smtp_host)
+
+    @property
+    def webhook_enabled(self) -> bool:
+        return bool(self.webhook_url)
+
+    def recipients_for(self, site_id: str | None) -> list[str]:
+        """Who is told when an alert of ``site_id`` opens."""
+        if site_id is not None and site_id in self.site_recipients:
+            return list(self.site_recipients[site_id])
+        return list(self.recipients)
+
+    def escalation_recipients_for(self, site_id: str | None) -> list[str]:
+        """The second contact for ``site_id``."""
+        if site_id is not None and site_id in self.site_escalation_recipients:
+            return list(self.site_escalation_recipients[site_id])
+        return list(self.escalation_recipients)
+
+    def escalation_delay_s(self, severity: str) -> float:
+        return self.escalate_after_critical_s if severity == "critical" else self.escalate_after_s
+
+    def webhook_label(self) -> str:
+        """The webhook as recorded in attempts and logs: scheme, host and port only (webhook
+        paths and queries often carry a token)."""
+        if not self.webhook_url:
+            return "webhook"
+        parts = urlsplit(self.webhook_url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+        return f"{parts.scheme}://{host}{port}"
+
+    def dashboard_url(self, path: str) -> str:
+        return self.dashboard_base_url.rstrip("/") + path

@@ -1,0 +1,44 @@
+"""Row locks that work on both backends, taken as the first statement of a short transaction.
+
+PostgreSQL: ``SELECT ... FOR UPDATE`` (in id order, so two lockers cannot deadlock). SQLite has
+no row locks: a no-op ``UPDATE`` of the rows takes the database's write lock for the rest of the
+transaction (as ``monitor.detection`` does), and waits for it under the busy timeout. Either way a
+second process doing the same check-then-write waits until the first has committed, then sees
+its write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
+
+from monitor.models import Alert, Deployment
+
+
+def lock_alerts(session: Session, alert_ids: Sequence[int]) -> dict[int, Alert]:
+    ids = sorted(set(alert_ids))
+    if not ids:
+        return {}
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(sa.update(Alert).where(col(Alert.id).in_(ids)).values(id=Alert.id))
+        rows = session.exec(select(Alert).where(col(Alert.id).in_(ids)))
+    else:
+        rows = session.exec(
+            select(Alert).where(col(Alert.id).in_(ids)).order_by(col(Alert.id)).with_for_update()
+        )
+    return {a.id: a for a in rows if a.id is not None}
+
+
+def lock_deployment(session: Session, deployment_id: str) -> Deployment | None:
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(
+            sa.update(Deployment)
+            .where(col(Deployment.id) == deployment_id)
+            .values(id=Deployment.id)
+        )
+        return session.get(Deployment, deployment_id)
+    return session.exec(
+        select(Deployment).where(Deployment.id == deployment_id).with_for_update()
+    ).first()

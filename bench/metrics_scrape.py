@@ -1,0 +1,267 @@
+"""Cost of a /metrics scrape on a large store: ≥ 10,000 series, read at scrape time.
+
+Run:  .venv/bin/python bench/metrics_scrape.py [--deployments 100] [--records 300] [--scrapes 30]
+
+Populates a SQLite store: deployments with twelve numeric feature streams each (the detector
+state of one deployment, produced by the real drift engine, is copied to every deployment),
+records, open alerts, phantom QC of many scanners with tolerances, and every deployment's probe
+health and latency histogram. Then times ``generate_latest`` of the app's registry (what GET
+/metrics serves) twice: "cold" (the first scrape, which parses every detector state) and
+"warm" (the steady state: states parsed only when they change), and GET /metrics through the
+ASGI app. Baseline in the same run: ``generate_latest`` of a registry holding only the
+in-process counters (no store), scaled per series. Target: under 100 ms per warm scrape.
+Writes bench/results/metrics_scrape.json and prints a markdown row for docs/BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+from prometheus_client import CollectorRegistry, generate_latest
+
+from monitor.app import create_app
+from monitor.db import create_db_engine, session_scope, upgrade
+from monitor.detection import detect_deployment
+from monitor.metrics import IngestMetrics, ProbeHealthCollector
+from monitor.models import (
+    Alert,
+    DetectorState,
+    Device,
+    InferenceRecord,
+    PhantomResult,
+    PhantomTolerance,
+)
+from monitor.registry import create_deployment
+from monitor.schemas import BatchResult, ItemResult, ProbeHealth
+from monitor.settings import Settings, sqlite_url
+
+FEATURES = [f"feature_{i:02d}" for i in range(12)]
+T0 = datetime(2026, 1, 5, 8, tzinfo=UTC)
+
+
+def _record(dep: str, i: int, g: np.random.Generator) -> dict[str, Any]:
+    at = T0 + timedelta(hours=i)
+    return {
+        "record_id": uuid.uuid4().hex,
+        "deployment_id": dep,
+        "acquired_at": at,
+        "inferred_at": at,
+        "received_at": at,
+        "features": {f: round(float(g.normal(10, 2)), 3) for f in FEATURES},
+        "outputs": {"score": round(float(g.random()), 4)},
+        "latency_s": float(g.lognormal(-1, 0.3)),
+    }
+
+
+def populate(url: str, deployments: int, records: int, devices: int) -> list[str]:
+    engine = create_db_engine(url)
+    g = np.random.default_rng(0)
+    ids = [f"model-{i % 5}@site-{i:03d}" for i in range(deployments)]
+    monitoring = {"studies_per_day": 20, "reference_size": 200, "exclude": ["latency_s"]}
+    with session_scope(engine) as s:
+        for i, dep in enumerate(ids):
+            create_deployment(
+                s,
+                deployment_id=dep,
+                site_id=f"site-{i:03d}",
+                model_name=f"model-{i % 5}",
+                model_version="1.0.0",
+                actor="bench",
+                monitoring=monitoring,
+            )
+    with engine.begin() as conn:
+        for dep in ids:
+            conn.execute(sa.insert(InferenceRecord), [_record(dep, i, g) for i in range(records)])
+    # The real engine on one deployment; its state stands for every deployment's.
+    detect_deployment(engine, ids[0])
+    with engine.begin() as conn:
+        state = conn.execute(
+            sa.select(DetectorState.state).where(DetectorState.deployment_id == ids[0])
+        ).scalar_one()
+        conn.execute(
+            sa.insert(DetectorState),
+            [
+                {
+                    "deployment_id": dep,
+                    "stream": "*",
+                    "detector": "deployment",
+                    "state": state,
+                    "updated_at": T0,
+                }
+                for dep in ids[1:]
+            ],
+        )
+        conn.execute(
+            sa.insert(Alert),
+            [
+                {
+                    "deployment_id": dep,
+                    "stream": FEATURES[i % len(FEATURES)],
+                    "cause": "drift",
+                    "severity": ("warning", "critical")[i % 2],
+                    "status": "open",
+                    "title": "bench",
+                    "evidence": {},
+                    "opened_at": T0,
+                }
+                for i, dep in enumerate(ids)
+                if i % 3 == 0
+            ],
+        )
+    with session_scope(engine) as s:
+        devs = [
+            Device(
+                site_id=f"site-{i % deployments:03d}", manufacturer="M", model="PET", serial=f"S{i}"
+            )
+            for i in range(devices)
+        ]
+        s.add_all(devs)
+        for kind in ("flood", "nema_iq"):
+            for m in range(6):
+                s.add(
+                    PhantomTolerance(
+                        kind=kind,
+                        metric=f"metric_{m}",
+                        version=1,
+                        lower_action=0.8,
+                        lower_tolerance=0.9,
+                        upper_tolerance=1.1,
+                        upper_action=1.2,
+                        created_by="bench",
+                    )
+                )
+        s.flush()
+        for d in devs:
+            for kind in ("flood", "nema_iq"):
+                for day in range(30):
+                    s.add(
+                        PhantomResult(
+                            result_id=uuid.uuid4().hex,
+                            device_id=d.id or 0,
+                            kind=kind,
+                            acquired_at=T0 + timedelta(days=day),
+                            metrics={f"metric_{m}": float(g.normal(1, 0.05)) for m in range(6)},
+                            verdicts={f"metric_{m}": "pass" for m in range(6)},
+                        )
+                    )
+    engine.dispose()
+    return ids
+
+
+def _times(fn: Any, n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        t = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def _p95(xs: list[float]) -> float:
+    return float(np.percentile(xs, 95))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--deployments", type=int, default=100)
+    parser.add_argument("--records", type=int, default=300, help="records per deployment")
+    parser.add_argument("--devices", type=int, default=60)
+    parser.add_argument("--scrapes", type=int, default=30)
+    args = parser.parse_args(argv)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        url = sqlite_url(Path(tmp) / "phase4.db")
+        upgrade(url)
+        t = time.perf_counter()
+        ids = populate(url, args.deployments, args.records, args.devices)
+        populate_s = time.perf_counter() - t
+        engine = create_db_engine(url)
+        app = create_app(Settings(database_url=url, detection_interval_s=0), engine=engine)
+        registry = app.state.metrics_registry
+        ingest: IngestMetrics = app.state.ingest_metrics
+        g = np.random.default_rng(1)
+        for dep in ids:
+            ingest.probes.remember([dep], ProbeHealth(queue_depth=0, spool_depth=3))
+            for _ in range(20):
+                ingest.latency.labels(dep).observe(float(g.lognormal(-1, 0.3)))
+        ingest.observe(
+            "records",
+            BatchResult(
+                created=1, duplicates=0, rejected=0, results=[ItemResult(index=0, status="created")]
+            ),
+        )
+
+        cold_s = _times(lambda: generate_latest(registry), 1)[0]
+        body = generate_latest(registry)
+        series = sum(1 for line in body.decode().splitlines() if line and line[0] != "#")
+        warm = _times(lambda: generate_latest(registry), args.scrapes)
+        with TestClient(app) as client:
+            http = _times(lambda: client.get("/metrics").raise_for_status(), args.scrapes)
+
+        # Baseline: only in-process metrics (no store), per series, in the same run.
+        base_registry = CollectorRegistry(auto_describe=False)
+        base = IngestMetrics(base_registry)
+        base_registry.register(ProbeHealthCollector(base.probes))
+        for dep in ids:
+            base.probes.remember([dep], ProbeHealth(queue_depth=0, spool_depth=3))
+            base.latency.labels(dep).observe(0.3)
+        base_body = generate_latest(base_registry)
+        base_series = sum(1 for ln in base_body.decode().splitlines() if ln and ln[0] != "#")
+        base_times = _times(lambda: generate_latest(base_registry), args.scrapes)
+        engine.dispose()
+
+    warm_ms, http_ms = statistics.median(warm) * 1e3, statistics.median(http) * 1e3
+    base_ms = statistics.median(base_times) * 1e3
+    per_series_ratio = (warm_ms / series) / (base_ms / base_series)
+    result = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}, SQLite",
+        "deployments": args.deployments,
+        "records": args.deployments * args.records,
+        "devices": args.devices,
+        "series": series,
+        "bytes": len(body),
+        "populate_s": round(populate_s, 1),
+        "cold_ms": round(cold_s * 1e3, 1),
+        "warm_median_ms": round(warm_ms, 1),
+        "warm_p95_ms": round(_p95(warm) * 1e3, 1),
+        "http_median_ms": round(http_ms, 1),
+        "http_p95_ms": round(_p95(http) * 1e3, 1),
+        "baseline_series": base_series,
+        "baseline_median_ms": round(base_ms, 2),
+        "per_series_ratio_vs_baseline": round(per_series_ratio, 2),
+        "scrapes": args.scrapes,
+    }
+    out = Path(__file__).parent / "results" / "metrics_scrape.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    print()
+    print(
+        "| series | bytes | records in store | cold ms | warm median ms | warm p95 ms | "
+        "GET /metrics median ms | in-process baseline ms (series) | per-series ratio |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    print(
+        f"| {series:,} | {len(body):,} | {result['records']:,} | {result['cold_ms']} | "
+        f"{result['warm_median_ms']} | {result['warm_p95_ms']} | {result['http_median_ms']} | "
+        f"{result['baseline_median_ms']} ({base_series:,}) | {per_series_ratio:.2f}× |"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

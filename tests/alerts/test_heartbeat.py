@@ -1,0 +1,143 @@
+"""Probe silence: learned from a clinic's own arrival pattern (nights and weekends are usual),
+one alert per silence, resolved by phase4 (audited) when records resume."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlmodel import Session, select
+
+from alerts.heartbeat import (
+    HEARTBEAT_STREAM,
+    SILENCE_CAUSE,
+    arrivals_of,
+    assess,
+    check_heartbeats,
+)
+from alerts.notify.dispatcher import notify_pending
+from alerts.notify.sink import LocalSMTPSink
+from monitor.alert_actions import resolve_alert
+from monitor.audit import verify_chain
+from monitor.db import session_scope
+from monitor.models import Alert, AuditEntry
+from tests.alerts.conftest import T0, insert_records, settings_for
+from tests.conftest import Fixture
+
+
+def clinic(weeks: int, start: datetime = T0) -> list[datetime]:
+    """Weekdays 08:00-17:00, a study every 30 minutes (T0 is a Monday 08:00 UTC)."""
+    out = []
+    for day in range(7 * weeks):
+        d = start + timedelta(days=day)
+        if d.weekday() >= 5:
+            continue
+        out += [d + timedelta(minutes=30 * k) for k in range(19)]
+    return out
+
+
+def test_nights_and_weekends_are_usual_a_silent_working_morning_is_not() -> None:
+    settings = settings_for()
+    arrivals = arrivals_of(clinic(4))
+    friday_last = arrivals[-1]  # Friday 17:00 of week 4
+    assert friday_last.weekday() == 4
+    saturday_noon = friday_last + timedelta(hours=19)
+    monday_early = friday_last + timedelta(days=2, hours=15, minutes=30)  # Monday 08:30
+    for now in (friday_last + timedelta(hours=14), saturday_noon, monday_early):
+        assert not assess(arrivals, now, settings).silent, now
+
+    monday_noon = friday_last + timedelta(days=2, hours=19, minutes=30)  # Monday 12:30
+    verdict = assess(arrivals, monday_noon, settings)
+    assert verdict.rule == "weekly"
+    assert verdict.expected_arrivals is not None and verdict.expected_arrivals >= 8
+    assert verdict.weeks_compared >= 2
+
+    # Less than a week of history: not judged (its first weekend would look like a silence).
+    one_week = arrivals_of(clinic(1))
+    assert assess(one_week, one_week[-1] + timedelta(days=9), settings).usual_gap_s is None
+    # Two weeks: too few for the weekly rule; the gap rule has seen one weekend (63 h).
+    two_weeks = arrivals_of(clinic(2))
+    assert assess(two_weeks, two_weeks[-1] + timedelta(days=3), settings).rule is None
+    long_silence = assess(two_weeks, two_weeks[-1] + timedelta(days=5), settings)
+    assert long_silence.usual_gap_s == 63 * 3600
+    assert long_silence.rule == "gap"
+    assert long_silence.allowed_silence_s is not None
+    assert long_silence.allowed_silence_s == 1.5 * long_silence.usual_gap_s  # type: ignore[operator]
+
+
+def test_records_in_one_batch_are_one_arrival() -> None:
+    t = T0
+    batch = [t, t + timedelta(seconds=5), t + timedelta(seconds=30), t + timedelta(minutes=10)]
+    assert arrivals_of(batch) == [t, t + timedelta(minutes=10)]
+
+
+def test_a_silence_opens_one_alert_which_resumption_resolves(
+    world: Fixture, sink: LocalSMTPSink
+) -> None:
+    settings = settings_for(sink)
+    times = clinic(4)
+    insert_records(world.engine, world.deployment_a, times)
+    last = times[-1]  # Friday 17:00
+    # A normal weekend: nothing.
+    assert check_heartbeats(world.engine, settings, now=last + timedelta(days=2)) == []
+    # Monday 12:30 and nothing since Friday: one alert, for deployment A only (B has no records).
+    monday = last + timedelta(days=2, hours=19, minutes=30)
+    [alert_id] = check_heartbeats(world.engine, settings, now=monday)
+    assert check_heartbeats(world.engine, settings, now=monday + timedelta(hours=1)) == []
+    with Session(world.engine) as s:
+        alert = s.get(Alert, alert_id)
+        assert alert is not None
+        assert (alert.stream, alert.cause, alert.severity) == (
+            HEARTBEAT_STREAM,
+            SILENCE_CAUSE,
+            "warning",
+        )
+        assert alert.deployment_id == world.deployment_a
+        assert alert.evidence["last_record_at"] == last.isoformat()
+        assert alert.evidence["rule"] == "weekly"
+        assert alert.opened_at == monday
+
+    # The silence is mailed like any alert, with the probe checklist.
+    notify_pending(world.engine, settings, now=monday)
+    [m] = sink.wait_for(1)
+    assert "no records received" in m.subject
+    assert "probe process" in m.part("plain")
+
+    # Records resume: the alert is resolved by phase4, audited, with when they resumed.
+    resumed = monday + timedelta(hours=2)
+    insert_records(world.engine, world.deployment_a, [resumed])
+    assert check_heartbeats(world.engine, settings, now=resumed + timedelta(minutes=5)) == []
+    with Session(world.engine) as s:
+        alert = s.get(Alert, alert_id)
+        assert alert is not None and alert.status == "resolved"
+        assert alert.resolved_by == "phase4"
+        assert alert.resolution and alert.resolution.startswith("records resumed")
+        assert alert.evidence["resumed_at"] == resumed.isoformat()
+        entry = s.exec(
+            select(AuditEntry).where(
+                AuditEntry.action == "alert.resolve", AuditEntry.entity_id == str(alert_id)
+            )
+        ).one()
+        assert entry.actor == "phase4"
+        assert verify_chain(s).ok
+
+    # A later silence is a new alert.
+    [second] = check_heartbeats(world.engine, settings, now=resumed + timedelta(days=6))
+    assert second != alert_id
+
+
+def test_a_silence_resolved_by_a_person_does_not_reopen(world: Fixture) -> None:
+    settings = settings_for()
+    times = clinic(3)
+    insert_records(world.engine, world.deployment_b, times)
+    now = times[-1] + timedelta(days=10)
+    [alert_id] = check_heartbeats(world.engine, settings, now=now)
+    with session_scope(world.engine) as s:
+        resolve_alert(s, alert_id, user="physicist-b", reason="site decommissioned the AI")
+    assert check_heartbeats(world.engine, settings, now=now + timedelta(days=1)) == []
+
+
+def test_too_little_history_is_not_judged(world: Fixture) -> None:
+    times = [T0 + timedelta(minutes=30 * i) for i in range(5)]
+    insert_records(world.engine, world.deployment_a, times)
+    assert check_heartbeats(world.engine, settings_for(), now=T0 + timedelta(days=30)) == []
+    assert check_heartbeats(world.engine, settings_for(heartbeat_enabled=False), now=T0) == []

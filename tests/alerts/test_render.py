@@ -1,0 +1,136 @@
+"""An alert in words: what, since when, how sure, what to check; escaped; known keys only."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from alerts.notify.render import AlertContext, checklist, payload, render_alert, render_digest
+from monitor.models import Alert
+from tests.alerts.conftest import drift_evidence, settings_for
+
+OPENED = datetime(2026, 3, 12, 10, 30, tzinfo=UTC)
+
+
+def _alert(**kw: Any) -> Alert:
+    fields: dict[str, Any] = {
+        "id": 42,
+        "deployment_id": "lesion-ai@site-a",
+        "stream": "features.injected_activity_mbq",
+        "cause": "drift",
+        "severity": "warning",
+        "status": "open",
+        "title": "features.injected_activity_mbq rose (detected by cusum)",
+        "evidence": drift_evidence(),
+        "opened_at": OPENED,
+    }
+    fields.update(kw)
+    return Alert(**fields)
+
+
+def test_a_drift_alert_says_what_since_when_how_sure_and_what_to_check() -> None:
+    settings = settings_for()
+    r = render_alert(_alert(), AlertContext(site_id="site-a"), settings)
+    assert r.subject == (
+        "[phase4 WARNING] lesion-ai@site-a: features.injected_activity_mbq rose (alert 42)"
+    )
+    text = r.text
+    assert "Estimated start of the change: 2026-03-10 09:00 UTC" in text
+    assert "reached 9.3, beyond its threshold of 6.1" in text
+    assert "at most 1 false alarm(s) per deployment per year" in text
+    assert "shared by 12 detectors" in text
+    assert "once every 12 years" in text  # 87600 / 20 / 365
+    assert "dose calibrator" in text
+    assert "Alert 999: features.reconstruction" in text  # a linked event, with its link
+    assert "http://phase4.test:8000/ui/alerts/999" in text
+    assert "http://phase4.test:8000/ui/alerts/42" in text
+    assert "/v1/alerts/42/report" not in text  # no report attached
+    assert "http://phase4.test:8000/ui/alerts/42" in r.html
+    assert r.html.startswith("<!DOCTYPE html>")
+
+    with_report = render_alert(_alert(), AlertContext(site_id="site-a", has_report=True), settings)
+    assert "http://phase4.test:8000/ui/alerts/42/report" in with_report.text
+    assert "http://phase4.test:8000/v1/alerts/42/report" in with_report.text
+    web = payload(_alert(), AlertContext(site_id="site-a", has_report=True), settings)
+    assert web["links"] == {
+        "dashboard": "http://phase4.test:8000/ui/alerts/42",
+        "report": "http://phase4.test:8000/ui/alerts/42/report",
+        "report_api": "http://phase4.test:8000/v1/alerts/42/report",
+    }
+
+
+def test_only_known_evidence_keys_are_rendered_and_everything_is_escaped() -> None:
+    evidence = drift_evidence()
+    evidence["free_text"] = "DECOY-PATIENT Jane Doe"
+    evidence["detail"] = {"comment": "DECOY-COMMENT", "value": 3}
+    evidence["linked"][0]["what"] = "DECOY-LINKED-TITLE"
+    evidence["budget"]["explanation"] = "DECOY-EXPLANATION"
+    alert = _alert(
+        stream="features.<script>alert(1)</script>",
+        evidence=evidence,
+        deployment_id="dep\r\nBcc: evil@example.org",
+    )
+    r = render_alert(alert, AlertContext(site_id="site-a"), settings_for())
+    web = payload(alert, AlertContext(site_id="site-a"), settings_for())
+    for out in (r.subject, r.text, r.html, str(web)):
+        assert "DECOY" not in out
+    assert "<script>" not in r.html
+    assert "&lt;script&gt;" in r.html
+    assert "\n" not in r.subject and "\r" not in r.subject
+
+
+def test_checklists_follow_the_cause() -> None:
+    recon = _alert(stream="features.reconstruction_method", evidence={})
+    assert any("reconstruction protocol and software version" in c for c in checklist(recon))
+    notice = _alert(
+        stream="features.scanner_model",
+        cause="new_condition:Vision 600",
+        severity="warning",
+        evidence={
+            "kind": "notice",
+            "detail": {"value": "Vision 600"},
+            "stream_kind": "categorical",
+        },
+    )
+    assert any("revalidate" in c for c in checklist(notice))
+    assert (
+        "new value 'Vision 600' in features.scanner_model"
+        in render_alert(notice, AlertContext(), settings_for()).subject
+    )
+    silence = _alert(stream="probe.heartbeat", cause="probe_silence", evidence={"silence_s": 7200})
+    assert any("probe process" in c for c in checklist(silence))
+    assert (
+        "no records received for 2.0 h"
+        in render_alert(silence, AlertContext(), settings_for()).subject
+    )
+    perf = _alert(stream="performance.missed", cause="performance", severity="critical")
+    assert any("Review recent cases" in c for c in checklist(perf))
+    phantom = _alert(
+        stream="phantom.flood.integral_uniformity",
+        cause="phantom_qc",
+        evidence={},
+        deployment_id=None,
+        device_id=3,
+        title="Flood integral uniformity beyond its action level",
+    )
+    assert any("phantom result" in c for c in checklist(phantom))
+    rendered = render_alert(phantom, AlertContext(site_id="site-a"), settings_for())
+    assert "device 3: Flood integral uniformity beyond its action level" in rendered.subject
+    assert "Device 3 at site site-a" in rendered.text
+    latency = _alert(stream="latency_s", evidence={})
+    assert any("AI server" in c for c in checklist(latency))
+
+
+def test_escalation_and_digest_wording() -> None:
+    settings = settings_for(escalate_after_s=4 * 3600)
+    esc = render_alert(_alert(), AlertContext(), settings, "escalation")
+    assert esc.subject.startswith("[phase4 ESCALATION WARNING]")
+    assert "Nobody has acknowledged this alert in 4.0 h" in esc.text
+    alerts = [
+        (_alert(id=i, severity="critical" if i == 3 else "warning"), AlertContext())
+        for i in range(7)
+    ]
+    digest = render_digest(alerts, settings)
+    assert digest.subject == "[phase4 CRITICAL] lesion-ai@site-a: 7 new alerts"
+    for i in range(7):
+        assert f"http://phase4.test:8000/ui/alerts/{i}" in digest.text
