@@ -412,11 +412,26 @@ def demo(
     seed: Annotated[
         int, typer.Option(help="Random seed (the same seed tells the same story).")
     ] = 7,
+    serve: Annotated[
+        bool, typer.Option(help="Keep the monitor and its dashboard running until Ctrl-C.")
+    ] = False,
+    port: Annotated[
+        int, typer.Option(help="Port on 127.0.0.1 (0: a free one).", min=0, max=65535)
+    ] = 0,
 ) -> None:
-    """Simulate a year of an FDG-PET lesion AI at two sites: real probe, API and store."""
+    """Simulate a year of an FDG-PET lesion AI at two sites: real probe, API and store, phantom
+    QC, alerts by email, exports; ends with the dashboard's URL."""
     from phase4.demo.run import run_demo
 
-    run_demo(data_dir=data_dir, days=days, studies_per_day=studies_per_day, seed=seed, console=out)
+    run_demo(
+        data_dir=data_dir,
+        days=days,
+        studies_per_day=studies_per_day,
+        seed=seed,
+        console=out,
+        serve=serve,
+        port=port,
+    )
 
 
 if __name__ == "__main__":

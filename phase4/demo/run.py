@@ -11,8 +11,9 @@ from __future__ import annotations
 import heapq
 import logging
 import shutil
+import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,15 +24,20 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from sqlmodel import Session, col, select
 
+from alerts.config import NotifySettings
+from alerts.export import export_deployment, verify_manifest
+from alerts.notify import notify_pending
+from alerts.notify.sink import LocalSMTPSink
 from monitor.app import create_app
 from monitor.auth import Role, create_token
 from monitor.db import create_db_engine, session_scope, upgrade
-from monitor.detection import PassResult, detect_all, open_alerts
+from monitor.detection import PassResult, detect_all
 from monitor.models import Alert
 from monitor.registry import create_deployment
 from monitor.reports import attach_reports
-from monitor.server import ThreadedServer
+from monitor.server import ThreadedServer, free_port
 from monitor.settings import Settings, sqlite_url
 from phase4.demo.simulate import (
     Change,
@@ -46,6 +52,9 @@ from probes import Probe, pseudonymise
 FEEDBACK_FRACTION = 0.3
 DICOM_EVERY = 100  # one site-A study in a hundred also travels as a DICOM series
 DICOM_DEPLOYMENT = "lesion-ai-dicom@site-a"
+PHYSICIST = "dr-curie"  # the demo's named reviewer (a medical physicist)
+# Only for the demo's own store: signs the audit head and the export manifests.
+DEMO_AUDIT_KEY = b"phase4-demo-audit-key-not-for-production"
 FEEDBACK_DELAY_DAYS = (14, 90)
 HEADER_FEATURES = (
     "scanner_model",
@@ -91,6 +100,13 @@ class DemoResult:
     days: int
     reports: int
     dicom: tuple[int, int, int]
+    emails: int = 0
+    exports: dict[str, Path] = field(default_factory=dict)
+    dashboard_url: str = ""
+    reviewer_token_file: Path | None = None
+    # The synthetic patient identifiers the simulation gave its studies (which must never
+    # reach the store, logs, metrics, emails or exports: the tests look for them).
+    phi_values: set[str] = field(default_factory=set)
 
 
 def deployment_id(site_id: str) -> str:
@@ -118,8 +134,17 @@ def _merged_studies(days: int, studies_per_day: float, seed: int, start: date) -
 
 
 def run_demo(
-    *, data_dir: Path, days: int, studies_per_day: float, seed: int, console: Console
+    *,
+    data_dir: Path,
+    days: int,
+    studies_per_day: float,
+    seed: int,
+    console: Console,
+    serve: bool = False,
+    port: int = 0,
 ) -> DemoResult:
+    """Run the demo; with ``serve`` the monitor (API, /ui, /metrics) keeps running afterwards
+    until interrupted (Ctrl-C)."""
     # The probe warns once per stripped identifier key; the demo's summary reports the count.
     logging.getLogger("phase4.probe").setLevel(logging.ERROR)
     if data_dir.exists():
@@ -158,10 +183,30 @@ def run_demo(
                 actor="demo",
             )
 
+        reviewer_token = create_token(
+            session, name=PHYSICIST, role=Role.REVIEWER, site_id=None, actor="demo"
+        )
+    token_file = data_dir / "reviewer-token.txt"
+    token_file.write_text(reviewer_token + "\n")
+    token_file.chmod(0o600)
+
     studies = _merged_studies(days, studies_per_day, seed, start)
+    phi_values = {v for s in studies for v in s.phi.values() if isinstance(v, str) and v}
     settings = Settings(database_url=db_url, detection_interval_s=0)  # the demo runs it itself
-    server = ThreadedServer(create_app(settings, engine=engine)).start()
+    sink = LocalSMTPSink(folder=data_dir / "mail").__enter__()
+    port = port or free_port()
+    notify = NotifySettings(
+        **sink.settings(),
+        mail_from="phase4@demo.invalid",
+        recipients=["physicist@site.example"],
+        escalation_recipients=["head-of-physics@site.example"],
+        dashboard_base_url=f"http://127.0.0.1:{port}",
+        heartbeat_enabled=False,  # a simulated year arrives in a minute: no gaps to learn
+    )
+    server = ThreadedServer(create_app(settings, engine=engine, notify=notify), port=port)
+    server.start()
     console.print(f"[bold]phase4 demo[/]: monitor listening on {server.url} (store {db_url})")
+    keep_serving = False
     try:
         probes = {
             site.site_id: Probe(
@@ -208,8 +253,18 @@ def run_demo(
             detection = detect_all(engine)
         with console.status("evidently: a data-drift report for each drift alert"):
             reports = attach_reports(engine)
+        with console.status("telling people: email to the local SMTP sink"):
+            notify_pending(engine, notify)
+            emails = len(sink.messages)
+        _physicist_acts(server.url, reviewer_token)
+        (data_dir / "metrics.prom").write_text(httpx.get(f"{server.url}/metrics", timeout=30).text)
+        with console.status("regulatory exports: PDF, JSON, CSV, FHIR with a signed manifest"):
+            exports = _exports(engine, data_dir / "export", start, days)
+        keep_serving = serve
     finally:
-        server.stop()
+        if not keep_serving:
+            server.stop()
+            sink.__exit__(None, None, None)
     result = DemoResult(
         database_url=db_url,
         api_url=server.url,
@@ -219,13 +274,106 @@ def run_demo(
         changes=changes,
         start=start,
         detection=detection,
-        alerts=open_alerts(engine),
+        alerts=_all_alerts(engine),
         days=days,
         reports=reports,
         dicom=dicom,
+        emails=emails,
+        exports=exports,
+        dashboard_url=f"{server.url}/ui",
+        reviewer_token_file=token_file,
+        phi_values=phi_values,
     )
     _summary(console, result, data_dir)
+    if keep_serving:
+        _serve_until_interrupted(console, server, sink, result)
     return result
+
+
+def _all_alerts(engine: Any) -> list[Alert]:
+    with Session(engine) as session:
+        return list(session.exec(select(Alert).order_by(col(Alert.opened_at), col(Alert.id))))
+
+
+def _serve_until_interrupted(
+    console: Console, server: ThreadedServer, sink: LocalSMTPSink, result: DemoResult
+) -> None:
+    console.print(
+        f"[bold]Serving[/] {result.dashboard_url} (and /docs, /metrics) until Ctrl-C; "
+        f"sign in with the token in {result.reviewer_token_file}."
+    )
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        console.print("stopping")
+    finally:
+        server.stop()
+        sink.__exit__(None, None, None)
+
+
+def _physicist_acts(api_url: str, token: str) -> None:
+    """What the site's physicist does with the year's findings, through the API: acknowledges
+    every open alert, resolves the reconstruction upgrade's with what was done, and records the
+    upgrade's effect on the AI as an incident (which starts the regulators' reporting clocks)."""
+    auth = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=api_url, timeout=30, headers=auth) as client:
+        alerts = client.get("/v1/alerts", params={"status": "open"}).json()
+        for alert in alerts:
+            client.post(
+                f"/v1/alerts/{alert['id']}/acknowledge",
+                json={"reason": "Seen at the weekly QC meeting; investigating"},
+            ).raise_for_status()
+        upgrade = [
+            a
+            for a in alerts
+            if a["deployment"] == deployment_id("site-b") and a["stream"].startswith("outputs.")
+        ]
+        if not upgrade:
+            return
+        first = min(upgrade, key=lambda a: a["opened_at"])
+        client.post(
+            f"/v1/alerts/{first['id']}/resolve",
+            json={
+                "reason": "Site B's reconstruction was upgraded to BSREM; the AI was not "
+                "validated on it. Vendor informed; AI paused at site B pending revalidation."
+            },
+        ).raise_for_status()
+        client.post(
+            "/v1/incidents",
+            json={
+                "deployment": deployment_id("site-b"),
+                "alert_id": first["id"],
+                "title": "Lesion AI outputs shifted after a reconstruction upgrade",
+                "description": "Lesion SUVmax +25% and tumour volume -22% after BSREM; "
+                "possible change in the AI's sensitivity. No patient harm identified.",
+                "seriousness": "malfunction",
+                "aware_at": datetime.now(UTC).isoformat(),
+                "remedial_action_needed": True,
+            },
+        ).raise_for_status()
+
+
+def _exports(engine: Any, out_dir: Path, start: date, days: int) -> dict[str, Path]:
+    """One surveillance export per monitored deployment for the simulated year."""
+    out: dict[str, Path] = {}
+    for site in default_sites(1.0):
+        dep = deployment_id(site.site_id)
+        result = export_deployment(
+            engine,
+            dep,
+            start,
+            start + timedelta(days=days),
+            set(),
+            out_dir,
+            actor="demo",
+            audit_key=DEMO_AUDIT_KEY,
+        )
+        verdict = verify_manifest(result.directory, key=DEMO_AUDIT_KEY)
+        if not verdict.ok:
+            raise RuntimeError(f"export of {dep} does not verify: {verdict.describe()}")
+        out[dep] = result.directory
+    return out
 
 
 def _verdict(study: Study, rng: np.random.Generator) -> dict[str, Any]:
@@ -336,11 +484,24 @@ def _summary(console: Console, result: DemoResult, data_dir: Path) -> None:
         "stayed in the listener."
     )
     console.print(f"Data: {result.database_url}  (folder {data_dir.resolve()})")
+    console.print(
+        f"Alerts told by email: {result.emails} messages at the local SMTP sink "
+        f"({(data_dir / 'mail').resolve()}/*.eml); the physicist ({PHYSICIST}) acknowledged "
+        "them and recorded an incident through the API."
+    )
+    for dep, folder in sorted(result.exports.items()):
+        console.print(f"Export of {dep} (PDF, JSON, CSV, FHIR; manifest verified): {folder}")
     console.print("[bold]What changed during the year (injected by the simulation):[/]")
     for change in result.changes:
         when = result.start + timedelta(days=change.start_day)
         console.print(f"  - from {when.isoformat()} ({change.kind}): {change.description}")
     _detection_summary(console, result)
+    if result.dashboard_url:
+        console.print(
+            f"[bold]Dashboard[/]: {result.dashboard_url}  (sign in with the token in "
+            f"{result.reviewer_token_file}; `phase4 demo --serve` keeps it running, or serve "
+            f"this store later: phase4 serve --database-url {result.database_url})"
+        )
 
 
 def _day(stamp: str | None) -> str:
@@ -367,7 +528,7 @@ def _explained_by(alert: Alert, result: DemoResult) -> Change | None:
 
 def _detection_summary(console: Console, result: DemoResult) -> None:
     console.print(
-        f"[bold]What phase4 found[/]: {len(result.alerts)} open alerts "
+        f"[bold]What phase4 found[/]: {len(result.alerts)} alerts "
         f"(from {sum(len(p.alarms) for p in result.detection):,} detector alarms: a detector "
         "keeps alarming while a change persists, and the alarms of one stream and cause are "
         "grouped into one alert)."
@@ -377,7 +538,7 @@ def _detection_summary(console: Console, result: DemoResult) -> None:
         "(GET /v1/alerts/<id>/report)."
     )
     false_alarms = 0
-    for dep in sorted({a.deployment_id or "" for a in result.alerts}):
+    for dep in sorted({a.deployment_id for a in result.alerts if a.deployment_id}):
         console.print(f"[bold]{dep}[/]")
         for alert in (a for a in result.alerts if a.deployment_id == dep):
             ev = alert.evidence

@@ -1,0 +1,161 @@
+"""The whole demo, end to end (a shorter year): what it tells, what it leaves behind, and that
+no patient identifier reached any of it — exports, emails, metrics, logs or console output.
+
+The simulation gives every study a synthetic patient name, ID, birth date and accession number
+on purpose; the probe must strip them at the edge.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email
+import io
+import logging
+import re
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
+from email import policy
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from alerts.export import verify_manifest
+from phase4.demo.run import DEMO_AUDIT_KEY, DemoResult, run_demo
+
+
+@dataclass
+class DemoRun:
+    result: DemoResult
+    data_dir: Path
+    console_text: str
+    log_text: str
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoRun]:
+    data_dir = tmp_path_factory.mktemp("demo") / "data"
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=200, color_system=None)
+    logs = io.StringIO()
+    handler = logging.StreamHandler(logs)
+    handler.setLevel(logging.INFO)
+    handler.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+    root = logging.getLogger()
+    old_level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        result = run_demo(data_dir=data_dir, days=120, studies_per_day=10, seed=7, console=console)
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+    yield DemoRun(result, data_dir, buffer.getvalue(), logs.getvalue())
+
+
+def _pdf_text(data: bytes) -> bytes:
+    out = [data]
+    for m in re.finditer(rb"stream\r?\n(.*?)\r?\nendstream", data, re.S):
+        with contextlib.suppress(zlib.error):
+            out.append(zlib.decompress(m.group(1)))
+    return b"\n".join(out)
+
+
+def _email_text(path: Path) -> str:
+    msg = email.message_from_bytes(path.read_bytes(), policy=policy.default)
+    parts = [str(msg["Subject"] or "")]
+    for part in msg.walk():
+        if part.get_content_maintype() == "text":
+            parts.append(str(part.get_content()))  # type: ignore[attr-defined]
+    return "\n".join(parts)
+
+
+def _phi_patterns(values: set[str]) -> list[re.Pattern[str]]:
+    """Each identifier as it could be written: as is, and a DICOM date also in ISO form; digits
+    are matched only as whole numbers (a birth date's 8 digits can hide inside a long float)."""
+    patterns = []
+    for v in sorted(values):
+        forms = {v}
+        if re.fullmatch(r"\d{8}", v):
+            forms.add(date(int(v[:4]), int(v[4:6]), int(v[6:])).isoformat())
+        for form in forms:
+            patterns.append(re.compile(rf"(?<![0-9A-Za-z]){re.escape(form)}(?![0-9A-Za-z])"))
+        if "^" in v:  # a person name: also as "Given Family" and family name alone
+            family, given = v.split("^", 1)
+            patterns.append(re.compile(rf"\b{re.escape(given)}\s+{re.escape(family)}\b", re.I))
+            patterns.append(re.compile(rf"\b{re.escape(family)}\b", re.I))
+    return patterns
+
+
+def _everything_the_demo_produced(run: DemoRun) -> dict[str, str]:
+    texts = {"console": run.console_text, "logs": run.log_text}
+    texts["metrics"] = (run.data_dir / "metrics.prom").read_text()
+    for eml in sorted((run.data_dir / "mail").glob("*.eml")):
+        texts[f"mail/{eml.name}"] = _email_text(eml)
+    for path in sorted((run.data_dir / "export").rglob("*")):
+        if path.is_file():
+            data = path.read_bytes()
+            if path.suffix == ".pdf":
+                data = _pdf_text(data)
+            texts[str(path.relative_to(run.data_dir))] = data.decode("latin-1")
+    return texts
+
+
+def test_no_patient_identifier_anywhere_the_demo_wrote(demo: DemoRun) -> None:
+    values = demo.result.phi_values
+    # The simulation did give its studies identifiers (the test would prove nothing otherwise).
+    assert sum(v.startswith("MRN") for v in values) > 1000
+    assert sum(v.startswith("ACC") for v in values) > 1000
+    texts = _everything_the_demo_produced(demo)
+    assert any(k.startswith("mail/") for k in texts)
+    assert any(k.endswith("report.pdf") for k in texts)
+    assert any(k.endswith("audit_fhir.json") for k in texts)
+    assert len(demo.log_text) > 0
+    patterns = _phi_patterns(values)
+    found = [
+        (where, p.pattern) for where, text in texts.items() for p in patterns if p.search(text)
+    ]
+    assert found == []
+
+
+def test_the_pattern_scan_would_find_an_identifier(demo: DemoRun) -> None:
+    """The scan above is not vacuous: planted identifiers in each form are found."""
+    mrn = next(v for v in demo.result.phi_values if v.startswith("MRN"))
+    birth = next(v for v in demo.result.phi_values if re.fullmatch(r"\d{8}", v))
+    name = next(v for v in demo.result.phi_values if "^" in v)
+    patterns = _phi_patterns({mrn, birth, name})
+    iso = date(int(birth[:4]), int(birth[4:6]), int(birth[6:])).isoformat()
+    family, given = name.split("^", 1)
+    for planted in (f"id={mrn};", f"born {iso}.", f"{given.title()} {family.title()}"):
+        assert any(p.search(planted) for p in patterns), planted
+    assert not any(p.search(f"0.{birth}1") for p in patterns)
+
+
+def test_alerts_arrived_as_email_with_a_dashboard_link(demo: DemoRun) -> None:
+    mails = sorted((demo.data_dir / "mail").glob("*.eml"))
+    assert demo.result.emails == len(mails) >= 2
+    bodies = [_email_text(m) for m in mails]
+    assert all(f"{demo.result.dashboard_url}/alerts/" in b for b in bodies)
+    assert any("reconstruction" in b for b in bodies)
+
+
+def test_exports_hold_every_format_and_their_manifests_verify(demo: DemoRun) -> None:
+    assert set(demo.result.exports) == {"lesion-ai@site-a", "lesion-ai@site-b"}
+    for folder in demo.result.exports.values():
+        names = {p.name for p in folder.rglob("*") if p.is_file()}
+        assert {"report.pdf", "report.json", "audit_fhir.json", "manifest.json"} <= names
+        assert any(n.endswith(".csv") for n in names)
+        assert verify_manifest(folder, key=DEMO_AUDIT_KEY).ok
+    site_b = (demo.result.exports["lesion-ai@site-b"] / "report.json").read_text()
+    assert "Lesion AI outputs shifted after a reconstruction upgrade" in site_b
+
+
+def test_demo_detects_its_changes_and_ends_with_the_dashboard_url(demo: DemoRun) -> None:
+    text = demo.console_text
+    assert "not detected" not in text
+    assert re.search(r"reconstruction upgrade at site-b, began \S+: detected", text)
+    assert re.search(r"dose calibrator error at site-a, began \S+: detected", text)
+    last_lines = text.strip().splitlines()[-4:]
+    assert any(demo.result.dashboard_url in line for line in last_lines)
