@@ -7,12 +7,12 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy.engine import Engine
 
 from alerts.config import NotifySettings
 from monitor import ui
-from monitor.api import alerts, deployments, feedback, health, incidents, records
+from monitor.api import alerts, deployments, feedback, health, incidents, phantoms, records
 from monitor.api.errors import install_error_handlers
 from monitor.db import create_db_engine
 from monitor.metrics import build_registry
@@ -61,7 +61,7 @@ def create_app(
     app.state.metrics_registry = registry
     app.state.ingest_metrics = ingest_metrics
     install_error_handlers(app)
-    for module in (health, records, feedback, deployments, alerts, incidents):
+    for module in (health, records, feedback, deployments, alerts, incidents, phantoms):
         app.include_router(module.router)
     app.include_router(ui.router)
 
@@ -75,6 +75,8 @@ def create_app(
         },
     )
     def metrics() -> Response:
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+        # The store's families written directly, then the in-process metrics: the same text
+        # as generate_latest(registry), several times faster (docs/METRICS.md, Cost).
+        return Response(registry.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     return app

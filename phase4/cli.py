@@ -16,6 +16,7 @@ from monitor.auth import Role, TokenError, create_token
 from monitor.db import DatabaseURLError, create_db_engine, session_scope, upgrade
 from monitor.registry import RegistryError, create_deployment
 from monitor.settings import Settings
+from phantoms.cli import app as phantom_app
 
 app = typer.Typer(
     help="phase4: post-market quality control and drift surveillance for AI in nuclear medicine.",
@@ -41,6 +42,7 @@ dicom_app = typer.Typer(help="DICOM: features of PET/SPECT series.", no_args_is_
 app.add_typer(probe_app, name="probe")
 app.add_typer(dicom_app, name="dicom")
 app.command("export")(export_command)
+app.add_typer(phantom_app, name="phantom", help="Phantom QC: analyse flood, cylinder, NEMA IQ.")
 
 err = Console(stderr=True)
 out = Console()
