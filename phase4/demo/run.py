@@ -35,10 +35,12 @@ from monitor.auth import Role, create_token
 from monitor.db import create_db_engine, session_scope, upgrade
 from monitor.detection import PassResult, detect_all
 from monitor.models import Alert
+from monitor.phantom_store import process_phantom_qc
 from monitor.registry import create_deployment
 from monitor.reports import attach_reports
 from monitor.server import ThreadedServer, free_port
 from monitor.settings import Settings, sqlite_url
+from phase4.demo.phantoms import send_phantoms
 from phase4.demo.simulate import (
     Change,
     LesionAI,
@@ -101,6 +103,7 @@ class DemoResult:
     reports: int
     dicom: tuple[int, int, int]
     emails: int = 0
+    phantom_results: int = 0
     exports: dict[str, Path] = field(default_factory=dict)
     dashboard_url: str = ""
     reviewer_token_file: Path | None = None
@@ -248,9 +251,14 @@ def run_demo(
         for probe in probes.values():
             probe.close()
         stored_feedback = _send_feedback(server.url, tokens, secrets, feedback)
+        with console.status("phantom QC: a daily cylinder and a weekly NEMA IQ per scanner"):
+            phantoms = send_phantoms(
+                server.url, tokens, reviewer_token, sites, changes, start, days, seed
+            )
         records = _records_by_deployment(server.url, tokens)
         with console.status("drift engine: calibrating detectors and analysing the year"):
             detection = detect_all(engine)
+            process_phantom_qc(engine)
         with console.status("evidently: a data-drift report for each drift alert"):
             reports = attach_reports(engine)
         with console.status("telling people: email to the local SMTP sink"):
@@ -280,6 +288,7 @@ def run_demo(
         dicom=dicom,
         emails=emails,
         exports=exports,
+        phantom_results=phantoms,
         dashboard_url=f"{server.url}/ui",
         reviewer_token_file=token_file,
         phi_values=phi_values,
@@ -526,6 +535,26 @@ def _explained_by(alert: Alert, result: DemoResult) -> Change | None:
     return None
 
 
+def _phantom_summary(console: Console, result: DemoResult) -> None:
+    device_alerts = [a for a in result.alerts if a.device_id is not None]
+    console.print(
+        f"[bold]Phantom QC[/]: {result.phantom_results} results (a cylinder every working day "
+        f"and a NEMA IQ phantom through the AI every Monday, per scanner); "
+        f"{len(device_alerts)} scanner alerts:"
+    )
+    for alert in device_alerts:
+        ev = alert.evidence
+        console.print(
+            f"  {SEVERITY_MARK[alert.severity]} {escape(alert.title)}\n"
+            f"      began ~{_day(ev.get('change_timestamp'))}, detected {_day(ev.get('timestamp'))}"
+        )
+        for link in ev.get("linked", [])[:3]:
+            console.print(
+                f"      linked to the AI's alert in {link.get('deployment')}: "
+                f"{escape(link['what'])} ({_day(link['at'])})"
+            )
+
+
 def _detection_summary(console: Console, result: DemoResult) -> None:
     console.print(
         f"[bold]What phase4 found[/]: {len(result.alerts)} alerts "
@@ -552,6 +581,7 @@ def _detection_summary(console: Console, result: DemoResult) -> None:
             )
             for link in ev.get("linked", [])[:2]:
                 console.print(f"      linked: {escape(link['what'])} ({_day(link['at'])})")
+    _phantom_summary(console, result)
     monitored = [d for d in result.records_by_deployment if d != DICOM_DEPLOYMENT]
     years = len(monitored) * result.days / 365  # the DICOM share never fills a reference
     console.print(

@@ -15,7 +15,7 @@ import re
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from email import policy
 from pathlib import Path
 
@@ -159,3 +159,27 @@ def test_demo_detects_its_changes_and_ends_with_the_dashboard_url(demo: DemoRun)
     assert re.search(r"dose calibrator error at site-a, began \S+: detected", text)
     last_lines = text.strip().splitlines()[-4:]
     assert any(demo.result.dashboard_url in line for line in last_lines)
+
+
+def test_phantom_faults_are_detected_and_linked_to_the_ais_alerts(demo: DemoRun) -> None:
+    assert demo.result.phantom_results > 150
+    device_alerts = [a for a in demo.result.alerts if a.device_id is not None]
+    by_cause = {a.cause: a for a in device_alerts}
+    # Site A's dose-calibrator error, seen by the daily cylinder's control chart...
+    drift = by_cause["phantom_drift"]
+    assert "site-a" in drift.title and "recovery_ratio" in drift.stream
+    assert {link["deployment"] for link in drift.evidence["linked"]} == {"lesion-ai@site-a"}
+    calibrator = next(c for c in demo.result.changes if c.kind == "dose calibrator error")
+    began = date.fromisoformat(drift.evidence["change_timestamp"][:10])
+    fault_day = demo.result.start + timedelta(days=calibrator.start_day)
+    assert abs((began - fault_day).days) <= 7
+    # ...and site B's reconstruction upgrade, seen by the AI canary on the unchanged phantom.
+    canary = by_cause["ai_canary"]
+    assert "site-b" in canary.title
+    assert {link["deployment"] for link in canary.evidence["linked"]} == {"lesion-ai@site-b"}
+    # No phantom alert without a real fault behind it.
+    assert all(
+        ("site-a" in a.title and a.cause.startswith("phantom")) or a.cause == "ai_canary"
+        for a in device_alerts
+    )
+    assert sum(a.cause == "ai_canary" for a in device_alerts) == 1
