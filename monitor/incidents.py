@@ -13,7 +13,7 @@ from monitor.audit import record_action
 from monitor.models import Alert, Deployment, Incident, utcnow
 
 SERIOUSNESS = ("death", "serious_harm", "widespread", "critical_infrastructure", "malfunction")
-REGIMES = ("eu_ai_act", "mdr", "fda_803")
+REGIMES = ("eu_ai_act", "eu_mdr", "fda_803")
 
 
 class IncidentError(ValueError):

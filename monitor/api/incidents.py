@@ -34,7 +34,7 @@ class IncidentIn(BaseModel):
 
 class ReportIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    regime: Literal["eu_ai_act", "mdr", "fda_803"]
+    regime: Literal["eu_ai_act", "eu_mdr", "fda_803"]
     reported_at: AwareDatetime
 
 

@@ -32,11 +32,11 @@ def test_record_report_and_close_an_incident(client: TestClient, world: Fixture)
     reported = datetime.now(UTC) - timedelta(days=1)
     r = client.post(
         f"/v1/incidents/{incident['id']}/reports",
-        json={"regime": "mdr", "reported_at": reported.isoformat()},
+        json={"regime": "eu_mdr", "reported_at": reported.isoformat()},
         headers=world.auth(world.reviewer_b),
     )
     assert r.status_code == 200, r.text
-    assert datetime.fromisoformat(r.json()["reports"]["mdr"]) == reported
+    assert datetime.fromisoformat(r.json()["reports"]["eu_mdr"]) == reported
     r = client.post(
         f"/v1/incidents/{incident['id']}/close",
         json={"corrective_action": "Rolled back to OSEM; vendor retrained the model"},
