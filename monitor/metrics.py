@@ -4,12 +4,17 @@ Conventions (see docs/METRICS.md): ``phase4_`` prefix, base units, counters end 
 labels only from bounded sets (deployment, site, device, stream, detector, kind, metric,
 severity, status) — never a patient, study or record id.
 
-Three sources:
+Three sources (GET /metrics serves :meth:`MetricsRegistry.exposition`: the store's families,
+then ``generate_latest`` of the in-process ones):
 
 * :class:`StoreCollector` reads the store at each scrape with a handful of aggregate queries
   (records per deployment, open alerts, the latest phantom result per device and kind, the
   tolerances in force). Detector statistics come from each deployment's ``detector_state`` row;
-  its JSON is parsed only when the row's ``updated_at`` changed since the previous scrape.
+  its JSON is parsed, and its lines rendered, only when the row's ``updated_at`` changed since
+  the previous scrape. Records per deployment are regrouped only when rows other than new ones
+  changed. It writes its families' text itself (:meth:`StoreCollector.render`, thousands of
+  series); :meth:`StoreCollector.collect` yields the same families as prometheus_client metric
+  objects, whose ``generate_latest`` is the same text (the reference the tests compare with).
 * :class:`IngestMetrics` counts what the ingest API did (in-process counters and a latency
   histogram of the records it stored).
 * :class:`ProbeHealthBook` remembers the last health report each deployment's probe sent with a
@@ -27,9 +32,10 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
@@ -282,18 +288,189 @@ def _verdict_level(verdict: Any) -> int | None:
     return None
 
 
+class _Escapes(dict[str, str]):
+    """Label values escaped for the text format (backslash, newline, double quote, in the order
+    prometheus_client applies them), each value escaped once per scrape."""
+
+    def __missing__(self, value: str) -> str:
+        escaped = value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+        self[value] = escaped
+        return escaped
+
+
+def _fmt(value: float) -> str:
+    """A sample value as prometheus_client writes it (``floatToGoString``); small integers
+    (counts, one-hot flags) without the float round trip."""
+    if type(value) is int and -1_000_000 < value < 1_000_000:
+        return f"{value}.0"
+    return floatToGoString(value)
+
+
+class _Family:
+    """One store-backed metric family (gauge or counter without ``_created``): its samples, as
+    label values in ``labels`` order and a value, and two renderings of them — a
+    prometheus_client metric (the reference, formatted by ``generate_latest``) and the same
+    text 0.0.4 lines written directly (labels sorted by name, values escaped, floats as Go
+    prints them), byte for byte what ``generate_latest`` makes of the metric."""
+
+    __slots__ = ("_template", "documentation", "kind", "labels", "name", "samples")
+
+    def __init__(self, name: str, kind: str, documentation: str, labels: Sequence[str]) -> None:
+        self.name = name
+        self.kind = kind
+        self.documentation = documentation
+        self.labels = tuple(labels)
+        self.samples: list[tuple[tuple[str, ...], float]] = []
+        exposed = name + "_total" if kind == "counter" else name
+        pairs = sorted((label, i) for i, label in enumerate(self.labels))
+        inner = ",".join(f'{label}="{{{i}}}"' for label, i in pairs)
+        n = len(self.labels)
+        self._template = f"{exposed}{{{{{inner}}}}} {{{n}}}\n" if n else f"{exposed} {{0}}\n"
+
+    def add(self, values: Sequence[str], value: float) -> None:
+        self.samples.append((tuple(values), value))
+
+    def metric(self) -> Metric:
+        family_type = CounterMetricFamily if self.kind == "counter" else GaugeMetricFamily
+        metric = family_type(self.name, self.documentation, labels=list(self.labels))
+        for values, value in self.samples:
+            metric.add_metric(list(values), value)
+        return metric
+
+    def header(self) -> str:
+        exposed = self.name + "_total" if self.kind == "counter" else self.name
+        doc = self.documentation.replace("\\", r"\\").replace("\n", r"\n")
+        return f"# HELP {exposed} {doc}\n# TYPE {exposed} {self.kind}\n"
+
+    def lines(self, escape: Mapping[str, str]) -> str:
+        template = self._template.format
+        return "".join(
+            [template(*[escape[v] for v in values], _fmt(value)) for values, value in self.samples]
+        )
+
+    def text(self, escape: Mapping[str, str]) -> str:
+        return self.header() + self.lines(escape)
+
+
+class _StateEntry:
+    """A deployment's detector state as /metrics shows it, cached until the row changes: its
+    streams and, once rendered, the text lines of each stream family."""
+
+    __slots__ = ("chunks", "streams", "updated_at")
+
+    def __init__(self, updated_at: datetime | None, streams: tuple[_StreamSample, ...]) -> None:
+        self.updated_at = updated_at
+        self.streams = streams
+        self.chunks: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class _RecordTally:
+    """Records per deployment (count, newest ``received_at``), with the fingerprint of the rows
+    counted: (count, max id, sum of ids), and the ``record_id`` of the row with the max id."""
+
+    fingerprint: tuple[int, int, int]
+    top_record: str | None
+    per_deployment: dict[str, tuple[int, datetime | None]]
+
+    def merge(self, added: _RecordTally) -> _RecordTally:
+        """This tally plus rows counted after it (``added``: rows with larger ids)."""
+        per_deployment = dict(self.per_deployment)
+        for dep, (count, last) in added.per_deployment.items():
+            before, before_last = per_deployment.get(dep, (0, None))
+            if before_last is not None and (last is None or before_last > last):
+                last = before_last
+            per_deployment[dep] = (before + count, last)
+        total, top, id_sum = self.fingerprint
+        more, added_top, added_sum = added.fingerprint
+        return _RecordTally(
+            (total + more, max(top, added_top), id_sum + added_sum),
+            added.top_record if added_top > top else self.top_record,
+            per_deployment,
+        )
+
+
+@dataclass(frozen=True)
+class _StoreSnapshot:
+    """What one scrape read from the store."""
+
+    now: datetime
+    deployments: Sequence[Any]
+    records: Mapping[str, tuple[int, datetime | None]]
+    open_alerts: Sequence[Any]
+    streams: Mapping[str, _StateEntry]
+    phantoms: Mapping[tuple[int, str], Any]
+    tolerances: Mapping[tuple[int | None, str, str], tuple[float | None, ...]]
+
+
 class StoreCollector(Collector):
     """Reads deployments, records, alerts, detector state and phantom QC from the store at each
-    scrape."""
+    scrape.
+
+    :meth:`render` writes the families' text directly (what /metrics serves); :meth:`collect`
+    yields the same families as prometheus_client metrics (the reference: ``generate_latest``
+    of them is the same bytes, only slower)."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._lock = threading.Lock()
-        # deployment -> (detector_state.updated_at, extracted streams)
-        self._streams: dict[str, tuple[datetime | None, tuple[_StreamSample, ...]]] = {}
+        # deployment -> its detector_state.updated_at, extracted streams and rendered lines
+        self._streams: dict[str, _StateEntry] = {}
+        self._records: _RecordTally | None = None
+        # (latest phantom rows and tolerances, text before and after the age family)
+        self._phantom_cache: tuple[Any, str, str] | None = None
 
-    def collect(self) -> Iterator[Metric]:
-        now = utcnow()
+    def collect(self, now: datetime | None = None) -> Iterator[Metric]:
+        snapshot = self._read(now)
+        streams = {dep: entry.streams for dep, entry in snapshot.streams.items()}
+        for family in self._families(snapshot):
+            yield family.metric()
+        for family in self._stream_families(streams):
+            yield family.metric()
+        for family in self._phantom_families(snapshot):
+            yield family.metric()
+
+    def render(self, now: datetime | None = None) -> str:
+        """The store's families in the text format, in :meth:`collect`'s order."""
+        snapshot = self._read(now)
+        escape = _Escapes()
+        out = [family.text(escape) for family in self._families(snapshot)]
+        headers = [family.header() for family in self._stream_families({})]
+        chunks = [
+            self._stream_chunks(entry, dep, escape)
+            for dep, entry in sorted(snapshot.streams.items())
+        ]
+        for i, header in enumerate(headers):
+            out.append(header)
+            out.extend(c[i] for c in chunks)
+        out.append(self._phantom_text(snapshot, escape))
+        return "".join(out)
+
+    def _phantom_text(self, snapshot: _StoreSnapshot, escape: Mapping[str, str]) -> str:
+        """The phantom families; all but the ages are rendered again only when the latest
+        results, their devices or the tolerances changed."""
+        key = (tuple(tuple(row) for row in snapshot.phantoms.values()), snapshot.tolerances)
+        with self._lock:
+            cached = self._phantom_cache
+        if cached is None or cached[0] != key:
+            value, verdict, failing, _, bounds = self._phantom_families(snapshot)
+            before = value.text(escape) + verdict.text(escape) + failing.text(escape)
+            cached = (key, before, bounds.text(escape))
+            with self._lock:
+                self._phantom_cache = cached
+        return cached[1] + self._phantom_age(snapshot).text(escape) + cached[2]
+
+    def _stream_chunks(
+        self, entry: _StateEntry, dep: str, escape: Mapping[str, str]
+    ) -> tuple[str, ...]:
+        chunks = entry.chunks
+        if chunks is None:
+            families = self._stream_families({dep: entry.streams})
+            chunks = entry.chunks = tuple(family.lines(escape) for family in families)
+        return chunks
+
+    def _read(self, now: datetime | None = None) -> _StoreSnapshot:
+        now = now or utcnow()
         with Session(self.engine) as session:
             deployments = session.execute(
                 sa.select(Deployment.id, Deployment.site_id, AIModel.name, AIModel.version).join(
@@ -301,99 +478,154 @@ class StoreCollector(Collector):
                     AIModel.id == Deployment.model_id,  # type: ignore[arg-type]
                 )
             ).all()
-            records = {
-                row[0]: (row[1], row[2])
-                for row in session.execute(
-                    sa.select(
-                        InferenceRecord.deployment_id,
-                        sa.func.count(),
-                        sa.func.max(InferenceRecord.received_at),
-                    ).group_by(InferenceRecord.deployment_id)
-                )
-            }
+            records = self._record_counts(session)
             open_alerts = session.execute(
                 sa.select(Alert.deployment_id, Alert.stream, Alert.severity, sa.func.count())
                 .where(Alert.status != "resolved")
                 .group_by(Alert.deployment_id, Alert.stream, Alert.severity)
             ).all()
             streams = self._detector_streams(session)
-            phantom_metrics = list(self._phantom_families(session, now))
-        yield from self._deployment_families(deployments, records, open_alerts, streams, now)
-        yield from self._alert_families(deployments, open_alerts)
-        yield from self._stream_families(streams)
-        yield from phantom_metrics
+            phantoms = self._latest_phantoms(session)
+            tolerances = self._tolerances(session) if phantoms else {}
+        return _StoreSnapshot(now, deployments, records, open_alerts, streams, phantoms, tolerances)
+
+    def _record_counts(self, session: Session) -> dict[str, tuple[int, datetime | None]]:
+        """Records per deployment and the newest one's arrival, without grouping the whole table
+        at every scrape. One cheap query fingerprints the table (count, max and sum of ids) and
+        looks up the row with the largest id counted last time: while that row is still there,
+        every row added since has a larger id (SQLite reuses an id only above the current
+        maximum, a sequence never), so an unchanged fingerprint means unchanged counts, and
+        when only rows were added, only they are grouped and added to the tally. Anything else
+        (a deletion, a row committed under an older id) regroups the whole table."""
+        with self._lock:
+            tally = self._records
+        if tally is not None:
+            ident = col(InferenceRecord.id)
+            count, top, id_sum, at_top = session.execute(
+                sa.select(
+                    sa.func.count(),
+                    sa.func.coalesce(sa.func.max(ident), 0),
+                    sa.func.coalesce(sa.func.sum(ident), 0),
+                    sa.select(InferenceRecord.record_id)
+                    .where(ident == tally.fingerprint[1])
+                    .scalar_subquery(),
+                )
+            ).one()
+            fingerprint = (count, top, id_sum)
+            if at_top == tally.top_record and fingerprint == tally.fingerprint:
+                return tally.per_deployment
+            if at_top == tally.top_record and top > tally.fingerprint[1]:
+                merged = tally.merge(self._group_records(session, after_id=tally.fingerprint[1]))
+                tally = merged if merged.fingerprint == fingerprint else None
+            else:
+                tally = None
+        if tally is None:
+            tally = self._group_records(session)
+        with self._lock:
+            self._records = tally
+        return tally.per_deployment
+
+    @staticmethod
+    def _group_records(session: Session, after_id: int | None = None) -> _RecordTally:
+        ident = col(InferenceRecord.id)
+        newest = sa.select(InferenceRecord.record_id).order_by(ident.desc()).limit(1)
+        query = sa.select(
+            InferenceRecord.deployment_id,
+            sa.func.count(),
+            sa.func.max(InferenceRecord.received_at),
+            sa.func.max(ident),
+            sa.func.sum(ident),
+            newest.scalar_subquery(),
+        ).group_by(InferenceRecord.deployment_id)
+        if after_id is not None:
+            query = query.where(ident > after_id)
+        total = top = id_sum = 0
+        top_record: str | None = None
+        per_deployment: dict[str, tuple[int, datetime | None]] = {}
+        for dep, count, last, dep_top, dep_sum, newest_record in session.execute(query):
+            top_record = newest_record
+            per_deployment[dep] = (count, last)
+            total += count
+            top = max(top, dep_top or 0)
+            id_sum += dep_sum or 0
+        return _RecordTally((total, top, id_sum), top_record, per_deployment)
+
+    def _families(self, snapshot: _StoreSnapshot) -> list[_Family]:
+        return [
+            *self._deployment_families(snapshot),
+            *self._alert_families(snapshot.deployments, snapshot.open_alerts),
+        ]
 
     # -- deployments and records -----------------------------------------------------------
 
-    def _deployment_families(
-        self,
-        deployments: Sequence[Any],
-        records: Mapping[str, tuple[int, datetime | None]],
-        open_alerts: Sequence[Any],
-        streams: Mapping[str, tuple[_StreamSample, ...]],
-        now: datetime,
-    ) -> Iterator[Metric]:
-        info = GaugeMetricFamily(
+    def _deployment_families(self, snapshot: _StoreSnapshot) -> list[_Family]:
+        info = _Family(
             "phase4_deployment_info",
+            "gauge",
             "Deployments watched (value 1), with their model version.",
-            labels=["deployment", "site", "model", "model_version"],
+            ["deployment", "site", "model", "model_version"],
         )
-        stored = CounterMetricFamily(
+        stored = _Family(
             "phase4_records_stored",
+            "counter",
             "Inference records in the store, by deployment.",
-            labels=["deployment", "site"],
+            ["deployment", "site"],
         )
-        age = GaugeMetricFamily(
+        age = _Family(
             "phase4_deployment_last_record_age_seconds",
+            "gauge",
             "Seconds since the deployment's newest record was received.",
-            labels=["deployment", "site"],
+            ["deployment", "site"],
         )
-        status = GaugeMetricFamily(
+        status = _Family(
             "phase4_deployment_status",
+            "gauge",
             "The deployment's status, one-hot (1 for the current one): no_data, reference "
             "(references being collected), monitoring, alerting (warning or critical open).",
-            labels=["deployment", "site", "status"],
+            ["deployment", "site", "status"],
         )
+        now = snapshot.now
         alerting = {
             dep
-            for dep, _, severity, _ in open_alerts
+            for dep, _, severity, _ in snapshot.open_alerts
             if dep and severity in ("warning", "critical")
         }
-        for dep_id, site_id, model_name, model_version in deployments:
-            info.add_metric([dep_id, site_id, model_name, model_version], 1)
-            count, last = records.get(dep_id, (0, None))
-            stored.add_metric([dep_id, site_id], count)
+        for dep_id, site_id, model_name, model_version in snapshot.deployments:
+            info.add((dep_id, site_id, model_name, model_version), 1)
+            count, last = snapshot.records.get(dep_id, (0, None))
+            stored.add((dep_id, site_id), count)
             if last is not None:
-                age.add_metric([dep_id, site_id], max(0.0, (now - last).total_seconds()))
+                age.add((dep_id, site_id), max(0.0, (now - last).total_seconds()))
+            entry = snapshot.streams.get(dep_id)
             if count == 0:
                 current = "no_data"
             elif dep_id in alerting:
                 current = "alerting"
-            elif any(s.monitoring for s in streams.get(dep_id, ())):
+            elif entry is not None and any(s.monitoring for s in entry.streams):
                 current = "monitoring"
             else:
                 current = "reference"
             for name in DEPLOYMENT_STATUSES:
-                status.add_metric([dep_id, site_id, name], 1 if name == current else 0)
-        yield from (info, stored, age, status)
+                status.add((dep_id, site_id, name), 1 if name == current else 0)
+        return [info, stored, age, status]
 
     # -- alerts ----------------------------------------------------------------------------
 
     def _alert_families(
         self, deployments: Sequence[Any], open_alerts: Sequence[Any]
-    ) -> Iterator[Metric]:
-        overall = GaugeMetricFamily(
-            "phase4_alerts_open", "Open alerts by severity.", labels=["severity"]
-        )
-        by_deployment = GaugeMetricFamily(
+    ) -> list[_Family]:
+        overall = _Family("phase4_alerts_open", "gauge", "Open alerts by severity.", ["severity"])
+        by_deployment = _Family(
             "phase4_deployment_alerts_open",
+            "gauge",
             "Open (unresolved) alerts of the deployment, by severity.",
-            labels=["deployment", "site", "severity"],
+            ["deployment", "site", "severity"],
         )
-        by_stream = GaugeMetricFamily(
+        by_stream = _Family(
             "phase4_stream_alerts_open",
+            "gauge",
             "Open alerts by deployment, stream and severity (only streams with one open).",
-            labels=["deployment", "stream", "severity"],
+            ["deployment", "stream", "severity"],
         )
         totals = dict.fromkeys(SEVERITIES, 0)
         per_dep: dict[tuple[str, str], int] = {}
@@ -401,19 +633,17 @@ class StoreCollector(Collector):
             totals[severity] = totals.get(severity, 0) + n
             if dep:
                 per_dep[dep, severity] = per_dep.get((dep, severity), 0) + n
-                by_stream.add_metric([dep, stream, severity], n)
+                by_stream.add((dep, stream, severity), n)
         for severity in sorted(totals, key=_severity_order):
-            overall.add_metric([severity], totals[severity])
+            overall.add((severity,), totals[severity])
         for dep_id, site_id, _, _ in deployments:
             for severity in SEVERITIES:
-                by_deployment.add_metric(
-                    [dep_id, site_id, severity], per_dep.get((dep_id, severity), 0)
-                )
-        yield from (overall, by_deployment, by_stream)
+                by_deployment.add((dep_id, site_id, severity), per_dep.get((dep_id, severity), 0))
+        return [overall, by_deployment, by_stream]
 
     # -- detector state --------------------------------------------------------------------
 
-    def _detector_streams(self, session: Session) -> dict[str, tuple[_StreamSample, ...]]:
+    def _detector_streams(self, session: Session) -> dict[str, _StateEntry]:
         """Each deployment's streams; a state row is parsed only when it changed."""
         versions = {
             dep: updated
@@ -426,7 +656,11 @@ class StoreCollector(Collector):
         }
         with self._lock:
             cached = dict(self._streams)
-        stale = [d for d, updated in versions.items() if d not in cached or cached[d][0] != updated]
+        stale = [
+            d
+            for d, updated in versions.items()
+            if d not in cached or cached[d].updated_at != updated
+        ]
         for i in range(0, len(stale), 500):
             chunk = stale[i : i + 500]
             for dep, updated, state in session.execute(
@@ -438,91 +672,70 @@ class StoreCollector(Collector):
                     col(DetectorState.deployment_id).in_(chunk),
                 )
             ):
-                cached[dep] = (updated, extract_streams(state or {}))
+                cached[dep] = _StateEntry(updated, extract_streams(state or {}))
         fresh = {d: cached[d] for d in versions if d in cached}
         with self._lock:
             self._streams = fresh
-        return {d: samples for d, (_, samples) in fresh.items()}
+        return fresh
 
-    def _stream_families(
-        self, streams: Mapping[str, tuple[_StreamSample, ...]]
-    ) -> Iterator[Metric]:
-        statistic = GaugeMetricFamily(
+    def _stream_families(self, streams: Mapping[str, tuple[_StreamSample, ...]]) -> list[_Family]:
+        labels = ["deployment", "stream"]
+        statistic = _Family(
             "phase4_detector_statistic",
+            "gauge",
             "Current statistic of a sequential detector (cusum, ewma: |z|; bernoulli_cusum: "
             "log-likelihood ratio); the detector alarms when it exceeds phase4_detector_threshold.",
-            labels=["deployment", "stream", "detector"],
+            ["deployment", "stream", "detector"],
         )
-        threshold = GaugeMetricFamily(
+        threshold = _Family(
             "phase4_detector_threshold",
+            "gauge",
             "Alarm threshold of the detector, calibrated to the stream's false-alarm budget.",
-            labels=["deployment", "stream", "detector"],
+            ["deployment", "stream", "detector"],
         )
-        ewma = GaugeMetricFamily(
+        ewma = _Family(
             "phase4_stream_ewma_zscore",
+            "gauge",
             "Signed EWMA of the stream's normal scores: the shift from the reference, in "
             "reference standard deviations (numeric streams).",
-            labels=["deployment", "stream"],
+            labels,
         )
-        rate = GaugeMetricFamily(
+        rate = _Family(
             "phase4_stream_reference_event_ratio",
+            "gauge",
             "Event rate of the binary stream's reference (e.g. the miss rate at acceptance).",
-            labels=["deployment", "stream"],
+            labels,
         )
-        monitoring = GaugeMetricFamily(
+        monitoring = _Family(
             "phase4_stream_monitoring",
+            "gauge",
             "1 when the stream's reference is complete and its detectors watch it, else 0.",
-            labels=["deployment", "stream"],
+            labels,
         )
-        observations = CounterMetricFamily(
+        observations = _Family(
             "phase4_stream_observations",
+            "counter",
             "Observations the stream has taken (reference and monitored).",
-            labels=["deployment", "stream"],
+            labels,
         )
         for dep in sorted(streams):
             for s in streams[dep]:
-                monitoring.add_metric([dep, s.stream], 1 if s.monitoring else 0)
-                observations.add_metric([dep, s.stream], s.observations)
+                monitoring.add((dep, s.stream), 1 if s.monitoring else 0)
+                observations.add((dep, s.stream), s.observations)
                 for det, stat, thr in s.detectors:
-                    statistic.add_metric([dep, s.stream, det], stat)
-                    threshold.add_metric([dep, s.stream, det], thr)
+                    statistic.add((dep, s.stream, det), stat)
+                    threshold.add((dep, s.stream, det), thr)
                 if s.ewma_z is not None:
-                    ewma.add_metric([dep, s.stream], s.ewma_z)
+                    ewma.add((dep, s.stream), s.ewma_z)
                 if s.reference_rate is not None:
-                    rate.add_metric([dep, s.stream], s.reference_rate)
-        yield from (statistic, threshold, ewma, rate, monitoring, observations)
+                    rate.add((dep, s.stream), s.reference_rate)
+        return [statistic, threshold, ewma, rate, monitoring, observations]
 
     # -- phantom QC ------------------------------------------------------------------------
 
-    def _phantom_families(self, session: Session, now: datetime) -> Iterator[Metric]:
-        value = GaugeMetricFamily(
-            "phase4_phantom_metric",
-            "A metric of the device's latest phantom result of this kind (its unit is the "
-            "analysis's: percent for uniformity, a ratio for recovery coefficients).",
-            labels=["site", "device", "kind", "metric"],
-        )
-        verdict = GaugeMetricFamily(
-            "phase4_phantom_verdict_level",
-            "Verdict on the metric in the latest result: 0 pass, 1 outside tolerance, "
-            "2 outside action level (fail).",
-            labels=["site", "device", "kind", "metric"],
-        )
-        failing = GaugeMetricFamily(
-            "phase4_phantom_failing",
-            "Metrics of the device's latest phantom result of this kind at the action level.",
-            labels=["site", "device", "kind"],
-        )
-        age = GaugeMetricFamily(
-            "phase4_phantom_last_acquired_age_seconds",
-            "Seconds since the device's latest phantom scan of this kind was acquired.",
-            labels=["site", "device", "kind"],
-        )
-        bounds = GaugeMetricFamily(
-            "phase4_phantom_tolerance",
-            "Tolerance and action limits in force for the metric (device-specific, else the "
-            "default), by bound: lower_action, lower_tolerance, upper_tolerance, upper_action.",
-            labels=["site", "device", "kind", "metric", "bound"],
-        )
+    @staticmethod
+    def _latest_phantoms(session: Session) -> dict[tuple[int, str], Any]:
+        """The latest result of each device and kind, with its device."""
         latest = (
             sa.select(
                 PhantomResult.device_id,
@@ -558,29 +771,72 @@ class StoreCollector(Collector):
         newest: dict[tuple[int, str], Any] = {}
         for row in rows:
             newest[row.device_id, row.kind] = row  # same acquisition time: the later row wins
-        tolerances = self._tolerances(session) if newest else {}
-        for (device_id, kind), row in sorted(newest.items(), key=lambda kv: (kv[0][0], kv[0][1])):
+        return newest
+
+    def _phantom_families(self, snapshot: _StoreSnapshot) -> list[_Family]:
+        value = _Family(
+            "phase4_phantom_metric",
+            "gauge",
+            "A metric of the device's latest phantom result of this kind (its unit is the "
+            "analysis's: percent for uniformity, a ratio for recovery coefficients).",
+            ["site", "device", "kind", "metric"],
+        )
+        verdict = _Family(
+            "phase4_phantom_verdict_level",
+            "gauge",
+            "Verdict on the metric in the latest result: 0 pass, 1 outside tolerance, "
+            "2 outside action level (fail).",
+            ["site", "device", "kind", "metric"],
+        )
+        failing = _Family(
+            "phase4_phantom_failing",
+            "gauge",
+            "Metrics of the device's latest phantom result of this kind at the action level.",
+            ["site", "device", "kind"],
+        )
+        bounds = _Family(
+            "phase4_phantom_tolerance",
+            "gauge",
+            "Tolerance and action limits in force for the metric (device-specific, else the "
+            "default), by bound: lower_action, lower_tolerance, upper_tolerance, upper_action.",
+            ["site", "device", "kind", "metric", "bound"],
+        )
+        tolerances = snapshot.tolerances
+        for (device_id, kind), row in sorted(snapshot.phantoms.items(), key=lambda kv: kv[0]):
             site, device = row.site_id, device_label(row.site_id, row.model, row.serial)
-            age.add_metric([site, device, kind], max(0.0, (now - row.acquired_at).total_seconds()))
             fails = 0
             verdicts = row.verdicts if isinstance(row.verdicts, Mapping) else {}
             for metric, raw in sorted((row.metrics or {}).items()):
                 number = _finite(raw)
                 if number is None:
                     continue
-                value.add_metric([site, device, kind, metric], number)
+                value.add((site, device, kind, metric), number)
                 level = _verdict_level(verdicts.get(metric))
                 if level is not None:
-                    verdict.add_metric([site, device, kind, metric], level)
+                    verdict.add((site, device, kind, metric), level)
                     fails += level == 2
                 limits = tolerances.get((device_id, kind, metric)) or tolerances.get(
                     (None, kind, metric)
                 )
                 for bound, limit in zip(TOLERANCE_BOUNDS, limits or (), strict=False):
                     if limit is not None:
-                        bounds.add_metric([site, device, kind, metric, bound], limit)
-            failing.add_metric([site, device, kind], fails)
-        yield from (value, verdict, failing, age, bounds)
+                        bounds.add((site, device, kind, metric, bound), limit)
+            failing.add((site, device, kind), fails)
+        return [value, verdict, failing, self._phantom_age(snapshot), bounds]
+
+    @staticmethod
+    def _phantom_age(snapshot: _StoreSnapshot) -> _Family:
+        age = _Family(
+            "phase4_phantom_last_acquired_age_seconds",
+            "gauge",
+            "Seconds since the device's latest phantom scan of this kind was acquired.",
+            ["site", "device", "kind"],
+        )
+        now = snapshot.now
+        for (_, kind), row in sorted(snapshot.phantoms.items(), key=lambda kv: kv[0]):
+            device = device_label(row.site_id, row.model, row.serial)
+            age.add((row.site_id, device, kind), max(0.0, (now - row.acquired_at).total_seconds()))
+        return age
 
     @staticmethod
     def _tolerances(
@@ -611,9 +867,26 @@ def _severity_order(severity: str) -> tuple[int, str]:
     return (SEVERITIES.index(severity) if severity in SEVERITIES else len(SEVERITIES), severity)
 
 
-def build_registry(engine: Engine) -> tuple[CollectorRegistry, IngestMetrics]:
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(StoreCollector(engine))
-    ingest = IngestMetrics(registry)
-    registry.register(ProbeHealthCollector(ingest.probes))
+class MetricsRegistry(CollectorRegistry):
+    """The app's registry: the store's families, then the in-process metrics (registered in
+    :attr:`in_process`). ``generate_latest`` of it works as for any registry (the reference);
+    :meth:`exposition` is what /metrics serves: the same text, the store's families written
+    directly rather than through prometheus_client's metric objects."""
+
+    def __init__(self, store: StoreCollector) -> None:
+        super().__init__(auto_describe=False)
+        self.store = store
+        self.in_process = CollectorRegistry(auto_describe=False)
+        self.register(store)
+        self.register(self.in_process)
+
+    def exposition(self) -> bytes:
+        """Prometheus text format 0.0.4 (``CONTENT_TYPE_LATEST``)."""
+        return self.store.render().encode() + generate_latest(self.in_process)
+
+
+def build_registry(engine: Engine) -> tuple[MetricsRegistry, IngestMetrics]:
+    registry = MetricsRegistry(StoreCollector(engine))
+    ingest = IngestMetrics(registry.in_process)
+    registry.in_process.register(ProbeHealthCollector(ingest.probes))
     return registry, ingest
