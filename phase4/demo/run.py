@@ -149,7 +149,34 @@ def run_demo(
     """Run the demo; with ``serve`` the monitor (API, /ui, /metrics) keeps running afterwards
     until interrupted (Ctrl-C)."""
     # The probe warns once per stripped identifier key; the demo's summary reports the count.
-    logging.getLogger("phase4.probe").setLevel(logging.ERROR)
+    # (The level is restored afterwards: the demo may run inside a longer-lived process.)
+    probe_log = logging.getLogger("phase4.probe")
+    old_level = probe_log.level
+    probe_log.setLevel(logging.ERROR)
+    try:
+        return _run_demo(
+            data_dir=data_dir,
+            days=days,
+            studies_per_day=studies_per_day,
+            seed=seed,
+            console=console,
+            serve=serve,
+            port=port,
+        )
+    finally:
+        probe_log.setLevel(old_level)
+
+
+def _run_demo(
+    *,
+    data_dir: Path,
+    days: int,
+    studies_per_day: float,
+    seed: int,
+    console: Console,
+    serve: bool,
+    port: int,
+) -> DemoResult:
     if data_dir.exists():
         shutil.rmtree(data_dir)
     data_dir.mkdir(parents=True)

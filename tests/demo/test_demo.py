@@ -183,3 +183,7 @@ def test_phantom_faults_are_detected_and_linked_to_the_ais_alerts(demo: DemoRun)
         for a in device_alerts
     )
     assert sum(a.cause == "ai_canary" for a in device_alerts) == 1
+
+
+def test_the_demo_leaves_the_probe_loggers_level_as_it_found_it(demo: DemoRun) -> None:
+    assert logging.getLogger("phase4.probe").level == logging.NOTSET
