@@ -298,7 +298,7 @@ def state_sizes(rng: np.random.Generator) -> dict[str, Any]:
         "detectors_bytes": {"min": min(dets), "mean": statistics.mean(dets), "max": max(dets)},
         "max_bytes_while_collecting_reference": during_reference,
         "parts_bytes_at_end": parts,
-        "reference_knots": len(d["reference"]["xs"]),
+        "reference_knots": len(d["reference"]["probs"]),
     }
     bmon = warmed_monitor("binary", rng)
     bstream = bmon.streams["v0"]

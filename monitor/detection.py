@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -34,7 +34,15 @@ from monitor.drift.streams import (
     StreamAlarm,
     StreamSpec,
 )
-from monitor.models import Alert, Deployment, DetectorState, Feedback, InferenceRecord, utcnow
+from monitor.models import (
+    Alert,
+    Deployment,
+    DetectorState,
+    Device,
+    Feedback,
+    InferenceRecord,
+    utcnow,
+)
 
 STATE_STREAM = "*"
 STATE_DETECTOR = "deployment"
@@ -390,32 +398,58 @@ def _title(alarm: StreamAlarm) -> str:
     return f"{alarm.stream} {direction} (detected by {a.detector})"
 
 
+def _aware(stamp: Any) -> datetime | None:
+    """An evidence timestamp as an aware datetime (naive ones are UTC); None if it is not one."""
+    if not isinstance(stamp, str):
+        return None
+    try:
+        when = datetime.fromisoformat(stamp)
+    except ValueError:
+        return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
 def _linked_events(
     session: Session, deployment: Deployment, alarm: StreamAlarm
 ) -> list[dict[str, Any]]:
-    """What else happened in this deployment around the change's estimated start."""
-    start = datetime.fromisoformat(alarm.change_at or alarm.at)
-    lo, hi = start - LINK_WINDOW, datetime.fromisoformat(alarm.at) + timedelta(days=1)
+    """What else happened around the change's estimated start: the deployment's other alerts,
+    and the alerts of the devices at its site (phantom QC, device changes), which have no
+    deployment. A scanner's QC failure dated near an AI drift is often its explanation."""
+    start = _aware(alarm.change_at or alarm.at)
+    end = _aware(alarm.at)
+    if start is None or end is None:
+        return []
+    lo, hi = start - LINK_WINDOW, end + timedelta(days=1)
+    site_devices = select(Device.id).where(Device.site_id == deployment.site_id)
+    candidates = select(Alert).where(
+        sa.or_(
+            col(Alert.deployment_id) == deployment.id,
+            sa.and_(
+                col(Alert.deployment_id).is_(None),
+                col(Alert.device_id).in_(site_devices),
+            ),
+        )
+    )
     links: list[dict[str, Any]] = []
-    for other in session.exec(
-        select(Alert).where(Alert.deployment_id == deployment.id).order_by(col(Alert.opened_at))
-    ):
-        if other.stream == alarm.stream:
+    for other in session.exec(candidates.order_by(col(Alert.opened_at), col(Alert.id))):
+        on_device = other.deployment_id is None
+        if not on_device and other.stream == alarm.stream:
             continue
         began = other.evidence.get("change_timestamp") or other.evidence.get("timestamp")
-        if began is None:
+        when = _aware(began)
+        if when is None:
             continue
-        when = datetime.fromisoformat(began)
         if lo <= when <= hi:
-            links.append(
-                {
-                    "what": other.title,
-                    "at": began,
-                    "alert_id": other.id,
-                    "stream": other.stream,
-                    "cause": other.cause,
-                }
-            )
+            link: dict[str, Any] = {
+                "what": other.title,
+                "at": began,
+                "alert_id": other.id,
+                "stream": other.stream,
+                "cause": other.cause,
+            }
+            if on_device:
+                link["device_id"] = other.device_id
+            links.append(link)
     return links
 
 
@@ -473,6 +507,8 @@ def reference_summary(monitor: DeploymentMonitor) -> dict[str, Any]:
         ref = stream.reference
         if ref is None:
             out[name] = {"state": "collecting", "values": len(stream.reference_values)}
+            if stream.budget and "not_calibratable" in stream.budget:
+                out[name]["not_calibratable"] = stream.budget["not_calibratable"]
         elif "median" in ref:
             out[name] = {"n": ref["n"], "median": ref["median"], "mad_sigma": ref["mad_sigma"]}
         elif "events" in ref:

@@ -8,11 +8,15 @@
   increments is itself a finite Markov chain, so its ARL is exact for the scaled chart.
 
 Calibration inverts these with a bracketing root finder: a threshold is never a guessed constant.
+It searches only the range where the numerical methods are validated (``CUSUM_H_MAX``,
+``EWMA_L_MAX``, ``BERNOULLI_H_LLR_MAX``); a target beyond it raises :class:`CalibrationError`
+with a plain reason and the largest ARL0 the range reaches, never a bare numerical failure.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -21,6 +25,34 @@ import numpy as np
 from scipy import optimize, sparse, stats
 from scipy.sparse import linalg as splinalg
 from threadpoolctl import threadpool_limits
+
+# Validated ranges. Beyond them a small reference's own error, not the threshold, sets the
+# false-alarm rate (the chart is then also too slow to be worth running): the remedy is a larger
+# reference, and calibration says so instead of searching on.
+CUSUM_H_MAX = 100.0  # decision interval, in in-control standard deviations
+EWMA_L_MAX = 12.0  # limit multiplier
+BERNOULLI_H_LLR_MAX = 100.0  # threshold, in nats of log-likelihood ratio
+# An ARL beyond this is infinite for every budget: the linear solve that computes it is then
+# ill-conditioned (a negative or NaN "ARL" from a singular system), and its exact value is moot.
+ARL_CEILING = 1e12
+
+
+class CalibrationError(ValueError):
+    """No threshold in the validated range keeps the false-alarm rate within the target.
+
+    ``achievable_arl0`` is the largest (expected) in-control ARL the range reaches, when known.
+    """
+
+    def __init__(self, reason: str, *, arl0: float, achievable_arl0: float | None = None):
+        super().__init__(reason)
+        self.arl0 = arl0
+        self.achievable_arl0 = achievable_arl0
+
+
+def _sound(arl: float) -> float:
+    """The ARL, or infinity where the solve has lost it to ill-conditioning (see ARL_CEILING)."""
+    return arl if math.isfinite(arl) and 1.0 <= arl <= ARL_CEILING else math.inf
+
 
 # ---------------------------------------------------------------------------------------------
 # Tabular CUSUM
@@ -36,9 +68,14 @@ def cusum_arl_one_sided(h: float, k: float, shift: float = 0.0, nodes: int = 64)
     with x_t ~ N(shift, 1).
 
     L(z) = 1 + L(0) Φ(k - z + μ... ) + ∫_0^h L(y) φ(y + k - z - shift) dy   (Page 1954)
+
+    ``nodes`` is a minimum: the kernel is one standard deviation wide, so the rule uses at least
+    2·h nodes (64 nodes over h = 60 misplace the ARL at a shift of 0.3 by 4%). An ARL beyond
+    ``ARL_CEILING`` is returned as infinity.
     """
     if h <= 0:
         return 1.0
+    nodes = max(nodes, math.ceil(2 * h))
     u, w = _gauss_legendre(nodes)
     y = h / 2 * (u + 1)  # nodes mapped to [0, h]
     wy = w * h / 2
@@ -53,14 +90,15 @@ def cusum_arl_one_sided(h: float, k: float, shift: float = 0.0, nodes: int = 64)
     a[:, 0] -= at_zero
     a[:, 1:] -= dens
     sol = np.linalg.solve(a, np.ones(n))
-    return float(sol[0])
+    return _sound(float(sol[0]))
 
 
 def cusum_arl(h: float, k: float = 0.5, shift: float = 0.0, nodes: int = 64) -> float:
     """ARL of the two-sided tabular CUSUM (two one-sided charts, same h and k)."""
     up = cusum_arl_one_sided(h, k, shift, nodes)
     down = cusum_arl_one_sided(h, k, -shift, nodes)
-    return 1.0 / (1.0 / up + 1.0 / down)
+    rate = 1.0 / up + 1.0 / down
+    return 1.0 / rate if rate > 0 else math.inf
 
 
 def expected_false_alarm_rate(
@@ -103,22 +141,60 @@ def calibrate_cusum_h(
         rate = expected_false_alarm_rate(
             lambda mu, sigma: cusum_arl(h / sigma, k / sigma, mu / sigma, nodes), reference_size
         )
-        return math.log(1.0 / rate) - math.log(arl0)
+        return _log_gap(rate, arl0)
 
-    return _bracketed_root(gap, 0.05, 1.0)
+    return _bracketed_root(
+        gap, 0.05, 1.0, CUSUM_H_MAX, arl0, "CUSUM decision interval h", reference_size
+    )
 
 
-def _bracketed_root(gap: Callable[[float], float], lo: float, hi: float) -> float:
-    """Root of an increasing ``gap``: widen ``hi`` until the sign changes, then Brent.
+def _log_gap(rate: float, arl0: float) -> float:
+    """log(ARL0 reached / ARL0 wanted); a rate of 0 (every ARL beyond the ceiling) is a
+    large positive gap, not a domain error."""
+    if not rate > 0:
+        return math.log(ARL_CEILING) - math.log(arl0)
+    return math.log(1.0 / rate) - math.log(arl0)
+
+
+def _out_of_reach(
+    what: str, limit: float, arl0: float, achievable: float, reference_size: int | None
+) -> CalibrationError:
+    source = (
+        f"a reference of {reference_size} observations"
+        if reference_size is not None
+        else "the reference"
+    )
+    return CalibrationError(
+        f"the false-alarm budget asks for an in-control ARL of {arl0:,.0f} observations, but "
+        f"with {source} even the largest {what} in the validated range ({limit:g}) reaches only "
+        f"{achievable:,.0f}: the reference's own estimation error sets the false-alarm rate. "
+        "A larger reference is needed.",
+        arl0=arl0,
+        achievable_arl0=achievable,
+    )
+
+
+def _bracketed_root(
+    gap: Callable[[float], float],
+    lo: float,
+    hi: float,
+    limit: float,
+    arl0: float,
+    what: str,
+    reference_size: int | None,
+) -> float:
+    """Root of an increasing ``gap`` (log ARL0 reached - log ARL0 wanted) in (0, ``limit``]:
+    widen ``hi`` until the sign changes, then Brent; :class:`CalibrationError` when even
+    ``limit`` falls short.
 
     BLAS is held to one thread: the solves are small, and a threaded BLAS on a busy machine
     spends more time contending for cores than solving (4x slower measured here).
     """
     with threadpool_limits(limits=1, user_api="blas"):
-        while gap(hi) < 0:
-            lo, hi = hi, hi * 1.5
-            if hi > 1e3:
-                raise ValueError("no threshold reaches the requested ARL0")
+        while (g := gap(hi)) < 0:
+            if hi >= limit:
+                raise _out_of_reach(what, limit, arl0, arl0 * math.exp(g), reference_size)
+            lo, hi = hi, min(hi * 1.5, limit)
         return float(optimize.brentq(gap, lo, hi, xtol=1e-5))
 
 
@@ -143,7 +219,7 @@ def ewma_arl(limit_l: float, lam: float, shift: float = 0.0, states: int = 201) 
         (lower[None, :] - base) / lam - shift
     )
     sol = np.linalg.solve(np.eye(states) - p, np.ones(states))
-    return float(sol[states // 2])
+    return _sound(float(sol[states // 2]))
 
 
 def calibrate_ewma_l(
@@ -156,9 +232,11 @@ def calibrate_ewma_l(
         rate = expected_false_alarm_rate(
             lambda mu, sigma: ewma_arl(limit / sigma, lam, mu / sigma, states), reference_size
         )
-        return math.log(1.0 / rate) - math.log(arl0)
+        return _log_gap(rate, arl0)
 
-    return _bracketed_root(gap, 0.5, 1.0)
+    return _bracketed_root(
+        gap, 0.5, 1.0, EWMA_L_MAX, arl0, "EWMA limit multiplier L", reference_size
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -193,7 +271,8 @@ def _bernoulli_increments(p0: float, p1: float, resolution: int) -> tuple[int, i
 
 def bernoulli_cusum_arl(up: int, down: int, h: int, p: float) -> float:
     """Exact ARL of S_t = max(0, S_{t-1} + up·x_t - down·(1-x_t)), alarm when S_t ≥ h,
-    S_0 = 0, x_t ~ Bernoulli(p). The chain has h transient states and two moves from each."""
+    S_0 = 0, x_t ~ Bernoulli(p). The chain has h transient states and two moves from each.
+    An ARL beyond ``ARL_CEILING`` (where the system is singular in floating point) is infinity."""
     if h <= 0:
         return 1.0
     idx = np.arange(h)
@@ -203,8 +282,10 @@ def bernoulli_cusum_arl(up: int, down: int, h: int, p: float) -> float:
     cols = np.concatenate((up_to[ok], np.maximum(idx - down, 0)))
     vals = np.concatenate((np.full(int(ok.sum()), p), np.full(h, 1 - p)))
     m = sparse.csc_matrix((vals, (rows, cols)), shape=(h, h))
-    sol = splinalg.spsolve(sparse.identity(h, format="csc") - m, np.ones(h))
-    return float(sol[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", splinalg.MatrixRankWarning)
+        sol = splinalg.spsolve(sparse.identity(h, format="csc") - m, np.ones(h))
+    return _sound(float(sol[0]))
 
 
 def calibrate_bernoulli_cusum(
@@ -218,18 +299,41 @@ def calibrate_bernoulli_cusum(
     if not 0 < p0 < p1 < 1:
         raise ValueError(f"need 0 < p0 < p1 < 1 (got p0={p0}, p1={p1})")
     up, down, scale = _bernoulli_increments(p0, p1, resolution)
+    h = _smallest_threshold(
+        lambda h: 1 / bernoulli_cusum_arl(up, down, h, p0), up, down, scale, arl0, None
+    )
+    return BernoulliCusumDesign(p0=p0, p1=p1, up=up, down=down, h=h, scale=scale)
+
+
+def _smallest_threshold(
+    rate_at: Callable[[int], float],
+    up: int,
+    down: int,
+    scale: float,
+    arl0: float,
+    reference_size: int | None,
+) -> int:
+    """The smallest integer h with ``rate_at(h) <= 1/arl0`` (the rate falls with h), searched
+    up to ``BERNOULLI_H_LLR_MAX`` nats."""
+    limit = max(max(up, down) * 4, math.ceil(BERNOULLI_H_LLR_MAX * scale))
     lo, hi = 1, max(up, down) * 4
-    while bernoulli_cusum_arl(up, down, hi, p0) < arl0:
-        lo, hi = hi, hi * 2
-        if hi > 2_000_000:
-            raise ValueError(f"arl0 {arl0} is out of reach for p0={p0}, p1={p1}")
-    while lo < hi:  # ARL0 is non-decreasing in h
+    while (rate := rate_at(hi)) > 1 / arl0:
+        if hi >= limit:
+            raise _out_of_reach(
+                "Bernoulli CUSUM threshold (nats)",
+                BERNOULLI_H_LLR_MAX,
+                arl0,
+                1 / rate,
+                reference_size,
+            )
+        lo, hi = hi, min(hi * 2, limit)
+    while lo < hi:  # the rate is non-increasing in h
         mid = (lo + hi) // 2
-        if bernoulli_cusum_arl(up, down, mid, p0) >= arl0:
+        if rate_at(mid) <= 1 / arl0:
             hi = mid
         else:
             lo = mid + 1
-    return BernoulliCusumDesign(p0=p0, p1=p1, up=up, down=down, h=lo, scale=scale)
+    return lo
 
 
 def _rate_quadrature(reference: tuple[int, int], nodes: int = 32) -> tuple[np.ndarray, np.ndarray]:
@@ -264,22 +368,13 @@ def calibrate_bernoulli_cusum_uncertain(
     up, down, scale = _bernoulli_increments(p0, p1, resolution)
     rates, weights = _rate_quadrature(reference)
 
-    def rate_ok(h: int) -> bool:
-        mean_rate = sum(
-            w / bernoulli_cusum_arl(up, down, h, float(r))
-            for r, w in zip(rates, weights, strict=True)
+    def mean_rate(h: int) -> float:
+        return float(
+            sum(
+                w / bernoulli_cusum_arl(up, down, h, float(r))
+                for r, w in zip(rates, weights, strict=True)
+            )
         )
-        return mean_rate <= 1 / arl0
 
-    lo, hi = 1, max(up, down) * 4
-    while not rate_ok(hi):
-        lo, hi = hi, hi * 2
-        if hi > 2_000_000:
-            raise ValueError(f"arl0 {arl0} is out of reach for p0={p0}, p1={p1}")
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if rate_ok(mid):
-            hi = mid
-        else:
-            lo = mid + 1
-    return BernoulliCusumDesign(p0=p0, p1=p1, up=up, down=down, h=lo, scale=scale)
+    h = _smallest_threshold(mean_rate, up, down, scale, arl0, reference[0])
+    return BernoulliCusumDesign(p0=p0, p1=p1, up=up, down=down, h=h, scale=scale)

@@ -33,7 +33,7 @@ from monitor.drift.arl import (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Alarm:
     """A detector fired (``kind='alarm'``) or saw something new (``kind='notice'``)."""
 
@@ -57,7 +57,7 @@ def _ewma_l(arl0: float, lam: float, reference_size: int | None) -> float:
     return calibrate_ewma_l(arl0, lam, reference_size)
 
 
-@dataclass
+@dataclass(slots=True)
 class Cusum:
     """Two-sided tabular CUSUM on normal scores (Page 1954), reset after each alarm.
 
@@ -81,14 +81,21 @@ class Cusum:
     def update(self, z: float, index: int | None = None) -> Alarm | None:
         i = self.n if index is None else index
         self.n += 1
+        k = self.k
         was_hi, was_lo = self.s_hi, self.s_lo
-        self.s_hi = max(0.0, was_hi + z - self.k)
-        self.s_lo = max(0.0, was_lo - z - self.k)
-        if was_hi == 0.0 and self.s_hi > 0.0:
+        hi = was_hi + z - k
+        lo = was_lo - z - k
+        # max(0, ·) written out: this runs on every observation of every numeric stream
+        if hi <= 0.0:
+            hi = 0.0
+        elif was_hi == 0.0:
             self.start_hi = i
-        if was_lo == 0.0 and self.s_lo > 0.0:
+        if lo <= 0.0:
+            lo = 0.0
+        elif was_lo == 0.0:
             self.start_lo = i
-        if self.s_hi > self.h or self.s_lo > self.h:
+        self.s_hi, self.s_lo = hi, lo
+        if hi > self.h or lo > self.h:
             up = self.s_hi >= self.s_lo
             alarm = Alarm(
                 self.name,
@@ -113,7 +120,7 @@ class Cusum:
         return cls(**d)
 
 
-@dataclass
+@dataclass(slots=True)
 class Ewma:
     """Two-sided EWMA on normal scores with asymptotic limits (Lucas & Saccucci 1990).
 
@@ -140,10 +147,11 @@ class Ewma:
         i = self.n if index is None else index
         self.n += 1
         previous = self.z
-        self.z = self.lam * x + (1 - self.lam) * self.z
+        lam = self.lam
+        self.z = lam * x + (1 - lam) * previous
         if previous == 0.0 or (previous > 0) != (self.z > 0):
             self.last_cross = i
-        if abs(self.z) > self.control_limit:
+        if abs(self.z) > self.limit * math.sqrt(lam / (2 - lam)):
             alarm = Alarm(
                 self.name,
                 i,
@@ -167,7 +175,7 @@ class Ewma:
         return cls(**d)
 
 
-@dataclass
+@dataclass(slots=True)
 class WindowedKS:
     """Kolmogorov–Smirnov test of each non-overlapping window of PIT values against U(0, 1).
 
@@ -233,7 +241,7 @@ def _ks_critical(alpha: float, n_eff: int) -> float:
     return float(stats.kstwo.isf(alpha, n_eff))
 
 
-@dataclass
+@dataclass(slots=True)
 class BernoulliCusum:
     """Bernoulli CUSUM for a rise in an event rate from p0 to p1 (Reynolds & Stoumbos 1999)."""
 
@@ -294,7 +302,7 @@ class BernoulliCusum:
         return cls(**d)
 
 
-@dataclass
+@dataclass(slots=True)
 class NewCategory:
     """A value never seen in the reference: a notice (a substantial change that calls for
     revalidation), not a statistical alarm. Each new value is announced once."""
@@ -322,7 +330,7 @@ class NewCategory:
         return cls(**d)
 
 
-@dataclass
+@dataclass(slots=True)
 class WindowedChiSquare:
     """G-test of each non-overlapping window's category counts against the reference counts
     (a 2×K contingency table, so the reference's own sampling error is accounted for).

@@ -9,6 +9,12 @@ Kinds and detectors:
 - numeric: values → normal scores (``reference.NumericReference``) → CUSUM, EWMA, windowed KS;
 - binary: Bernoulli CUSUM for a rise from the reference rate p0 to p1;
 - categorical: new-category notice, and a windowed G-test against the reference counts.
+
+A stream whose detectors cannot be calibrated to its budget from the reference it has (a
+small reference whose own estimation error alone would overspend the false-alarm budget) is
+marked ``not_calibratable`` in its budget, with the reason, and keeps collecting a reference
+twice as large; after ``MAX_REFERENCE_GROWTH`` times the configured size it gives up, says so,
+and stops collecting. One stream's problem never stops the deployment's other streams.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from monitor.drift.arl import CalibrationError
 from monitor.drift.budget import BudgetShare, share
 from monitor.drift.cbpe import PerformanceEstimator
 from monitor.drift.detectors import (
@@ -41,13 +48,16 @@ from monitor.drift.reference import (
 
 StreamKind = Literal["numeric", "binary", "categorical"]
 STATISTICAL_DETECTORS: dict[str, int] = {"numeric": 3, "binary": 1, "categorical": 1}
+# A stream that cannot be calibrated doubles its reference up to this multiple of its configured
+# size (16: the reference's standard error falls fourfold), then gives up.
+MAX_REFERENCE_GROWTH = 16
 
 
 class ConfigError(ValueError):
     """A monitoring configuration that cannot work; the message names the part."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StreamSpec:
     """What to watch. ``field`` is a dotted path into the record."""
 
@@ -175,6 +185,8 @@ def _usable(kind: StreamKind, value: Any) -> Any:
     if value is None:
         return None
     if kind == "numeric":
+        if type(value) is float:
+            return value if math.isfinite(value) else None
         if isinstance(value, bool):
             return float(value)
         if isinstance(value, int | float) and math.isfinite(value):
@@ -191,7 +203,7 @@ def _usable(kind: StreamKind, value: Any) -> Any:
     return str(value)
 
 
-@dataclass
+@dataclass(slots=True)
 class StreamAlarm:
     """An alarm on a named stream, with timestamps for the alarm and the estimated change."""
 
@@ -221,7 +233,7 @@ class StreamAlarm:
         }
 
 
-@dataclass
+@dataclass(slots=True)
 class Stream:
     """One stream: collecting its reference, then detecting."""
 
@@ -249,33 +261,72 @@ class Stream:
         config: MonitorConfig,
         records_total: int,
     ) -> list[StreamAlarm]:
-        if any(read_field(record, k) != v for k, v in self.spec.where):
+        spec = self.spec
+        if spec.where and any(read_field(record, k) != v for k, v in spec.where):
             return []
         self.seen_records += 1
-        value = _usable(self.spec.kind, read_field(record, self.spec.field))
+        path = spec.field
+        value = _usable(spec.kind, record[path] if path in record else read_field(record, path))
         if value is None:
             return []
         self.observations += 1
         if self.reference is None:
+            if self.budget is not None and self.budget.get("abandoned"):
+                return []
             self.reference_values.append(value)
             if self._reference_complete(config):
                 self._start_monitoring(config, records_total)
             return []
-        self.times[row] = at
-        found = self._update(value, row)
+        ref = self._numeric_ref
+        if ref is not None:
+            found = self._update_numeric(ref, value, row, at)
+        else:
+            self.times[row] = at
+            found = self._update(value, row)
+        if len(self.times) > 64:
+            self._prune_times(row)
         if not found:
-            if len(self.times) > 64:
-                self._prune_times(row)
             return []
         evidence = (
             BudgetShare(**self.budget).to_dict() if self.budget and "arl0" in self.budget else None
         )
-        alarms = [StreamAlarm(self.spec.name, self.spec.kind, a, at, None, evidence) for a in found]
+        alarms = [StreamAlarm(spec.name, spec.kind, a, at, None, evidence) for a in found]
         for sa in alarms:
-            sa.change_at = self.times.get(sa.alarm.change_index_estimate)
-        if len(self.times) > 64:
-            self._prune_times(row)
+            start = sa.alarm.change_index_estimate
+            sa.change_at = at if start == row else self.times.get(start)
         return alarms
+
+    def _update_numeric(
+        self, ref: NumericReference, value: float, row: int, at: str
+    ) -> list[Alarm]:
+        """The numeric stream's update, inlined (it runs on every record). A row's time is kept
+        only when a detector may date a change to it: the start of a CUSUM side's excursion,
+        an EWMA zero crossing, the first observation of a KS window."""
+        detectors = self.detectors
+        cusum, ewma, ks = detectors["cusum"], detectors["ewma"], detectors["ks"]
+        z = (
+            ref.z(value, row, self.spec.name)
+            if ref.discrete or ref.atoms
+            else ref._z_continuous(value)
+        )
+        out = []
+        a = cusum.update(z, row)
+        if a:
+            out.append(a)
+        a = ewma.update(z, row)
+        if a:
+            out.append(a)
+        a = ks.update(z_to_uniform(z), row)
+        if a:
+            out.append(a)
+        if (
+            cusum.start_hi == row
+            or cusum.start_lo == row
+            or ewma.last_cross == row
+            or ks.first == row
+        ):
+            self.times[row] = at
+        return out
 
     def _prune_times(self, row: int) -> None:
         """Keep only the times a detector may still date a change to."""
@@ -301,22 +352,10 @@ class Stream:
 
     def _update(self, value: Any, row: int) -> list[Alarm]:
         out = []
-        if self.spec.kind == "numeric":
-            ref = self._numeric_ref
-            assert ref is not None
-            z = ref.z(value, row, self.spec.name)
-            for name in ("cusum", "ewma"):
-                a = self.detectors[name].update(z, row)
-                if a:
-                    out.append(a)
-            a = self.detectors["ks"].update(z_to_uniform(z), row)
+        for det in self.detectors.values():
+            a = det.update(value, row)
             if a:
                 out.append(a)
-        else:
-            for det in self.detectors.values():
-                a = det.update(value, row)
-                if a:
-                    out.append(a)
         return out
 
     def _start_monitoring(self, config: MonitorConfig, records_total: int) -> None:
@@ -329,10 +368,40 @@ class Stream:
             false_alarms_per_year=config.false_alarms_per_year,
             observations_per_day=config.studies_per_day * coverage,
         )
+        try:
+            detectors = _build_detectors(self.spec, values, budget, config)
+        except CalibrationError as exc:
+            self._not_calibratable(exc, budget, config)
+            return
         self.budget = budget.numbers()
-        self.detectors = _build_detectors(self.spec, values, budget, config)
+        self.detectors = detectors
         self.reference = self._reference_dict(values)
         self.reference_values = []
+
+    def _not_calibratable(
+        self, exc: CalibrationError, budget: BudgetShare, config: MonitorConfig
+    ) -> None:
+        """Record why the detectors could not be calibrated; keep the values collected so far
+        and collect a reference twice as large, or give up past ``MAX_REFERENCE_GROWTH``."""
+        configured = self.spec.reference_size or config.reference_size
+        state: dict[str, Any] = {
+            "not_calibratable": str(exc),
+            "reference_collected": len(self.reference_values),
+            "target_arl0": budget.arl0,
+            "achievable_arl0": exc.achievable_arl0,
+        }
+        if 2 * self.reference_size <= MAX_REFERENCE_GROWTH * configured:
+            self.reference_size *= 2
+            state["next_reference_size"] = self.reference_size
+        else:
+            state["abandoned"] = True
+            state["not_calibratable"] += (
+                f" Gave up after a reference of {len(self.reference_values)} values "
+                f"({MAX_REFERENCE_GROWTH} times the configured size); this stream is not "
+                "monitored until its reference is reset or its budget or configuration changed."
+            )
+            self.reference_values = []
+        self.budget = state
 
     def _reference_dict(self, values: list[Any]) -> dict[str, Any]:
         if self.spec.kind == "numeric":
@@ -391,9 +460,10 @@ def _build_detectors(
         p0 = ref.rate
         p1 = spec.p1 if spec.p1 is not None else min(0.95, max(p0 * spec.rate_ratio, p0 + 0.01))
         if not p0 < p1 < 1:
-            raise ConfigError(
+            raise CalibrationError(
                 f"stream {spec.name}: p1 = {p1:.4f} must lie between the reference rate "
-                f"{p0:.4f} and 1"
+                f"{p0:.4f} and 1",
+                arl0=budget.arl0,
             )
         return {
             "bernoulli_cusum": BernoulliCusum.calibrated(p0, p1, budget.arl0, (ref.n, ref.events))
@@ -444,12 +514,17 @@ class DeploymentMonitor:
             row = self.feedback if row is None else row
             self.feedback += 1
         stamp = at.isoformat() if isinstance(at, datetime) else str(at)
-        alarms: list[StreamAlarm] = self._cbpe(record, row, stamp, source)
+        alarms: list[StreamAlarm] = (
+            self._cbpe(record, row, stamp, source) if self.config.cbpe else []
+        )
+        config, total = self.config, max(self.records, 1)
         for stream in self.streams.values():
             if stream.spec.source != source:
                 continue
             try:
-                alarms += stream.observe(record, row, stamp, self.config, max(self.records, 1))
+                found = stream.observe(record, row, stamp, config, total)
+                if found:
+                    alarms += found
             except ReferenceFitError as exc:
                 # A reference with no variation (e.g. a constant feature) cannot be
                 # standardised. Start its reference again rather than stop the deployment.

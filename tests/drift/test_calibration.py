@@ -10,15 +10,22 @@ import math
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from monitor.drift.arl import (
+    BERNOULLI_H_LLR_MAX,
+    CUSUM_H_MAX,
+    BernoulliCusumDesign,
+    CalibrationError,
     bernoulli_cusum_arl,
     calibrate_bernoulli_cusum,
+    calibrate_bernoulli_cusum_uncertain,
     calibrate_cusum_h,
     calibrate_ewma_l,
     cusum_arl,
     cusum_arl_one_sided,
     ewma_arl,
+    expected_false_alarm_rate,
 )
 from monitor.drift.detectors import BernoulliCusum, Cusum, Ewma
 
@@ -121,3 +128,55 @@ def test_bernoulli_cusum_detects_an_artifact_rate_rise() -> None:
     out_of_control = bernoulli_cusum_arl(design.up, design.down, design.h, 0.06)
     assert in_control >= 50_000
     assert out_of_control < in_control / 50
+
+
+def _expected_rate_bernoulli(design: BernoulliCusumDesign, reference: tuple[int, int]) -> float:
+    n, events = reference
+    post = stats.beta(events + 0.5, n - events + 0.5)
+    p = np.linspace(post.ppf(1e-6), min(post.isf(1e-6), 0.999), 801)
+    w = post.pdf(p)
+    rates = np.array(
+        [1 / bernoulli_cusum_arl(design.up, design.down, design.h, float(x)) for x in p]
+    )
+    return float(np.sum(w * rates) / np.sum(w))
+
+
+def test_bernoulli_calibration_with_a_small_reference_reaches_its_target() -> None:
+    """Regression: a performance stream with 20 misses in 60 labels (p0 = 0.336) and a budget
+    of 10,000 observations was declared "out of reach" after a 75-second search, because the
+    chains of the safest rates are singular in floating point and returned NaN."""
+    reference = (60, 20)
+    p0, p1 = 20.5 / 61, 41 / 61
+    design = calibrate_bernoulli_cusum_uncertain(p0, p1, 10_000.0, reference)
+    assert _expected_rate_bernoulli(design, reference) <= 1 / 10_000 * 1.05
+    assert design.h_llr < BERNOULLI_H_LLR_MAX
+
+
+def test_cusum_calibration_with_a_small_reference_stays_numerically_sound() -> None:
+    """Regression: reference_size 100 and a large budget asked the Nyström solve for a decision
+    interval where 64 nodes no longer resolve the kernel; the in-control ARL came out
+    negative and the calibration stopped with "math domain error"."""
+    h = calibrate_cusum_h(109_500.0, 0.25, reference_size=100)
+    assert math.isfinite(h)
+    rate = expected_false_alarm_rate(
+        lambda mu, sigma: cusum_arl(h / sigma, 0.25 / sigma, mu / sigma, nodes=600), 100
+    )
+    assert 1 / rate == pytest.approx(109_500.0, rel=0.01)
+
+
+def test_nystrom_solve_is_accurate_across_the_validated_range() -> None:
+    for h in (30.0, 60.0, CUSUM_H_MAX):
+        for shift in (0.3, 0.6):
+            assert cusum_arl_one_sided(h, 0.25, shift) == pytest.approx(
+                cusum_arl_one_sided(h, 0.25, shift, nodes=int(6 * h)), rel=1e-4
+            )
+        assert cusum_arl_one_sided(h, 0.25, 0.0) >= 1.0
+
+
+def test_an_unreachable_target_is_a_calibration_error_with_a_plain_reason() -> None:
+    with pytest.raises(CalibrationError, match="reference") as err:
+        calibrate_cusum_h(1e7, 0.25, reference_size=30)
+    assert err.value.achievable_arl0 is not None
+    assert err.value.achievable_arl0 < 1e7
+    with pytest.raises(CalibrationError, match="reference"):
+        calibrate_bernoulli_cusum_uncertain(0.3, 0.32, 1e7, (30, 9))

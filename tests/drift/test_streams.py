@@ -211,3 +211,86 @@ def test_ks_state_saved_before_critical_values_were_stored_still_restores() -> N
     g = np.random.default_rng(4)
     alarms = [restored.update(float(u)) for u in g.random(5_000)]
     assert sum(a is not None for a in alarms) <= 1
+
+
+def test_a_stream_that_cannot_be_calibrated_grows_its_reference_and_others_go_on() -> None:
+    """A 60-value reference cannot hold a budget of 4.4 million observations per detector (its
+    own mean error alone would alarm far sooner): the stream says so, keeps its values and
+    collects twice as many; the other stream is monitored meanwhile, and the state survives a
+    JSON round trip."""
+    config = MonitorConfig(
+        streams=(
+            StreamSpec("features.small", "numeric", reference_size=60),
+            StreamSpec("features.large", "numeric", reference_size=400),
+        ),
+        studies_per_day=20,
+        false_alarms_per_year=0.01,
+    )
+    monitor = DeploymentMonitor.new(config)
+    g = np.random.default_rng(5)
+
+    def feed(rows: range) -> None:
+        for i in rows:
+            rec = {"features": {"small": float(g.normal()), "large": float(g.normal())}}
+            monitor.observe(rec, f"2026-01-01T00:00:{i:06d}", row=i)
+
+    feed(range(130))
+    monitor = DeploymentMonitor.from_dict(json.loads(json.dumps(monitor.to_dict())))
+    small = monitor.streams["features.small"]
+    assert not small.monitoring
+    assert small.budget is not None
+    assert "larger reference is needed" in small.budget["not_calibratable"]
+    assert small.budget["achievable_arl0"] < small.budget["target_arl0"]
+    assert small.budget["next_reference_size"] == small.reference_size == 240
+    assert len(small.reference_values) == 130  # nothing collected is thrown away
+    feed(range(130, 450))
+    small, large = monitor.streams["features.small"], monitor.streams["features.large"]
+    assert large.monitoring
+    assert small.monitoring
+    assert small.reference is not None and small.reference["n"] == 240
+    assert small.budget is not None and small.budget["arl0"] == pytest.approx(4_380_000)
+
+
+def test_a_stream_gives_up_after_sixteen_times_its_reference() -> None:
+    config = MonitorConfig(
+        streams=(StreamSpec("error", "binary", reference_size=30, p1=0.05),),
+        reference_events_min=1,
+    )
+    monitor = DeploymentMonitor.new(config)
+    g = np.random.default_rng(6)
+    for i in range(700):
+        monitor.observe({"error": bool(g.random() < 0.5)}, str(i), row=i)
+    stream = monitor.streams["error"]
+    assert stream.budget is not None
+    assert stream.budget["abandoned"] is True
+    assert "must lie between the reference rate" in stream.budget["not_calibratable"]
+    assert "Gave up after a reference of 480 values" in stream.budget["not_calibratable"]
+    assert stream.reference_values == []
+    assert not stream.monitoring
+
+
+def test_reference_saved_with_explicit_knots_still_scores() -> None:
+    """States written before the knots were evenly spaced keep them in ``xs``: they load and
+    score as before, and agree with a new fit of the same values."""
+    g = np.random.default_rng(12)
+    values = g.normal(2.2, 0.25, 500)
+    new = NumericReference.fit(values)
+    assert new.xs == [] and len(new.knot_range) == 2 and len(new.probs) == 33
+    first, last = new.knot_range
+    old = dict(new.to_dict(), xs=np.linspace(first, last, len(new.probs)).tolist())
+    del old["knot_range"]
+    restored = NumericReference.from_dict(old)
+    for v in (1.0, 1.9, 2.2, 2.61, 3.5, 9.0):
+        assert restored.z(v) == pytest.approx(new.z(v), abs=1e-9)
+
+
+def test_numeric_stream_state_is_within_two_kilobytes() -> None:
+    config = MonitorConfig(streams=(StreamSpec("v", "numeric"),))
+    monitor = DeploymentMonitor.new(config)
+    g = np.random.default_rng(13)
+    sizes = []
+    for i, v in enumerate(g.lognormal(np.log(250), 0.2, 1500).tolist()):
+        monitor.observe({"v": v}, "2026-01-05T08:00:00+00:00", row=i)
+        if i >= 500:
+            sizes.append(len(json.dumps(monitor.streams["v"].to_dict())))
+    assert max(sizes) <= 2048

@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from monitor.detection import detect_deployment, open_alerts
-from monitor.models import Alert, AuditEntry, Deployment, DetectorState
+from monitor.models import Alert, AuditEntry, Deployment, DetectorState, Device
 from monitor.reports import attach_reports
 from tests.conftest import Fixture
 
@@ -264,3 +264,113 @@ def test_records_before_acceptance_are_neither_reference_nor_monitored(
     assert detect_deployment(world.engine, world.deployment_b).records == 400
     assert _state_records(world.engine, world.deployment_b) == 300
     assert open_alerts(world.engine, world.deployment_b) == []
+
+
+def test_small_references_never_stop_the_deployment(client: TestClient, world: Fixture) -> None:
+    """Regression: 13 numeric streams with 100-record references (each detector's ARL0 about
+    300,000) stopped the pass with "math domain error" in the CUSUM calibration, and a
+    performance stream with 20 misses in 60 labels with "arl0 ... out of reach". Now a stream
+    that cannot be calibrated says why and collects a larger reference (see tests/drift)."""
+    features = [f"f{j}" for j in range(13)]
+    _configure(
+        world.engine,
+        world.deployment_b,
+        {
+            "studies_per_day": 20,
+            "false_alarms_per_year": 1,
+            "reference_size": 100,
+            "reference_events_min": 20,
+            "streams": [{"field": f"features.{f}", "kind": "numeric"} for f in features],
+            "performance": {
+                "prediction": "positive",
+                "truth": "malignant",
+                "dice": False,
+                "reference_size": 60,
+            },
+        },
+    )
+    g = np.random.default_rng(8)
+    records, feedback = [], []
+    for i in range(300):
+        rec = _study(g, i, changed=False)
+        rec["features"] = {f: round(float(g.normal()), 4) for f in features}
+        malignant = bool(g.random() < 0.5)
+        rec["outputs"]["positive"] = bool(g.random() < 2 / 3) if malignant else False
+        records.append(rec)
+        feedback.append(
+            {
+                "feedback_id": f"fb{i}",
+                "record_id": rec["record_id"],
+                "ground_truth": {"malignant": malignant},
+                "given_at": (T0 + timedelta(hours=1.2 * i, days=2)).isoformat(),
+            }
+        )
+    _send(client, world, records)
+    r = client.post("/v1/feedback", json={"feedback": feedback}, headers=world.auth(world.probe_b))
+    assert r.json()["created"] == len(feedback)
+    result = detect_deployment(world.engine, world.deployment_b)
+    assert result.records == 300
+    with Session(world.engine) as s:
+        state = (
+            s.exec(select(DetectorState).where(DetectorState.deployment_id == world.deployment_b))
+            .one()
+            .state
+        )
+    streams = state["streams"]
+    assert len(streams) == 15
+    for name in (f"features.{f}" for f in features):
+        # 100 values could not hold the budget; 200 could, and the stream is monitored.
+        assert streams[name]["reference_size"] == 200
+        assert streams[name]["reference"]["n"] == 200
+        assert "arl0" in streams[name]["budget"]
+    missed = streams["performance.missed"]
+    assert missed["reference"] is not None and missed["reference"]["n"] >= 60
+    assert "arl0" in missed["budget"]
+
+
+def test_device_alerts_at_the_site_are_linked_to_a_drift_alarm(
+    client: TestClient, world: Fixture
+) -> None:
+    """A phantom QC failure on a scanner at the deployment's site, dated a day before the AI's
+    inputs drifted, is linked in the drift alert's evidence; one at another site, or months
+    earlier, is not."""
+    _configure(world.engine, world.deployment_b, CONFIG)
+    true_change = T0 + timedelta(hours=1.2 * 900)
+    with Session(world.engine) as s:
+        devices = {}
+        for site in ("site-a", "site-b"):
+            device = Device(site_id=site, manufacturer="GE", model="Discovery MI", serial=site)
+            s.add(device)
+            s.flush()
+            devices[site] = device.id
+        for site, when, title in [
+            ("site-b", true_change - timedelta(days=1), "Phantom QC near the change"),
+            ("site-b", true_change - timedelta(days=200), "Phantom QC long before"),
+            ("site-a", true_change - timedelta(days=1), "Phantom QC at another site"),
+        ]:
+            s.add(
+                Alert(
+                    deployment_id=None,
+                    device_id=devices[site],
+                    stream="phantom.nema_iq.recovery",
+                    cause="phantom_action",
+                    severity="critical",
+                    title=title,
+                    evidence={"timestamp": when.isoformat(), "change_timestamp": when.isoformat()},
+                )
+            )
+        s.commit()
+    g = np.random.default_rng(1)
+    _send(client, world, [_study(g, i, changed=i >= 900) for i in range(1100)])
+    detect_deployment(world.engine, world.deployment_b)
+    suv = [
+        a
+        for a in open_alerts(world.engine, world.deployment_b)
+        if a.stream == "features.liver_suvmean"
+    ]
+    assert len(suv) == 1
+    device_links = [link for link in suv[0].evidence["linked"] if "device_id" in link]
+    assert [(link["what"], link["device_id"]) for link in device_links] == [
+        ("Phantom QC near the change", devices["site-b"])
+    ]
+    assert device_links[0]["cause"] == "phantom_action"
