@@ -405,7 +405,10 @@ def control_chart(values: Sequence[float], reference: int = REFERENCE_RESULTS) -
     n_ref = min(reference, len(values))
     if n_ref < 5:
         return {"reference_results": n_ref, "ready": False}
-    chart = ShewhartChart.from_reference(list(values[:n_ref]))
+    try:
+        chart = ShewhartChart.from_reference(list(values[:n_ref]))
+    except ValueError as exc:  # e.g. a reference that does not vary
+        return {"reference_results": n_ref, "ready": False, "reason": str(exc)}
     hits = chart.check(list(values))
     return {
         "ready": True,
@@ -493,7 +496,9 @@ def _chart_device(
             continue
         ref = values[:n_ref]
         sd = float(ref.std(ddof=1))
-        if sd <= 0:
+        # A metric that does not vary beyond rounding (e.g. the CV of a noise-free image)
+        # cannot be standardised: no chart, rather than a chart of floating-point noise.
+        if not sd > 1e-9 * max(1.0, abs(float(ref.mean()))):
             continue
         cusum = Cusum.calibrated(arl0, PHANTOM_CUSUM_K, reference_size=n_ref)
         for i in range(n_ref, len(values)):

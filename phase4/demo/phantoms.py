@@ -112,7 +112,7 @@ def daily_phantoms(
                 "acquired_at": at.isoformat(),
                 "metrics": {
                     k: round(float(metrics[k]), 6)
-                    for k in ("recovery_ratio", "cv_pct", "axial_max_deviation_pct")
+                    for k in ("recovery_ratio", "axial_max_deviation_pct")
                 },
             }
         )

@@ -256,3 +256,22 @@ def test_ai_canary_alerts_when_its_answer_on_an_unchanged_phantom_changes(
         alert = s.get(Alert, opened[0])
         assert alert is not None and alert.cause == "ai_canary"
         assert any("suv" in r.lower() for r in alert.evidence["reasons"])
+
+
+def test_a_metric_that_does_not_vary_gets_no_chart_and_breaks_nothing(
+    client: TestClient, world: Fixture
+) -> None:
+    """A constant metric (0.1 every day: its float mean is not exactly 0.1, so its SD is a
+    rounding residue) must not be charted, nor stop the other metric's chart."""
+    rng = np.random.default_rng(11)
+    items = [_cylinder(i, 0.0) | {"metrics": {"suv_mean": 0.0, "cv_pct": 0.1}} for i in range(60)]
+    for i, item in enumerate(items):
+        item["metrics"]["suv_mean"] = float(rng.normal(1.0 if i < 40 else 0.93, 0.01))
+    _post(client, world, items)
+    result = process_phantom_qc(world.engine)
+    assert result.results == 60
+    with Session(world.engine) as s:
+        alerts = [s.get(Alert, i) for i in result.alerts_opened]
+        assert [(a.stream, a.cause) for a in alerts if a] == [
+            ("phantom.cylinder.suv_mean", "phantom_drift")
+        ]
