@@ -14,14 +14,13 @@ from sqlmodel import Session
 
 from monitor.audit import record_action
 from monitor.models import Alert, utcnow
+from monitor.refusals import ActionRefused
 
 
-class AlertActionError(ValueError):
+class AlertActionError(ActionRefused):
     """The action does not fit the alert's state (or names no alert)."""
 
-    def __init__(self, message: str, *, status_code: int = 409) -> None:
-        super().__init__(message)
-        self.status_code = status_code
+    default_status = 409
 
 
 def _state(alert: Alert) -> dict[str, Any]:

@@ -11,15 +11,14 @@ from sqlmodel import Session
 
 from monitor.audit import record_action
 from monitor.models import Alert, Deployment, Incident, utcnow
+from monitor.refusals import ActionRefused
 
 SERIOUSNESS = ("death", "serious_harm", "widespread", "critical_infrastructure", "malfunction")
 REGIMES = ("eu_ai_act", "eu_mdr", "fda_803")
 
 
-class IncidentError(ValueError):
-    def __init__(self, message: str, *, status_code: int = 422) -> None:
-        super().__init__(message)
-        self.status_code = status_code
+class IncidentError(ActionRefused):
+    """An incident request that cannot be carried out (the message says why)."""
 
 
 def _state(i: Incident) -> dict[str, Any]:

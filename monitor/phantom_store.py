@@ -41,6 +41,7 @@ from monitor.drift.detectors import Cusum
 from monitor.ingest import BatchTooLarge, ForbiddenWrite, describe_validation_error
 from monitor.models import Alert, Deployment, Device, PhantomResult, PhantomTolerance, utcnow
 from monitor.phantom_schemas import PhantomResultIn
+from monitor.refusals import ActionRefused
 from monitor.registry import ensure_device
 from monitor.schemas import BatchResult, ItemResult
 from phantoms.canary import compare_canary
@@ -57,12 +58,8 @@ PHANTOM_FALSE_ALARMS_PER_YEAR = 1.0
 LINK_WINDOW = timedelta(days=14)
 
 
-class PhantomError(ValueError):
+class PhantomError(ActionRefused):
     """A phantom request that cannot be carried out; the message names what is wrong."""
-
-    def __init__(self, message: str, *, status_code: int = 422) -> None:
-        super().__init__(message)
-        self.status_code = status_code
 
 
 # --- tolerances -----------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from sqlmodel import col, select
 
 from monitor.alert_actions import AlertActionError, acknowledge_alert, resolve_alert
 from monitor.api.deps import Reader, Reviewer, SessionDep
-from monitor.api.errors import ApiError, error_responses
+from monitor.api.errors import ApiError, error_responses, refused
 from monitor.auth import Principal
 from monitor.models import Alert, Deployment, NotificationAttempt
 from monitor.reports import report_html
@@ -154,9 +154,7 @@ def _act(
         alert = action(session, alert_id, user=principal.name, reason=body.reason)
     except AlertActionError as exc:
         session.rollback()
-        raise ApiError(
-            exc.status_code, "conflict" if exc.status_code == 409 else "invalid", str(exc)
-        ) from exc
+        raise refused(exc) from exc
     session.commit()
     return AlertOut.of(alert)
 

@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from monitor.refusals import ActionRefused
 from monitor.schemas import ErrorResponse
 
 
@@ -55,6 +56,12 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         return JSONResponse(_body(code, str(exc.detail)), exc.status_code, headers=exc.headers)
+
+
+def refused(exc: ActionRefused) -> ApiError:
+    """The API error for a refused domain action (404 not_found, 409 conflict, 422 invalid)."""
+    code = {404: "not_found", 409: "conflict"}.get(exc.status_code, "invalid_request")
+    return ApiError(exc.status_code, code, str(exc))
 
 
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:

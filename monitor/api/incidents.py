@@ -11,7 +11,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlmodel import col, select
 
 from monitor.api.deps import Reader, Reviewer, SessionDep
-from monitor.api.errors import ApiError, error_responses
+from monitor.api.errors import ApiError, error_responses, refused
 from monitor.auth import Principal
 from monitor.incidents import IncidentError, close_incident, mark_reported, record_incident
 from monitor.models import Deployment, Incident
@@ -70,8 +70,7 @@ def _check(session: SessionDep, principal: Principal, deployment_id: str) -> Non
 
 def _fail(session: SessionDep, exc: IncidentError) -> ApiError:
     session.rollback()
-    code = {404: "not_found", 409: "conflict"}.get(exc.status_code, "invalid_request")
-    return ApiError(exc.status_code, code, str(exc))
+    return refused(exc)
 
 
 @router.get(

@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from sqlmodel import col, select
 
 from monitor.api.deps import Reader, Reviewer, SessionDep, SettingsDep, Writer
-from monitor.api.errors import ApiError, error_responses
+from monitor.api.errors import ApiError, error_responses, refused
 from monitor.ingest import BatchTooLarge, ForbiddenWrite
 from monitor.models import Device, PhantomResult, PhantomTolerance
 from monitor.phantom_schemas import PhantomBatch, SignOffIn, ToleranceIn
@@ -62,11 +62,6 @@ class ToleranceOut(BaseModel):
     created_by: str
     created_at: datetime
     reason: str | None
-
-
-def _raise(exc: PhantomError) -> ApiError:
-    code = {404: "not_found", 409: "conflict"}.get(exc.status_code, "invalid_request")
-    return ApiError(exc.status_code, code, str(exc))
 
 
 @router.post(
@@ -137,7 +132,7 @@ def sign_off_result(
         signed = sign_off(session, result_id, user=principal.name, note=body.note)
     except PhantomError as exc:
         session.rollback()
-        raise _raise(exc) from exc
+        raise refused(exc) from exc
     session.commit()
     return PhantomResultOut.model_validate(signed, from_attributes=True)
 
@@ -210,6 +205,6 @@ def post_tolerance(body: ToleranceIn, session: SessionDep, principal: Reviewer) 
         )
     except PhantomError as exc:
         session.rollback()
-        raise _raise(exc) from exc
+        raise refused(exc) from exc
     session.commit()
     return ToleranceOut.model_validate(tol, from_attributes=True)
