@@ -196,7 +196,7 @@ def _config_for(
     return MonitorConfig(streams=specs, **knobs)
 
 
-def _load_state(
+def load_state(
     session: Session, deployment_id: str
 ) -> tuple[DetectorState | None, DeploymentMonitor | None]:
     row = session.exec(
@@ -272,7 +272,7 @@ def detect_deployment(
     while True:
         with Session(engine, expire_on_commit=False) as session:
             deployment = _lock_deployment(session, deployment_id)
-            state_row, monitor = _load_state(session, deployment_id)
+            state_row, monitor = load_state(session, deployment_id)
             records = _unprocessed_records(session, deployment_id, PASS_BATCH)
             if monitor is None:
                 if not records:
@@ -524,7 +524,7 @@ def reset_reference(engine: Engine, deployment_id: str, *, actor: str, reason: s
     if not reason.strip():
         raise ValueError("a reason is required to replace a reference")
     with Session(engine) as session:
-        state_row, monitor = _load_state(session, deployment_id)
+        state_row, monitor = load_state(session, deployment_id)
         if state_row is None or monitor is None:
             raise ValueError(f"deployment {deployment_id!r} has no reference yet")
         record_action(
@@ -558,7 +558,7 @@ def upload_reference(
         deployment = session.get(Deployment, deployment_id)
         if deployment is None:
             raise ValueError(f"unknown deployment {deployment_id!r}")
-        state_row, old = _load_state(session, deployment_id)
+        state_row, old = load_state(session, deployment_id)
         nested = [_nest(r) for r in rows]
         if len(nested) < 30:
             raise ValueError(f"a reference file needs at least 30 rows, got {len(nested)}")

@@ -51,6 +51,7 @@ from monitor.models import (
     utcnow,
 )
 from monitor.schemas import BatchResult, ProbeHealth
+from monitor.verdicts import verdict_level as _verdict_level
 
 SEVERITIES = ("info", "warning", "critical")
 # A deployment's status, for the fleet overview (exported one-hot, see _status):
@@ -59,21 +60,6 @@ SEVERITIES = ("info", "warning", "critical")
 # alert; alerting: a warning or critical alert is open.
 DEPLOYMENT_STATUSES = ("no_data", "reference", "monitoring", "alerting")
 LATENCY_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
-# Phantom verdicts, whatever words the analysis used, on one ordinal scale.
-VERDICT_LEVELS = {
-    "pass": 0,
-    "ok": 0,
-    "within": 0,
-    "within_tolerance": 0,
-    "tolerance": 1,
-    "warn": 1,
-    "warning": 1,
-    "outside_tolerance": 1,
-    "action": 2,
-    "fail": 2,
-    "failed": 2,
-    "outside_action": 2,
-}
 TOLERANCE_BOUNDS = ("lower_action", "lower_tolerance", "upper_tolerance", "upper_action")
 # Deployment state rows written by monitor.detection (one per deployment).
 STATE_STREAM = "*"
@@ -276,16 +262,6 @@ def extract_streams(state: Mapping[str, Any]) -> tuple[_StreamSample, ...]:
             )
         )
     return tuple(out)
-
-
-def _verdict_level(verdict: Any) -> int | None:
-    if isinstance(verdict, Mapping):
-        verdict = verdict.get("verdict", verdict.get("status", verdict.get("level")))
-    if isinstance(verdict, bool):
-        return 0 if verdict else 2
-    if isinstance(verdict, str):
-        return VERDICT_LEVELS.get(verdict.strip().lower().replace(" ", "_").replace("-", "_"))
-    return None
 
 
 class _Escapes(dict[str, str]):

@@ -32,27 +32,12 @@ from monitor.models import (
     PhantomResult,
     Site,
 )
+from monitor.verdicts import verdict_level as _verdict_level
 
 REPORT_FORMAT = "phase4-surveillance-report/1"
 DRIFT_CAUSES = ("drift", "performance")
 # One labelled record: the AI's call, the truth, the Dice of an edit, the physician's verdict.
 Outcome = tuple[bool | None, bool | None, float | None, str | None]
-# Phantom verdict words on one scale (as monitor.metrics.VERDICT_LEVELS): 0 pass, 1 outside
-# tolerance, 2 outside action level.
-_VERDICT_LEVELS = {
-    "pass": 0,
-    "ok": 0,
-    "within": 0,
-    "within_tolerance": 0,
-    "tolerance": 1,
-    "warn": 1,
-    "warning": 1,
-    "outside_tolerance": 1,
-    "action": 2,
-    "fail": 2,
-    "failed": 2,
-    "outside_action": 2,
-}
 
 
 @dataclass(frozen=True)
@@ -363,16 +348,6 @@ def _drift_row(alert: Alert) -> dict[str, Any]:
 
 def _is_drift_finding(alert: Alert) -> bool:
     return alert.cause in DRIFT_CAUSES or alert.cause.startswith("new_condition")
-
-
-def _verdict_level(verdict: Any) -> int | None:
-    if isinstance(verdict, Mapping):
-        verdict = verdict.get("verdict", verdict.get("status", verdict.get("level")))
-    if isinstance(verdict, bool):
-        return 0 if verdict else 2
-    if isinstance(verdict, str):
-        return _VERDICT_LEVELS.get(verdict.strip().lower().replace(" ", "_").replace("-", "_"))
-    return None
 
 
 def _phantom_qc(session: Session, devices: list[Device], period: Period) -> dict[str, Any]:

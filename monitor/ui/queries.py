@@ -23,7 +23,13 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, func, select
 
 from monitor.auth import Principal
-from monitor.detection import STATE_DETECTOR, STATE_STREAM, outcome_view, record_view
+from monitor.detection import (
+    STATE_DETECTOR,
+    STATE_STREAM,
+    load_state,
+    outcome_view,
+    record_view,
+)
 from monitor.drift.detectors import BernoulliCusum, Cusum
 from monitor.drift.streams import DeploymentMonitor, Stream, _usable, read_field
 from monitor.models import (
@@ -321,16 +327,7 @@ class Series:
 
 
 def load_monitor(session: Session, deployment_id: str) -> tuple[DetectorState | None, Any]:
-    row = session.exec(
-        select(DetectorState).where(
-            DetectorState.deployment_id == deployment_id,
-            DetectorState.stream == STATE_STREAM,
-            DetectorState.detector == STATE_DETECTOR,
-        )
-    ).first()
-    if row is None:
-        return None, None
-    return row, DeploymentMonitor.from_dict(row.state)
+    return load_state(session, deployment_id)
 
 
 def fed_records(
