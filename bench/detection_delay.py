@@ -41,8 +41,9 @@ Detectors:
   Binary: Bernoulli CUSUM with the true p0, p1 and h from calibrate_bernoulli_cusum.
 - ``phase4``: the product as it runs: a DeploymentMonitor with one stream (field ``v``),
   MonitorConfig(reference_size=500, studies_per_day=20, false_alarms_per_year=3.65), so that
-  the per-stream budget is ARL0 = 365·20/3.65 = 2,000 observations (shared by CUSUM, EWMA and
-  windowed KS on a numeric stream, each calibrated to 6,000; the whole Bernoulli CUSUM budget on a
+  the per-stream budget is ARL0 = 365·20/3.65 = 2,000 observations (on a numeric stream split by
+  monitor.drift.streams.DETECTOR_WEIGHTS: CUSUM 70% → 2,857, EWMA 25% → 8,000, windowed KS 5% →
+  40,000; the whole Bernoulli CUSUM budget on a
   binary stream, with the default p1 = 2·p0). CUSUM k, EWMA λ and the KS window are
   MonitorConfig's defaults at the commit measured (recorded in the JSON with the commit and a
   hash of monitor/drift). Its alarm is the first alarm of any of its detectors. phase4 is
@@ -312,21 +313,34 @@ def phase4_config(kind: str) -> Any:
     )
 
 
-def prewarm_phase4_calibration() -> float:
-    """Calibrate the numeric stream's CUSUM and EWMA once in the parent process (exactly as
-    Stream._start_monitoring will ask for them), so that forked workers inherit the cache."""
+def phase4_detector_arl0s() -> dict[str, float]:
+    """Each numeric detector's ARL0: its weight's part of the stream's ARL0 (as
+    Stream._start_monitoring computes it)."""
     from monitor.drift.budget import share
-    from monitor.drift.detectors import Cusum, Ewma
+    from monitor.drift.streams import DETECTOR_WEIGHTS
 
     cfg = phase4_config("numeric")
     budget = share(
-        detectors=3,
+        streams=1,
         false_alarms_per_year=cfg.false_alarms_per_year,
         observations_per_day=cfg.studies_per_day * 1.0,  # coverage 1: every record has v
     )
-    Cusum.calibrated(budget.arl0, cfg.cusum_k, reference_size=REFERENCE_SIZE)
-    Ewma.calibrated(budget.arl0, cfg.ewma_lambda, reference_size=REFERENCE_SIZE)
-    return budget.arl0
+    return {
+        d: budget.for_detector(d, w).arl0 if w < 1 else budget.arl0
+        for d, w in DETECTOR_WEIGHTS["numeric"].items()
+    }
+
+
+def prewarm_phase4_calibration() -> dict[str, float]:
+    """Calibrate the numeric stream's CUSUM and EWMA once in the parent process (exactly as
+    Stream._start_monitoring will ask for them), so that forked workers inherit the cache."""
+    from monitor.drift.detectors import Cusum, Ewma
+
+    cfg = phase4_config("numeric")
+    arl0 = phase4_detector_arl0s()
+    Cusum.calibrated(arl0["cusum"], cfg.cusum_k, reference_size=REFERENCE_SIZE)
+    Ewma.calibrated(arl0["ewma"], cfg.ewma_lambda, reference_size=REFERENCE_SIZE)
+    return arl0
 
 
 def phase4_first_alarm(scen: Scenario, ref: np.ndarray, x: np.ndarray) -> int | None:
@@ -882,7 +896,7 @@ def run_task(args: tuple[str, Setting, str, int, int, int, bool]) -> dict[str, A
 DECOMPOSE_HORIZON = 40_000
 
 
-def decompose_task(args: tuple[str, int, int, int, float]) -> dict[str, Any]:
+def decompose_task(args: tuple[str, int, int, int]) -> dict[str, Any]:
     """Why phase4's numeric stream runs longer than its budget in control: each of its three
     detectors' first alarm, separately, on the same in-control liver-SUV stream, and the stream's
     (the first of the three). ``known``: exact normal scores, thresholds calibrated for a known
@@ -891,7 +905,8 @@ def decompose_task(args: tuple[str, int, int, int, float]) -> dict[str, Any]:
     from monitor.drift.detectors import Cusum, Ewma, WindowedKS
     from monitor.drift.reference import NumericReference, z_to_uniform
 
-    mode, chunk, n, base_seed, arl0 = args
+    mode, chunk, n, base_seed = args
+    arl0 = phase4_detector_arl0s()
     scen = SCENARIOS["dose_cal"]
     cfg = phase4_config("numeric")
     size = None if mode == "known" else REFERENCE_SIZE
@@ -899,9 +914,11 @@ def decompose_task(args: tuple[str, int, int, int, float]) -> dict[str, Any]:
     for j in range(n):
         rep = make_replicate(scen, (98, 5, chunk, j), base_seed, DECOMPOSE_HORIZON, 0)
         dets: dict[str, Any] = {
-            "cusum": Cusum.calibrated(arl0, cfg.cusum_k, reference_size=size),
-            "ewma": Ewma.calibrated(arl0, cfg.ewma_lambda, reference_size=size),
-            "ks": WindowedKS.calibrated(arl0, reference_size=size or 10**9, window=cfg.ks_window),
+            "cusum": Cusum.calibrated(arl0["cusum"], cfg.cusum_k, reference_size=size),
+            "ewma": Ewma.calibrated(arl0["ewma"], cfg.ewma_lambda, reference_size=size),
+            "ks": WindowedKS.calibrated(
+                arl0["ks"], reference_size=size or 10**9, window=cfg.ks_window
+            ),
         }
         ref = None if mode == "known" else NumericReference.fit(rep.ref)
         first: dict[str, int | None] = dict.fromkeys(dets)
@@ -1232,7 +1249,7 @@ def main() -> None:
             dchunks = max(1, math.ceil(args.decompose_runs / args.chunk))
             dper = math.ceil(args.decompose_runs / dchunks)
             djobs = [
-                (mode, c, dper, args.seed, phase4_detector_arl0)
+                (mode, c, dper, args.seed)
                 for mode in ("known", "estimated")
                 for c in range(dchunks)
             ]
@@ -1350,8 +1367,10 @@ def main() -> None:
     if decomposed:
         lines += [
             "",
-            f"## phase4's numeric stream in control, by detector (liver SUV; each detector "
-            f"budgeted ARL0 = {phase4_detector_arl0:,.0f}, the stream {TARGET_ARL0:,.0f}; "
+            "## phase4's numeric stream in control, by detector (liver SUV; each detector "
+            "budgeted ARL0 "
+            + ", ".join(f"{d} {v:,.0f}" for d, v in phase4_detector_arl0.items())
+            + f"; the stream {TARGET_ARL0:,.0f}; "
             f"{args.decompose_runs} runs, censored at {DECOMPOSE_HORIZON:,})",
             "",
             "| reference | CUSUM | EWMA | windowed KS | stream (first of the three) |",

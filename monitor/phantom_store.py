@@ -315,7 +315,7 @@ def _device_budget_arl0(metrics_charted: int) -> float:
     """ARL0 in results for one metric: the device's budget shared by its charted metrics
     (one phantom result of each kind a day)."""
     return share(
-        detectors=max(1, metrics_charted),
+        streams=max(1, metrics_charted),
         false_alarms_per_year=PHANTOM_FALSE_ALARMS_PER_YEAR,
         observations_per_day=1.0,
     ).arl0
@@ -526,7 +526,7 @@ def _chart_device(
                         "reference": {"mean": float(ref.mean()), "sd": sd, "results": n_ref},
                         "relative_change": float(values[i - 4 : i + 1].mean() / ref.mean() - 1),
                         "budget": share(
-                            detectors=max(1, len(metric_names)),
+                            streams=max(1, len(metric_names)),
                             false_alarms_per_year=PHANTOM_FALSE_ALARMS_PER_YEAR,
                             observations_per_day=1.0,
                         ).to_dict(),

@@ -247,16 +247,24 @@ def _how_sure(alert: Alert) -> list[str]:
         lines.append(f"p-value of the windowed test: {p:.2g}.")
     budget = ev.get("budget") if isinstance(ev.get("budget"), dict) else {}
     f_year = _num(budget.get("false_alarms_per_year"))
-    sharing = _num(budget.get("detectors_sharing"))
+    # "detectors_sharing": evidence stored before the budget was shared by streams
+    sharing = _num(budget.get("streams_sharing", budget.get("detectors_sharing")))
+    shared_by = "streams" if "streams_sharing" in budget else "detectors"
     per_day = _num(budget.get("observations_per_day"))
     arl0 = _num(budget.get("arl0"))
+    weight = _num(budget.get("weight"))
     if f_year and sharing and per_day and arl0:
+        part = (
+            f" This detector holds {weight:.0%} of its stream's share."
+            if weight is not None and weight < 1
+            else ""
+        )
         lines.append(
             f"The monitoring is tuned to at most {f_year:g} false alarm(s) per deployment per "
-            f"year, shared by {int(sharing)} detectors. This stream sees about {per_day:g} "
-            f"observations a day, so this detector fires falsely about once in {arl0:,.0f} "
-            f"observations: once every {arl0 / per_day / 365:.0f} years. An alarm is therefore "
-            "unlikely to be chance, but it says that something changed, not why."
+            f"year, shared by {int(sharing)} {shared_by}.{part} This stream sees about "
+            f"{per_day:g} observations a day, so this detector fires falsely about once in "
+            f"{arl0:,.0f} observations: once every {arl0 / per_day / 365:.0f} years. An alarm "
+            "is therefore unlikely to be chance, but it says that something changed, not why."
         )
     return lines
 
@@ -633,10 +641,14 @@ def payload(
                 k: _num(budget.get(k))
                 for k in (
                     "false_alarms_per_year",
+                    "streams_sharing",
                     "detectors_sharing",
                     "observations_per_day",
+                    "stream_arl0",
+                    "weight",
                     "arl0",
                 )
+                if k in budget
             }
             if budget
             else None,

@@ -47,7 +47,17 @@ from monitor.drift.reference import (
 )
 
 StreamKind = Literal["numeric", "binary", "categorical"]
-STATISTICAL_DETECTORS: dict[str, int] = {"numeric": 3, "binary": 1, "categorical": 1}
+STREAM_KINDS = ("numeric", "binary", "categorical")
+# Each detector's part of its stream's false-alarm rate (monitor.drift.budget). On a numeric
+# stream the CUSUM, the near-optimal detector of the small mean shifts that matter (0.5-0.75σ),
+# holds 70%; the EWMA (λ = 0.2), faster for shifts of 1.5σ and more, 25%; the windowed KS
+# test, for changes of shape that leave the mean alone, 5%. Equal thirds (before) cost 5-10%
+# of delay on the small shifts; docs/STATISTICS.md, "Numeric streams", has the simulation.
+DETECTOR_WEIGHTS: dict[StreamKind, dict[str, float]] = {
+    "numeric": {"cusum": 0.7, "ewma": 0.25, "ks": 0.05},
+    "binary": {"bernoulli_cusum": 1.0},
+    "categorical": {"chi_square": 1.0},
+}
 # A stream that cannot be calibrated doubles its reference up to this multiple of its configured
 # size (16: the reference's standard error falls fourfold), then gives up.
 MAX_REFERENCE_GROWTH = 16
@@ -91,7 +101,7 @@ class StreamSpec:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> StreamSpec:
         kind = d.get("kind")
-        if kind not in STATISTICAL_DETECTORS:
+        if kind not in STREAM_KINDS:
             raise ConfigError(
                 f"stream {d.get('field')!r}: kind must be numeric, binary or categorical"
             )
@@ -119,7 +129,10 @@ class MonitorConfig:
     # calibrator error on liver SUVmean, +25% on lesion SUVmax), so k = 0.25; larger shifts are
     # still caught within a few studies, and the EWMA covers the middle ground.
     cusum_k: float = 0.25
-    ewma_lambda: float = 0.1
+    # The EWMA covers the middle and large shifts the k = 0.25 CUSUM is slow on: λ = 0.2 is
+    # within 1.2-1.35x of the optimum from 1.5σ to 2.5σ, against 1.3-1.6x for λ = 0.1, at no
+    # cost on small shifts (docs/STATISTICS.md, "Numeric streams").
+    ewma_lambda: float = 0.2
     ks_window: int = 50
     chi_square_window: int = 100
     # A rate estimated from a dozen events is off by half one time in a hundred, and the chart
@@ -143,9 +156,10 @@ class MonitorConfig:
             raise ConfigError(f"reference_size {self.reference_size} is too small (at least 30)")
 
     @property
-    def statistical_detectors(self) -> int:
-        streams = sum(STATISTICAL_DETECTORS[s.kind] for s in self.streams)
-        return streams + (2 if self.cbpe else 0)  # expected sensitivity and specificity
+    def budget_streams(self) -> int:
+        """How many shares the false-alarm budget is divided into: one per stream, and one per
+        metric estimated without labels (expected sensitivity and specificity) when on."""
+        return len(self.streams) + (2 if self.cbpe else 0)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -287,14 +301,25 @@ class Stream:
             self._prune_times(row)
         if not found:
             return []
-        evidence = (
-            BudgetShare(**self.budget).to_dict() if self.budget and "arl0" in self.budget else None
-        )
-        alarms = [StreamAlarm(spec.name, spec.kind, a, at, None, evidence) for a in found]
+        alarms = [
+            StreamAlarm(spec.name, spec.kind, a, at, None, self._evidence(a.detector))
+            for a in found
+        ]
         for sa in alarms:
             start = sa.alarm.change_index_estimate
             sa.change_at = at if start == row else self.times.get(start)
         return alarms
+
+    def _evidence(self, detector: str) -> dict[str, Any] | None:
+        """The budget arithmetic behind ``detector``'s threshold, for an alarm's evidence."""
+        budget = self.budget
+        if not budget or "arl0" not in budget:
+            return None
+        stream_share = BudgetShare.from_numbers(budget)
+        weight = (budget.get("weights") or {}).get(detector)
+        if weight is None or weight >= 1:
+            return stream_share.to_dict()
+        return stream_share.for_detector(detector, weight).to_dict()
 
     def _update_numeric(
         self, ref: NumericReference, value: float, row: int, at: str
@@ -364,7 +389,7 @@ class Stream:
         # fraction for a performance stream, the subgroup's share for a subgroup stream.
         coverage = self.observations / max(records_total, 1)
         budget = share(
-            detectors=config.statistical_detectors,
+            streams=config.budget_streams,
             false_alarms_per_year=config.false_alarms_per_year,
             observations_per_day=config.studies_per_day * coverage,
         )
@@ -373,7 +398,9 @@ class Stream:
         except CalibrationError as exc:
             self._not_calibratable(exc, budget, config)
             return
-        self.budget = budget.numbers()
+        weights = DETECTOR_WEIGHTS[self.spec.kind]
+        # kept with the state, so that evidence shows the split the thresholds were built with
+        self.budget = {**budget.numbers(), **({"weights": weights} if len(weights) > 1 else {})}
         self.detectors = detectors
         self.reference = self._reference_dict(values)
         self.reference_values = []
@@ -387,7 +414,7 @@ class Stream:
         state: dict[str, Any] = {
             "not_calibratable": str(exc),
             "reference_collected": len(self.reference_values),
-            "target_arl0": budget.arl0,
+            "target_arl0": exc.arl0,
             "achievable_arl0": exc.achievable_arl0,
         }
         if 2 * self.reference_size <= MAX_REFERENCE_GROWTH * configured:
@@ -449,11 +476,16 @@ def _build_detectors(
     spec: StreamSpec, values: list[Any], budget: BudgetShare, config: MonitorConfig
 ) -> dict[str, Any]:
     n = len(values)
+    weights = DETECTOR_WEIGHTS[spec.kind]
+
+    def arl0(detector: str) -> float:
+        return budget.for_detector(detector, weights[detector]).arl0
+
     if spec.kind == "numeric":
         return {
-            "cusum": Cusum.calibrated(budget.arl0, config.cusum_k, reference_size=n),
-            "ewma": Ewma.calibrated(budget.arl0, config.ewma_lambda, reference_size=n),
-            "ks": WindowedKS.calibrated(budget.arl0, reference_size=n, window=config.ks_window),
+            "cusum": Cusum.calibrated(arl0("cusum"), config.cusum_k, reference_size=n),
+            "ewma": Ewma.calibrated(arl0("ewma"), config.ewma_lambda, reference_size=n),
+            "ks": WindowedKS.calibrated(arl0("ks"), reference_size=n, window=config.ks_window),
         }
     if spec.kind == "binary":
         ref = RateReference.fit(values)
@@ -583,7 +615,7 @@ class DeploymentMonitor:
 
     def _cbpe_share(self) -> BudgetShare:
         return share(
-            detectors=self.config.statistical_detectors,
+            streams=self.config.budget_streams,
             false_alarms_per_year=self.config.false_alarms_per_year,
             observations_per_day=self.config.studies_per_day,
         )

@@ -38,7 +38,7 @@ def test_a_drift_alert_says_what_since_when_how_sure_and_what_to_check() -> None
     assert "Estimated start of the change: 2026-03-10 09:00 UTC" in text
     assert "reached 9.3, beyond its threshold of 6.1" in text
     assert "at most 1 false alarm(s) per deployment per year" in text
-    assert "shared by 12 detectors" in text
+    assert "shared by 6 streams. This detector holds 50% of its stream's share." in text
     assert "once every 12 years" in text  # 87600 / 20 / 365
     assert "dose calibrator" in text
     assert "Alert 999: features.reconstruction" in text  # a linked event, with its link
@@ -47,6 +47,16 @@ def test_a_drift_alert_says_what_since_when_how_sure_and_what_to_check() -> None
     assert "/v1/alerts/42/report" not in text  # no report attached
     assert "http://phase4.test:8000/ui/alerts/42" in r.html
     assert r.html.startswith("<!DOCTYPE html>")
+    # evidence stored before the budget was shared by streams still reads
+    old = drift_evidence()
+    old["budget"] = {
+        "detectors_sharing": 12,
+        "false_alarms_per_year": 1.0,
+        "observations_per_day": 20.0,
+        "arl0": 87600.0,
+    }
+    legacy = render_alert(_alert(evidence=old), AlertContext(site_id="site-a"), settings).text
+    assert "shared by 12 detectors. This stream sees about 20" in legacy
 
     with_report = render_alert(_alert(), AlertContext(site_id="site-a", has_report=True), settings)
     assert "http://phase4.test:8000/ui/alerts/42/report" in with_report.text

@@ -85,7 +85,7 @@ def test_deployment_monitor_fits_cbpe_from_feedback_and_watches_records() -> Non
         (a for a in alarms if a.stream.startswith("estimated.")), key=lambda a: a.alarm.index
     )
     assert first.change_at == f"r{first.alarm.change_index_estimate}"
-    assert first.budget is not None and first.budget["detectors_sharing"] == 3 + 2
+    assert first.budget is not None and first.budget["streams_sharing"] == 1 + 2
     restored = DeploymentMonitor.from_dict(monitor.to_dict())
     assert restored.cbpe == monitor.cbpe
     assert restored.to_dict() == monitor.to_dict()

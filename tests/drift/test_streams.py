@@ -9,10 +9,16 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from monitor.drift.budget import share
+from monitor.drift.budget import BudgetShare, share
 from monitor.drift.detectors import Cusum
 from monitor.drift.reference import NumericReference, ReferenceFitError, z_to_uniform
-from monitor.drift.streams import ConfigError, DeploymentMonitor, MonitorConfig, StreamSpec
+from monitor.drift.streams import (
+    DETECTOR_WEIGHTS,
+    ConfigError,
+    DeploymentMonitor,
+    MonitorConfig,
+    StreamSpec,
+)
 
 
 @pytest.mark.parametrize(
@@ -50,9 +56,30 @@ def test_reference_refuses_what_cannot_be_a_reference() -> None:
 
 
 def test_budget_arithmetic_is_explained() -> None:
-    s = share(detectors=100, false_alarms_per_year=1, observations_per_day=40)
+    s = share(streams=100, false_alarms_per_year=1, observations_per_day=40)
     assert s.arl0 == 100 * 365 * 40
     assert "100 × 365 × 40 / 1 = 1,460,000" in s.explain()
+    ewma = s.for_detector("ewma", 0.25)
+    assert ewma.arl0 == 4 * 100 * 365 * 40
+    assert "ewma holds 25% of the stream's false-alarm rate" in ewma.explain()
+    assert "1,460,000 / 0.25 = 5,840,000" in ewma.explain()
+    # the rates of a stream's detectors add up to the stream's share
+    weights = DETECTOR_WEIGHTS["numeric"]
+    assert sum(1 / s.for_detector(d, w).arl0 for d, w in weights.items()) == pytest.approx(
+        1 / s.arl0
+    )
+    # a state saved before weights (equal shares per detector) still reads
+    old = BudgetShare.from_numbers(
+        {
+            "detectors_sharing": 3,
+            "false_alarms_per_year": 1.0,
+            "observations_per_day": 20.0,
+            "arl0": 21_900.0,
+        }
+    )
+    assert old.arl0 == 21_900.0
+    with pytest.raises(ValueError, match="at least one stream"):
+        share(streams=0, false_alarms_per_year=1, observations_per_day=40)
 
 
 def test_config_errors_name_the_problem() -> None:
@@ -118,6 +145,11 @@ def test_a_step_change_is_detected_and_dated() -> None:
     assert first.change_at == f"2026-01-01T00:00:{first.alarm.change_index_estimate:06d}"
     assert first.alarm.direction == "up"
     assert first.budget is not None and "ARL0" in first.budget["explanation"]
+    # the evidence names the alarming detector's part of its stream's share
+    weight = DETECTOR_WEIGHTS["numeric"][first.alarm.detector]
+    assert first.budget["detector"] == first.alarm.detector
+    assert first.budget["arl0"] == pytest.approx(first.budget["stream_arl0"] / weight)
+    assert f"holds {weight:.0%} of the stream's false-alarm rate" in first.budget["explanation"]
     assert all(a.alarm.index >= 2000 for a in alarms), "false alarm before the change"
 
 
@@ -184,8 +216,8 @@ def test_whole_deployment_false_alarm_rate_stays_within_budget() -> None:
             if s.monitoring:
                 monitored[s.spec.kind] += 1
     # Observed false alarms per year, from stream-observations actually monitored.
-    detectors = {"numeric": 3, "binary": 1, "categorical": 1}
-    rate_per_year = sum(alarms[kind] / (monitored[kind] / 20 / per_day / 365) for kind in detectors)
+    kinds = ("numeric", "binary", "categorical")
+    rate_per_year = sum(alarms[kind] / (monitored[kind] / 20 / per_day / 365) for kind in kinds)
     assert rate_per_year <= budget * 1.1, (rate_per_year, alarms)
     assert rate_per_year >= budget * 0.4, "calibration is far too conservative"
 
@@ -214,10 +246,10 @@ def test_ks_state_saved_before_critical_values_were_stored_still_restores() -> N
 
 
 def test_a_stream_that_cannot_be_calibrated_grows_its_reference_and_others_go_on() -> None:
-    """A 60-value reference cannot hold a budget of 4.4 million observations per detector (its
-    own mean error alone would alarm far sooner): the stream says so, keeps its values and
-    collects twice as many; the other stream is monitored meanwhile, and the state survives a
-    JSON round trip."""
+    """A 60-value reference cannot hold a budget of 1.46 million observations per stream (2.1
+    million for its CUSUM; its own mean error alone would alarm far sooner): the stream says
+    so, keeps its values and collects twice as many; the other stream is monitored meanwhile,
+    and the state survives a JSON round trip."""
     config = MonitorConfig(
         streams=(
             StreamSpec("features.small", "numeric", reference_size=60),
@@ -248,7 +280,7 @@ def test_a_stream_that_cannot_be_calibrated_grows_its_reference_and_others_go_on
     assert large.monitoring
     assert small.monitoring
     assert small.reference is not None and small.reference["n"] == 240
-    assert small.budget is not None and small.budget["arl0"] == pytest.approx(4_380_000)
+    assert small.budget is not None and small.budget["arl0"] == pytest.approx(2 * 365 * 20 / 0.01)
 
 
 def test_a_stream_gives_up_after_sixteen_times_its_reference() -> None:
