@@ -10,8 +10,9 @@ the standard normal quantile (normal scores, a probability integral transform):
 In control z ~ N(0, 1) whatever the feature's distribution, so one calibration serves all.
 - Continuous features: F_ref is kept at 33 knots evenly spaced over the (Yeo–Johnson
   symmetrised) reference's range, interpolated linearly in z; beyond the outer knots
-  z is extrapolated linearly with the outer slope (clipped at ±8), so a shift far outside the
-  reference still produces a proportionally large z instead of saturating.
+  z continues as a Gaussian tail, and it saturates at the score of a value beyond every
+  reference value (``continuous_z_cap``: ±3.09 for 500 values), which is all a reference of
+  that size can say about such a value.
 - Discrete features (≤ 24 distinct reference values, e.g. lesion count): the randomised PIT
   u ~ U(F(x⁻), F(x)) is exactly uniform in control (Brockwell 2007). The uniform is a
   deterministic hash of the observation's index, so replays give identical results.
@@ -65,6 +66,12 @@ class NumericReference:
     atoms: list[float] = field(default_factory=list)
     atom_probs: list[float] = field(default_factory=list)
     knot_range: list[float] = field(default_factory=list)
+    # Derived from n, not stored (see to_dict): the largest |z| a continuous value can score.
+    z_cap: float = field(default=0.0, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.z_cap:
+            self.z_cap = continuous_z_cap(self.n)
 
     @classmethod
     def fit(cls, values: Any, *, min_size: int = 30) -> NumericReference:
@@ -186,7 +193,8 @@ class NumericReference:
                 if i > len(zs) - 2:
                     i = len(zs) - 2
             z = zs[i] + (pos - i) * (zs[i + 1] - zs[i])
-            return Z_CLIP if z > Z_CLIP else -Z_CLIP if z < -Z_CLIP else z
+            cap = self.z_cap
+            return cap if z > cap else -cap if z < -cap else z
         xs = self.xs
         j = bisect_right(xs, value)
         if j == 0:
@@ -195,7 +203,7 @@ class NumericReference:
             j = len(xs) - 1
         # Linear in z between knots; beyond the outer knots, the outer slope continues.
         z = zs[j - 1] + (value - xs[j - 1]) * (zs[j] - zs[j - 1]) / (xs[j] - xs[j - 1])
-        return max(-Z_CLIP, min(Z_CLIP, z))
+        return max(-self.z_cap, min(self.z_cap, z))
 
     def _z_discrete(self, value: float, index: int, salt: str) -> float:
         levels, cdf = self.xs, self.probs
@@ -215,11 +223,23 @@ class NumericReference:
         return float(max(-Z_CLIP, min(Z_CLIP, ndtri(u))))
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        del d["z_cap"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> NumericReference:
         return cls(**d)
+
+
+def continuous_z_cap(n: int) -> float:
+    """The largest |z| a continuous value scores against a reference of n values: that of a
+    value beyond every reference value, given the probability of half a count, as the discrete
+    scores do (3.09 for n = 500). A reference of n values cannot tell how far beyond its
+    extremes a value lies in probability, only that it lies beyond them; letting z grow there
+    made the false-alarm rate depend on a tail nobody measured (a t₃ feature ran at 7 times its
+    budget, mostly from the EWMA; with the cap 0.8 times)."""
+    return float(ndtri(1 - 0.5 / n))
 
 
 @dataclass(slots=True)
