@@ -325,10 +325,7 @@ def phase4_detector_arl0s() -> dict[str, float]:
         false_alarms_per_year=cfg.false_alarms_per_year,
         observations_per_day=cfg.studies_per_day * 1.0,  # coverage 1: every record has v
     )
-    return {
-        d: budget.for_detector(d, w).arl0 if w < 1 else budget.arl0
-        for d, w in DETECTOR_WEIGHTS["numeric"].items()
-    }
+    return {d: budget.for_detector(d, w).arl0 for d, w in DETECTOR_WEIGHTS["numeric"].items()}
 
 
 def prewarm_phase4_calibration() -> dict[str, float]:
