@@ -1,0 +1,71 @@
+"""The distribution-free delay bound of bench/rank_limits.py (docs/BENCHMARKS.md cites it as the
+reason the +40% image-noise jump cannot be caught within 1.2x of the oracle by a monitor that
+keeps its budget whatever the tail): its rank probabilities against exchangeability and against
+simulation, and the bound's arithmetic."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+
+from rank_limits import (
+    first_alarm_bound,
+    monte_carlo_p_top,
+    rank_probability,
+)
+
+NOISE_JUMP_SD = math.log(1.4) / 0.0854  # +40% on a lognormal with log-sd 0.0854
+
+
+@pytest.mark.parametrize("n", [10, 50, 500])
+def test_in_control_every_rank_has_probability_one_over_n_plus_one(n: int) -> None:
+    # Exchangeability: a new in-control value is equally likely to take any of the n + 1 ranks.
+    for rank in {0, 1, n // 2, n - 1, n}:
+        assert rank_probability(rank, n, 0.0) == pytest.approx(1 / (n + 1), rel=1e-6)
+
+
+def test_rank_probabilities_sum_to_one_after_a_shift() -> None:
+    assert sum(rank_probability(r, 60, 1.7) for r in range(61)) == pytest.approx(1, abs=1e-9)
+
+
+def test_top_rank_probability_agrees_with_simulation() -> None:
+    exact = rank_probability(500, 500, NOISE_JUMP_SD)
+    estimate, se = monte_carlo_p_top(NOISE_JUMP_SD, 500, runs=60_000, seed=7)
+    assert abs(exact - estimate) < 4 * se
+    assert 0.78 < exact < 0.82
+
+
+def test_bound_for_the_noise_jump_with_a_500_value_reference() -> None:
+    b = first_alarm_bound(NOISE_JUMP_SD, 500, 2000.0)
+    assert b.allowance == pytest.approx(501 / 2000)
+    # the allowance goes to the top rank only (it is below 1)
+    assert b.p_first == pytest.approx(b.allowance * b.p_top)
+    assert b.delay_lower_bound == pytest.approx(2 - b.p_first)
+    # the oracle that knows the tail needs about 1.4 studies: 1.2x that is out of reach
+    assert b.delay_lower_bound > 1.2 * 1.45
+
+
+def test_allowance_above_one_spills_to_the_next_ranks() -> None:
+    b = first_alarm_bound(2.0, 50, 20.0)  # allowance 51/20 = 2.55 ranks
+    expected = (
+        rank_probability(50, 50, 2.0)
+        + rank_probability(49, 50, 2.0)
+        + 0.55 * rank_probability(48, 50, 2.0)
+    )
+    assert b.p_first == pytest.approx(expected)
+
+
+def test_a_longer_reference_weakens_the_bound() -> None:
+    frozen = first_alarm_bound(NOISE_JUMP_SD, 500, 2000.0)
+    learning = first_alarm_bound(NOISE_JUMP_SD, 1000, 2000.0)
+    assert learning.delay_lower_bound < frozen.delay_lower_bound
+
+
+def test_refuses_a_downward_or_null_shift() -> None:
+    with pytest.raises(ValueError, match="upward"):
+        first_alarm_bound(0.0, 500, 2000.0)
