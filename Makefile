@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/probe_overhead.py
 	$(BIN)/python bench/detector_cost.py
 	$(BIN)/python bench/detection_delay.py
+	$(BIN)/python bench/estimated_rate_limits.py
 
 clean:
 	rm -rf $(VENV) phase4-data .pytest_cache

@@ -1,7 +1,8 @@
-"""The distribution-free delay bound of bench/rank_limits.py (docs/BENCHMARKS.md cites it as the
-reason the +40% image-noise jump cannot be caught within 1.2x of the oracle by a monitor that
-keeps its budget whatever the tail): its rank probabilities against exchangeability and against
-simulation, and the bound's arithmetic."""
+"""The limits docs/BENCHMARKS.md cites for the two changes phase4 cannot catch within 1.2x of the
+oracle: the distribution-free delay bound of bench/rank_limits.py (the +40% image-noise jump; its
+rank probabilities against exchangeability and simulation, and the bound's arithmetic) and the
+reference outcomes of bench/estimated_rate_limits.py (the AI false-positive rise; against a
+simulation of the product's own reference-stopping rule)."""
 
 from __future__ import annotations
 
@@ -9,15 +10,19 @@ import math
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
+from estimated_rate_limits import reference_outcomes
 from rank_limits import (
     first_alarm_bound,
     monte_carlo_p_top,
     rank_probability,
 )
+
+from monitor.drift.streams import Stream, StreamSpec
 
 NOISE_JUMP_SD = math.log(1.4) / 0.0854  # +40% on a lognormal with log-sd 0.0854
 
@@ -69,3 +74,31 @@ def test_a_longer_reference_weakens_the_bound() -> None:
 def test_refuses_a_downward_or_null_shift() -> None:
     with pytest.raises(ValueError, match="upward"):
         first_alarm_bound(0.0, 500, 2000.0)
+
+
+def test_reference_outcomes_match_the_products_stopping_rule() -> None:
+    """The binary reference ends where the product's own Stream ends it (at least 500 studies
+    and 50 events): probabilities from reference_outcomes against the real Stream's rule run
+    on simulated AI false-positive streams."""
+    from monitor.drift.streams import MonitorConfig
+
+    spec = StreamSpec(field="fp", kind="binary")
+    config = MonitorConfig(streams=(spec,))
+    outcomes = reference_outcomes(0.1, config.reference_size, config.reference_events_min)
+    assert sum(o.probability for o in outcomes) == pytest.approx(1.0)
+    rng = np.random.default_rng(11)
+    ended_at = []
+    for _ in range(1500):
+        stream = Stream(spec=spec, reference_size=config.reference_size)
+        events = rng.random(3000) < 0.1
+        for n, event in enumerate(events, start=1):
+            stream.reference_values.append(bool(event))
+            if stream._reference_complete(config):
+                ended_at.append(n)
+                break
+    ended = np.array(ended_at)
+    p_at_min = sum(o.probability for o in outcomes if o.studies == config.reference_size)
+    se = np.sqrt(p_at_min * (1 - p_at_min) / ended.size)
+    assert abs((ended == config.reference_size).mean() - p_at_min) < 4 * se
+    mean = sum(o.probability * o.studies for o in outcomes)
+    assert abs(ended.mean() - mean) < 4 * ended.std() / np.sqrt(ended.size)
