@@ -10,6 +10,15 @@ number and hash and signs them (HMAC-SHA256) with a key kept outside the databas
 (``PHASE4_AUDIT_KEY``); ``verify_chain(session, head=..., key=...)`` then also reports entries
 missing at the end and a head that was forged or signed with another key. Keep signed heads
 somewhere the database's administrators cannot rewrite (an export, a ticket, a WORM bucket).
+
+Lock order. On PostgreSQL an append takes one advisory lock for the whole trail, held to the end
+of the transaction. Every transaction that writes rows and audits takes its row locks first (the
+deployment, its detector state, the alert) and the trail's lock last: :func:`record_action`
+flushes the session's pending writes before it asks for the lock, and callers audit after their
+last write of existing rows. Taken the other way round by two transactions (one holding the
+trail and waiting for an alert row, the other holding the row and waiting for the trail) the
+two would deadlock and PostgreSQL would abort one of them: a reviewer's acknowledgement refused
+with a server error, or an escalation lost.
 """
 
 from __future__ import annotations
@@ -85,6 +94,9 @@ def record_action(
     new_value: dict[str, Any] | None = None,
 ) -> AuditEntry:
     """Append one entry in the caller's transaction (it commits or rolls back with the change)."""
+    # Row locks before the trail's lock (see "Lock order" above): pending UPDATEs of the
+    # caller's rows reach the database now, not at the autoflush after the lock.
+    session.flush()
     with _APPEND_LOCK:
         bind = session.get_bind()
         if bind.dialect.name == "postgresql":

@@ -282,15 +282,9 @@ def detect_deployment(
                 except ConfigError as exc:
                     raise ConfigError(f"deployment {deployment_id}: {exc}") from exc
                 monitor = DeploymentMonitor.new(config)
-                record_action(
-                    session,
-                    actor=actor,
-                    action="monitoring.start",
-                    entity_type="deployment",
-                    entity_id=deployment_id,
-                    reason="detector state created from configuration",
-                    new_value={"config": config.to_dict()},
-                )
+                started = config  # audited after the pass's row writes (monitor/audit.py)
+            else:
+                started = None
             now = utcnow()
             alarms: list[tuple[StreamAlarm, datetime]] = []
             full = len(records) == PASS_BATCH
@@ -337,6 +331,16 @@ def detect_deployment(
                 alert = _raise_alert(session, deployment, alarm)
                 if alert is not None and alert.id is not None:
                     result.alerts_opened.append(alert.id)
+            if started is not None:
+                record_action(
+                    session,
+                    actor=actor,
+                    action="monitoring.start",
+                    entity_type="deployment",
+                    entity_id=deployment_id,
+                    reason="detector state created from configuration",
+                    new_value={"config": started.to_dict()},
+                )
             session.commit()
             result.records += len(records)
             result.feedback += len(feedback)
@@ -524,9 +528,13 @@ def reset_reference(engine: Engine, deployment_id: str, *, actor: str, reason: s
     if not reason.strip():
         raise ValueError("a reason is required to replace a reference")
     with Session(engine) as session:
+        # The deployment's lock first, as a detection pass takes it: a pass running now would
+        # otherwise save the old state back over the reset, or deadlock with it.
+        _lock_deployment(session, deployment_id)
         state_row, monitor = load_state(session, deployment_id)
         if state_row is None or monitor is None:
             raise ValueError(f"deployment {deployment_id!r} has no reference yet")
+        session.delete(state_row)
         record_action(
             session,
             actor=actor,
@@ -537,7 +545,6 @@ def reset_reference(engine: Engine, deployment_id: str, *, actor: str, reason: s
             old_value={"references": reference_summary(monitor)},
             new_value=None,
         )
-        session.delete(state_row)
         session.commit()
 
 
@@ -555,9 +562,7 @@ def upload_reference(
     if not reason.strip():
         raise ValueError("a reason is required to set a reference")
     with Session(engine) as session:
-        deployment = session.get(Deployment, deployment_id)
-        if deployment is None:
-            raise ValueError(f"unknown deployment {deployment_id!r}")
+        deployment = _lock_deployment(session, deployment_id)  # as reset_reference, and why
         state_row, old = load_state(session, deployment_id)
         nested = [_nest(r) for r in rows]
         if len(nested) < 30:
@@ -574,6 +579,7 @@ def upload_reference(
                 raise RuntimeError("a detector fired while its reference was being set")
         monitor.records = 0
         summary = reference_summary(monitor)
+        _save_state(session, deployment_id, state_row, monitor, utcnow(), None)
         record_action(
             session,
             actor=actor,
@@ -584,7 +590,6 @@ def upload_reference(
             old_value={"references": reference_summary(old)} if old else None,
             new_value={"source": source, "rows": len(rows), "references": summary},
         )
-        _save_state(session, deployment_id, state_row, monitor, utcnow(), None)
         session.commit()
         return summary
 

@@ -1,0 +1,128 @@
+"""Lock order (monitor/audit.py, "Lock order"): every transaction that writes existing rows and
+audits takes its row locks first and the audit trail's lock last, so that two of them (a
+detection pass and a reviewer's acknowledgement, an escalation, a reference reset) wait for each
+other instead of deadlocking. Checked on the statements each transaction actually sends, on
+SQLite and PostgreSQL, and by a reset that must wait for a running pass."""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import numpy as np
+from fastapi.testclient import TestClient
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from monitor.alert_actions import acknowledge_alert
+from monitor.detection import _lock_deployment, detect_deployment, open_alerts, reset_reference
+from tests.conftest import Fixture
+from tests.monitor.test_detection import CONFIG, _configure, _send, _study
+
+_WRITE = re.compile(r"^\s*(UPDATE|DELETE FROM)\s+\"?(\w+)", re.IGNORECASE)
+_TRAIL = re.compile(r"pg_advisory_xact_lock|FROM audit_entry", re.IGNORECASE)
+
+
+@contextmanager
+def statements(engine: Engine) -> Iterator[list[str]]:
+    sent: list[str] = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany) -> None:
+        sent.append(statement)
+
+    event.listen(engine, "before_cursor_execute", capture)
+    try:
+        yield sent
+    finally:
+        event.remove(engine, "before_cursor_execute", capture)
+
+
+def assert_trail_last(sent: list[str]) -> None:
+    """No UPDATE or DELETE of another table after the first touch of the audit trail."""
+    first = next((i for i, s in enumerate(sent) if _TRAIL.search(s)), None)
+    assert first is not None, "the transaction did not audit"
+    late = [
+        s.split("\n")[0]
+        for s in sent[first:]
+        if (m := _WRITE.match(s)) and m.group(2).lower() != "audit_entry"
+    ]
+    assert late == [], f"rows written after the audit trail was locked: {late}"
+
+
+def _world_with_alerts(client: TestClient, world: Fixture) -> None:
+    _configure(world.engine, world.deployment_b, CONFIG)
+    g = np.random.default_rng(1)
+    _send(client, world, [_study(g, i, changed=i >= 300) for i in range(400)])
+    detect_deployment(world.engine, world.deployment_b)
+
+
+def test_acknowledging_writes_the_alert_before_locking_the_trail(
+    client: TestClient, world: Fixture
+) -> None:
+    _world_with_alerts(client, world)
+    alert = open_alerts(world.engine, world.deployment_b)[0]
+    assert alert.id is not None
+    with statements(world.engine) as sent, Session(world.engine) as s:
+        acknowledge_alert(s, alert.id, user="dr-curie", reason="checked the reconstruction")
+        s.commit()
+    assert any(_WRITE.match(x) and "alert" in x.split("\n")[0] for x in sent)
+    assert_trail_last(sent)
+
+
+def test_a_first_pass_writes_its_rows_before_auditing_the_start(
+    client: TestClient, world: Fixture
+) -> None:
+    """After a reset the next pass starts monitoring anew (audited) and adds its alarms to
+    the alerts still open from before (an UPDATE of existing alert rows)."""
+    _world_with_alerts(client, world)
+    before = {a.id: a.evidence.get("repeats", 0) for a in open_alerts(world.engine)}
+    reset_reference(world.engine, world.deployment_b, actor="physicist:ada", reason="new scanner")
+    g = np.random.default_rng(5)
+    later = [_study(g, i, changed=i >= 700) for i in range(500, 900)]
+    _send(client, world, later)
+    with statements(world.engine) as sent:
+        result = detect_deployment(world.engine, world.deployment_b)
+    assert result.records == 400
+    after = {a.id: a.evidence.get("repeats", 0) for a in open_alerts(world.engine)}
+    assert any(after.get(i, 0) > n for i, n in before.items()), "no existing alert was updated"
+    assert any("monitoring.start" in str(p) or "audit_entry" in p for p in sent)
+    assert_trail_last(sent)
+
+
+def test_a_reset_locks_the_deployment_first_and_audits_last(
+    client: TestClient, world: Fixture
+) -> None:
+    _world_with_alerts(client, world)
+    with statements(world.engine) as sent:
+        reset_reference(world.engine, world.deployment_b, actor="physicist:ada", reason="new")
+    writes = [s for s in sent if _WRITE.match(s) or "FOR UPDATE" in s.upper()]
+    assert "deployment" in writes[0].split("\n")[0].lower(), writes[0]
+    assert_trail_last(sent)
+
+
+def test_a_reset_waits_for_a_running_pass(client: TestClient, world: Fixture) -> None:
+    """PostgreSQL: the deployment's row lock; SQLite: the database's write lock."""
+    _world_with_alerts(client, world)
+    done = threading.Event()
+    failure: list[BaseException] = []
+
+    def reset() -> None:
+        try:
+            reset_reference(world.engine, world.deployment_b, actor="a", reason="new scanner")
+        except BaseException as exc:  # reported in the main thread
+            failure.append(exc)
+        finally:
+            done.set()
+
+    with Session(world.engine) as pass_in_progress:
+        _lock_deployment(pass_in_progress, world.deployment_b)  # as a detection pass does
+        worker = threading.Thread(target=reset)
+        worker.start()
+        assert not done.wait(1.0), "the reset went ahead while a pass held the deployment"
+        pass_in_progress.commit()
+    assert done.wait(30), "the reset did not proceed after the pass committed"
+    worker.join()
+    assert failure == []
