@@ -14,6 +14,8 @@ variables are ignored by both settings objects). Lists and mappings are JSON, fo
     PHASE4_ESCALATION_RECIPIENTS='["head-of-nm@hospital.example"]'
     PHASE4_WEBHOOK_URL=https://chat.hospital.example/hooks/phase4
     PHASE4_WEBHOOK_SECRET=...
+    PHASE4_CLOSED_DAYS='["2026-12-25", "2026-12-26", "2027-01-01"]'
+    PHASE4_CLINIC_TIMEZONE=Europe/Berlin
 
 No SMTP host: the email channel is off. No webhook URL: the webhook channel is off. Both off:
 alerts are still opened and shown on the dashboard, and ``notify_pending`` says so in the log.
@@ -21,14 +23,40 @@ alerts are still opened and shown on the dashboard, and ``notify_pending`` says 
 
 from __future__ import annotations
 
+from datetime import date, tzinfo
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Severity = Literal["info", "warning", "critical"]
+
+
+class ClinicCalendar:
+    """A site's closed days, each from local midnight to midnight in its time zone."""
+
+    __slots__ = ("closed", "zone")
+
+    def __init__(self, closed: frozenset[date] = frozenset(), zone: tzinfo | None = None):
+        self.closed = closed
+        self.zone = zone or ZoneInfo("UTC")
+
+    def __repr__(self) -> str:
+        return f"ClinicCalendar({sorted(self.closed)}, {self.zone})"
+
+
+def _zone(where: str, name: str) -> tzinfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(
+            f"{where}: {name!r} is not an IANA time zone (for example Europe/Berlin)"
+        ) from exc
+
+
 SEVERITY_RANK: dict[str, int] = {"info": 0, "warning": 1, "critical": 2}
 
 
@@ -171,13 +199,47 @@ class NotifySettings(BaseSettings):
         "least this many arrivals in past weeks and none came now (Poisson P(0) = e^-8 = 3e-4).",
     )
 
+    # --- the clinic's calendar -------------------------------------------------------------
+    closed_days: list[date] = Field(
+        default_factory=list,
+        description="Days the clinics are closed on a working day (public holidays), as a JSON "
+        "list of ISO dates: the heartbeat expects no records then, so a silence on them is "
+        "not alarming, nor is the hours' silence they add to a weekend.",
+    )
+    site_closed_days: dict[str, list[date]] = Field(
+        default_factory=dict,
+        description="Per-site override of ``closed_days``: JSON mapping site id -> ISO dates. "
+        "A site listed here gets only its own list.",
+    )
+    clinic_timezone: str = Field(
+        "UTC",
+        description="IANA time zone in which a closed day runs from midnight to midnight "
+        "(e.g. Europe/Berlin, Australia/Sydney).",
+    )
+    site_timezones: dict[str, str] = Field(
+        default_factory=dict,
+        description="Per-site override of ``clinic_timezone`` (site id -> IANA zone).",
+    )
+
     @model_validator(mode="after")
     def _check(self) -> NotifySettings:
         if self.smtp_ssl and self.smtp_starttls:
             raise ValueError("smtp_ssl and smtp_starttls exclude each other: choose one")
         if self.webhook_url and urlsplit(self.webhook_url).scheme not in {"http", "https"}:
             raise ValueError("webhook_url must be an http or https URL")
+        for where, name in [("clinic_timezone", self.clinic_timezone)] + [
+            (f"site_timezones[{site!r}]", zone) for site, zone in self.site_timezones.items()
+        ]:
+            _zone(where, name)
         return self
+
+    def calendar_for(self, site_id: str | None) -> ClinicCalendar:
+        """The closed days and time zone of ``site_id`` (the defaults for a site not listed)."""
+        days = self.closed_days
+        if site_id is not None and site_id in self.site_closed_days:
+            days = self.site_closed_days[site_id]
+        zone = self.site_timezones.get(site_id or "", self.clinic_timezone)
+        return ClinicCalendar(frozenset(days), _zone("clinic_timezone", zone))
 
     @property
     def email_enabled(self) -> bool:

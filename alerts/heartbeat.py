@@ -26,9 +26,16 @@ silence (either one alarms):
    and none came (and the silence is at least ``heartbeat_min_silence_s``), the silence is
    improbable: under Poisson arrivals P(none) = e^-lambda <= e^-8 = 3e-4. This catches a probe
    that dies on a Monday morning within a few working hours, where the gap rule would wait out a
-   weekend's length. A public holiday on a working day also trips it: acknowledge it with that
-   reason. Hours of the week are UTC; a daylight-saving shift moves a clinic's day by one hour,
-   which the threshold absorbs.
+   weekend's length. Hours of the week are UTC; a daylight-saving shift moves a clinic's day by
+   one hour, which the threshold absorbs.
+
+**Closed days.** A public holiday on a working day would trip the weekly rule, and a holiday
+beside a weekend can make a gap longer than any of the last four weeks'. The site's calendar
+(``closed_days`` / ``site_closed_days``, each day from midnight to midnight in
+``clinic_timezone`` / ``site_timezones``) removes closed hours from both rules: a gap, current or
+past, counts only its open hours, and the weekly rule does not expect this week the arrivals
+that past weeks brought at hours that fall on a closed day now. The evidence says how much of
+the silence was closed (``closed_s``).
 
 **One alert per silence.** The alert (stream ``probe.heartbeat``, cause ``probe_silence``,
 severity ``warning``) is opened at most once while another silence alert of the deployment is
@@ -50,13 +57,13 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from alerts.config import NotifySettings
+from alerts.config import ClinicCalendar, NotifySettings
 from alerts.notify.locks import lock_alerts, lock_deployment
 from alerts.notify.render import fmt_duration
 from monitor.alert_actions import resolve_alert
@@ -84,6 +91,7 @@ class SilenceVerdict:
     expected_arrivals: float | None
     weeks_compared: int
     rule: str | None  # "gap", "weekly", "gap+weekly" or None (not silent)
+    closed_s: float = 0.0  # of silence_s, the seconds on the site's closed days
 
     @property
     def silent(self) -> bool:
@@ -104,12 +112,60 @@ def _quantile(values: Sequence[float], q: float) -> float:
     return ordered[max(0, min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1))]
 
 
-def assess(arrivals: Sequence[datetime], now: datetime, settings: NotifySettings) -> SilenceVerdict:
-    """Judge the silence since the last of ``arrivals`` (sorted, batched) at ``now``."""
+def _closed_spans(calendar: ClinicCalendar) -> list[tuple[datetime, datetime]]:
+    """Each closed day as [local midnight, next local midnight), in aware datetimes."""
+    zone = calendar.zone
+    return [
+        (
+            datetime.combine(d, time(0), tzinfo=zone),
+            datetime.combine(d + timedelta(days=1), time(0), tzinfo=zone),
+        )
+        for d in sorted(calendar.closed)
+    ]
+
+
+def closed_seconds(start: datetime, end: datetime, calendar: ClinicCalendar | None) -> float:
+    """How much of (start, end] falls on the calendar's closed days."""
+    if calendar is None or not calendar.closed:
+        return 0.0
+    start, end = _utc(start), _utc(end)
+    total = 0.0
+    for lo, hi in _closed_spans(calendar):
+        overlap = (min(end, hi) - max(start, lo)).total_seconds()
+        if overlap > 0:
+            total += overlap
+    return total
+
+
+def _closed_on(t: datetime, calendar: ClinicCalendar | None) -> bool:
+    return calendar is not None and _local_date(t, calendar) in calendar.closed
+
+
+def _local_date(t: datetime, calendar: ClinicCalendar) -> date:
+    return _utc(t).astimezone(calendar.zone).date()
+
+
+def _utc(t: datetime) -> datetime:
+    """Naive times are UTC here (the store's convention), never the machine's local time."""
+    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
+
+
+def assess(
+    arrivals: Sequence[datetime],
+    now: datetime,
+    settings: NotifySettings,
+    calendar: ClinicCalendar | None = None,
+) -> SilenceVerdict:
+    """Judge the silence since the last of ``arrivals`` (sorted, batched) at ``now``, counting
+    only the open hours of ``calendar`` (none closed when omitted)."""
     last = arrivals[-1]
     silence = (now - last).total_seconds()
+    closed = closed_seconds(last, now, calendar)
     history = [t for t in arrivals if t >= last - timedelta(days=settings.heartbeat_lookback_days)]
-    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(history)]
+    gaps = [
+        (b - a).total_seconds() - closed_seconds(a, b, calendar)
+        for a, b in itertools.pairwise(history)
+    ]
     usual = allowed = expected = None
     weeks = 0
     rules: list[str] = []
@@ -121,14 +177,17 @@ def assess(arrivals: Sequence[datetime], now: datetime, settings: NotifySettings
     if enough and gaps:
         usual = _quantile(gaps, settings.heartbeat_gap_quantile)
         allowed = max(settings.heartbeat_factor * usual, settings.heartbeat_min_silence_s)
-        if silence > allowed:
+        if silence - closed > allowed:
             rules.append("gap")
         # The silent interval (last, now], shifted back whole weeks while it stays inside history
         counts = []
         k = 1
         while now - k * WEEK <= last and last - k * WEEK >= history[0]:
             lo, hi = last - k * WEEK, now - k * WEEK
-            counts.append(sum(1 for t in history if lo < t <= hi))
+            # what that week brought at hours that are open this week
+            counts.append(
+                sum(1 for t in history if lo < t <= hi and not _closed_on(t + k * WEEK, calendar))
+            )
             k += 1
         weeks = len(counts)
         if weeks >= 2:
@@ -147,6 +206,7 @@ def assess(arrivals: Sequence[datetime], now: datetime, settings: NotifySettings
         expected_arrivals=expected,
         weeks_compared=weeks,
         rule="+".join(rules) or None,
+        closed_s=closed,
     )
 
 
@@ -269,6 +329,9 @@ def check_heartbeats(
             last = _last_received(session, deployment_id)
             if last is None:
                 continue
+            site_id = session.exec(
+                select(Deployment.site_id).where(Deployment.id == deployment_id)
+            ).first()
             unresolved = [
                 a for a in _silence_alerts(session, deployment_id) if a.status != "resolved"
             ]
@@ -283,7 +346,7 @@ def check_heartbeats(
             received = _received_since(
                 session, deployment_id, last - timedelta(days=settings.heartbeat_lookback_days)
             )
-        verdict = assess(arrivals_of(received), now, settings)
+        verdict = assess(arrivals_of(received), now, settings, settings.calendar_for(site_id))
         if verdict.silent:
             alert_id = _open(engine, deployment_id, verdict, now)
             if alert_id is not None:

@@ -212,8 +212,14 @@ def _how_sure(alert: Alert) -> list[str]:
         usual = _num(ev.get("usual_gap_s"))
         allowed = _num(ev.get("allowed_silence_s"))
         expected = _num(ev.get("expected_arrivals"))
+        closed = _num(ev.get("closed_s"))
         if silence is not None:
-            lines.append(f"Silent for {fmt_duration(silence)}.")
+            of_closed = (
+                f", of which {fmt_duration(closed)} on days the clinic is closed (not counted)"
+                if closed
+                else ""
+            )
+            lines.append(f"Silent for {fmt_duration(silence)}{of_closed}.")
         if usual is not None and allowed is not None:
             lines.append(
                 f"The longest usual gap between arrivals over the recent weeks was "
@@ -364,7 +370,7 @@ _SILENCE = (
     "Check the probe's spool for a backlog and the network path from the probe to the monitor "
     "(firewall, certificates, the probe's token).",
     "Check whether studies are still being acquired and sent to the AI (PACS routing), or "
-    "whether the department is simply closed (holiday).",
+    "whether the department is simply closed (a holiday: add it to PHASE4_CLOSED_DAYS).",
 )
 _PHANTOM = (
     "Look at the phantom result on the dashboard: which metric is outside its tolerance or "

@@ -3,10 +3,14 @@ one alert per silence, resolved by phase4 (audited) when records resume."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
+import pytest
+from pydantic import ValidationError
 from sqlmodel import Session, select
 
+from alerts.config import ClinicCalendar, NotifySettings
 from alerts.heartbeat import (
     HEARTBEAT_STREAM,
     SILENCE_CAUSE,
@@ -19,7 +23,7 @@ from alerts.notify.sink import LocalSMTPSink
 from monitor.alert_actions import resolve_alert
 from monitor.audit import verify_chain
 from monitor.db import session_scope
-from monitor.models import Alert, AuditEntry
+from monitor.models import Alert, AuditEntry, Deployment
 from tests.alerts.conftest import T0, insert_records, settings_for
 from tests.conftest import Fixture
 
@@ -141,3 +145,102 @@ def test_too_little_history_is_not_judged(world: Fixture) -> None:
     insert_records(world.engine, world.deployment_a, times)
     assert check_heartbeats(world.engine, settings_for(), now=T0 + timedelta(days=30)) == []
     assert check_heartbeats(world.engine, settings_for(heartbeat_enabled=False), now=T0) == []
+
+
+# --- the clinic's calendar: closed days ---------------------------------------------------------
+
+
+def _weeks_then_holiday_monday() -> tuple[list[datetime], datetime]:
+    """Four weeks of the clinic; the Monday after is a public holiday. Returns the arrivals and
+    that Monday (a date at 00:00 UTC)."""
+    arrivals = arrivals_of(clinic(4))
+    monday = (arrivals[-1] + timedelta(days=3)).replace(hour=0, minute=0)
+    assert monday.weekday() == 0
+    return arrivals, monday
+
+
+def test_a_public_holiday_is_not_a_silence_but_a_dead_probe_after_it_is() -> None:
+    arrivals, monday = _weeks_then_holiday_monday()
+    holiday = ClinicCalendar(frozenset({monday.date()}))
+    settings = settings_for()
+    at_noon = monday + timedelta(hours=12, minutes=30)
+    # Without the calendar the holiday looks like a probe that died over the weekend ...
+    assert assess(arrivals, at_noon, settings).rule == "weekly"
+    # ... with it, the holiday is expected to be quiet, and says how much of the silence it was.
+    verdict = assess(arrivals, at_noon, settings, holiday)
+    assert verdict.rule is None
+    assert verdict.closed_s == 12.5 * 3600
+    # Tuesday 08:30, before the first study of the day: still nothing to say.
+    assert (
+        assess(arrivals, monday + timedelta(days=1, hours=8, minutes=30), settings, holiday).rule
+        is None
+    )
+    # Tuesday 12:30 and still nothing: a silent working morning, whatever Monday was.
+    tuesday_noon = monday + timedelta(days=1, hours=12, minutes=30)
+    assert assess(arrivals, tuesday_noon, settings, holiday).rule == "weekly"
+
+
+def test_a_long_weekend_counts_only_its_open_hours_in_the_gap_rule() -> None:
+    """Friday 17:00 to Tuesday 17:00 is longer than 1.5 x any weekend seen (63 h) only because
+    Monday was closed; the gap rule alone judges (the weekly rule needs two weeks)."""
+    arrivals = arrivals_of(clinic(2))
+    friday_last = arrivals[-1]
+    monday = (friday_last + timedelta(days=3)).replace(hour=0, minute=0)
+    settings = settings_for()
+    now = monday + timedelta(days=1, hours=17)  # 96 h after Friday 17:00
+    assert assess(arrivals, now, settings).rule == "gap"
+    verdict = assess(arrivals, now, settings, ClinicCalendar(frozenset({monday.date()})))
+    assert verdict.closed_s == 24 * 3600
+    assert verdict.rule is None  # 72 open hours against 1.5 x 63 = 94.5
+
+
+def test_closed_days_are_local_days_of_the_clinic() -> None:
+    """A clinic in Sydney (UTC+10 in April) works 08:00-17:00 local, 22:00-07:00 UTC, across
+    two UTC dates: its holiday is its local date, not the UTC one."""
+    sydney = ZoneInfo("Australia/Sydney")
+    local_days = [datetime(2026, 3, 9, 8, tzinfo=sydney) + timedelta(days=d) for d in range(28)]
+    arrivals = arrivals_of(
+        [
+            (day + timedelta(minutes=30 * k)).astimezone(UTC)
+            for day in local_days
+            if day.weekday() < 5
+            for k in range(19)
+        ]
+    )
+    holiday = datetime(2026, 4, 6, tzinfo=sydney).date()  # Easter Monday
+    at = datetime(2026, 4, 6, 9, 45, tzinfo=sydney)  # before 10:00 local = 00:00 UTC
+    settings = settings_for(heartbeat_expected_arrivals=3)  # 08:00-09:30 brings four
+    assert assess(arrivals, at, settings).rule == "weekly"
+    assert assess(arrivals, at, settings, ClinicCalendar(frozenset({holiday}), sydney)).rule is None
+    # The same date read as a UTC day begins at 10:00 local: the morning is not closed.
+    assert assess(arrivals, at, settings, ClinicCalendar(frozenset({holiday}))).rule == "weekly"
+
+
+def test_check_heartbeats_uses_the_sites_calendar(world: Fixture) -> None:
+    times = clinic(4)
+    insert_records(world.engine, world.deployment_a, times)
+    monday_noon = (times[-1] + timedelta(days=3)).replace(hour=12, minute=30)
+    with Session(world.engine) as s:
+        site = s.get(Deployment, world.deployment_a).site_id  # type: ignore[union-attr]
+    other_site_closed = settings_for(site_closed_days={"elsewhere": [monday_noon.date()]})
+    this_site_closed = settings_for(site_closed_days={site: [monday_noon.date()]})
+    assert check_heartbeats(world.engine, this_site_closed, now=monday_noon) == []
+    [alert_id] = check_heartbeats(world.engine, other_site_closed, now=monday_noon)
+    with Session(world.engine) as s:
+        alert = s.get(Alert, alert_id)
+        assert alert is not None and alert.evidence["closed_s"] == 0.0
+
+
+def test_calendar_settings_name_what_is_wrong(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PHASE4_CLOSED_DAYS", '["2026-12-25", "2026-12-26"]')
+    monkeypatch.setenv("PHASE4_SITE_TIMEZONES", '{"site-b": "Europe/Paris"}')
+    s = NotifySettings()
+    assert s.calendar_for("site-a").closed == {date(2026, 12, 25), date(2026, 12, 26)}
+    assert str(s.calendar_for("site-b").zone) == "Europe/Paris"
+    assert str(s.calendar_for("site-a").zone) == "UTC"
+    with pytest.raises(ValidationError, match="clinic_timezone: 'Europe/Berlinn' is not an IANA"):
+        NotifySettings(clinic_timezone="Europe/Berlinn")
+    with pytest.raises(ValidationError, match=r"site_timezones\['site-b'\]"):
+        NotifySettings(site_timezones={"site-b": "CET+1"})
+    with pytest.raises(ValidationError, match="closed_days"):
+        NotifySettings(closed_days=["2026-12-32"])

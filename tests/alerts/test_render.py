@@ -144,3 +144,25 @@ def test_escalation_and_digest_wording() -> None:
     assert digest.subject == "[phase4 CRITICAL] lesion-ai@site-a: 7 new alerts"
     for i in range(7):
         assert f"http://phase4.test:8000/ui/alerts/{i}" in digest.text
+
+
+def test_a_silence_over_a_closed_day_says_how_much_was_closed() -> None:
+    evidence = {
+        "kind": "heartbeat",
+        "last_record_at": "2026-03-06T17:00:00+00:00",
+        "silence_s": 3 * 86400 + 19.5 * 3600,
+        "closed_s": 86400.0,
+        "usual_gap_s": 63 * 3600.0,
+        "allowed_silence_s": 94.5 * 3600,
+        "expected_arrivals": 10.0,
+        "weeks_compared": 3,
+        "rule": "weekly",
+    }
+    alert = _alert(
+        stream="probe.heartbeat", cause="probe_silence", title="No records", evidence=evidence
+    )
+    text = render_alert(alert, AlertContext(site_id="site-a"), settings_for()).text
+    assert "days the clinic is closed (not counted)" in text
+    evidence["closed_s"] = 0.0
+    plain = render_alert(alert, AlertContext(site_id="site-a"), settings_for()).text
+    assert "not counted" not in plain
