@@ -64,9 +64,9 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from alerts.config import ClinicCalendar, NotifySettings
-from alerts.notify.locks import lock_alerts, lock_deployment
 from alerts.notify.render import fmt_duration
 from monitor.alert_actions import resolve_alert
+from monitor.locks import lock_alerts, lock_deployment
 from monitor.models import Alert, Deployment, InferenceRecord, utcnow
 
 log = logging.getLogger("phase4.heartbeat")

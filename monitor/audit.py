@@ -11,14 +11,16 @@ number and hash and signs them (HMAC-SHA256) with a key kept outside the databas
 missing at the end and a head that was forged or signed with another key. Keep signed heads
 somewhere the database's administrators cannot rewrite (an export, a ticket, a WORM bucket).
 
-Lock order. On PostgreSQL an append takes one advisory lock for the whole trail, held to the end
-of the transaction. Every transaction that writes rows and audits takes its row locks first (the
-deployment, its detector state, the alert) and the trail's lock last: :func:`record_action`
-flushes the session's pending writes before it asks for the lock, and callers audit after their
-last write of existing rows. Taken the other way round by two transactions (one holding the
-trail and waiting for an alert row, the other holding the row and waiting for the trail) the
-two would deadlock and PostgreSQL would abort one of them: a reviewer's acknowledgement refused
-with a server error, or an escalation lost.
+Lock order. An append takes the database's lock on the whole trail, held to the end of the
+transaction (PostgreSQL: an advisory lock; SQLite: the database's write lock). Every transaction
+that writes rows and audits takes its row locks first (the deployment, its detector state, its
+alerts in id order: monitor/locks.py) and the trail's lock last: :func:`record_action` flushes
+the session's pending writes before it asks for the lock, and callers audit after their last
+write of existing rows. Taken the other way round by two transactions (one holding the trail and
+waiting for an alert row, the other holding the row and waiting for the trail) the two would
+deadlock: PostgreSQL would abort one of them (a reviewer's acknowledgement refused with a server
+error, or an escalation lost), SQLite would fail one with "database is locked" after its busy
+timeout.
 """
 
 from __future__ import annotations
@@ -40,8 +42,8 @@ from sqlmodel import Session, col, select
 from monitor.models import AuditEntry, utcnow
 
 GENESIS_HASH = "0" * 64
-# Serialises appends within one process on SQLite; PostgreSQL uses an advisory lock so that
-# several API workers cannot take the same sequence number.
+# Serialises appends within one process, taken after the database's lock on the trail (which
+# serialises processes: several API workers must not take the same sequence number).
 _APPEND_LOCK = threading.Lock()
 _PG_AUDIT_LOCK_KEY = 0x70_34_61_75  # "p4au"
 AUDIT_KEY_ENV = "PHASE4_AUDIT_KEY"
@@ -82,6 +84,24 @@ def entry_digest(
     return hashlib.sha256(canonical_json(payload).encode()).hexdigest()
 
 
+def _lock_trail(session: Session) -> None:
+    """The database's lock on the trail, held to the end of the transaction and taken before
+    the in-process lock, so that no thread holds that lock while it waits for the database.
+
+    PostgreSQL: an advisory lock. SQLite: the database's write lock, which a transaction that
+    has written already holds; one that has not (an export that only audits) takes it now with
+    ``BEGIN IMMEDIATE``. Waiting for it at its INSERT instead, inside the in-process lock, it
+    would deadlock with a transaction holding the write lock and waiting for that lock, until
+    the busy timeout failed it with "database is locked"."""
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        connection.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_AUDIT_LOCK_KEY})
+    elif connection.dialect.name == "sqlite":
+        dbapi = connection.connection.dbapi_connection
+        if dbapi is not None and not dbapi.in_transaction:  # type: ignore[attr-defined]
+            dbapi.execute("BEGIN IMMEDIATE")  # type: ignore[attr-defined]
+
+
 def record_action(
     session: Session,
     *,
@@ -97,10 +117,8 @@ def record_action(
     # Row locks before the trail's lock (see "Lock order" above): pending UPDATEs of the
     # caller's rows reach the database now, not at the autoflush after the lock.
     session.flush()
+    _lock_trail(session)
     with _APPEND_LOCK:
-        bind = session.get_bind()
-        if bind.dialect.name == "postgresql":
-            session.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_AUDIT_LOCK_KEY})
         last = session.exec(
             select(AuditEntry).order_by(col(AuditEntry.seq).desc()).limit(1)
         ).first()

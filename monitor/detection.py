@@ -34,6 +34,7 @@ from monitor.drift.streams import (
     StreamAlarm,
     StreamSpec,
 )
+from monitor.locks import lock_alerts, lock_deployment
 from monitor.models import (
     Alert,
     Deployment,
@@ -232,22 +233,21 @@ def _save_state(
 
 def _lock_deployment(session: Session, deployment_id: str) -> Deployment:
     """Serialise passes over one deployment (the service's worker, `phase4 detect`): two passes
-    reading the same unprocessed records would count them twice. PostgreSQL: a row lock;
-    SQLite: a no-op write first, which takes the database's write lock for the transaction."""
-    if session.get_bind().dialect.name == "sqlite":
-        session.execute(
-            sa.update(Deployment)
-            .where(col(Deployment.id) == deployment_id)
-            .values(id=Deployment.id)
-        )
-        deployment = session.get(Deployment, deployment_id)
-    else:
-        deployment = session.exec(
-            select(Deployment).where(Deployment.id == deployment_id).with_for_update()
-        ).first()
+    reading the same unprocessed records would count them twice (monitor/locks.py)."""
+    deployment = lock_deployment(session, deployment_id)
     if deployment is None:
         raise ValueError(f"unknown deployment {deployment_id!r}")
     return deployment
+
+
+def _lock_open_alerts(session: Session, deployment_id: str) -> None:
+    """The deployment's open alerts, locked in id order before a pass adds alarms to them: the
+    dispatcher claims alerts in id order, and updates made in the order alarms came would take
+    the same rows the other way round (a deadlock PostgreSQL breaks by aborting one)."""
+    ids = session.exec(
+        select(Alert.id).where(Alert.deployment_id == deployment_id, Alert.status != "resolved")
+    )
+    lock_alerts(session, [i for i in ids if i is not None])
 
 
 def _unprocessed_records(session: Session, deployment_id: str, limit: int) -> list[InferenceRecord]:
@@ -327,6 +327,8 @@ def detect_deployment(
                 now,
                 records[-1].acquired_at if records else None,
             )
+            if alarms:
+                _lock_open_alerts(session, deployment_id)
             for alarm, _ in alarms:
                 alert = _raise_alert(session, deployment, alarm)
                 if alert is not None and alert.id is not None:

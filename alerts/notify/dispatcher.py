@@ -44,7 +44,6 @@ from sqlmodel import Session, col, select
 
 from alerts.config import SEVERITY_RANK, NotifySettings
 from alerts.notify.email import DeliveryError, build_message, scrub, send_email
-from alerts.notify.locks import lock_alerts
 from alerts.notify.render import (
     AlertContext,
     Purpose,
@@ -55,6 +54,7 @@ from alerts.notify.render import (
 )
 from alerts.notify.webhook import post_webhook
 from monitor.audit import record_action
+from monitor.locks import lock_alerts
 from monitor.models import (
     Alert,
     Deployment,

@@ -12,26 +12,41 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import numpy as np
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from monitor.alert_actions import acknowledge_alert
+from monitor.audit import record_action, verify_chain
 from monitor.detection import _lock_deployment, detect_deployment, open_alerts, reset_reference
+from monitor.models import Alert, AuditEntry
 from tests.conftest import Fixture
 from tests.monitor.test_detection import CONFIG, _configure, _send, _study
 
 _WRITE = re.compile(r"^\s*(UPDATE|DELETE FROM)\s+\"?(\w+)", re.IGNORECASE)
 _TRAIL = re.compile(r"pg_advisory_xact_lock|FROM audit_entry", re.IGNORECASE)
+_ALERT_LOCK = {
+    "postgresql": re.compile(r"FROM alert\b.*FOR UPDATE", re.IGNORECASE | re.DOTALL),
+    "sqlite": re.compile(r"^\s*UPDATE alert SET id=alert\.id", re.IGNORECASE),
+}
+
+
+class Sent(list[str]):
+    """The statements a block sent, in order, and their bound parameters (``params``)."""
+
+    params: list[str]
 
 
 @contextmanager
-def statements(engine: Engine) -> Iterator[list[str]]:
-    sent: list[str] = []
+def statements(engine: Engine) -> Iterator[Sent]:
+    sent = Sent()
+    sent.params = []
 
     def capture(conn, cursor, statement, parameters, context, executemany) -> None:
         sent.append(statement)
+        sent.params.append(str(parameters))
 
     event.listen(engine, "before_cursor_execute", capture)
     try:
@@ -40,16 +55,26 @@ def statements(engine: Engine) -> Iterator[list[str]]:
         event.remove(engine, "before_cursor_execute", capture)
 
 
+def _locks_rows(statement: str) -> bool:
+    """An UPDATE or DELETE of a table other than the trail, or a row lock (FOR UPDATE)."""
+    m = _WRITE.match(statement)
+    return bool(m and m.group(2).lower() != "audit_entry") or "FOR UPDATE" in statement.upper()
+
+
 def assert_trail_last(sent: list[str]) -> None:
-    """No UPDATE or DELETE of another table after the first touch of the audit trail."""
+    """No row written or locked after the first touch of the audit trail."""
     first = next((i for i, s in enumerate(sent) if _TRAIL.search(s)), None)
     assert first is not None, "the transaction did not audit"
-    late = [
-        s.split("\n")[0]
-        for s in sent[first:]
-        if (m := _WRITE.match(s)) and m.group(2).lower() != "audit_entry"
-    ]
-    assert late == [], f"rows written after the audit trail was locked: {late}"
+    late = [s.split("\n")[0] for s in sent[first:] if _locks_rows(s)]
+    assert late == [], f"rows written or locked after the audit trail was locked: {late}"
+
+
+def test_the_check_sees_a_row_lock_after_the_trail() -> None:
+    with pytest.raises(AssertionError, match="FOR UPDATE"):
+        assert_trail_last(["SELECT pg_advisory_xact_lock(1)", "SELECT id FROM alert FOR UPDATE"])
+    with pytest.raises(AssertionError, match="UPDATE alert"):
+        assert_trail_last(["SELECT * FROM audit_entry", "UPDATE alert SET evidence=?"])
+    assert_trail_last(["UPDATE alert SET evidence=?", "SELECT * FROM audit_entry"])
 
 
 def _world_with_alerts(client: TestClient, world: Fixture) -> None:
@@ -88,8 +113,16 @@ def test_a_first_pass_writes_its_rows_before_auditing_the_start(
     assert result.records == 400
     after = {a.id: a.evidence.get("repeats", 0) for a in open_alerts(world.engine)}
     assert any(after.get(i, 0) > n for i, n in before.items()), "no existing alert was updated"
-    assert any("monitoring.start" in str(p) or "audit_entry" in p for p in sent)
+    assert any("monitoring.start" in p for p in sent.params), "the start was not audited"
     assert_trail_last(sent)
+    # The open alerts are locked (in id order) before the first is updated: the dispatcher
+    # claims them in that order, so a pass updating them in the order alarms came could hold
+    # one the dispatcher waits for while it waits for one the dispatcher holds.
+    first_update = next(
+        i for i, x in enumerate(sent) if re.match(r"\s*UPDATE alert SET evidence", x, re.I)
+    )
+    lock = _ALERT_LOCK[world.engine.dialect.name]
+    assert any(lock.search(x) for x in sent[:first_update]), sent[:first_update]
 
 
 def test_a_reset_locks_the_deployment_first_and_audits_last(
@@ -126,3 +159,51 @@ def test_a_reset_waits_for_a_running_pass(client: TestClient, world: Fixture) ->
     assert done.wait(30), "the reset did not proceed after the pass committed"
     worker.join()
     assert failure == []
+
+
+def test_an_audit_without_earlier_writes_waits_for_one_that_has_written(
+    client: TestClient, world: Fixture
+) -> None:
+    """A transaction that only audits (an export) and one that has written a row and is about
+    to audit (an acknowledgement): the first must wait for the database's lock before it takes
+    the in-process one, or each waits for the other (on SQLite until the busy timeout fails the
+    export with "database is locked")."""
+    _world_with_alerts(client, world)
+    alert = open_alerts(world.engine, world.deployment_b)[0]
+    failure: list[BaseException] = []
+
+    def export_only_audits() -> None:
+        try:
+            with Session(world.engine) as s:
+                record_action(
+                    s, actor="export", action="export.created", entity_type="x", entity_id="1"
+                )
+                s.commit()
+        except BaseException as exc:  # reported in the main thread
+            failure.append(exc)
+
+    with Session(world.engine) as ack:
+        row = ack.get(Alert, alert.id)
+        assert row is not None
+        row.evidence = {**row.evidence, "note": "written before the audit"}
+        ack.add(row)
+        ack.flush()  # the row is written (SQLite: the write lock is held) before the audit
+        worker = threading.Thread(target=export_only_audits)
+        worker.start()
+        worker.join(0.5)  # the export is now waiting, for the database or for this thread
+        record_action(
+            ack,
+            actor="dr-curie",
+            action="alert.acknowledge",
+            entity_type="alert",
+            entity_id=str(alert.id),
+        )
+        ack.commit()
+    worker.join(60)
+    assert not worker.is_alive()
+    assert failure == []
+    with Session(world.engine) as s:
+        verdict = verify_chain(s)
+        actions = [e.action for e in s.exec(select(AuditEntry).order_by(col(AuditEntry.seq)))]
+    assert verdict.ok, verdict.problem
+    assert sorted(actions[-2:]) == ["alert.acknowledge", "export.created"]

@@ -1,10 +1,12 @@
-"""Row locks that work on both backends, taken as the first statement of a short transaction.
+"""Row locks that work on both backends, taken before a transaction writes the rows.
 
-PostgreSQL: ``SELECT ... FOR UPDATE`` (in id order, so two lockers cannot deadlock). SQLite has
-no row locks: a no-op ``UPDATE`` of the rows takes the database's write lock for the rest of the
-transaction (as ``monitor.detection`` does), and waits for it under the busy timeout. Either way a
-second process doing the same check-then-write waits until the first has committed, then sees
-its write.
+PostgreSQL: ``SELECT ... FOR UPDATE`` (alerts in id order, so two lockers cannot deadlock).
+SQLite has no row locks: a no-op ``UPDATE`` of the rows takes the database's write lock for the
+rest of the transaction, and waits for it under the busy timeout. Either way a second process
+doing the same check-then-write waits until the first has committed, then sees its write.
+
+Order, for every transaction that takes more than one: the deployment, then its alerts (id
+order), then the audit trail (:func:`monitor.audit.record_action`).
 """
 
 from __future__ import annotations
