@@ -34,8 +34,9 @@ beside a weekend can make a gap longer than any of the last four weeks'. The sit
 (``closed_days`` / ``site_closed_days``, each day from midnight to midnight in
 ``clinic_timezone`` / ``site_timezones``) removes closed hours from both rules: a gap, current or
 past, counts only its open hours, and the weekly rule does not expect this week the arrivals
-that past weeks brought at hours that fall on a closed day now. The evidence says how much of
-the silence was closed (``closed_s``).
+that past weeks brought at hours that fall on a closed day now, nor learn from a past week that
+was closed at some of the silent hours. The evidence says how much of the silence was closed
+(``closed_s``).
 
 **One alert per silence.** The alert (stream ``probe.heartbeat``, cause ``probe_silence``,
 severity ``warning``) is opened at most once while another silence alert of the deployment is
@@ -113,12 +114,13 @@ def _quantile(values: Sequence[float], q: float) -> float:
 
 
 def _closed_spans(calendar: ClinicCalendar) -> list[tuple[datetime, datetime]]:
-    """Each closed day as [local midnight, next local midnight), in aware datetimes."""
+    """Each closed day as [local midnight, next local midnight), in UTC: a day on which the
+    clocks change lasts 23 or 25 hours, which wall-clock subtraction in the zone would not see."""
     zone = calendar.zone
     return [
         (
-            datetime.combine(d, time(0), tzinfo=zone),
-            datetime.combine(d + timedelta(days=1), time(0), tzinfo=zone),
+            datetime.combine(d, time(0), tzinfo=zone).astimezone(UTC),
+            datetime.combine(d + timedelta(days=1), time(0), tzinfo=zone).astimezone(UTC),
         )
         for d in sorted(calendar.closed)
     ]
@@ -147,7 +149,7 @@ def _local_date(t: datetime, calendar: ClinicCalendar) -> date:
 
 def _utc(t: datetime) -> datetime:
     """Naive times are UTC here (the store's convention), never the machine's local time."""
-    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
+    return t.astimezone(UTC) if t.tzinfo is not None else t.replace(tzinfo=UTC)
 
 
 def assess(
@@ -184,10 +186,16 @@ def assess(
         k = 1
         while now - k * WEEK <= last and last - k * WEEK >= history[0]:
             lo, hi = last - k * WEEK, now - k * WEEK
-            # what that week brought at hours that are open this week
-            counts.append(
-                sum(1 for t in history if lo < t <= hi and not _closed_on(t + k * WEEK, calendar))
-            )
+            # what that week brought at hours that are open this week; a week that was itself
+            # closed at some of those hours says nothing about them and is left out
+            if closed_seconds(lo, hi, calendar) == 0:
+                counts.append(
+                    sum(
+                        1
+                        for t in history
+                        if lo < t <= hi and not _closed_on(t + k * WEEK, calendar)
+                    )
+                )
             k += 1
         weeks = len(counts)
         if weeks >= 2:
@@ -243,7 +251,9 @@ def _silence_alerts(session: Session, deployment_id: str) -> list[Alert]:
     )
 
 
-def _resume(engine: Engine, alert_id: int, deployment_id: str) -> bool:
+def _resume(
+    engine: Engine, alert_id: int, deployment_id: str, calendar: ClinicCalendar | None
+) -> bool:
     """Records came after the alert's last record: note when, and resolve it (audited)."""
     with Session(engine, expire_on_commit=False) as session:
         alert = lock_alerts(session, [alert_id]).get(alert_id)
@@ -267,6 +277,7 @@ def _resume(engine: Engine, alert_id: int, deployment_id: str) -> bool:
         evidence = dict(alert.evidence)
         evidence["resumed_at"] = resumed.isoformat()
         evidence["silence_s"] = (resumed - last).total_seconds()
+        evidence["closed_s"] = closed_seconds(last, resumed, calendar)
         alert.evidence = evidence
         session.add(alert)
         resolve_alert(
@@ -314,6 +325,29 @@ def _open(engine: Engine, deployment_id: str, verdict: SilenceVerdict, now: date
         return alert.id
 
 
+_warned_sites: set[tuple[str, str]] = set()
+
+
+def _warn_unknown_sites(settings: NotifySettings, sites: set[str | None]) -> None:
+    """A per-site calendar keyed by a site no deployment has (a typo: "site-B" for "site-b")
+    would leave that site on the defaults without a word: say so, once per process."""
+    for setting, keys in (
+        ("PHASE4_SITE_CLOSED_DAYS", settings.site_closed_days),
+        ("PHASE4_SITE_TIMEZONES", settings.site_timezones),
+    ):
+        for site in sorted(set(keys) - sites):
+            if (setting, site) in _warned_sites:
+                continue
+            _warned_sites.add((setting, site))
+            log.warning(
+                "%s names site %r, which no deployment has (known sites: %s): its days are not "
+                "used",
+                setting,
+                site,
+                ", ".join(sorted(str(x) for x in sites if x)) or "none",
+            )
+
+
 def check_heartbeats(
     engine: Engine, settings: NotifySettings, *, now: datetime | None = None
 ) -> list[int]:
@@ -324,6 +358,8 @@ def check_heartbeats(
     opened: list[int] = []
     with Session(engine) as session:
         deployments = list(session.exec(select(Deployment.id).order_by(col(Deployment.id))))
+        sites = set(session.exec(select(Deployment.site_id)))
+    _warn_unknown_sites(settings, sites)
     for deployment_id in deployments:
         with Session(engine) as session:
             last = _last_received(session, deployment_id)
@@ -341,7 +377,7 @@ def check_heartbeats(
                 if isinstance(began, str) and last > datetime.fromisoformat(began):
                     session.close()
                     assert alert.id is not None
-                    _resume(engine, alert.id, deployment_id)
+                    _resume(engine, alert.id, deployment_id, settings.calendar_for(site_id))
                 continue
             received = _received_since(
                 session, deployment_id, last - timedelta(days=settings.heartbeat_lookback_days)

@@ -370,7 +370,8 @@ _SILENCE = (
     "Check the probe's spool for a backlog and the network path from the probe to the monitor "
     "(firewall, certificates, the probe's token).",
     "Check whether studies are still being acquired and sent to the AI (PACS routing), or "
-    "whether the department is simply closed (a holiday: add it to PHASE4_CLOSED_DAYS).",
+    "whether the department is simply closed (a holiday: add it to PHASE4_CLOSED_DAYS, or to "
+    "the site's own list in PHASE4_SITE_CLOSED_DAYS where it has one).",
 )
 _PHANTOM = (
     "Look at the phantom result on the dashboard: which metric is outside its tolerance or "

@@ -10,6 +10,7 @@ import pytest
 from pydantic import ValidationError
 from sqlmodel import Session, select
 
+from alerts import heartbeat
 from alerts.config import ClinicCalendar, NotifySettings
 from alerts.heartbeat import (
     HEARTBEAT_STREAM,
@@ -17,6 +18,7 @@ from alerts.heartbeat import (
     arrivals_of,
     assess,
     check_heartbeats,
+    closed_seconds,
 )
 from alerts.notify.dispatcher import notify_pending
 from alerts.notify.sink import LocalSMTPSink
@@ -244,3 +246,75 @@ def test_calendar_settings_name_what_is_wrong(monkeypatch: pytest.MonkeyPatch) -
         NotifySettings(site_timezones={"site-b": "CET+1"})
     with pytest.raises(ValidationError, match="closed_days"):
         NotifySettings(closed_days=["2026-12-32"])
+
+
+def test_a_holiday_in_a_past_week_does_not_lower_what_a_monday_should_bring() -> None:
+    """The probe dies on Monday morning; the Monday three weeks before was a holiday. That week
+    brought nothing at those hours because the clinic was closed, not because Mondays are
+    quiet: it is left out of the average and the alarm comes as on any Monday."""
+    arrivals = arrivals_of(clinic(5))
+    past_holiday = (T0 + timedelta(days=14)).date()  # Monday of week 3
+    assert past_holiday.weekday() == 0
+    arrivals = [t for t in arrivals if t.date() != past_holiday]
+    monday = (arrivals[-1] + timedelta(days=3)).replace(hour=0, minute=0)
+    settings = settings_for()
+    calendar = ClinicCalendar(frozenset({past_holiday}))
+    at = monday + timedelta(hours=11, minutes=30)  # 08:00-11:30 brings eight batches
+    without = assess(arrivals, at, settings)  # the holiday week counts as a quiet Monday
+    verdict = assess(arrivals, at, settings, calendar)
+    assert (without.rule, without.weeks_compared, without.expected_arrivals) == (None, 4, 6.0)
+    assert verdict.rule == "weekly"
+    assert (verdict.weeks_compared, verdict.expected_arrivals) == (3, 8.0)
+
+
+def test_a_closed_day_on_which_the_clocks_change_lasts_23_or_25_hours() -> None:
+    berlin = ClinicCalendar(frozenset({date(2027, 3, 28)}), ZoneInfo("Europe/Berlin"))
+    sydney = ClinicCalendar(frozenset({date(2026, 4, 5)}), ZoneInfo("Australia/Sydney"))
+    wide = (datetime(2027, 3, 20, tzinfo=UTC), datetime(2027, 4, 5, tzinfo=UTC))
+    assert closed_seconds(*wide, berlin) == 23 * 3600  # clocks forward: 02:00 is 03:00
+    wide = (datetime(2026, 3, 30, tzinfo=UTC), datetime(2026, 4, 10, tzinfo=UTC))
+    assert closed_seconds(*wide, sydney) == 25 * 3600  # Easter Sunday, clocks back an hour
+    # Local ends are read as the instants they are.
+    local = ZoneInfo("Europe/Berlin")
+    start = datetime(2027, 3, 28, 1, tzinfo=local)  # 00:00 UTC
+    end = datetime(2027, 3, 28, 4, tzinfo=local)  # 02:00 UTC
+    assert closed_seconds(start, end, berlin) == 2 * 3600
+
+
+def test_the_resumed_silence_says_how_much_of_it_was_closed(world: Fixture) -> None:
+    times = clinic(4)
+    insert_records(world.engine, world.deployment_a, times)
+    monday = (times[-1] + timedelta(days=3)).replace(hour=0, minute=0)
+    settings = settings_for()
+    [alert_id] = check_heartbeats(world.engine, settings, now=monday + timedelta(hours=12))
+    # The site then learns Monday was a holiday; records resume on Tuesday morning.
+    with Session(world.engine) as s:
+        site = s.get(Deployment, world.deployment_a).site_id  # type: ignore[union-attr]
+    closed = settings_for(site_closed_days={site: [monday.date()]})
+    resumed = monday + timedelta(days=1, hours=8)
+    insert_records(world.engine, world.deployment_a, [resumed])
+    check_heartbeats(world.engine, closed, now=resumed + timedelta(minutes=5))
+    with Session(world.engine) as s:
+        alert = s.get(Alert, alert_id)
+        assert alert is not None and alert.status == "resolved"
+        assert alert.evidence["silence_s"] == (resumed - times[-1]).total_seconds()
+        assert alert.evidence["closed_s"] == 24 * 3600
+
+
+def test_a_site_calendar_for_an_unknown_site_is_named_in_the_log(
+    world: Fixture, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(heartbeat, "_warned_sites", set())  # said once per process
+    insert_records(world.engine, world.deployment_a, clinic(1))
+    settings = settings_for(
+        site_closed_days={"site-TYPO": [date(2026, 12, 25)]}, site_timezones={"nowhere": "UTC"}
+    )
+    with caplog.at_level("WARNING", logger="phase4.heartbeat"):
+        check_heartbeats(world.engine, settings, now=T0 + timedelta(days=5))
+    said = caplog.text
+    assert "PHASE4_SITE_CLOSED_DAYS names site 'site-TYPO'" in said
+    assert "PHASE4_SITE_TIMEZONES names site 'nowhere'" in said
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="phase4.heartbeat"):
+        check_heartbeats(world.engine, settings, now=T0 + timedelta(days=5))
+    assert caplog.text == ""
