@@ -11,11 +11,11 @@ calibrate_bernoulli_cusum_uncertain), and that costs delay.
 
 This script computes, with no simulation, the expected zero-state delay of every Bernoulli
 CUSUM of that kind: for each possible reference (N studies, X events) under the product's
-stopping rule, the chart designed for p̂0 = X/N → p1 = ratio · p̂0 with the threshold that
-holds the expected rate at 1/ARL0, and its exact ARL (Markov chain) at the true rate after the
-change, weighted by the reference's probability. The best design ratio gives the least delay
-any Bernoulli CUSUM built on this reference can have while keeping the promise, against the
-oracle's exact ARL at the same rates.
+stopping rule, the chart designed for the product's p̂0 = (X + ½)/(N + 1) → p1 = ratio · p̂0
+with the threshold that holds the expected rate at 1/ARL0, and its exact ARL (Markov chain) at
+the true rate after the change, weighted by the reference's probability. The best design ratio
+gives the least delay any Bernoulli CUSUM built on this reference can have while keeping the
+promise, against the oracle's exact ARL at the same rates.
 """
 
 from __future__ import annotations
@@ -40,26 +40,32 @@ class ReferenceOutcome:
 
 
 def reference_outcomes(
-    p0: float, min_studies: int, min_events: int, tail: float = 1e-7
+    p0: float, min_studies: int, min_events: int, tail: float = 1e-7, cap_factor: int = 20
 ) -> list[ReferenceOutcome]:
     """The references the product's stopping rule can end with and their probabilities: at
     ``min_studies`` studies if they hold at least ``min_events`` events, else at the study that
-    brings the ``min_events``-th event (the rule's 20x cap is beyond any outcome kept here)."""
+    brings the ``min_events``-th event, or at ``cap_factor`` x ``min_studies`` studies with
+    whatever events they hold (monitor.drift.streams.Stream._reference_complete)."""
+    cap = cap_factor * min_studies
     out = [
         ReferenceOutcome(min_studies, x, float(stats.binom.pmf(x, min_studies, p0)))
         for x in range(min_events, min_studies + 1)
     ]
     out = [o for o in out if o.probability > tail]
-    n = min_studies + 1
     # the min_events-th event at study n: a negative binomial (failures before it = n - events)
     nb = stats.nbinom(min_events, p0)
-    while True:
+    for n in range(min_studies + 1, cap + 1):
         prob = float(nb.pmf(n - min_events))
         if prob > tail:
             out.append(ReferenceOutcome(n, min_events, prob))
         elif n > min_events / p0:  # past the mode: the rest is negligible
             break
-        n += 1
+    # fewer than min_events events in all cap studies: the cap ends the reference
+    out += [
+        ReferenceOutcome(cap, x, prob)
+        for x in range(min_events)
+        if (prob := float(stats.binom.pmf(x, cap, p0))) > tail
+    ]
     total = sum(o.probability for o in out)
     return [ReferenceOutcome(o.studies, o.events, o.probability / total) for o in out]
 
@@ -67,10 +73,12 @@ def reference_outcomes(
 def _delay_task(args: tuple[ReferenceOutcome, float, float, float, float]) -> tuple[float, float]:
     """(zero-state ARL at p_after, in-control ARL at the true p0) for one reference."""
     from monitor.drift.arl import bernoulli_cusum_arl, calibrate_bernoulli_cusum_uncertain
+    from monitor.drift.reference import RateReference
+    from monitor.drift.streams import designed_p1
 
     ref, ratio, arl0, p0_true, p_after = args
-    p_hat = ref.events / ref.studies
-    p1 = min(0.95, max(ratio * p_hat, p_hat + 0.01))  # as monitor.drift.streams designs p1
+    p_hat = RateReference(ref.studies, ref.events).rate  # the product's estimate of p0
+    p1 = designed_p1(p_hat, ratio)
     d = calibrate_bernoulli_cusum_uncertain(p_hat, p1, arl0, (ref.studies, ref.events))
     return (
         bernoulli_cusum_arl(d.up, d.down, d.h, p_after),

@@ -11,12 +11,13 @@ therefore cannot tell a value just beyond the reference maximum from one 10σ be
 The bound. Take such a rule that treats every study alike: it alarms on a study whose rank
 among the reference is r (r = 0 … n reference values below it) with probability a_r, whatever
 came before. In control each rank has probability 1/(n + 1), so the rule alarms on a single
-study with probability Σ a_r / (n + 1), and its in-control ARL is at most the reciprocal:
-holding ARL0 needs Σ a_r ≤ (n + 1) / ARL0. After a step change the first changed study has
-rank r with probability P1(r); the chance of alarming on it is Σ a_r P1(r), largest (Neyman–
-Pearson) when the allowance (n + 1)/ARL0 goes to the ranks with the largest P1(r) first, the
-top rank for an upward shift. Whatever happens next, an alarm that does not come on the first
-changed study comes on the second at the earliest, so
+study with probability Σ a_r / (n + 1) averaged over references: that is its expected
+false-alarm rate (what the product promises; the run length averaged over references is longer,
+by Jensen), and holding it at 1/ARL0 needs Σ a_r ≤ (n + 1) / ARL0. After a step change the
+first changed study has rank r with probability P1(r); the chance of alarming on it is Σ a_r
+P1(r), largest (Neyman–Pearson) when the allowance (n + 1)/ARL0 goes to the ranks with the
+largest P1(r) first, the top rank for an upward shift. Whatever happens next, an alarm that
+does not come on the first changed study comes on the second at the earliest, so
 
     delay ≥ 1 · p_first + 2 · (1 − p_first) = 2 − p_first.
 

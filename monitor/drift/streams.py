@@ -472,6 +472,11 @@ class Stream:
         return stream
 
 
+def designed_p1(p0: float, rate_ratio: float) -> float:
+    """The rate a binary stream's chart is designed to detect when p1 is not configured."""
+    return min(0.95, max(p0 * rate_ratio, p0 + 0.01))
+
+
 def _build_detectors(
     spec: StreamSpec, values: list[Any], budget: BudgetShare, config: MonitorConfig
 ) -> dict[str, Any]:
@@ -490,7 +495,7 @@ def _build_detectors(
     if spec.kind == "binary":
         ref = RateReference.fit(values)
         p0 = ref.rate
-        p1 = spec.p1 if spec.p1 is not None else min(0.95, max(p0 * spec.rate_ratio, p0 + 0.01))
+        p1 = spec.p1 if spec.p1 is not None else designed_p1(p0, spec.rate_ratio)
         if not p0 < p1 < 1:
             raise CalibrationError(
                 f"stream {spec.name}: p1 = {p1:.4f} must lie between the reference rate "

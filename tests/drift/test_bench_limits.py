@@ -102,3 +102,31 @@ def test_reference_outcomes_match_the_products_stopping_rule() -> None:
     assert abs((ended == config.reference_size).mean() - p_at_min) < 4 * se
     mean = sum(o.probability * o.studies for o in outcomes)
     assert abs(ended.mean() - mean) < 4 * ended.std() / np.sqrt(ended.size)
+
+
+def test_reference_outcomes_end_at_the_products_cap_on_a_rare_event() -> None:
+    """At p0 = 2% a 50-study reference rarely holds 50 events before the product's cap of
+    20 x 50 studies: most references end there with fewer, as the real Stream ends them."""
+    from monitor.drift.streams import MonitorConfig
+
+    spec = StreamSpec(field="rare", kind="binary")
+    config = MonitorConfig(streams=(spec,), reference_size=50)
+    outcomes = reference_outcomes(0.02, 50, config.reference_events_min)
+    assert sum(o.probability for o in outcomes) == pytest.approx(1.0)
+    assert max(o.studies for o in outcomes) == 1000
+    p_cap = sum(o.probability for o in outcomes if o.studies == 1000)
+    events_at_cap = sum(o.probability * o.events for o in outcomes if o.studies == 1000) / p_cap
+    rng = np.random.default_rng(12)
+    ended = []
+    for _ in range(600):
+        stream = Stream(spec=spec, reference_size=50)
+        for n, event in enumerate(rng.random(2000) < 0.02, start=1):
+            stream.reference_values.append(bool(event))
+            if stream._reference_complete(config):
+                ended.append((n, stream.reference_events))
+                break
+    at_cap = [e for n, e in ended if n == 1000]
+    assert len(ended) == 600
+    se = np.sqrt(p_cap * (1 - p_cap) / 600)
+    assert abs(len(at_cap) / 600 - p_cap) < 4 * max(se, 1e-3)
+    assert abs(np.mean(at_cap) - events_at_cap) < 4 * np.std(at_cap) / np.sqrt(len(at_cap))
