@@ -35,8 +35,8 @@ beside a weekend can make a gap longer than any of the last four weeks'. The sit
 ``clinic_timezone`` / ``site_timezones``) removes closed hours from both rules: a gap, current or
 past, counts only its open hours, and the weekly rule does not expect this week the arrivals
 that past weeks brought at hours that fall on a closed day now, nor learn from a past week that
-was closed at some of the silent hours. The evidence says how much of the silence was closed
-(``closed_s``).
+was closed at some of the silent hours that are open now (a one-off holiday). The evidence
+says how much of the silence was closed (``closed_s``).
 
 **One alert per silence.** The alert (stream ``probe.heartbeat``, cause ``probe_silence``,
 severity ``warning``) is opened at most once while another silence alert of the deployment is
@@ -139,6 +139,24 @@ def closed_seconds(start: datetime, end: datetime, calendar: ClinicCalendar | No
     return total
 
 
+def _closed_then_open_now(
+    lo: datetime, hi: datetime, shift: timedelta, calendar: ClinicCalendar | None
+) -> bool:
+    """Whether some closed hours of the past interval (lo, hi] fall, ``shift`` later, on hours
+    that are open now (a holiday then, not a closure that recurs on that weekday). An hour of
+    slack: hours of the week are UTC, and a daylight-saving change moves a local day by one."""
+    if calendar is None or not calendar.closed:
+        return False
+    lo, hi = _utc(lo), _utc(hi)
+    for a, b in _closed_spans(calendar):
+        a, b = max(a, lo), min(b, hi)
+        if b > a:
+            still_closed = closed_seconds(a + shift, b + shift, calendar)
+            if (b - a).total_seconds() - still_closed > 3600:
+                return True
+    return False
+
+
 def _closed_on(t: datetime, calendar: ClinicCalendar | None) -> bool:
     return calendar is not None and _local_date(t, calendar) in calendar.closed
 
@@ -187,8 +205,8 @@ def assess(
         while now - k * WEEK <= last and last - k * WEEK >= history[0]:
             lo, hi = last - k * WEEK, now - k * WEEK
             # what that week brought at hours that are open this week; a week that was itself
-            # closed at some of those hours says nothing about them and is left out
-            if closed_seconds(lo, hi, calendar) == 0:
+            # closed at some of them says nothing about those hours and is left out
+            if not _closed_then_open_now(lo, hi, k * WEEK, calendar):
                 counts.append(
                     sum(
                         1

@@ -40,13 +40,15 @@ class ReferenceOutcome:
 
 
 def reference_outcomes(
-    p0: float, min_studies: int, min_events: int, tail: float = 1e-7, cap_factor: int = 20
+    p0: float, min_studies: int, min_events: int, tail: float = 1e-7, cap_factor: int | None = None
 ) -> list[ReferenceOutcome]:
     """The references the product's stopping rule can end with and their probabilities: at
     ``min_studies`` studies if they hold at least ``min_events`` events, else at the study that
-    brings the ``min_events``-th event, or at ``cap_factor`` x ``min_studies`` studies with
-    whatever events they hold (monitor.drift.streams.Stream._reference_complete)."""
-    cap = cap_factor * min_studies
+    brings the ``min_events``-th event, or at ``cap_factor`` (default: the product's) x
+    ``min_studies`` studies with whatever events they hold (Stream._reference_complete)."""
+    from monitor.drift.streams import BINARY_REFERENCE_CAP
+
+    cap = (cap_factor or BINARY_REFERENCE_CAP) * min_studies
     out = [
         ReferenceOutcome(min_studies, x, float(stats.binom.pmf(x, min_studies, p0)))
         for x in range(min_events, min_studies + 1)

@@ -97,9 +97,12 @@ def _lock_trail(session: Session) -> None:
     if connection.dialect.name == "postgresql":
         connection.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_AUDIT_LOCK_KEY})
     elif connection.dialect.name == "sqlite":
+        # pysqlite opens its transaction at the first write, so "not in a transaction" means
+        # "has not written". (Inside a SAVEPOINT it reports a transaction without the write
+        # lock: phase4 audits in no savepoint.)
         dbapi = connection.connection.dbapi_connection
         if dbapi is not None and not dbapi.in_transaction:  # type: ignore[attr-defined]
-            dbapi.execute("BEGIN IMMEDIATE")  # type: ignore[attr-defined]
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def record_action(

@@ -1,6 +1,10 @@
 """Row locks that work on both backends, taken before a transaction writes the rows.
 
-PostgreSQL: ``SELECT ... FOR UPDATE`` (alerts in id order, so two lockers cannot deadlock).
+PostgreSQL: ``SELECT ... FOR NO KEY UPDATE`` (alerts in id order, so two lockers cannot
+deadlock). Not ``FOR UPDATE``: that also blocks the ``KEY SHARE`` lock a foreign-key check takes,
+so a record, feedback or incident inserted for the deployment or alert would wait for the whole
+pass, and an incident linked to an alert would hold that alert while waiting for the deployment
+a pass holds, which then waits for the alert: a deadlock.
 SQLite has no row locks: a no-op ``UPDATE`` of the rows takes the database's write lock for the
 rest of the transaction, and waits for it under the busy timeout. Either way a second process
 doing the same check-then-write waits until the first has committed, then sees its write.
@@ -28,7 +32,10 @@ def lock_alerts(session: Session, alert_ids: Sequence[int]) -> dict[int, Alert]:
         rows = session.exec(select(Alert).where(col(Alert.id).in_(ids)))
     else:
         rows = session.exec(
-            select(Alert).where(col(Alert.id).in_(ids)).order_by(col(Alert.id)).with_for_update()
+            select(Alert)
+            .where(col(Alert.id).in_(ids))
+            .order_by(col(Alert.id))
+            .with_for_update(key_share=True)
         )
     return {a.id: a for a in rows if a.id is not None}
 
@@ -42,5 +49,5 @@ def lock_deployment(session: Session, deployment_id: str) -> Deployment | None:
         )
         return session.get(Deployment, deployment_id)
     return session.exec(
-        select(Deployment).where(Deployment.id == deployment_id).with_for_update()
+        select(Deployment).where(Deployment.id == deployment_id).with_for_update(key_share=True)
     ).first()

@@ -61,6 +61,9 @@ DETECTOR_WEIGHTS: dict[StreamKind, dict[str, float]] = {
 # A stream that cannot be calibrated doubles its reference up to this multiple of its configured
 # size (16: the reference's standard error falls fourfold), then gives up.
 MAX_REFERENCE_GROWTH = 16
+# A binary reference waits for reference_events_min events, but not past this many times
+# reference_size observations.
+BINARY_REFERENCE_CAP = 20
 
 
 class ConfigError(ValueError):
@@ -365,7 +368,7 @@ class Stream:
             self.reference_events += bool(self.reference_values[-1])
         if n < self.reference_size:
             return False
-        if self.spec.kind != "binary" or n >= 20 * self.reference_size:
+        if self.spec.kind != "binary" or n >= BINARY_REFERENCE_CAP * self.reference_size:
             return True
         return self.reference_events >= config.reference_events_min
 

@@ -15,6 +15,7 @@ from alerts.config import ClinicCalendar, NotifySettings
 from alerts.heartbeat import (
     HEARTBEAT_STREAM,
     SILENCE_CAUSE,
+    WEEK,
     arrivals_of,
     assess,
     check_heartbeats,
@@ -318,3 +319,25 @@ def test_a_site_calendar_for_an_unknown_site_is_named_in_the_log(
     with caplog.at_level("WARNING", logger="phase4.heartbeat"):
         check_heartbeats(world.engine, settings, now=T0 + timedelta(days=5))
     assert caplog.text == ""
+
+
+def test_a_weekday_closed_every_week_still_leaves_the_weekly_rule_its_weeks() -> None:
+    """A clinic closed every Wednesday: the probe dies on Tuesday evening and is judged on
+    Thursday morning. Past Wednesdays were closed exactly as this one is, so those weeks still
+    say what Thursday mornings bring (they are left out only for a one-off closure)."""
+    wednesdays = {(T0 + timedelta(days=2 + 7 * w)).date() for w in range(8)}
+    dies = T0 + timedelta(days=29, hours=9)  # Tuesday 17:00 of week 5
+    arrivals = arrivals_of([t for t in clinic(5) if t.date() not in wednesdays and t <= dies])
+    at = dies + timedelta(days=1, hours=18, minutes=30)  # Thursday 11:30
+    assert (arrivals[-1], at.weekday()) == (dies, 3)
+    calendar = ClinicCalendar(frozenset(wednesdays))
+    verdict = assess(arrivals, at, settings_for(), calendar)
+    assert verdict.closed_s == 24 * 3600
+    assert verdict.rule == "weekly"
+    assert verdict.weeks_compared >= 3 and verdict.expected_arrivals == 8.0
+    # A one-off closure in a past week is still left out: close the Thursday two weeks ago too.
+    thursday = (at - 2 * WEEK).date()
+    one_off = ClinicCalendar(frozenset(wednesdays | {thursday}))
+    fewer = assess([t for t in arrivals if t.date() != thursday], at, settings_for(), one_off)
+    assert fewer.weeks_compared == verdict.weeks_compared - 1
+    assert fewer.expected_arrivals == 8.0

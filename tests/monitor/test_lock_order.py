@@ -21,14 +21,17 @@ from sqlmodel import Session, col, select
 from monitor.alert_actions import acknowledge_alert
 from monitor.audit import record_action, verify_chain
 from monitor.detection import _lock_deployment, detect_deployment, open_alerts, reset_reference
-from monitor.models import Alert, AuditEntry
+from monitor.incidents import record_incident
+from monitor.locks import lock_alerts
+from monitor.models import Alert, AuditEntry, utcnow
 from tests.conftest import Fixture
 from tests.monitor.test_detection import CONFIG, _configure, _send, _study
 
 _WRITE = re.compile(r"^\s*(UPDATE|DELETE FROM)\s+\"?(\w+)", re.IGNORECASE)
 _TRAIL = re.compile(r"pg_advisory_xact_lock|FROM audit_entry", re.IGNORECASE)
+_ROW_LOCK = re.compile(r"FOR (NO KEY )?UPDATE", re.IGNORECASE)
 _ALERT_LOCK = {
-    "postgresql": re.compile(r"FROM alert\b.*FOR UPDATE", re.IGNORECASE | re.DOTALL),
+    "postgresql": re.compile(r"FROM alert\b.*FOR (NO KEY )?UPDATE", re.IGNORECASE | re.DOTALL),
     "sqlite": re.compile(r"^\s*UPDATE alert SET id=alert\.id", re.IGNORECASE),
 }
 
@@ -58,7 +61,7 @@ def statements(engine: Engine) -> Iterator[Sent]:
 def _locks_rows(statement: str) -> bool:
     """An UPDATE or DELETE of a table other than the trail, or a row lock (FOR UPDATE)."""
     m = _WRITE.match(statement)
-    return bool(m and m.group(2).lower() != "audit_entry") or "FOR UPDATE" in statement.upper()
+    return bool(m and m.group(2).lower() != "audit_entry") or bool(_ROW_LOCK.search(statement))
 
 
 def assert_trail_last(sent: list[str]) -> None:
@@ -72,6 +75,8 @@ def assert_trail_last(sent: list[str]) -> None:
 def test_the_check_sees_a_row_lock_after_the_trail() -> None:
     with pytest.raises(AssertionError, match="FOR UPDATE"):
         assert_trail_last(["SELECT pg_advisory_xact_lock(1)", "SELECT id FROM alert FOR UPDATE"])
+    with pytest.raises(AssertionError, match="FOR NO KEY UPDATE"):
+        assert_trail_last(["SELECT * FROM audit_entry", "SELECT id FROM alert FOR NO KEY UPDATE"])
     with pytest.raises(AssertionError, match="UPDATE alert"):
         assert_trail_last(["SELECT * FROM audit_entry", "UPDATE alert SET evidence=?"])
     assert_trail_last(["UPDATE alert SET evidence=?", "SELECT * FROM audit_entry"])
@@ -131,7 +136,7 @@ def test_a_reset_locks_the_deployment_first_and_audits_last(
     _world_with_alerts(client, world)
     with statements(world.engine) as sent:
         reset_reference(world.engine, world.deployment_b, actor="physicist:ada", reason="new")
-    writes = [s for s in sent if _WRITE.match(s) or "FOR UPDATE" in s.upper()]
+    writes = [s for s in sent if _locks_rows(s)]
     assert "deployment" in writes[0].split("\n")[0].lower(), writes[0]
     assert_trail_last(sent)
 
@@ -207,3 +212,44 @@ def test_an_audit_without_earlier_writes_waits_for_one_that_has_written(
         actions = [e.action for e in s.exec(select(AuditEntry).order_by(col(AuditEntry.seq)))]
     assert verdict.ok, verdict.problem
     assert sorted(actions[-2:]) == ["alert.acknowledge", "export.created"]
+
+
+def test_an_incident_linked_to_an_alert_while_a_pass_runs(
+    client: TestClient, world: Fixture
+) -> None:
+    """The incident's row points at the alert and the deployment, and PostgreSQL checks each
+    foreign key with a KEY SHARE lock. With the pass holding the deployment FOR UPDATE the
+    incident would hold the alert while waiting for the deployment, and the pass, locking the
+    alert next, would wait for the incident: a deadlock, one of them aborted. The pass's locks
+    (FOR NO KEY UPDATE) let the checks through."""
+    _world_with_alerts(client, world)
+    alert = open_alerts(world.engine, world.deployment_b)[0]
+    assert alert.id is not None
+    failure: list[BaseException] = []
+
+    def link_incident() -> None:
+        try:
+            with Session(world.engine) as s:
+                record_incident(
+                    s,
+                    deployment_id=world.deployment_b,
+                    title="AI missed lesions after the reconstruction upgrade",
+                    seriousness="malfunction",
+                    aware_at=utcnow(),
+                    user="dr-curie",
+                    alert_id=alert.id,
+                )
+                s.commit()
+        except BaseException as exc:  # reported in the main thread
+            failure.append(exc)
+
+    with Session(world.engine) as pass_in_progress:
+        _lock_deployment(pass_in_progress, world.deployment_b)
+        worker = threading.Thread(target=link_incident)
+        worker.start()
+        worker.join(0.5)  # the incident has checked the alert by now (or waits, on SQLite)
+        lock_alerts(pass_in_progress, [alert.id])  # as a pass does before updating alerts
+        pass_in_progress.commit()
+    worker.join(60)
+    assert not worker.is_alive()
+    assert failure == []
