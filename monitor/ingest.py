@@ -41,15 +41,32 @@ class ForbiddenWrite(PermissionError):
     """The token may not write for (some of) the batch's deployments."""
 
 
+MESSAGE_PROBLEMS_MAX = 5
+_PART_CHARS_MAX = 100
+
+
+def _place(part: object) -> str:
+    """One part of a field path, printable and short: a client's key may hold a newline."""
+    text = str(part)
+    if not text.isprintable():
+        text = repr(text)[1:-1]
+    return text if len(text) <= _PART_CHARS_MAX else text[: _PART_CHARS_MAX - 3] + "..."
+
+
 def describe_validation_error(exc: ValidationError) -> str:
-    """One line per problem: 'field.path: message'."""
+    """One line: 'field.path: message' per problem, the first few of them."""
     parts = []
-    for err in exc.errors(include_url=False):
-        loc = ".".join(str(p) for p in err["loc"]) or "item"
+    errors = exc.errors(include_url=False)
+    for err in errors[:MESSAGE_PROBLEMS_MAX]:
+        loc = ".".join(_place(p) for p in err["loc"]) or "item"
         msg = str(err["msg"]).removeprefix("Value error, ")
+        if not msg.isprintable():
+            msg = repr(msg)[1:-1]
         # The limit checks name the exact place already (features.x, outputs.a[2]).
         names_place = msg.startswith(loc) and msg[len(loc) : len(loc) + 1] in (".", ":", "[", " ")
         parts.append(msg if names_place else f"{loc}: {msg}")
+    if len(errors) > MESSAGE_PROBLEMS_MAX:
+        parts.append(f"and {len(errors) - MESSAGE_PROBLEMS_MAX} more problems")
     return "; ".join(parts)
 
 
