@@ -42,7 +42,9 @@ def create_app(
     notify = notify or NotifySettings()
     owns_engine = engine is None
     engine = engine or create_db_engine(
-        settings.resolved_database_url(), sqlite_busy_timeout_s=settings.sqlite_busy_timeout_s
+        settings.resolved_database_url(),
+        sqlite_busy_timeout_s=settings.sqlite_busy_timeout_s,
+        postgres_lock_timeout_s=settings.postgres_lock_timeout_s,
     )
 
     worker = DetectionWorker(engine, settings.detection_interval_s, notify)

@@ -61,9 +61,16 @@ def _sqlite_pragmas(busy_timeout_s: float) -> Any:
 
 
 def create_db_engine(
-    url: str, *, sqlite_busy_timeout_s: float = DEFAULT_SQLITE_BUSY_TIMEOUT_S
+    url: str,
+    *,
+    sqlite_busy_timeout_s: float = DEFAULT_SQLITE_BUSY_TIMEOUT_S,
+    postgres_lock_timeout_s: float | None = None,
 ) -> Engine:
     """An engine for ``url``; for SQLite the parent folder is created if missing.
+
+    ``postgres_lock_timeout_s``: PostgreSQL's ``lock_timeout`` for this engine's sessions
+    (None: PostgreSQL's default, wait for ever); a statement that waited longer fails, and the
+    API answers 503 ``database_unavailable``.
 
     ``hide_parameters``: a failed statement's error (and SQLAlchemy's own log, at any level)
     shows the SQL but never its parameters, which are a record's features and outputs."""
@@ -79,8 +86,16 @@ def create_db_engine(
         )
         sa.event.listen(engine, "connect", _sqlite_pragmas(sqlite_busy_timeout_s))
         return engine
+    connect_args = {}
+    if postgres_lock_timeout_s is not None:
+        connect_args["options"] = f"-c lock_timeout={int(postgres_lock_timeout_s * 1000)}"
     return sa.create_engine(
-        parsed, pool_pre_ping=True, pool_size=10, max_overflow=10, hide_parameters=True
+        parsed,
+        pool_pre_ping=True,
+        pool_size=10,
+        max_overflow=10,
+        hide_parameters=True,
+        connect_args=connect_args,
     )
 
 

@@ -46,6 +46,13 @@ class Settings(BaseSettings):
         description="How long a SQLite statement waits for another writer's lock before the "
         "API answers 503 database_unavailable.",
     )
+    postgres_lock_timeout_s: float | None = Field(
+        None,
+        gt=0,
+        le=600,
+        description="PostgreSQL lock_timeout of the API's sessions (unset: wait for ever); a "
+        "statement that waited longer is answered 503 database_unavailable.",
+    )
 
     # Limits on what the API accepts (docs/API.md, "Limits"). Each refusal is a 4xx naming the
     # limit and the field; nothing already stored is touched.

@@ -24,6 +24,7 @@ from monitor.db import create_db_engine, upgrade
 from monitor.server import ThreadedServer, free_port
 from monitor.settings import Settings, sqlite_url
 from tests.conftest import Fixture, populate
+from tests.conftest import _truncate_postgres as _truncate
 from tests.monitor.test_ingest_api import rec
 
 LIMIT_BYTES = 64 * 1024
@@ -138,6 +139,35 @@ def test_a_locked_database_is_a_json_503_with_retry_after(
         headers=world.auth(world.probe_a),
     )
     assert again.status_code == 200 and _count(world) == 1
+
+
+@pytest.mark.postgres
+def test_a_postgresql_lock_timeout_is_a_json_503(postgres_url: str) -> None:
+    setup = create_db_engine(postgres_url)
+    _truncate(setup)
+    world = populate(setup)
+    engine = create_db_engine(postgres_url, postgres_lock_timeout_s=0.2)
+    app = create_app(Settings(database_url=postgres_url, detection_interval_s=0), engine=engine)
+    holder = setup.connect()
+    holder.exec_driver_sql("BEGIN")
+    holder.exec_driver_sql("LOCK TABLE inference_record IN ACCESS EXCLUSIVE MODE")
+    try:
+        with TestClient(app) as client:
+            busy = client.post(
+                "/v1/records",
+                json={"records": [rec(world.deployment_a, 1)]},
+                headers=world.auth(world.probe_a),
+            )
+    finally:
+        holder.rollback()
+        holder.close()
+    assert busy.status_code == 503, busy.text
+    assert busy.json()["error"]["code"] == "database_unavailable"
+    assert busy.headers["retry-after"] == "5"
+    with setup.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM inference_record")).scalar_one() == 0
+    engine.dispose()
+    setup.dispose()
 
 
 def test_an_unreachable_postgresql_is_a_json_503_on_every_route() -> None:
