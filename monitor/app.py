@@ -13,7 +13,9 @@ from sqlalchemy.engine import Engine
 from alerts.config import NotifySettings
 from monitor import ui
 from monitor.api import alerts, deployments, feedback, health, incidents, phantoms, records
-from monitor.api.errors import install_error_handlers
+from monitor.api.body_limit import BodySizeLimit
+from monitor.api.errors import COMMON_ERRORS, error_responses, install_error_handlers
+from monitor.api.methods import AllowHeader
 from monitor.db import create_db_engine
 from monitor.metrics import build_registry
 from monitor.settings import Settings
@@ -22,7 +24,9 @@ from monitor.worker import DetectionWorker
 DESCRIPTION = """
 phase4 monitor: ingest of what deployed nuclear-medicine AI sees and says, and what the
 surveillance found. Every `/v1` endpoint needs `Authorization: Bearer <token>`
-(`phase4 token create`). Errors always have the shape `{"error": {"code", "message", "details"}}`.
+(`phase4 token create`). Errors always have the shape `{"error": {"code", "message", "details"}}`;
+every route can also answer 400 (unreadable body), 413 (body over the limit), 422, 500 (with an
+error id) and 503 `database_unavailable` (with `Retry-After`). Limits: docs/API.md.
 """
 
 
@@ -37,7 +41,11 @@ def create_app(
     settings = settings or Settings()
     notify = notify or NotifySettings()
     owns_engine = engine is None
-    engine = engine or create_db_engine(settings.resolved_database_url())
+    engine = engine or create_db_engine(
+        settings.resolved_database_url(),
+        sqlite_busy_timeout_s=settings.sqlite_busy_timeout_s,
+        postgres_lock_timeout_s=settings.postgres_lock_timeout_s,
+    )
 
     worker = DetectionWorker(engine, settings.detection_interval_s, notify)
 
@@ -60,9 +68,13 @@ def create_app(
     registry, ingest_metrics = build_registry(engine)
     app.state.metrics_registry = registry
     app.state.ingest_metrics = ingest_metrics
+    # Outermost first to run: the Allow fix, the body cap, then JSON for every failure.
     install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(AllowHeader, router=app.router)
+    common = error_responses(*COMMON_ERRORS)
     for module in (health, records, feedback, deployments, alerts, incidents, phantoms):
-        app.include_router(module.router)
+        app.include_router(module.router, responses=common)
     app.include_router(ui.router)
 
     @app.get(
@@ -71,7 +83,8 @@ def create_app(
         summary="Prometheus exposition (no token: it holds no identifiers)",
         response_class=Response,
         responses={
-            200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"}
+            200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"},
+            **error_responses(500, 503),
         },
     )
     def metrics() -> Response:

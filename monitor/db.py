@@ -6,6 +6,7 @@ threads and a reader (the UI, the detectors) do not trip over each other.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
@@ -35,27 +36,67 @@ def _check_url(url: str) -> sa.URL:
     return parsed
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.close()
+DEFAULT_SQLITE_BUSY_TIMEOUT_S = 10.0
 
 
-def create_db_engine(url: str) -> Engine:
-    """An engine for ``url``; for SQLite the parent folder is created if missing."""
+def _no_result_rows(record: logging.LogRecord) -> bool:
+    """SQLAlchemy's DEBUG log prints every row a query returns (a record's features and
+    outputs); hide_parameters does not cover rows, so they are dropped here."""
+    return record.msg != "Row %r"
+
+
+logging.getLogger("sqlalchemy.engine.Engine").addFilter(_no_result_rows)
+
+
+def _sqlite_pragmas(busy_timeout_s: float) -> Any:
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
+        cursor.close()
+
+    return on_connect
+
+
+def create_db_engine(
+    url: str,
+    *,
+    sqlite_busy_timeout_s: float = DEFAULT_SQLITE_BUSY_TIMEOUT_S,
+    postgres_lock_timeout_s: float | None = None,
+) -> Engine:
+    """An engine for ``url``; for SQLite the parent folder is created if missing.
+
+    ``postgres_lock_timeout_s``: PostgreSQL's ``lock_timeout`` for this engine's sessions
+    (None: PostgreSQL's default, wait for ever); a statement that waited longer fails, and the
+    API answers 503 ``database_unavailable``.
+
+    ``hide_parameters``: a failed statement's error (and SQLAlchemy's own log, at any level)
+    shows the SQL but never its parameters, which are a record's features and outputs."""
     parsed = _check_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(
-            parsed, connect_args={"check_same_thread": False, "timeout": 10}, pool_pre_ping=True
+            parsed,
+            connect_args={"check_same_thread": False, "timeout": sqlite_busy_timeout_s},
+            pool_pre_ping=True,
+            hide_parameters=True,
         )
-        sa.event.listen(engine, "connect", _sqlite_pragmas)
+        sa.event.listen(engine, "connect", _sqlite_pragmas(sqlite_busy_timeout_s))
         return engine
-    return sa.create_engine(parsed, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    connect_args = {}
+    if postgres_lock_timeout_s is not None:
+        connect_args["options"] = f"-c lock_timeout={int(postgres_lock_timeout_s * 1000)}"
+    return sa.create_engine(
+        parsed,
+        pool_pre_ping=True,
+        pool_size=10,
+        max_overflow=10,
+        hide_parameters=True,
+        connect_args=connect_args,
+    )
 
 
 def alembic_config(url: str) -> Config:

@@ -5,7 +5,8 @@ exactly-once by the client-generated id: ``INSERT ... ON CONFLICT (id) DO NOTHIN
 stores each id once even when two deliveries of it race, and tells which rows were new.
 
 Authorisation is per request (a token that may not write one of the batch's deployments gets
-403 for the batch: that is a misconfigured probe, not a bad record); validation is per item.
+403 for the batch: that is a misconfigured probe, not a bad record); validation is per item,
+against the limits of ``monitor.limits`` and the deployment's streams (``monitor.stream_names``).
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
 from monitor.auth import Principal
+from monitor.limits import DEFAULT_LIMITS, IngestLimits
 from monitor.models import Deployment, Feedback, InferenceRecord, utcnow
 from monitor.schemas import BatchResult, FeedbackIn, ItemResult, RecordIn
+from monitor.stream_names import KnownStreams
 
 _RECORD = TypeAdapter(RecordIn)
 _FEEDBACK = TypeAdapter(FeedbackIn)
@@ -38,13 +41,32 @@ class ForbiddenWrite(PermissionError):
     """The token may not write for (some of) the batch's deployments."""
 
 
+MESSAGE_PROBLEMS_MAX = 5
+_PART_CHARS_MAX = 100
+
+
+def _place(part: object) -> str:
+    """One part of a field path, printable and short: a client's key may hold a newline."""
+    text = str(part)
+    if not text.isprintable():
+        text = repr(text)[1:-1]
+    return text if len(text) <= _PART_CHARS_MAX else text[: _PART_CHARS_MAX - 3] + "..."
+
+
 def describe_validation_error(exc: ValidationError) -> str:
-    """One line per problem: 'field.path: message'."""
+    """One line: 'field.path: message' per problem, the first few of them."""
     parts = []
-    for err in exc.errors(include_url=False):
-        loc = ".".join(str(p) for p in err["loc"]) or "item"
+    errors = exc.errors(include_url=False)
+    for err in errors[:MESSAGE_PROBLEMS_MAX]:
+        loc = ".".join(_place(p) for p in err["loc"]) or "item"
         msg = str(err["msg"]).removeprefix("Value error, ")
-        parts.append(f"{loc}: {msg}")
+        if not msg.isprintable():
+            msg = repr(msg)[1:-1]
+        # The limit checks name the exact place already (features.x, outputs.a[2]).
+        names_place = msg.startswith(loc) and msg[len(loc) : len(loc) + 1] in (".", ":", "[", " ")
+        parts.append(msg if names_place else f"{loc}: {msg}")
+    if len(errors) > MESSAGE_PROBLEMS_MAX:
+        parts.append(f"and {len(errors) - MESSAGE_PROBLEMS_MAX} more problems")
     return "; ".join(parts)
 
 
@@ -102,15 +124,22 @@ def _mark_in_batch_duplicates(pending: _Pending, key: str) -> None:
 
 
 def ingest_records(
-    session: Session, items: Sequence[Any], principal: Principal, *, max_batch: int
+    session: Session,
+    items: Sequence[Any],
+    principal: Principal,
+    *,
+    max_batch: int,
+    limits: IngestLimits = DEFAULT_LIMITS,
 ) -> BatchResult:
     if len(items) > max_batch:
         raise BatchTooLarge(len(items), max_batch)
     pending = _Pending(results=[None] * len(items), rows=[], row_index=[])
     valid: list[tuple[int, RecordIn]] = []
+    received_at = utcnow()
+    context = {"limits": limits, "now": received_at}
     for index, raw in enumerate(items):
         try:
-            valid.append((index, _RECORD.validate_python(raw)))
+            valid.append((index, _RECORD.validate_python(raw, context=context)))
         except ValidationError as exc:
             pending.results[index] = ItemResult(
                 index=index,
@@ -132,7 +161,7 @@ def ingest_records(
             f"may not write records for deployment(s) {', '.join(forbidden)}"
         )
 
-    received_at = utcnow()
+    streams = KnownStreams.load(session, deployments, limits.max_streams_per_deployment)
     for index, rec in valid:
         if rec.deployment not in deployments:
             pending.results[index] = ItemResult(
@@ -140,6 +169,12 @@ def ingest_records(
                 id=rec.record_id,
                 status="rejected",
                 error=f"deployment: unknown deployment {rec.deployment!r}",
+            )
+            continue
+        refusal = streams.admit(rec.deployment, {"features": rec.features, "outputs": rec.outputs})
+        if refusal is not None:
+            pending.results[index] = ItemResult(
+                index=index, id=rec.record_id, status="rejected", error=refusal
             )
             continue
         pending.row_index.append(index)
@@ -158,6 +193,7 @@ def ingest_records(
             }
         )
     _mark_in_batch_duplicates(pending, "record_id")
+    streams.store(session)
     return _finish(session, InferenceRecord.__table__, "record_id", pending)  # type: ignore[arg-type]
 
 
@@ -196,15 +232,22 @@ def _resolve_feedback_targets(
 
 
 def ingest_feedback(
-    session: Session, items: Sequence[Any], principal: Principal, *, max_batch: int
+    session: Session,
+    items: Sequence[Any],
+    principal: Principal,
+    *,
+    max_batch: int,
+    limits: IngestLimits = DEFAULT_LIMITS,
 ) -> BatchResult:
     if len(items) > max_batch:
         raise BatchTooLarge(len(items), max_batch)
     pending = _Pending(results=[None] * len(items), rows=[], row_index=[])
     valid: list[tuple[int, FeedbackIn]] = []
+    received_at = utcnow()
+    context = {"limits": limits, "now": received_at}
     for index, raw in enumerate(items):
         try:
-            valid.append((index, _FEEDBACK.validate_python(raw)))
+            valid.append((index, _FEEDBACK.validate_python(raw, context=context)))
         except ValidationError as exc:
             pending.results[index] = ItemResult(
                 index=index,
@@ -230,7 +273,6 @@ def ingest_feedback(
             f"for records of site(s) {', '.join(forbidden)}"
         )
 
-    received_at = utcnow()
     for index, fb in valid:
         record_id = record_of.get(_target(fb))
         if record_id is None:

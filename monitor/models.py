@@ -306,6 +306,24 @@ class DetectorState(SQLModel, table=True):
     updated_at: datetime = ts_field(default_now=True)
 
 
+class DeploymentStream(SQLModel, table=True):
+    """A feature or output name a deployment has sent, with the kind of its first value.
+
+    Kept at ingest so that the distinct names per deployment can be capped and a value the
+    stream's detectors could not use (a string in a numeric stream) refused, without reading
+    the records."""
+
+    __tablename__ = "deployment_stream"
+    __table_args__ = (
+        sa.UniqueConstraint("deployment_id", "name", name="uq_deployment_stream_name"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    deployment_id: str = Field(foreign_key="deployment.id", max_length=100)
+    name: str = Field(max_length=120)
+    kind: str | None = Field(default=None, max_length=16)
+    first_seen_at: datetime = ts_field(default_now=True)
+
+
 class ApiToken(SQLModel, table=True):
     """A bearer token. Only the SHA-256 of the secret is kept; the secret is shown once."""
 

@@ -1,43 +1,71 @@
 """The API's public schemas: what goes over the wire, separate from the tables.
 
 Items of a batch are validated one by one (see ``monitor.ingest``) so that one bad item is
-rejected with its own message and does not block the valid ones.
+rejected with its own message and does not block the valid ones. Every string is bounded by the
+column that stores it; free-form JSON (features, outputs, ground truth, monitoring) is bounded
+by ``monitor.limits`` (configurable per request through the validation context, which
+``monitor.ingest`` fills from the settings).
 """
 
 from __future__ import annotations
 
-import math
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     ValidatorFunctionWrapHandler,
     field_validator,
     model_validator,
 )
 
+from monitor.limits import (
+    DEFAULT_LIMITS,
+    KEY_CHARS_MAX,
+    IngestLimits,
+    check_json,
+    check_text,
+    check_time,
+)
+from monitor.models import utcnow
 from monitor.privacy import phi_keys_in
 
+
+def _storable(value: str) -> str:
+    check_text(value, "string")
+    return value
+
+
+# Text that both databases store: no NUL (PostgreSQL), no lone surrogate (UTF-8).
+Text = Annotated[str, AfterValidator(_storable)]
 ClientId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+DeploymentId = Annotated[Text, Field(min_length=1, max_length=100)]
+Pseudonym = Annotated[Text, Field(max_length=128)]
 FeatureValue = Annotated[float, Field(allow_inf_nan=False)] | int | bool | str | None
 
 
-def _finite_json(value: Any, where: str) -> None:
-    """Refuse NaN and infinities anywhere in a JSON value: they are not JSON, and PostgreSQL
-    would reject the whole batch for one of them."""
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError(f"{where} is {value}: only finite numbers are accepted")
-    if isinstance(value, dict):
-        for k, v in value.items():
-            _finite_json(v, f"{where}.{k}")
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            _finite_json(v, f"{where}[{i}]")
+def limits_of(info: ValidationInfo) -> IngestLimits:
+    context = info.context or {}
+    limits = context.get("limits")
+    return limits if isinstance(limits, IngestLimits) else DEFAULT_LIMITS
+
+
+def _now_of(info: ValidationInfo) -> datetime:
+    now = (info.context or {}).get("now")
+    return now if isinstance(now, datetime) else utcnow()
+
+
+def _time_ok(value: datetime | None, info: ValidationInfo) -> datetime | None:
+    if value is None:
+        return None
+    limits = limits_of(info)
+    return check_time(value, str(info.field_name), _now_of(info), limits.max_future_skew_s)
 
 
 def _no_phi(value: dict[str, Any], where: str) -> None:
@@ -49,39 +77,62 @@ def _no_phi(value: dict[str, Any], where: str) -> None:
         )
 
 
+def _flat_names(value: dict[str, Any], where: str, most: int, setting: str) -> None:
+    if len(value) > most:
+        raise ValueError(f"{where}: {len(value)} names; at most {most} per record ({setting})")
+    for key in value:
+        if len(key) > KEY_CHARS_MAX:
+            raise ValueError(f"{where}: a name of {len(key)} characters; at most {KEY_CHARS_MAX}")
+
+
 class RecordIn(BaseModel):
     """One inference of the AI on one study, as the probe captured it."""
 
     model_config = ConfigDict(extra="forbid")
 
     record_id: ClientId = Field(description="Client-generated id; re-sending it is a no-op.")
-    deployment: str = Field(min_length=1, max_length=100)
-    study_pseudonym: str | None = Field(
-        None, max_length=128, description="Keyed HMAC of the study UID, computed at the edge."
+    deployment: DeploymentId
+    study_pseudonym: Pseudonym | None = Field(
+        None, description="Keyed HMAC of the study UID, computed at the edge."
     )
     acquired_at: AwareDatetime | None = Field(
-        None, description="When the study was acquired (defaults to inferred_at)."
+        None,
+        description="When the study was acquired (defaults to inferred_at). From 1970 to the "
+        "monitor's clock plus PHASE4_MAX_FUTURE_SKEW_S.",
     )
-    inferred_at: AwareDatetime = Field(description="When the model ran.")
-    features: dict[Annotated[str, Field(max_length=100)], FeatureValue] = Field(
-        default_factory=dict, description="Flat input features: numbers, strings, booleans."
+    inferred_at: AwareDatetime = Field(description="When the model ran (same range).")
+    features: dict[str, FeatureValue] = Field(
+        default_factory=dict,
+        description="Flat input features: numbers (within a double's range), strings, booleans, "
+        "null. At most PHASE4_MAX_FEATURES_PER_RECORD names of at most 100 characters.",
     )
-    outputs: dict[str, Any] = Field(default_factory=dict, description="The model's outputs (JSON).")
+    outputs: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The model's outputs (JSON): at most PHASE4_MAX_OUTPUTS_PER_RECORD top-level "
+        "names, nested at most PHASE4_MAX_JSON_DEPTH levels.",
+    )
     latency_s: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
-    error: Annotated[str, Field(max_length=1000)] | None = Field(
+    error: Annotated[Text, Field(max_length=1000)] | None = Field(
         None, description="The exception the model raised, if any."
     )
 
+    _times = field_validator("acquired_at", "inferred_at")(_time_ok)
+
     @field_validator("features")
     @classmethod
-    def _features_clean(cls, v: dict[str, Any]) -> dict[str, Any]:
+    def _features_clean(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        limits = limits_of(info)
+        _flat_names(v, "features", limits.max_features_per_record, "PHASE4_MAX_FEATURES_PER_RECORD")
+        check_json(v, "features", limits)
         _no_phi(v, "features")
         return v
 
     @field_validator("outputs")
     @classmethod
-    def _outputs_clean(cls, v: dict[str, Any]) -> dict[str, Any]:
-        _finite_json(v, "outputs")
+    def _outputs_clean(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        limits = limits_of(info)
+        _flat_names(v, "outputs", limits.max_outputs_per_record, "PHASE4_MAX_OUTPUTS_PER_RECORD")
+        check_json(v, "outputs", limits)
         _no_phi(v, "outputs")
         return v
 
@@ -95,10 +146,9 @@ class FeedbackIn(BaseModel):
     record_id: ClientId | None = Field(
         None, description="The record judged, if the sender knows it."
     )
-    deployment: str | None = Field(None, max_length=100)
-    study_pseudonym: str | None = Field(
+    deployment: DeploymentId | None = None
+    study_pseudonym: Pseudonym | None = Field(
         None,
-        max_length=128,
         description="Instead of record_id: the study's keyed pseudonym (same HMAC and site secret "
         "as the probe), with deployment. The study's latest record is judged.",
     )
@@ -109,7 +159,12 @@ class FeedbackIn(BaseModel):
     dice: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] | None = Field(
         None, description="Dice overlap of the physician's edit with the AI's segmentation."
     )
-    given_at: AwareDatetime
+    given_at: AwareDatetime = Field(
+        description="When the verdict was given: from 1970 to the monitor's clock plus "
+        "PHASE4_MAX_FUTURE_SKEW_S."
+    )
+
+    _times = field_validator("given_at")(_time_ok)
 
     @model_validator(mode="after")
     def _one_target(self) -> FeedbackIn:
@@ -120,9 +175,9 @@ class FeedbackIn(BaseModel):
 
     @field_validator("ground_truth")
     @classmethod
-    def _truth_clean(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+    def _truth_clean(cls, v: dict[str, Any] | None, info: ValidationInfo) -> dict[str, Any] | None:
         if v is not None:
-            _finite_json(v, "ground_truth")
+            check_json(v, "ground_truth", limits_of(info))
             _no_phi(v, "ground_truth")
         return v
 
@@ -198,17 +253,27 @@ class ErrorResponse(BaseModel):
 
 
 class DeploymentCreate(BaseModel):
+    """A new deployment; every string is bounded by the column that stores it."""
+
     model_config = ConfigDict(extra="forbid")
 
-    id: str = Field(min_length=1, max_length=100)
-    site_id: str = Field(min_length=1, max_length=64)
-    site_name: str | None = None
-    model_name: str = Field(min_length=1, max_length=200)
-    model_version: str = Field(min_length=1, max_length=64)
-    manufacturer: str | None = None
-    intended_use: str | None = None
-    monitoring: dict[str, Any] = Field(default_factory=dict)
-    reason: str | None = None
+    id: DeploymentId
+    site_id: Annotated[Text, Field(min_length=1, max_length=64)]
+    site_name: Annotated[Text, Field(max_length=200)] | None = None
+    model_name: Annotated[Text, Field(min_length=1, max_length=200)]
+    model_version: Annotated[Text, Field(min_length=1, max_length=64)]
+    manufacturer: Annotated[Text, Field(max_length=200)] | None = None
+    intended_use: Annotated[Text, Field(max_length=2000)] | None = None
+    monitoring: dict[str, Any] = Field(
+        default_factory=dict, description="JSON, nested at most PHASE4_MAX_JSON_DEPTH levels."
+    )
+    reason: Annotated[Text, Field(max_length=2000)] | None = None
+
+    @field_validator("monitoring")
+    @classmethod
+    def _monitoring_clean(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        check_json(v, "monitoring", limits_of(info))
+        return v
 
 
 class DeploymentOut(BaseModel):

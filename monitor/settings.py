@@ -11,6 +11,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from monitor.limits import IngestLimits
+
 DEFAULT_DATA_DIR = Path("phase4-data")
 
 
@@ -37,6 +39,57 @@ class Settings(BaseSettings):
     records_page_size_max: int = Field(
         1000, ge=1, description="Largest page GET /v1/records returns."
     )
+    sqlite_busy_timeout_s: float = Field(
+        10.0,
+        ge=0,
+        le=600,
+        description="How long a SQLite statement waits for another writer's lock before the "
+        "API answers 503 database_unavailable.",
+    )
+    postgres_lock_timeout_s: float | None = Field(
+        None,
+        gt=0,
+        le=600,
+        description="PostgreSQL lock_timeout of the API's sessions (unset: wait for ever); a "
+        "statement that waited longer is answered 503 database_unavailable.",
+    )
+
+    # Limits on what the API accepts (docs/API.md, "Limits"). Each refusal is a 4xx naming the
+    # limit and the field; nothing already stored is touched.
+    max_body_bytes: int = Field(
+        10 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body; a larger Content-Length is refused before reading, "
+        "a chunked body is cut when it passes the limit (413).",
+    )
+    max_features_per_record: int = Field(200, ge=1, description="Feature names per record.")
+    max_outputs_per_record: int = Field(200, ge=1, description="Top-level output names.")
+    max_string_chars: int = Field(
+        1000, ge=1, description="Longest string in features, outputs and ground truth."
+    )
+    max_json_depth: int = Field(
+        32, ge=1, le=200, description="Deepest nesting of outputs and ground truth."
+    )
+    max_future_skew_s: float = Field(
+        86_400.0,
+        ge=0,
+        le=366 * 86_400,
+        description="How far past the monitor's clock a record's time may lie (clock skew).",
+    )
+    max_streams_per_deployment: int = Field(
+        200, ge=1, description="Distinct feature and output names one deployment may have."
+    )
+
+    def ingest_limits(self) -> IngestLimits:
+        """The limits the ingest validator applies, from these settings."""
+        return IngestLimits(
+            max_features_per_record=self.max_features_per_record,
+            max_outputs_per_record=self.max_outputs_per_record,
+            max_string_chars=self.max_string_chars,
+            max_json_depth=self.max_json_depth,
+            max_future_skew_s=self.max_future_skew_s,
+            max_streams_per_deployment=self.max_streams_per_deployment,
+        )
 
     def resolved_database_url(self) -> str:
         """The database URL in force: the configured one, or the default SQLite file."""

@@ -28,7 +28,13 @@ def run_batch(
     probe: ProbeHealth | None = None,
 ) -> BatchResult:
     try:
-        result = ingest(session, items, principal, max_batch=settings.max_batch_records)
+        result = ingest(
+            session,
+            items,
+            principal,
+            max_batch=settings.max_batch_records,
+            limits=settings.ingest_limits(),
+        )
     except BatchTooLarge as exc:
         raise ApiError(413, "batch_too_large", str(exc)) from exc
     except ForbiddenWrite as exc:

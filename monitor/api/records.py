@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -15,7 +15,7 @@ from monitor.api.deps import Reader, SessionDep, SettingsDep, Writer
 from monitor.api.errors import ApiError, error_responses
 from monitor.ingest import ingest_records
 from monitor.models import Deployment, InferenceRecord
-from monitor.schemas import BatchResult, RecordBatch, RecordOut, RecordPage
+from monitor.schemas import BatchResult, DeploymentId, RecordBatch, RecordOut, RecordPage
 
 router = APIRouter(prefix="/v1/records", tags=["records"])
 
@@ -53,13 +53,30 @@ def _encode_cursor(acquired_at: datetime, row_id: int) -> str:
     return base64.urlsafe_b64encode(f"{acquired_at.isoformat()}|{row_id}".encode()).decode()
 
 
+_ROW_ID_MAX = 2**63 - 1  # a BIGINT; SQLite's INTEGER
+
+
 def _decode_cursor(cursor: str) -> tuple[datetime, int]:
+    """The (acquired_at, row id) a cursor carries; 422 for anything this API did not write
+    (a naive time, a time out of range, a row id of 30 digits)."""
     try:
         text = base64.urlsafe_b64decode(cursor.encode()).decode()
-        stamp, row_id = text.rsplit("|", 1)
-        return datetime.fromisoformat(stamp), int(row_id)
-    except (ValueError, UnicodeDecodeError) as exc:
+        stamp, row_text = text.rsplit("|", 1)
+        at, row_id = datetime.fromisoformat(stamp), int(row_text)
+        if at.tzinfo is None or not 0 <= row_id <= _ROW_ID_MAX:
+            raise ValueError("not a cursor")
+        return at.astimezone(UTC), row_id
+    except (ValueError, UnicodeError, OverflowError) as exc:
         raise ApiError(422, "invalid_request", "cursor: not a cursor this API returned") from exc
+
+
+def _since_utc(since: datetime) -> datetime:
+    if since.tzinfo is None:
+        raise ApiError(422, "invalid_request", "since: give a time zone, e.g. 2026-01-01T00:00:00Z")
+    try:
+        return since.astimezone(UTC)
+    except OverflowError as exc:
+        raise ApiError(422, "invalid_request", "since: out of the range of dates") from exc
 
 
 @router.get(
@@ -72,7 +89,7 @@ def get_records(
     session: SessionDep,
     settings: SettingsDep,
     principal: Reader,
-    deployment: Annotated[str, Query(description="Deployment id")],
+    deployment: Annotated[DeploymentId, Query(description="Deployment id")],
     since: Annotated[
         datetime | None,
         Query(description="Only records acquired at or after this (ISO 8601 with zone)"),
@@ -80,6 +97,7 @@ def get_records(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
 ) -> RecordPage:
+    after = _decode_cursor(cursor) if cursor is not None else None
     dep = session.get(Deployment, deployment)
     if dep is None:
         raise ApiError(404, "not_found", f"unknown deployment {deployment!r}")
@@ -87,14 +105,12 @@ def get_records(
         raise ApiError(
             403, "forbidden", f"token {principal.name!r} may not read site {dep.site_id!r}"
         )
-    if since is not None and since.tzinfo is None:
-        raise ApiError(422, "invalid_request", "since: give a time zone, e.g. 2026-01-01T00:00:00Z")
     limit = min(limit, settings.records_page_size_max)
     query = select(InferenceRecord).where(InferenceRecord.deployment_id == deployment)
     if since is not None:
-        query = query.where(col(InferenceRecord.acquired_at) >= since)
-    if cursor is not None:
-        after_at, after_id = _decode_cursor(cursor)
+        query = query.where(col(InferenceRecord.acquired_at) >= _since_utc(since))
+    if after is not None:
+        after_at, after_id = after
         query = query.where(
             or_(
                 col(InferenceRecord.acquired_at) > after_at,
