@@ -2,6 +2,8 @@
 
 Reading needs any token; acknowledging and resolving need a ``reviewer`` (a named person) or
 ``admin`` token, and a reason. Both are recorded in the audit trail under the token's name.
+Every alert belongs to a site (its deployment's, or its device's for phantom QC and canary
+alerts) and a site-bound token reads and acts only on its own site's alerts.
 """
 
 from __future__ import annotations
@@ -14,14 +16,21 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 from sqlmodel import col, select
 
-from monitor.alert_actions import AlertActionError, acknowledge_alert, resolve_alert
-from monitor.api.deps import Reader, Reviewer, SessionDep
+from monitor.alert_actions import (
+    AlertActionError,
+    SiteIndex,
+    acknowledge_alert,
+    alert_site,
+    resolve_alert,
+)
+from monitor.api.deps import Reader, Reviewer, SessionDep, path_id
 from monitor.api.errors import ApiError, error_responses, refused
 from monitor.auth import Principal
-from monitor.models import Alert, Deployment, NotificationAttempt
+from monitor.models import Alert, NotificationAttempt
 from monitor.reports import report_html
 
 router = APIRouter(prefix="/v1/alerts", tags=["alerts"])
+AlertId = Annotated[int, path_id("The alert's id")]
 
 
 class AlertOut(BaseModel):
@@ -97,26 +106,27 @@ def list_alerts(
     status: Annotated[str | None, Query(pattern="^(open|acknowledged|resolved)$")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> list[AlertOut]:
-    sites = {d.id: d.site_id for d in session.exec(select(Deployment))}
+    index = SiteIndex.read(session)
     q = select(Alert)
     if deployment:
         q = q.where(Alert.deployment_id == deployment)
     if status:
         q = q.where(Alert.status == status)
     rows = session.exec(q.order_by(col(Alert.opened_at).desc(), col(Alert.id).desc()).limit(limit))
-    return [
-        AlertOut.of(a)
-        for a in rows
-        if a.deployment_id is None or principal.can_read_site(sites.get(a.deployment_id, ""))
-    ]
+    return [AlertOut.of(a) for a, site in index.sites_of(rows) if principal.can_read_site(site)]
 
 
-def _alert_site(session: SessionDep, alert_id: int) -> tuple[Alert, str | None]:
+def _readable_alert(session: SessionDep, principal: Principal, alert_id: int) -> Alert:
+    """The alert, if it exists (404) and the token may read its site (403)."""
     alert = session.get(Alert, alert_id)
     if alert is None:
         raise ApiError(404, "not_found", f"no alert {alert_id}")
-    dep = session.get(Deployment, alert.deployment_id) if alert.deployment_id else None
-    return alert, (dep.site_id if dep is not None else None)
+    site = alert_site(session, alert)
+    if not principal.can_read_site(site):
+        raise ApiError(
+            403, "forbidden", f"token {principal.name!r} may not read alerts of site {site!r}"
+        )
+    return alert
 
 
 @router.get(
@@ -125,10 +135,8 @@ def _alert_site(session: SessionDep, alert_id: int) -> tuple[Alert, str | None]:
     summary="One alert with its evidence and every notification attempt",
     responses=error_responses(401, 403, 404, 422),
 )
-def get_alert(alert_id: int, session: SessionDep, principal: Reader) -> AlertDetail:
-    alert, site = _alert_site(session, alert_id)
-    if site is not None and not principal.can_read_site(site):
-        raise ApiError(403, "forbidden", f"token {principal.name!r} may not read site {site!r}")
+def get_alert(alert_id: AlertId, session: SessionDep, principal: Reader) -> AlertDetail:
+    alert = _readable_alert(session, principal, alert_id)
     attempts = session.exec(
         select(NotificationAttempt)
         .where(NotificationAttempt.alert_id == alert_id)
@@ -144,7 +152,8 @@ def get_alert(alert_id: int, session: SessionDep, principal: Reader) -> AlertDet
 def _act(
     alert_id: int, body: AlertAction, session: SessionDep, principal: Principal, verb: str
 ) -> AlertOut:
-    _, site = _alert_site(session, alert_id)
+    alert = _readable_alert(session, principal, alert_id)
+    site = alert_site(session, alert)
     if not principal.can_review_site(site):
         raise ApiError(
             403, "forbidden", f"token {principal.name!r} may not {verb} alerts of site {site!r}"
@@ -166,7 +175,7 @@ def _act(
     responses=error_responses(401, 403, 404, 409, 422),
 )
 def acknowledge(
-    alert_id: int, body: AlertAction, session: SessionDep, principal: Reviewer
+    alert_id: AlertId, body: AlertAction, session: SessionDep, principal: Reviewer
 ) -> AlertOut:
     return _act(alert_id, body, session, principal, "acknowledge")
 
@@ -177,7 +186,9 @@ def acknowledge(
     summary="Resolve an alert: what was found and done (a named reviewer; audited)",
     responses=error_responses(401, 403, 404, 409, 422),
 )
-def resolve(alert_id: int, body: AlertAction, session: SessionDep, principal: Reviewer) -> AlertOut:
+def resolve(
+    alert_id: AlertId, body: AlertAction, session: SessionDep, principal: Reviewer
+) -> AlertOut:
     return _act(alert_id, body, session, principal, "resolve")
 
 
@@ -191,16 +202,9 @@ def resolve(alert_id: int, body: AlertAction, session: SessionDep, principal: Re
     },
 )
 def alert_report(
-    alert_id: int, request: Request, session: SessionDep, principal: Reader
+    alert_id: AlertId, request: Request, session: SessionDep, principal: Reader
 ) -> HTMLResponse:
-    alert = session.get(Alert, alert_id)
-    if alert is None:
-        raise ApiError(404, "not_found", f"no alert {alert_id}")
-    dep = session.get(Deployment, alert.deployment_id) if alert.deployment_id else None
-    if dep is not None and not principal.can_read_site(dep.site_id):
-        raise ApiError(
-            403, "forbidden", f"token {principal.name!r} may not read site {dep.site_id!r}"
-        )
+    _readable_alert(session, principal, alert_id)
     html = report_html(request.app.state.engine, alert_id)
     if html is None:
         raise ApiError(404, "not_found", f"alert {alert_id} has no report (yet)")

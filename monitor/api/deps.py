@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -13,6 +13,22 @@ from sqlmodel import Session
 from monitor.api.errors import ApiError
 from monitor.auth import Principal, Role, authenticate
 from monitor.settings import Settings
+
+# Row ids are INTEGER columns: 32-bit signed on PostgreSQL (SQLite's are 64-bit, but never get
+# past what PostgreSQL can hold either). A larger id in a path, query or body is refused as
+# malformed (422) before it reaches the driver, which would fail on it (a 500).
+MAX_DB_ID = 2**31 - 1
+
+
+def path_id(description: str) -> Any:
+    """A path parameter that is a row id (1 .. 2**31-1)."""
+    return Path(ge=1, le=MAX_DB_ID, description=description)
+
+
+def query_id(description: str) -> Any:
+    """A query parameter that is a row id (1 .. 2**31-1)."""
+    return Query(ge=1, le=MAX_DB_ID, description=description)
+
 
 _bearer = HTTPBearer(auto_error=False, description="A token from `phase4 token create`.")
 

@@ -1,22 +1,27 @@
 """Incidents: recorded, reported and closed by named reviewers (audited). The export
-(``phase4 export``) computes each regime's reporting clock from the awareness date."""
+(``phase4 export``) computes each regime's reporting clock from the awareness date.
+
+An incident belongs to its deployment's site; the alert it is linked to (a drift alert, or a
+phantom QC or canary alert of a scanner) must belong to the same site."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlmodel import col, select
 
-from monitor.api.deps import Reader, Reviewer, SessionDep
+from monitor.alert_actions import alert_site
+from monitor.api.deps import MAX_DB_ID, Reader, Reviewer, SessionDep, path_id
 from monitor.api.errors import ApiError, error_responses, refused
 from monitor.auth import Principal
 from monitor.incidents import IncidentError, close_incident, mark_reported, record_incident
-from monitor.models import Deployment, Incident
+from monitor.models import Alert, Deployment, Incident
 
 router = APIRouter(prefix="/v1/incidents", tags=["incidents"])
+IncidentId = Annotated[int, path_id("The incident's id")]
 
 
 class IncidentIn(BaseModel):
@@ -28,7 +33,7 @@ class IncidentIn(BaseModel):
         "death", "serious_harm", "widespread", "critical_infrastructure", "malfunction"
     ]
     aware_at: AwareDatetime = Field(description="When the organisation became aware of it.")
-    alert_id: int | None = None
+    alert_id: int | None = Field(None, ge=1, le=MAX_DB_ID, description="The alert it follows.")
     remedial_action_needed: bool = False
 
 
@@ -58,13 +63,33 @@ class IncidentOut(BaseModel):
     closed_at: datetime | None
 
 
-def _check(session: SessionDep, principal: Principal, deployment_id: str) -> None:
+def _check(session: SessionDep, principal: Principal, deployment_id: str) -> str:
+    """The deployment's site, if the token may act for it (404 unknown, 403 another site)."""
     dep = session.get(Deployment, deployment_id)
     if dep is None:
         raise ApiError(404, "not_found", f"no deployment {deployment_id!r}")
     if not principal.can_review_site(dep.site_id):
         raise ApiError(
             403, "forbidden", f"token {principal.name!r} may not act for site {dep.site_id!r}"
+        )
+    return dep.site_id
+
+
+def _check_alert(session: SessionDep, principal: Principal, alert_id: int, site: str) -> None:
+    """The linked alert exists (404), may be read (403) and is of the incident's site (422)."""
+    alert = session.get(Alert, alert_id)
+    if alert is None:
+        raise ApiError(404, "not_found", f"no alert {alert_id}")
+    alert_at = alert_site(session, alert)
+    if not principal.can_read_site(alert_at):
+        raise ApiError(
+            403, "forbidden", f"token {principal.name!r} may not read alerts of site {alert_at!r}"
+        )
+    if alert_at != site:
+        raise ApiError(
+            422,
+            "invalid_request",
+            f"alert_id: alert {alert_id} is of site {alert_at!r}, the deployment of {site!r}",
         )
 
 
@@ -97,7 +122,9 @@ def list_incidents(session: SessionDep, principal: Reader) -> list[IncidentOut]:
     responses=error_responses(401, 403, 404, 422),
 )
 def post_incident(body: IncidentIn, session: SessionDep, principal: Reviewer) -> IncidentOut:
-    _check(session, principal, body.deployment)
+    site = _check(session, principal, body.deployment)
+    if body.alert_id is not None:
+        _check_alert(session, principal, body.alert_id, site)
     try:
         incident = record_incident(
             session,
@@ -130,7 +157,7 @@ def _incident(session: SessionDep, principal: Principal, incident_id: int) -> No
     responses=error_responses(401, 403, 404, 422),
 )
 def post_report(
-    incident_id: int, body: ReportIn, session: SessionDep, principal: Reviewer
+    incident_id: IncidentId, body: ReportIn, session: SessionDep, principal: Reviewer
 ) -> IncidentOut:
     _incident(session, principal, incident_id)
     try:
@@ -154,7 +181,7 @@ def post_report(
     responses=error_responses(401, 403, 404, 409, 422),
 )
 def post_close(
-    incident_id: int, body: CloseIn, session: SessionDep, principal: Reviewer
+    incident_id: IncidentId, body: CloseIn, session: SessionDep, principal: Reviewer
 ) -> IncidentOut:
     _incident(session, principal, incident_id)
     try:

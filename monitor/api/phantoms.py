@@ -13,7 +13,15 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel
 from sqlmodel import col, select
 
-from monitor.api.deps import Reader, Reviewer, SessionDep, SettingsDep, Writer
+from monitor.api.deps import (
+    MAX_DB_ID,
+    Reader,
+    Reviewer,
+    SessionDep,
+    SettingsDep,
+    Writer,
+    query_id,
+)
 from monitor.api.errors import ApiError, error_responses, refused
 from monitor.ingest import BatchTooLarge, ForbiddenWrite
 from monitor.models import Device, PhantomResult, PhantomTolerance
@@ -94,7 +102,7 @@ def post_phantom_results(
 def list_phantom_results(
     session: SessionDep,
     principal: Reader,
-    device_id: Annotated[int | None, Query(description="Only this device")] = None,
+    device_id: Annotated[int | None, query_id("Only this device")] = None,
     kind: Annotated[str | None, Query(pattern="^(flood|cylinder|nema-iq)$")] = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
 ) -> list[PhantomResultOut]:
@@ -165,12 +173,18 @@ def list_devices(session: SessionDep, principal: Reader) -> list[DeviceOut]:
     responses=error_responses(401, 403),
 )
 def list_tolerances(session: SessionDep, principal: Reader) -> list[ToleranceOut]:
+    sites = {d.id: d.site_id for d in session.exec(select(Device))}
     rows = session.exec(
         select(PhantomTolerance).order_by(
             col(PhantomTolerance.created_at).desc(), col(PhantomTolerance.id).desc()
         )
     )
-    return [ToleranceOut.model_validate(t, from_attributes=True) for t in rows]
+    # A device's own tolerance is of its site; the defaults (no device) are everyone's.
+    return [
+        ToleranceOut.model_validate(t, from_attributes=True)
+        for t in rows
+        if t.device_id is None or principal.can_read_site(sites.get(t.device_id))
+    ]
 
 
 @router.post(
@@ -183,6 +197,8 @@ def list_tolerances(session: SessionDep, principal: Reader) -> list[ToleranceOut
 def post_tolerance(body: ToleranceIn, session: SessionDep, principal: Reviewer) -> ToleranceOut:
     site = None
     if body.device_id is not None:
+        if not 1 <= body.device_id <= MAX_DB_ID:
+            raise ApiError(422, "invalid_request", f"device_id: {body.device_id} is not a row id")
         device = session.get(Device, body.device_id)
         if device is None:
             raise ApiError(404, "not_found", f"no device {body.device_id}")
