@@ -12,7 +12,7 @@ from sqlalchemy.engine import Engine
 
 from alerts.config import NotifySettings
 from monitor import ui
-from monitor.api import alerts, deployments, feedback, health, incidents, phantoms, records
+from monitor.api import alerts, deployments, feedback, health, incidents, phantoms, records, tokens
 from monitor.api.errors import install_error_handlers
 from monitor.db import create_db_engine
 from monitor.metrics import build_registry
@@ -61,7 +61,7 @@ def create_app(
     app.state.metrics_registry = registry
     app.state.ingest_metrics = ingest_metrics
     install_error_handlers(app)
-    for module in (health, records, feedback, deployments, alerts, incidents, phantoms):
+    for module in (health, records, feedback, deployments, alerts, incidents, phantoms, tokens):
         app.include_router(module.router)
     app.include_router(ui.router)
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
-from fastapi import Depends, Path, Query, Request
+from fastapi import BackgroundTasks, Depends, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from monitor.api.errors import ApiError
-from monitor.auth import Principal, Role, authenticate
+from monitor.auth import Principal, Role, TokenRefused, check_token, note_use
 from monitor.settings import Settings
 
 # Row ids are INTEGER columns: 32-bit signed on PostgreSQL (SQLite's are 64-bit, but never get
@@ -52,8 +52,13 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 def get_principal(
     session: SessionDep,
+    engine: Annotated[Engine, Depends(get_engine)],
+    background: BackgroundTasks,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
+    """The caller, from the bearer token (401 missing, invalid, revoked or expired).
+
+    The token's last use is recorded after the response is sent, so it never slows a request."""
     challenge = {"WWW-Authenticate": "Bearer"}
     if credentials is None:
         raise ApiError(
@@ -62,9 +67,12 @@ def get_principal(
             "missing bearer token: send 'Authorization: Bearer <token>'",
             challenge,
         )
-    principal = authenticate(session, credentials.credentials)
-    if principal is None:
-        raise ApiError(401, "unauthorized", "invalid or revoked token", challenge)
+    try:
+        principal = check_token(session, credentials.credentials)
+    except TokenRefused as exc:
+        challenge = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+        raise ApiError(401, "unauthorized", str(exc), challenge) from exc
+    background.add_task(note_use, engine, principal)
     return principal
 
 

@@ -26,7 +26,7 @@ from sqlmodel import Session, col, func, select
 from monitor.alert_actions import AlertActionError, acknowledge_alert, resolve_alert
 from monitor.api.deps import SessionDep, path_id
 from monitor.audit import verify_chain
-from monitor.auth import Principal, Role, authenticate
+from monitor.auth import Principal, Role, TokenRefused, check_token
 from monitor.models import AIModel, Alert, AuditEntry, Deployment, Device
 from monitor.reports import report_html
 from monitor.ui import charts, queries
@@ -190,12 +190,15 @@ def login(request: Request, session: SessionDep, form: dict[str, str] = FormDep)
     if not same_origin(request):
         raise UiError(403, "sign in from the dashboard's own sign-in page")
     raw = form.get("token", "").strip()
-    principal = authenticate(session, raw) if raw else None
-    if principal is None or principal.role is Role.PROBE:
+    try:
+        principal = check_token(session, raw)
+    except TokenRefused as exc:
+        # "token revoked" and "token expired" say so; any other secret is not one of ours.
+        refusal = "unknown or revoked token" if str(exc).startswith("invalid") else str(exc)
+        return render(request, "login.html", status_code=401, next=target, error=refusal)
+    if principal.role is Role.PROBE:
         error = (
             "probe tokens are for machines: sign in with your own reviewer, viewer or admin token"
-            if principal is not None
-            else "unknown or revoked token"
         )
         return render(request, "login.html", status_code=401, next=target, error=error)
     response = RedirectResponse(target, status_code=303)
