@@ -23,9 +23,8 @@ from monitor.alert_actions import (
     alert_site,
     resolve_alert,
 )
-from monitor.api.deps import Reader, Reviewer, SessionDep, path_id
+from monitor.api.deps import Access, Caller, SessionDep, path_id
 from monitor.api.errors import ApiError, error_responses, refused
-from monitor.auth import Principal
 from monitor.models import Alert, NotificationAttempt
 from monitor.reports import report_html
 
@@ -101,7 +100,7 @@ class AlertAction(BaseModel):
 )
 def list_alerts(
     session: SessionDep,
-    principal: Reader,
+    caller: Caller,
     deployment: Annotated[str | None, Query(description="Only this deployment")] = None,
     status: Annotated[str | None, Query(pattern="^(open|acknowledged|resolved)$")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
@@ -113,19 +112,15 @@ def list_alerts(
     if status:
         q = q.where(Alert.status == status)
     rows = session.exec(q.order_by(col(Alert.opened_at).desc(), col(Alert.id).desc()).limit(limit))
-    return [AlertOut.of(a) for a, site in index.sites_of(rows) if principal.can_read_site(site)]
+    return [AlertOut.of(a) for a, site in index.sites_of(rows) if caller.sees(site)]
 
 
-def _readable_alert(session: SessionDep, principal: Principal, alert_id: int) -> Alert:
-    """The alert, if it exists (404) and the token may read its site (403)."""
+def _alert(session: SessionDep, caller: Access, alert_id: int) -> Alert:
+    """The alert, if it exists (404) and the route's rule allows its site to the caller (403)."""
     alert = session.get(Alert, alert_id)
     if alert is None:
         raise ApiError(404, "not_found", f"no alert {alert_id}")
-    site = alert_site(session, alert)
-    if not principal.can_read_site(site):
-        raise ApiError(
-            403, "forbidden", f"token {principal.name!r} may not read alerts of site {site!r}"
-        )
+    caller.require_site(alert_site(session, alert), "alerts")
     return alert
 
 
@@ -135,8 +130,8 @@ def _readable_alert(session: SessionDep, principal: Principal, alert_id: int) ->
     summary="One alert with its evidence and every notification attempt",
     responses=error_responses(401, 403, 404, 422),
 )
-def get_alert(alert_id: AlertId, session: SessionDep, principal: Reader) -> AlertDetail:
-    alert = _readable_alert(session, principal, alert_id)
+def get_alert(alert_id: AlertId, session: SessionDep, caller: Caller) -> AlertDetail:
+    alert = _alert(session, caller, alert_id)
     attempts = session.exec(
         select(NotificationAttempt)
         .where(NotificationAttempt.alert_id == alert_id)
@@ -150,17 +145,12 @@ def get_alert(alert_id: AlertId, session: SessionDep, principal: Reader) -> Aler
 
 
 def _act(
-    alert_id: int, body: AlertAction, session: SessionDep, principal: Principal, verb: str
+    alert_id: int, body: AlertAction, session: SessionDep, caller: Access, verb: str
 ) -> AlertOut:
-    alert = _readable_alert(session, principal, alert_id)
-    site = alert_site(session, alert)
-    if not principal.can_review_site(site):
-        raise ApiError(
-            403, "forbidden", f"token {principal.name!r} may not {verb} alerts of site {site!r}"
-        )
+    _alert(session, caller, alert_id)
     action = acknowledge_alert if verb == "acknowledge" else resolve_alert
     try:
-        alert = action(session, alert_id, user=principal.name, reason=body.reason)
+        alert = action(session, alert_id, user=caller.principal.name, reason=body.reason)
     except AlertActionError as exc:
         session.rollback()
         raise refused(exc) from exc
@@ -175,9 +165,9 @@ def _act(
     responses=error_responses(401, 403, 404, 409, 422),
 )
 def acknowledge(
-    alert_id: AlertId, body: AlertAction, session: SessionDep, principal: Reviewer
+    alert_id: AlertId, body: AlertAction, session: SessionDep, caller: Caller
 ) -> AlertOut:
-    return _act(alert_id, body, session, principal, "acknowledge")
+    return _act(alert_id, body, session, caller, "acknowledge")
 
 
 @router.post(
@@ -186,10 +176,8 @@ def acknowledge(
     summary="Resolve an alert: what was found and done (a named reviewer; audited)",
     responses=error_responses(401, 403, 404, 409, 422),
 )
-def resolve(
-    alert_id: AlertId, body: AlertAction, session: SessionDep, principal: Reviewer
-) -> AlertOut:
-    return _act(alert_id, body, session, principal, "resolve")
+def resolve(alert_id: AlertId, body: AlertAction, session: SessionDep, caller: Caller) -> AlertOut:
+    return _act(alert_id, body, session, caller, "resolve")
 
 
 @router.get(
@@ -202,9 +190,9 @@ def resolve(
     },
 )
 def alert_report(
-    alert_id: AlertId, request: Request, session: SessionDep, principal: Reader
+    alert_id: AlertId, request: Request, session: SessionDep, caller: Caller
 ) -> HTMLResponse:
-    _readable_alert(session, principal, alert_id)
+    _alert(session, caller, alert_id)
     html = report_html(request.app.state.engine, alert_id)
     if html is None:
         raise ApiError(404, "not_found", f"alert {alert_id} has no report (yet)")

@@ -14,9 +14,8 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlmodel import col, select
 
 from monitor.alert_actions import alert_site
-from monitor.api.deps import MAX_DB_ID, Reader, Reviewer, SessionDep, path_id
+from monitor.api.deps import MAX_DB_ID, Access, Caller, SessionDep, path_id
 from monitor.api.errors import ApiError, error_responses, refused
-from monitor.auth import Principal
 from monitor.incidents import IncidentError, close_incident, mark_reported, record_incident
 from monitor.models import Alert, Deployment, Incident
 
@@ -63,28 +62,23 @@ class IncidentOut(BaseModel):
     closed_at: datetime | None
 
 
-def _check(session: SessionDep, principal: Principal, deployment_id: str) -> str:
-    """The deployment's site, if the token may act for it (404 unknown, 403 another site)."""
+def _check(session: SessionDep, caller: Access, deployment_id: str) -> str:
+    """The deployment's site, if the caller may act for it (404 unknown, 403 another site)."""
     dep = session.get(Deployment, deployment_id)
     if dep is None:
         raise ApiError(404, "not_found", f"no deployment {deployment_id!r}")
-    if not principal.can_review_site(dep.site_id):
-        raise ApiError(
-            403, "forbidden", f"token {principal.name!r} may not act for site {dep.site_id!r}"
-        )
+    caller.require_site(dep.site_id, "incidents")
     return dep.site_id
 
 
-def _check_alert(session: SessionDep, principal: Principal, alert_id: int, site: str) -> None:
-    """The linked alert exists (404), may be read (403) and is of the incident's site (422)."""
+def _check_alert(session: SessionDep, caller: Access, alert_id: int, site: str) -> None:
+    """The linked alert exists (404), is of a site the caller may act for (403) and of the
+    incident's own site (422)."""
     alert = session.get(Alert, alert_id)
     if alert is None:
         raise ApiError(404, "not_found", f"no alert {alert_id}")
     alert_at = alert_site(session, alert)
-    if not principal.can_read_site(alert_at):
-        raise ApiError(
-            403, "forbidden", f"token {principal.name!r} may not read alerts of site {alert_at!r}"
-        )
+    caller.require_site(alert_at, "alerts")
     if alert_at != site:
         raise ApiError(
             422,
@@ -104,13 +98,13 @@ def _fail(session: SessionDep, exc: IncidentError) -> ApiError:
     summary="Incidents, newest awareness first",
     responses=error_responses(401, 403),
 )
-def list_incidents(session: SessionDep, principal: Reader) -> list[IncidentOut]:
+def list_incidents(session: SessionDep, caller: Caller) -> list[IncidentOut]:
     sites = {d.id: d.site_id for d in session.exec(select(Deployment))}
     rows = session.exec(select(Incident).order_by(col(Incident.aware_at).desc()))
     return [
         IncidentOut.model_validate(i, from_attributes=True)
         for i in rows
-        if principal.can_read_site(sites.get(i.deployment_id, ""))
+        if caller.sees(sites.get(i.deployment_id))
     ]
 
 
@@ -121,10 +115,10 @@ def list_incidents(session: SessionDep, principal: Reader) -> list[IncidentOut]:
     summary="Record a possible serious incident (a named reviewer; audited)",
     responses=error_responses(401, 403, 404, 422),
 )
-def post_incident(body: IncidentIn, session: SessionDep, principal: Reviewer) -> IncidentOut:
-    site = _check(session, principal, body.deployment)
+def post_incident(body: IncidentIn, session: SessionDep, caller: Caller) -> IncidentOut:
+    site = _check(session, caller, body.deployment)
     if body.alert_id is not None:
-        _check_alert(session, principal, body.alert_id, site)
+        _check_alert(session, caller, body.alert_id, site)
     try:
         incident = record_incident(
             session,
@@ -135,7 +129,7 @@ def post_incident(body: IncidentIn, session: SessionDep, principal: Reviewer) ->
             aware_at=body.aware_at,
             alert_id=body.alert_id,
             remedial_action_needed=body.remedial_action_needed,
-            user=principal.name,
+            user=caller.principal.name,
         )
     except IncidentError as exc:
         raise _fail(session, exc) from exc
@@ -143,11 +137,11 @@ def post_incident(body: IncidentIn, session: SessionDep, principal: Reviewer) ->
     return IncidentOut.model_validate(incident, from_attributes=True)
 
 
-def _incident(session: SessionDep, principal: Principal, incident_id: int) -> None:
+def _incident(session: SessionDep, caller: Access, incident_id: int) -> None:
     incident = session.get(Incident, incident_id)
     if incident is None:
         raise ApiError(404, "not_found", f"no incident {incident_id}")
-    _check(session, principal, incident.deployment_id)
+    _check(session, caller, incident.deployment_id)
 
 
 @router.post(
@@ -157,16 +151,16 @@ def _incident(session: SessionDep, principal: Principal, incident_id: int) -> No
     responses=error_responses(401, 403, 404, 422),
 )
 def post_report(
-    incident_id: IncidentId, body: ReportIn, session: SessionDep, principal: Reviewer
+    incident_id: IncidentId, body: ReportIn, session: SessionDep, caller: Caller
 ) -> IncidentOut:
-    _incident(session, principal, incident_id)
+    _incident(session, caller, incident_id)
     try:
         incident = mark_reported(
             session,
             incident_id,
             regime=body.regime,
             reported_at=body.reported_at,
-            user=principal.name,
+            user=caller.principal.name,
         )
     except IncidentError as exc:
         raise _fail(session, exc) from exc
@@ -181,12 +175,15 @@ def post_report(
     responses=error_responses(401, 403, 404, 409, 422),
 )
 def post_close(
-    incident_id: IncidentId, body: CloseIn, session: SessionDep, principal: Reviewer
+    incident_id: IncidentId, body: CloseIn, session: SessionDep, caller: Caller
 ) -> IncidentOut:
-    _incident(session, principal, incident_id)
+    _incident(session, caller, incident_id)
     try:
         incident = close_incident(
-            session, incident_id, corrective_action=body.corrective_action, user=principal.name
+            session,
+            incident_id,
+            corrective_action=body.corrective_action,
+            user=caller.principal.name,
         )
     except IncidentError as exc:
         raise _fail(session, exc) from exc

@@ -12,7 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from monitor.api.deps import Admin, SessionDep, path_id
+from monitor.api.deps import Authorized, SessionDep, path_id
 from monitor.api.errors import error_responses, refused
 from monitor.auth import (
     MAX_EXPIRY_DAYS,
@@ -84,7 +84,7 @@ class RevokeIn(BaseModel):
     summary="Every token: name, role, site, dates, state (never a secret or its hash)",
     responses=error_responses(401, 403),
 )
-def get_tokens(session: SessionDep, principal: Admin) -> list[TokenOut]:
+def get_tokens(session: SessionDep, principal: Authorized) -> list[TokenOut]:
     now = utcnow()
     return [TokenOut.of(t, now) for t in list_tokens(session)]
 
@@ -97,7 +97,7 @@ def get_tokens(session: SessionDep, principal: Admin) -> list[TokenOut]:
     responses=error_responses(401, 403, 422),
 )
 def post_token(
-    body: TokenCreate, response: Response, session: SessionDep, principal: Admin
+    body: TokenCreate, response: Response, session: SessionDep, principal: Authorized
 ) -> TokenCreated:
     try:
         raw, info = issue_token(
@@ -123,7 +123,7 @@ def post_token(
     responses=error_responses(401, 403, 404, 409, 422),
 )
 def revoke_token(
-    token_id: TokenId, body: RevokeIn, session: SessionDep, principal: Admin
+    token_id: TokenId, body: RevokeIn, session: SessionDep, principal: Authorized
 ) -> TokenOut:
     try:
         info = revoke(session, token_id, reason=body.reason, actor=principal.actor)
