@@ -168,7 +168,7 @@ OTHER_SITE = "site-b"
 
 
 @dataclass(frozen=True)
-class Caller:
+class CallerKind:
     """A column of the matrix: no token, a refused token, or a role bound to a site or not."""
 
     key: str
@@ -183,16 +183,16 @@ class Caller:
         return Principal(name=self.key, role=self.role, site_id=self.site_id)
 
 
-CALLERS: tuple[Caller, ...] = (
-    Caller("none", "no token", None),
-    Caller("bad_token", "bad token", None, token_ok=False),
-    Caller("probe_site", "probe (site)", Role.PROBE, OBJECT_SITE),
-    Caller("probe_other", "probe (other site)", Role.PROBE, OTHER_SITE),
-    Caller("viewer", "viewer", Role.VIEWER),
-    Caller("reviewer_site", "reviewer (site)", Role.REVIEWER, OBJECT_SITE),
-    Caller("reviewer_other", "reviewer (other site)", Role.REVIEWER, OTHER_SITE),
-    Caller("reviewer_all", "reviewer (all sites)", Role.REVIEWER),
-    Caller("admin", "admin", Role.ADMIN),
+CALLERS: tuple[CallerKind, ...] = (
+    CallerKind("none", "no token", None),
+    CallerKind("bad_token", "bad token", None, token_ok=False),
+    CallerKind("probe_site", "probe (site)", Role.PROBE, OBJECT_SITE),
+    CallerKind("probe_other", "probe (other site)", Role.PROBE, OTHER_SITE),
+    CallerKind("viewer", "viewer", Role.VIEWER),
+    CallerKind("reviewer_site", "reviewer (site)", Role.REVIEWER, OBJECT_SITE),
+    CallerKind("reviewer_other", "reviewer (other site)", Role.REVIEWER, OTHER_SITE),
+    CallerKind("reviewer_all", "reviewer (all sites)", Role.REVIEWER),
+    CallerKind("admin", "admin", Role.ADMIN),
 )
 
 
@@ -200,7 +200,7 @@ def is_dashboard(path_template: str) -> bool:
     return path_template == "/ui" or path_template.startswith("/ui/")
 
 
-def expected_status(path_template: str, rule: Rule, caller: Caller) -> int:
+def expected_status(path_template: str, rule: Rule, caller: CallerKind) -> int:
     """The status class (200, 303, 401, 403) the table promises ``caller`` for an object of
     ``OBJECT_SITE`` (a list route answers 200 to every token, with what it may read)."""
     if rule.public:

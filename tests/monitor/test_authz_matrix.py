@@ -25,7 +25,7 @@ from httpx import Response
 
 import monitor.ui
 from monitor.auth import Role, create_token
-from monitor.authz import CALLERS, RULES, Caller, expected_status, is_dashboard, markdown_table
+from monitor.authz import CALLERS, RULES, CallerKind, expected_status, is_dashboard, markdown_table
 from monitor.db import session_scope
 from monitor.models import Alert, Device, DriftReport, Incident
 from monitor.ui.security import COOKIE, csrf_token
@@ -330,7 +330,7 @@ def _status_class(r: Response) -> int:
     return r.status_code
 
 
-def _send(env: Env, method: str, req: Req, caller: Caller, dashboard: bool) -> Response:
+def _send(env: Env, method: str, req: Req, caller: CallerKind, dashboard: bool) -> Response:
     raw = env.tokens[caller.key]
     env.client.cookies.clear()
     if not dashboard:
