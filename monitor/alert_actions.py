@@ -4,16 +4,22 @@ An alert is ``open`` when raised, ``acknowledged`` when a named person has seen 
 on, ``resolved`` when that person (or another) says what was found and done. Each step needs a
 reason and is appended to the audit trail with the old and new state; a resolved alert is never
 reopened (a new alarm on the same stream opens a new alert).
+
+An alert belongs to a site: its deployment's site, or, for a phantom QC or canary alert
+(``device_id`` set, no deployment), its device's site. Who may read or act on it follows from
+that site (``monitor.authz``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from monitor.audit import record_action
-from monitor.models import Alert, utcnow
+from monitor.models import Alert, Deployment, Device, utcnow
 from monitor.refusals import ActionRefused
 
 
@@ -21,6 +27,42 @@ class AlertActionError(ActionRefused):
     """The action does not fit the alert's state (or names no alert)."""
 
     default_status = 409
+
+
+def alert_site(session: Session, alert: Alert) -> str | None:
+    """The site an alert belongs to: its deployment's, else its device's (None: neither)."""
+    if alert.deployment_id is not None:
+        dep = session.get(Deployment, alert.deployment_id)
+        return dep.site_id if dep is not None else None
+    if alert.device_id is not None:
+        dev = session.get(Device, alert.device_id)
+        return dev.site_id if dev is not None else None
+    return None
+
+
+@dataclass(frozen=True)
+class SiteIndex:
+    """Every deployment's and device's site, read once, to place many alerts (lists)."""
+
+    deployments: dict[str, str]
+    devices: dict[int, str]
+
+    @classmethod
+    def read(cls, session: Session) -> SiteIndex:
+        return cls(
+            deployments={d.id: d.site_id for d in session.exec(select(Deployment))},
+            devices={d.id: d.site_id for d in session.exec(select(Device)) if d.id is not None},
+        )
+
+    def site_of(self, alert: Alert) -> str | None:
+        if alert.deployment_id is not None:
+            return self.deployments.get(alert.deployment_id)
+        if alert.device_id is not None:
+            return self.devices.get(alert.device_id)
+        return None
+
+    def sites_of(self, alerts: Iterable[Alert]) -> list[tuple[Alert, str | None]]:
+        return [(a, self.site_of(a)) for a in alerts]
 
 
 def _state(alert: Alert) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from sqlalchemy.engine import Engine
 
 from alerts.config import NotifySettings
 from monitor import ui
-from monitor.api import alerts, deployments, feedback, health, incidents, phantoms, records
+from monitor.api import alerts, deployments, feedback, health, incidents, phantoms, records, tokens
 from monitor.api.body_limit import BodySizeLimit
 from monitor.api.errors import COMMON_ERRORS, error_responses, install_error_handlers
 from monitor.api.methods import AllowHeader
@@ -73,7 +73,8 @@ def create_app(
     app.add_middleware(BodySizeLimit, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(AllowHeader, router=app.router)
     common = error_responses(*COMMON_ERRORS)
-    for module in (health, records, feedback, deployments, alerts, incidents, phantoms):
+    modules = (health, records, feedback, deployments, alerts, incidents, phantoms, tokens)
+    for module in modules:
         app.include_router(module.router, responses=common)
     app.include_router(ui.router)
 

@@ -335,3 +335,7 @@ class ApiToken(SQLModel, table=True):
     token_sha256: str = Field(max_length=64, unique=True)
     created_at: datetime = ts_field(default_now=True)
     revoked_at: datetime | None = ts_field(nullable=True)
+    # Refused from this instant on (None: never expires).
+    expires_at: datetime | None = ts_field(nullable=True)
+    # Updated at most once a minute (monitor.auth.LAST_USED_RESOLUTION_S), not per request.
+    last_used_at: datetime | None = ts_field(nullable=True)

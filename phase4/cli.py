@@ -116,17 +116,87 @@ def token_create(
     site: Annotated[
         str | None, typer.Option(help="The site a probe writes for (or a reviewer reviews).")
     ] = None,
+    expires_in_days: Annotated[
+        int | None, typer.Option(help="Refuse the token this many days from now.")
+    ] = None,
+    expires_at: Annotated[
+        str | None, typer.Option(help="Refuse the token from this time (ISO 8601 with zone).")
+    ] = None,
     database_url: DatabaseOpt = None,
 ) -> None:
     """Create an API token and print it once (only its hash is stored)."""
+    from monitor.auth import token_expiry
+
+    try:
+        expiry = token_expiry(expires_in_days=expires_in_days, expires_at=expires_at)
+    except TokenError as exc:
+        raise _fail(str(exc)) from exc
     engine = create_db_engine(_upgraded_url(database_url))
     try:
         with session_scope(engine) as session:
-            raw = create_token(session, name=name, role=role, site_id=site, actor="cli")
+            raw = create_token(
+                session, name=name, role=role, site_id=site, actor="cli", expires_at=expiry
+            )
     except TokenError as exc:
         raise _fail(str(exc)) from exc
     err.print("[dim]Store this token now: it is not shown again.[/]")
     print(raw)
+
+
+@token_app.command("list")
+def token_list(database_url: DatabaseOpt = None) -> None:
+    """Every token: id, name, role, site, created, expires, revoked, last used, state.
+
+    Never a secret nor its hash. Last use is recorded to the minute."""
+    from datetime import datetime
+
+    from monitor.auth import list_tokens
+    from monitor.models import utcnow
+
+    engine = create_db_engine(_upgraded_url(database_url))
+    with session_scope(engine) as session:
+        tokens = list_tokens(session)
+    now = utcnow()
+
+    def when(value: datetime | None) -> str:
+        return value.strftime("%Y-%m-%d %H:%M") if value is not None else "-"
+
+    header = ("id", "name", "role", "site", "created", "expires", "revoked", "last used", "state")
+    rows = [header] + [
+        (
+            str(t.id),
+            t.name,
+            t.role,
+            t.site_id or "*",
+            when(t.created_at),
+            when(t.expires_at),
+            when(t.revoked_at),
+            when(t.last_used_at),
+            t.state(now),
+        )
+        for t in tokens
+    ]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    for r in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip())
+
+
+@token_app.command("revoke")
+def token_revoke(
+    token: Annotated[str, typer.Argument(help="The token's id (a number) or its name.")],
+    reason: Annotated[str, typer.Option(help="Why it is revoked (kept in the audit trail).")],
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Revoke a token: the API and the dashboard refuse it from the next request (audited)."""
+    from monitor.auth import revoke_token
+
+    engine = create_db_engine(_upgraded_url(database_url))
+    try:
+        with session_scope(engine) as session:
+            info = revoke_token(session, token, reason=reason, actor="cli")
+    except TokenError as exc:
+        raise _fail(str(exc)) from exc
+    out.print(f"revoked token {info.id} ({info.name}, {info.role})")
 
 
 @deployment_app.command("create")

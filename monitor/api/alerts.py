@@ -2,6 +2,8 @@
 
 Reading needs any token; acknowledging and resolving need a ``reviewer`` (a named person) or
 ``admin`` token, and a reason. Both are recorded in the audit trail under the token's name.
+Every alert belongs to a site (its deployment's, or its device's for phantom QC and canary
+alerts) and a site-bound token reads and acts only on its own site's alerts.
 """
 
 from __future__ import annotations
@@ -14,14 +16,20 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 from sqlmodel import col, select
 
-from monitor.alert_actions import AlertActionError, acknowledge_alert, resolve_alert
-from monitor.api.deps import Reader, Reviewer, SessionDep
+from monitor.alert_actions import (
+    AlertActionError,
+    SiteIndex,
+    acknowledge_alert,
+    alert_site,
+    resolve_alert,
+)
+from monitor.api.deps import Access, Caller, SessionDep, path_id
 from monitor.api.errors import ApiError, error_responses, refused
-from monitor.auth import Principal
-from monitor.models import Alert, Deployment, NotificationAttempt
+from monitor.models import Alert, NotificationAttempt
 from monitor.reports import report_html
 
 router = APIRouter(prefix="/v1/alerts", tags=["alerts"])
+AlertId = Annotated[int, path_id("The alert's id")]
 
 
 class AlertOut(BaseModel):
@@ -92,31 +100,28 @@ class AlertAction(BaseModel):
 )
 def list_alerts(
     session: SessionDep,
-    principal: Reader,
+    caller: Caller,
     deployment: Annotated[str | None, Query(description="Only this deployment")] = None,
     status: Annotated[str | None, Query(pattern="^(open|acknowledged|resolved)$")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> list[AlertOut]:
-    sites = {d.id: d.site_id for d in session.exec(select(Deployment))}
+    index = SiteIndex.read(session)
     q = select(Alert)
     if deployment:
         q = q.where(Alert.deployment_id == deployment)
     if status:
         q = q.where(Alert.status == status)
     rows = session.exec(q.order_by(col(Alert.opened_at).desc(), col(Alert.id).desc()).limit(limit))
-    return [
-        AlertOut.of(a)
-        for a in rows
-        if a.deployment_id is None or principal.can_read_site(sites.get(a.deployment_id, ""))
-    ]
+    return [AlertOut.of(a) for a, site in index.sites_of(rows) if caller.sees(site)]
 
 
-def _alert_site(session: SessionDep, alert_id: int) -> tuple[Alert, str | None]:
+def _alert(session: SessionDep, caller: Access, alert_id: int) -> Alert:
+    """The alert, if it exists (404) and the route's rule allows its site to the caller (403)."""
     alert = session.get(Alert, alert_id)
     if alert is None:
         raise ApiError(404, "not_found", f"no alert {alert_id}")
-    dep = session.get(Deployment, alert.deployment_id) if alert.deployment_id else None
-    return alert, (dep.site_id if dep is not None else None)
+    caller.require_site(alert_site(session, alert), "alerts")
+    return alert
 
 
 @router.get(
@@ -125,10 +130,8 @@ def _alert_site(session: SessionDep, alert_id: int) -> tuple[Alert, str | None]:
     summary="One alert with its evidence and every notification attempt",
     responses=error_responses(401, 403, 404, 422),
 )
-def get_alert(alert_id: int, session: SessionDep, principal: Reader) -> AlertDetail:
-    alert, site = _alert_site(session, alert_id)
-    if site is not None and not principal.can_read_site(site):
-        raise ApiError(403, "forbidden", f"token {principal.name!r} may not read site {site!r}")
+def get_alert(alert_id: AlertId, session: SessionDep, caller: Caller) -> AlertDetail:
+    alert = _alert(session, caller, alert_id)
     attempts = session.exec(
         select(NotificationAttempt)
         .where(NotificationAttempt.alert_id == alert_id)
@@ -142,16 +145,12 @@ def get_alert(alert_id: int, session: SessionDep, principal: Reader) -> AlertDet
 
 
 def _act(
-    alert_id: int, body: AlertAction, session: SessionDep, principal: Principal, verb: str
+    alert_id: int, body: AlertAction, session: SessionDep, caller: Access, verb: str
 ) -> AlertOut:
-    _, site = _alert_site(session, alert_id)
-    if not principal.can_review_site(site):
-        raise ApiError(
-            403, "forbidden", f"token {principal.name!r} may not {verb} alerts of site {site!r}"
-        )
+    _alert(session, caller, alert_id)
     action = acknowledge_alert if verb == "acknowledge" else resolve_alert
     try:
-        alert = action(session, alert_id, user=principal.name, reason=body.reason)
+        alert = action(session, alert_id, user=caller.principal.name, reason=body.reason)
     except AlertActionError as exc:
         session.rollback()
         raise refused(exc) from exc
@@ -166,9 +165,9 @@ def _act(
     responses=error_responses(401, 403, 404, 409, 422),
 )
 def acknowledge(
-    alert_id: int, body: AlertAction, session: SessionDep, principal: Reviewer
+    alert_id: AlertId, body: AlertAction, session: SessionDep, caller: Caller
 ) -> AlertOut:
-    return _act(alert_id, body, session, principal, "acknowledge")
+    return _act(alert_id, body, session, caller, "acknowledge")
 
 
 @router.post(
@@ -177,8 +176,8 @@ def acknowledge(
     summary="Resolve an alert: what was found and done (a named reviewer; audited)",
     responses=error_responses(401, 403, 404, 409, 422),
 )
-def resolve(alert_id: int, body: AlertAction, session: SessionDep, principal: Reviewer) -> AlertOut:
-    return _act(alert_id, body, session, principal, "resolve")
+def resolve(alert_id: AlertId, body: AlertAction, session: SessionDep, caller: Caller) -> AlertOut:
+    return _act(alert_id, body, session, caller, "resolve")
 
 
 @router.get(
@@ -191,16 +190,9 @@ def resolve(alert_id: int, body: AlertAction, session: SessionDep, principal: Re
     },
 )
 def alert_report(
-    alert_id: int, request: Request, session: SessionDep, principal: Reader
+    alert_id: AlertId, request: Request, session: SessionDep, caller: Caller
 ) -> HTMLResponse:
-    alert = session.get(Alert, alert_id)
-    if alert is None:
-        raise ApiError(404, "not_found", f"no alert {alert_id}")
-    dep = session.get(Deployment, alert.deployment_id) if alert.deployment_id else None
-    if dep is not None and not principal.can_read_site(dep.site_id):
-        raise ApiError(
-            403, "forbidden", f"token {principal.name!r} may not read site {dep.site_id!r}"
-        )
+    _alert(session, caller, alert_id)
     html = report_html(request.app.state.engine, alert_id)
     if html is None:
         raise ApiError(404, "not_found", f"alert {alert_id} has no report (yet)")

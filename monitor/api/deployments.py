@@ -6,7 +6,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter
 from sqlmodel import Session, col, select
 
-from monitor.api.deps import Admin, Reader, SessionDep
+from monitor.api.deps import Authorized, Caller, SessionDep
 from monitor.api.errors import ApiError, error_responses
 from monitor.models import AIModel, Deployment, InferenceRecord
 from monitor.registry import RegistryError, create_deployment
@@ -56,11 +56,11 @@ def _out(session: Session, deployments: list[Deployment]) -> list[DeploymentOut]
     summary="Deployments the token may read, with record counts",
     responses=error_responses(401, 403),
 )
-def list_deployments(session: SessionDep, principal: Reader) -> list[DeploymentOut]:
+def list_deployments(session: SessionDep, caller: Caller) -> list[DeploymentOut]:
     deployments = [
         d
         for d in session.exec(select(Deployment).order_by(col(Deployment.id)))
-        if principal.can_read_site(d.site_id)
+        if caller.sees(d.site_id)
     ]
     return _out(session, deployments)
 
@@ -72,7 +72,9 @@ def list_deployments(session: SessionDep, principal: Reader) -> list[DeploymentO
     summary="Create a deployment (and its site and model version if new)",
     responses=error_responses(401, 403, 422),
 )
-def post_deployment(body: DeploymentCreate, session: SessionDep, principal: Admin) -> DeploymentOut:
+def post_deployment(
+    body: DeploymentCreate, session: SessionDep, principal: Authorized
+) -> DeploymentOut:
     try:
         deployment = create_deployment(
             session,

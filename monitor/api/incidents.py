@@ -1,22 +1,26 @@
 """Incidents: recorded, reported and closed by named reviewers (audited). The export
-(``phase4 export``) computes each regime's reporting clock from the awareness date."""
+(``phase4 export``) computes each regime's reporting clock from the awareness date.
+
+An incident belongs to its deployment's site; the alert it is linked to (a drift alert, or a
+phantom QC or canary alert of a scanner) must belong to the same site."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlmodel import col, select
 
-from monitor.api.deps import Reader, Reviewer, SessionDep
+from monitor.alert_actions import alert_site
+from monitor.api.deps import MAX_DB_ID, Access, Caller, SessionDep, path_id
 from monitor.api.errors import ApiError, error_responses, refused
-from monitor.auth import Principal
 from monitor.incidents import IncidentError, close_incident, mark_reported, record_incident
-from monitor.models import Deployment, Incident
+from monitor.models import Alert, Deployment, Incident
 
 router = APIRouter(prefix="/v1/incidents", tags=["incidents"])
+IncidentId = Annotated[int, path_id("The incident's id")]
 
 
 class IncidentIn(BaseModel):
@@ -28,7 +32,7 @@ class IncidentIn(BaseModel):
         "death", "serious_harm", "widespread", "critical_infrastructure", "malfunction"
     ]
     aware_at: AwareDatetime = Field(description="When the organisation became aware of it.")
-    alert_id: int | None = None
+    alert_id: int | None = Field(None, ge=1, le=MAX_DB_ID, description="The alert it follows.")
     remedial_action_needed: bool = False
 
 
@@ -58,13 +62,28 @@ class IncidentOut(BaseModel):
     closed_at: datetime | None
 
 
-def _check(session: SessionDep, principal: Principal, deployment_id: str) -> None:
+def _check(session: SessionDep, caller: Access, deployment_id: str) -> str:
+    """The deployment's site, if the caller may act for it (404 unknown, 403 another site)."""
     dep = session.get(Deployment, deployment_id)
     if dep is None:
         raise ApiError(404, "not_found", f"no deployment {deployment_id!r}")
-    if not principal.can_review_site(dep.site_id):
+    caller.require_site(dep.site_id, "incidents")
+    return dep.site_id
+
+
+def _check_alert(session: SessionDep, caller: Access, alert_id: int, site: str) -> None:
+    """The linked alert exists (404), is of a site the caller may act for (403) and of the
+    incident's own site (422)."""
+    alert = session.get(Alert, alert_id)
+    if alert is None:
+        raise ApiError(404, "not_found", f"no alert {alert_id}")
+    alert_at = alert_site(session, alert)
+    caller.require_site(alert_at, "alerts")
+    if alert_at != site:
         raise ApiError(
-            403, "forbidden", f"token {principal.name!r} may not act for site {dep.site_id!r}"
+            422,
+            "invalid_request",
+            f"alert_id: alert {alert_id} is of site {alert_at!r}, the deployment of {site!r}",
         )
 
 
@@ -79,13 +98,13 @@ def _fail(session: SessionDep, exc: IncidentError) -> ApiError:
     summary="Incidents, newest awareness first",
     responses=error_responses(401, 403),
 )
-def list_incidents(session: SessionDep, principal: Reader) -> list[IncidentOut]:
+def list_incidents(session: SessionDep, caller: Caller) -> list[IncidentOut]:
     sites = {d.id: d.site_id for d in session.exec(select(Deployment))}
     rows = session.exec(select(Incident).order_by(col(Incident.aware_at).desc()))
     return [
         IncidentOut.model_validate(i, from_attributes=True)
         for i in rows
-        if principal.can_read_site(sites.get(i.deployment_id, ""))
+        if caller.sees(sites.get(i.deployment_id))
     ]
 
 
@@ -96,8 +115,10 @@ def list_incidents(session: SessionDep, principal: Reader) -> list[IncidentOut]:
     summary="Record a possible serious incident (a named reviewer; audited)",
     responses=error_responses(401, 403, 404, 422),
 )
-def post_incident(body: IncidentIn, session: SessionDep, principal: Reviewer) -> IncidentOut:
-    _check(session, principal, body.deployment)
+def post_incident(body: IncidentIn, session: SessionDep, caller: Caller) -> IncidentOut:
+    site = _check(session, caller, body.deployment)
+    if body.alert_id is not None:
+        _check_alert(session, caller, body.alert_id, site)
     try:
         incident = record_incident(
             session,
@@ -108,7 +129,7 @@ def post_incident(body: IncidentIn, session: SessionDep, principal: Reviewer) ->
             aware_at=body.aware_at,
             alert_id=body.alert_id,
             remedial_action_needed=body.remedial_action_needed,
-            user=principal.name,
+            user=caller.principal.name,
         )
     except IncidentError as exc:
         raise _fail(session, exc) from exc
@@ -116,11 +137,11 @@ def post_incident(body: IncidentIn, session: SessionDep, principal: Reviewer) ->
     return IncidentOut.model_validate(incident, from_attributes=True)
 
 
-def _incident(session: SessionDep, principal: Principal, incident_id: int) -> None:
+def _incident(session: SessionDep, caller: Access, incident_id: int) -> None:
     incident = session.get(Incident, incident_id)
     if incident is None:
         raise ApiError(404, "not_found", f"no incident {incident_id}")
-    _check(session, principal, incident.deployment_id)
+    _check(session, caller, incident.deployment_id)
 
 
 @router.post(
@@ -130,16 +151,16 @@ def _incident(session: SessionDep, principal: Principal, incident_id: int) -> No
     responses=error_responses(401, 403, 404, 422),
 )
 def post_report(
-    incident_id: int, body: ReportIn, session: SessionDep, principal: Reviewer
+    incident_id: IncidentId, body: ReportIn, session: SessionDep, caller: Caller
 ) -> IncidentOut:
-    _incident(session, principal, incident_id)
+    _incident(session, caller, incident_id)
     try:
         incident = mark_reported(
             session,
             incident_id,
             regime=body.regime,
             reported_at=body.reported_at,
-            user=principal.name,
+            user=caller.principal.name,
         )
     except IncidentError as exc:
         raise _fail(session, exc) from exc
@@ -154,12 +175,15 @@ def post_report(
     responses=error_responses(401, 403, 404, 409, 422),
 )
 def post_close(
-    incident_id: int, body: CloseIn, session: SessionDep, principal: Reviewer
+    incident_id: IncidentId, body: CloseIn, session: SessionDep, caller: Caller
 ) -> IncidentOut:
-    _incident(session, principal, incident_id)
+    _incident(session, caller, incident_id)
     try:
         incident = close_incident(
-            session, incident_id, corrective_action=body.corrective_action, user=principal.name
+            session,
+            incident_id,
+            corrective_action=body.corrective_action,
+            user=caller.principal.name,
         )
     except IncidentError as exc:
         raise _fail(session, exc) from exc

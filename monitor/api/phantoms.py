@@ -13,7 +13,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel
 from sqlmodel import col, select
 
-from monitor.api.deps import Reader, Reviewer, SessionDep, SettingsDep, Writer
+from monitor.api.deps import MAX_DB_ID, Authorized, Caller, SessionDep, SettingsDep, query_id
 from monitor.api.errors import ApiError, error_responses, refused
 from monitor.ingest import BatchTooLarge, ForbiddenWrite
 from monitor.models import Device, PhantomResult, PhantomTolerance
@@ -71,7 +71,7 @@ class ToleranceOut(BaseModel):
     responses=error_responses(401, 403, 413, 422),
 )
 def post_phantom_results(
-    batch: PhantomBatch, session: SessionDep, settings: SettingsDep, principal: Writer
+    batch: PhantomBatch, session: SessionDep, settings: SettingsDep, principal: Authorized
 ) -> BatchResult:
     try:
         result = store_phantom_results(
@@ -93,8 +93,8 @@ def post_phantom_results(
 )
 def list_phantom_results(
     session: SessionDep,
-    principal: Reader,
-    device_id: Annotated[int | None, Query(description="Only this device")] = None,
+    caller: Caller,
+    device_id: Annotated[int | None, query_id("Only this device")] = None,
     kind: Annotated[str | None, Query(pattern="^(flood|cylinder|nema-iq)$")] = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
 ) -> list[PhantomResultOut]:
@@ -108,7 +108,7 @@ def list_phantom_results(
     return [
         PhantomResultOut.model_validate(r, from_attributes=True)
         for r in session.exec(q.limit(limit))
-        if principal.can_read_site(sites.get(r.device_id, ""))
+        if caller.sees(sites.get(r.device_id))
     ]
 
 
@@ -119,17 +119,15 @@ def list_phantom_results(
     responses=error_responses(401, 403, 404, 409, 422),
 )
 def sign_off_result(
-    result_id: str, body: SignOffIn, session: SessionDep, principal: Reviewer
+    result_id: str, body: SignOffIn, session: SessionDep, caller: Caller
 ) -> PhantomResultOut:
     result = session.exec(select(PhantomResult).where(PhantomResult.result_id == result_id)).first()
     if result is None:
         raise ApiError(404, "not_found", f"no phantom result {result_id!r}")
     device = session.get(Device, result.device_id)
-    site = device.site_id if device else None
-    if not principal.can_review_site(site):
-        raise ApiError(403, "forbidden", f"token {principal.name!r} may not review site {site!r}")
+    caller.require_site(device.site_id if device else None, "phantom results")
     try:
-        signed = sign_off(session, result_id, user=principal.name, note=body.note)
+        signed = sign_off(session, result_id, user=caller.principal.name, note=body.note)
     except PhantomError as exc:
         session.rollback()
         raise refused(exc) from exc
@@ -143,7 +141,7 @@ def sign_off_result(
     summary="Scanners known to the monitor",
     responses=error_responses(401, 403),
 )
-def list_devices(session: SessionDep, principal: Reader) -> list[DeviceOut]:
+def list_devices(session: SessionDep, caller: Caller) -> list[DeviceOut]:
     return [
         DeviceOut(
             id=d.id or 0,
@@ -154,7 +152,7 @@ def list_devices(session: SessionDep, principal: Reader) -> list[DeviceOut]:
             modality=d.modality,
         )
         for d in session.exec(select(Device).order_by(col(Device.id)))
-        if principal.can_read_site(d.site_id)
+        if caller.sees(d.site_id)
     ]
 
 
@@ -164,13 +162,19 @@ def list_devices(session: SessionDep, principal: Reader) -> list[DeviceOut]:
     summary="Every version of every phantom tolerance, newest first",
     responses=error_responses(401, 403),
 )
-def list_tolerances(session: SessionDep, principal: Reader) -> list[ToleranceOut]:
+def list_tolerances(session: SessionDep, caller: Caller) -> list[ToleranceOut]:
+    sites = {d.id: d.site_id for d in session.exec(select(Device))}
     rows = session.exec(
         select(PhantomTolerance).order_by(
             col(PhantomTolerance.created_at).desc(), col(PhantomTolerance.id).desc()
         )
     )
-    return [ToleranceOut.model_validate(t, from_attributes=True) for t in rows]
+    # A device's own tolerance is of its site; the defaults (no device) are everyone's.
+    return [
+        ToleranceOut.model_validate(t, from_attributes=True)
+        for t in rows
+        if t.device_id is None or caller.sees(sites.get(t.device_id))
+    ]
 
 
 @router.post(
@@ -180,15 +184,17 @@ def list_tolerances(session: SessionDep, principal: Reader) -> list[ToleranceOut
     summary="Set a new version of a metric's tolerance and action levels (audited)",
     responses=error_responses(401, 403, 404, 422),
 )
-def post_tolerance(body: ToleranceIn, session: SessionDep, principal: Reviewer) -> ToleranceOut:
+def post_tolerance(body: ToleranceIn, session: SessionDep, caller: Caller) -> ToleranceOut:
     site = None
     if body.device_id is not None:
+        if not 1 <= body.device_id <= MAX_DB_ID:
+            raise ApiError(422, "invalid_request", f"device_id: {body.device_id} is not a row id")
         device = session.get(Device, body.device_id)
         if device is None:
             raise ApiError(404, "not_found", f"no device {body.device_id}")
         site = device.site_id
-    if not principal.can_review_site(site) and not (site is None and principal.site_id is None):
-        raise ApiError(403, "forbidden", f"token {principal.name!r} may not set this tolerance")
+    # A default (no device) is every site's: only a reviewer of all sites (or admin) sets it.
+    caller.require_site(site, "phantom tolerances")
     try:
         tol = set_tolerance(
             session,
@@ -200,7 +206,7 @@ def post_tolerance(body: ToleranceIn, session: SessionDep, principal: Reviewer) 
             upper_tolerance=body.upper_tolerance,
             upper_action=body.upper_action,
             unit=body.unit,
-            actor=principal.name,
+            actor=caller.principal.name,
             reason=body.reason,
         )
     except PhantomError as exc:

@@ -4,7 +4,8 @@
   cookie ``p4_ui`` (``HttpOnly``: page scripts cannot read it; ``SameSite=Strict``: the browser
   does not send it with requests started by another site; ``Path=/ui``; ``Secure`` when the
   request came over HTTPS). The token itself is in the cookie: on a hospital LAN behind TLS this
-  is no weaker than the bearer header the API takes, and revoking the token ends the session.
+  is no weaker than the bearer header the API takes, and the token is checked on every page:
+  revoking it, or its expiry, ends the session at the next request.
 - Every state-changing form carries a CSRF token derived from the session's token
   (SHA-256 of a fixed label and the token: a page of another site can neither read nor compute
   it), and every POST must come from this origin (``Origin``, else ``Referer``, must match the
@@ -21,7 +22,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 from fastapi import Request
 from sqlmodel import Session
 
-from monitor.auth import Principal, Role, authenticate
+from monitor.auth import Principal, Role, authenticate, note_use
 
 COOKIE = "p4_ui"
 COOKIE_PATH = "/ui"
@@ -77,6 +78,7 @@ def principal_from_cookie(session: Session, request: Request) -> Principal:
     principal = authenticate(session, raw) if raw else None
     if principal is None or principal.role is Role.PROBE:
         raise LoginRequired(current_path(request))
+    note_use(request.app.state.engine, principal)
     return principal
 
 

@@ -15,7 +15,7 @@ import json
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Annotated, Any, TypeVar, cast
 
 import plotly
 from fastapi import APIRouter, Depends, Request
@@ -24,9 +24,9 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlmodel import Session, col, func, select
 
 from monitor.alert_actions import AlertActionError, acknowledge_alert, resolve_alert
-from monitor.api.deps import SessionDep
+from monitor.api.deps import SessionDep, path_id
 from monitor.audit import verify_chain
-from monitor.auth import Principal, Role, authenticate
+from monitor.auth import Principal, Role, TokenRefused, check_token
 from monitor.models import AIModel, Alert, AuditEntry, Deployment, Device
 from monitor.reports import report_html
 from monitor.ui import charts, queries
@@ -63,6 +63,8 @@ REPORT_CSP = "sandbox allow-scripts; frame-ancestors 'self'"
 STATIC_TYPES = {".css": "text/css", ".js": "text/javascript"}
 
 router = APIRouter(prefix="/ui", tags=["dashboard"], include_in_schema=False)
+AlertId = Annotated[int, path_id("The alert's id")]
+DeviceId = Annotated[int, path_id("The device's id")]
 
 _env = Environment(
     loader=FileSystemLoader(HERE / "templates"),
@@ -188,12 +190,15 @@ def login(request: Request, session: SessionDep, form: dict[str, str] = FormDep)
     if not same_origin(request):
         raise UiError(403, "sign in from the dashboard's own sign-in page")
     raw = form.get("token", "").strip()
-    principal = authenticate(session, raw) if raw else None
-    if principal is None or principal.role is Role.PROBE:
+    try:
+        principal = check_token(session, raw)
+    except TokenRefused as exc:
+        # "token revoked" and "token expired" say so; any other secret is not one of ours.
+        refusal = "unknown or revoked token" if str(exc).startswith("invalid") else str(exc)
+        return render(request, "login.html", status_code=401, next=target, error=refusal)
+    if principal.role is Role.PROBE:
         error = (
             "probe tokens are for machines: sign in with your own reviewer, viewer or admin token"
-            if principal is not None
-            else "unknown or revoked token"
         )
         return render(request, "login.html", status_code=401, next=target, error=error)
     response = RedirectResponse(target, status_code=303)
@@ -296,7 +301,7 @@ def deployment_page(request: Request, deployment_id: str, session: SessionDep) -
 
 @router.get("/devices/{device_id}", response_class=HTMLResponse)
 @_page
-def device_page(request: Request, device_id: int, session: SessionDep) -> Response:
+def device_page(request: Request, device_id: DeviceId, session: SessionDep) -> Response:
     principal = principal_from_cookie(session, request)
     device = session.get(Device, device_id)
     if device is None:
@@ -421,7 +426,7 @@ def _alert_page(
 @router.get("/alerts/{alert_id}", response_class=HTMLResponse)
 @_page
 def alert_page(
-    request: Request, alert_id: int, session: SessionDep, done: str | None = None
+    request: Request, alert_id: AlertId, session: SessionDep, done: str | None = None
 ) -> Response:
     principal = principal_from_cookie(session, request)
     done = done if done in ("acknowledged", "resolved") else None
@@ -454,7 +459,7 @@ def _act(
 @router.post("/alerts/{alert_id}/acknowledge", response_class=HTMLResponse)
 @_page
 def acknowledge(
-    request: Request, alert_id: int, session: SessionDep, form: dict[str, str] = FormDep
+    request: Request, alert_id: AlertId, session: SessionDep, form: dict[str, str] = FormDep
 ) -> Response:
     return _act(request, alert_id, session, form, "acknowledge")
 
@@ -462,14 +467,14 @@ def acknowledge(
 @router.post("/alerts/{alert_id}/resolve", response_class=HTMLResponse)
 @_page
 def resolve(
-    request: Request, alert_id: int, session: SessionDep, form: dict[str, str] = FormDep
+    request: Request, alert_id: AlertId, session: SessionDep, form: dict[str, str] = FormDep
 ) -> Response:
     return _act(request, alert_id, session, form, "resolve")
 
 
 @router.get("/alerts/{alert_id}/report", response_class=HTMLResponse)
 @_page
-def alert_report(request: Request, alert_id: int, session: SessionDep) -> Response:
+def alert_report(request: Request, alert_id: AlertId, session: SessionDep) -> Response:
     """The alert's evidently report (as ``/v1/alerts/{id}/report``, with the cookie)."""
     principal = principal_from_cookie(session, request)
     _alert(session, principal, alert_id)

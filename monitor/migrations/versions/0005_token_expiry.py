@@ -1,0 +1,28 @@
+"""api tokens: an optional expiry and the time of last use
+
+Revision ID: 0005_token_expiry
+Revises: 0004
+Create Date: 2026-12-05
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0005_token_expiry"
+down_revision: str | None = "0004"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("api_token") as batch:
+        batch.add_column(sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True))
+        batch.add_column(sa.Column("last_used_at", sa.DateTime(timezone=True), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("api_token") as batch:
+        batch.drop_column("last_used_at")
+        batch.drop_column("expires_at")
