@@ -11,12 +11,17 @@ One pass per deployment (``detect_deployment``):
    threshold, the budget arithmetic, the estimated start of the change, and what else happened
    in the deployment around then.
 
+Isolation: a value a stream cannot use is missing for it; a stream whose update raises is
+quarantined (``monitor.drift.streams``) with one alert; a deployment whose pass fails is rolled
+back, logged without values and alerted once (``detect_isolated``), and the others go on.
+
 The statistics (``monitor.drift``) know nothing of this module.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -45,7 +50,13 @@ from monitor.models import (
     utcnow,
 )
 
+log = logging.getLogger("phase4.detection")
+
 STATE_STREAM = "*"
+# Alert causes of detection's own failures (besides drift, performance, new_condition:...)
+STREAM_STOPPED = "stream_stopped"
+CONFIG_ERROR = "config_error"
+DETECTION_FAILED = "detection_failed"
 STATE_DETECTOR = "deployment"
 PASS_BATCH = 5000
 LINK_WINDOW = timedelta(days=14)
@@ -60,6 +71,8 @@ class PassResult:
     feedback: int = 0
     alarms: list[StreamAlarm] = field(default_factory=list)
     alerts_opened: list[int] = field(default_factory=list)
+    # the pass over this deployment failed and was rolled back (an alert says why)
+    failed: bool = False
 
 
 def record_view(r: InferenceRecord) -> dict[str, Any]:
@@ -145,8 +158,11 @@ def outcome_view(
     """One labelled outcome: was the AI's call a miss, a false positive, how good its contour."""
     prediction_key = str(performance.get("prediction", "positive"))
     truth_key = str(performance.get("truth", "malignant"))
+    if not isinstance(outputs, Mapping):  # whatever the store holds: no outputs to judge
+        outputs = {}
+    ground_truth = feedback.ground_truth if isinstance(feedback.ground_truth, Mapping) else {}
     predicted = outputs.get(prediction_key)
-    truth = (feedback.ground_truth or {}).get(truth_key)
+    truth = ground_truth.get(truth_key)
     if feedback.verdict == "rejected" and truth is None and isinstance(predicted, bool):
         truth = not predicted  # a rejected call without stated truth: the AI was wrong
     if feedback.verdict == "accepted" and truth is None and isinstance(predicted, bool):
@@ -381,6 +397,8 @@ def _pending_feedback(
 
 
 def _cause(alarm: StreamAlarm) -> str:
+    if alarm.alarm.kind == "quarantine":
+        return STREAM_STOPPED
     if alarm.alarm.kind == "notice":
         return f"new_condition:{alarm.alarm.detail.get('value')}"
     if alarm.stream.startswith("performance."):
@@ -389,6 +407,8 @@ def _cause(alarm: StreamAlarm) -> str:
 
 
 def _severity(alarm: StreamAlarm) -> str:
+    if alarm.alarm.kind == "quarantine":
+        return "warning"
     if alarm.alarm.kind == "notice":
         return "info" if alarm.kind != "categorical" else "warning"
     return "critical" if alarm.stream.startswith("performance.") else "warning"
@@ -396,6 +416,8 @@ def _severity(alarm: StreamAlarm) -> str:
 
 def _title(alarm: StreamAlarm) -> str:
     a = alarm.alarm
+    if a.kind == "quarantine":
+        return str(a.detail["reason"])
     if a.kind == "notice":
         return (
             f"New value in {alarm.stream}: {a.detail.get('value')!r} (never seen in the reference)"
@@ -493,9 +515,92 @@ def _raise_alert(session: Session, deployment: Deployment, alarm: StreamAlarm) -
 
 
 def detect_all(engine: Engine) -> list[PassResult]:
+    """A pass over every deployment. One deployment's failure (a configuration that cannot be
+    used, a state that cannot be read, anything else) rolls back only its own transaction, is
+    logged without values, raises one alert, and the pass goes on with the others."""
     with Session(engine) as session:
         ids = list(session.exec(select(Deployment.id).order_by(col(Deployment.id))))
-    return [detect_deployment(engine, d) for d in ids]
+    results = []
+    for deployment_id in ids:
+        results.append(detect_isolated(engine, deployment_id))
+    return results
+
+
+def detect_isolated(engine: Engine, deployment_id: str) -> PassResult:
+    """``detect_deployment`` that never raises: a failure is an alert and a log line."""
+    try:
+        return detect_deployment(engine, deployment_id)
+    except ConfigError as exc:
+        # The configuration is the administrator's own text (field names and kinds), not a
+        # record's value: the message may name it.
+        log.warning(
+            "detection of %s skipped: its monitoring configuration cannot be used", deployment_id
+        )
+        _flag_deployment(
+            engine,
+            deployment_id,
+            CONFIG_ERROR,
+            f"Detection of {deployment_id} is stopped: its monitoring configuration cannot be "
+            f"used ({_config_problem(exc)}). Its records wait, unanalysed, and the other "
+            "deployments continue; detection resumes at the first pass after the configuration "
+            "is fixed.",
+        )
+    except Exception as exc:  # a deployment's failure must not stop the others
+        # The type only: a message may quote a value from a record or the stored state.
+        log.error(
+            "detection of %s failed (%s); its records wait and the other deployments continue",
+            deployment_id,
+            type(exc).__name__,
+        )
+        _flag_deployment(
+            engine,
+            deployment_id,
+            DETECTION_FAILED,
+            f"Detection of {deployment_id} failed ({type(exc).__name__}): its records wait, "
+            "unanalysed, and the other deployments continue. It is retried at every pass; if "
+            "its stored detector state is damaged, reset its reference.",
+        )
+    return PassResult(deployment_id, failed=True)
+
+
+def _config_problem(exc: ConfigError) -> str:
+    text = str(exc)
+    prefix = "deployment "
+    if text.startswith(prefix) and ": " in text:
+        text = text.split(": ", 1)[1]
+    return text[:300]
+
+
+def _flag_deployment(engine: Engine, deployment_id: str, cause: str, title: str) -> None:
+    """One open alert per deployment and cause: a failure that repeats at every pass is said
+    once. Written in its own transaction (the pass's was rolled back)."""
+    try:
+        with Session(engine) as session:
+            if lock_deployment(session, deployment_id) is None:
+                return
+            exists = session.exec(
+                select(Alert.id).where(
+                    Alert.deployment_id == deployment_id,
+                    Alert.stream == STATE_STREAM,
+                    Alert.cause == cause,
+                    Alert.status != "resolved",
+                )
+            ).first()
+            if exists is not None:
+                return
+            session.add(
+                Alert(
+                    deployment_id=deployment_id,
+                    stream=STATE_STREAM,
+                    cause=cause,
+                    severity="critical",
+                    title=title[:500],
+                    evidence={"timestamp": utcnow().isoformat(), "reason": title},
+                )
+            )
+            session.commit()
+    except Exception as exc:  # the store itself failing: said in the log, retried next pass
+        log.error("could not record the failure of %s (%s)", deployment_id, type(exc).__name__)
 
 
 def open_alerts(engine: Engine, deployment_id: str | None = None) -> list[Alert]:
