@@ -23,11 +23,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -58,7 +61,7 @@ STREAM_STOPPED = "stream_stopped"
 CONFIG_ERROR = "config_error"
 DETECTION_FAILED = "detection_failed"
 STATE_DETECTOR = "deployment"
-PASS_BATCH = 5000
+PASS_BATCH = 5000  # records per chunk unless PHASE4_DETECTION_BATCH_RECORDS says otherwise
 # A chunk discarded because another pass wrote first is read again, this many times at most.
 MAX_CONFLICTS = 5
 LINK_WINDOW = timedelta(days=14)
@@ -66,13 +69,27 @@ LINK_WINDOW = timedelta(days=14)
 DEFAULT_EXCLUDED = {"study_pseudonym", "record_id", "model_version_note"}
 
 
+class DetectionSettings(BaseSettings):
+    """How a pass is cut into units of work (``PHASE4_DETECTION_*``)."""
+
+    model_config = SettingsConfigDict(env_prefix="PHASE4_DETECTION_", extra="ignore")
+
+    batch_records: int = Field(
+        PASS_BATCH,
+        ge=100,
+        le=50_000,
+        description="Records per chunk: each is read, analysed and written as one unit; the "
+        "write lock (SQLite) or the claim (PostgreSQL) lasts one chunk.",
+    )
+
+
 @dataclass
 class PassResult:
     deployment: str
     records: int = 0
     feedback: int = 0
-    alarms: list[StreamAlarm] = field(default_factory=list)
-    alerts_opened: list[int] = field(default_factory=list)
+    alarms: list[StreamAlarm] = dc_field(default_factory=list)
+    alerts_opened: list[int] = dc_field(default_factory=list)
     # the pass over this deployment failed and was rolled back (an alert says why)
     failed: bool = False
     # another worker was analysing the deployment: this pass left it to that worker
@@ -320,7 +337,12 @@ def _mark_processed(session: Session, table: Any, ids: Sequence[int], now: datet
 
 
 def detect_deployment(
-    engine: Engine, deployment_id: str, *, actor: str = "drift-engine", claim: bool = False
+    engine: Engine,
+    deployment_id: str,
+    *,
+    actor: str = "drift-engine",
+    claim: bool = False,
+    batch_records: int | None = None,
 ) -> PassResult:
     """One detection pass over everything the deployment has not yet had analysed, in chunks of
     ``PASS_BATCH`` records, each read, analysed and written as one unit (``_pass_chunk``).
@@ -328,10 +350,11 @@ def detect_deployment(
     ``claim``: skip the deployment (``PassResult.skipped``) if another worker is analysing it
     (PostgreSQL), instead of waiting for it."""
     result = PassResult(deployment_id)
+    batch = batch_records or DetectionSettings().batch_records
     conflicts = 0
     while True:
         try:
-            more = _pass_chunk(engine, deployment_id, actor, result, claim)
+            more = _pass_chunk(engine, deployment_id, actor, result, claim, batch)
         except _Conflict:
             # Another pass (another process on SQLite) wrote between our read and our write:
             # ours was rolled back whole; read again from what it left.
@@ -345,7 +368,7 @@ def detect_deployment(
 
 
 def _pass_chunk(
-    engine: Engine, deployment_id: str, actor: str, result: PassResult, claim: bool
+    engine: Engine, deployment_id: str, actor: str, result: PassResult, claim: bool, batch: int
 ) -> bool:
     """Read the next chunk, analyse it, write it; True if more may be waiting.
 
@@ -373,7 +396,7 @@ def _pass_chunk(
             raise ValueError(f"unknown deployment {deployment_id!r}")
         state_row, monitor = load_state(session, deployment_id)
         version = state_row.version if state_row is not None else None
-        records = _unprocessed_records(session, deployment_id, PASS_BATCH)
+        records = _unprocessed_records(session, deployment_id, batch)
         started: MonitorConfig | None = None
         if monitor is None:
             if not records:
@@ -384,7 +407,7 @@ def _pass_chunk(
                 raise ConfigError(f"deployment {deployment_id}: {exc}") from exc
             monitor = DeploymentMonitor.new(config)
             started = config  # audited after the pass's row writes (monitor/audit.py)
-        full = len(records) == PASS_BATCH
+        full = len(records) == batch
         horizon = records[-1].acquired_at if full else None
         feedback = _pending_feedback(session, deployment, records, horizon)
         if not records and not feedback:
@@ -629,22 +652,25 @@ def _raise_alert(session: Session, deployment: Deployment, alarm: StreamAlarm) -
     return alert
 
 
-def detect_all(engine: Engine) -> list[PassResult]:
+def detect_all(engine: Engine, *, claim: bool = False) -> list[PassResult]:
     """A pass over every deployment. One deployment's failure (a configuration that cannot be
     used, a state that cannot be read, anything else) rolls back only its own transaction, is
-    logged without values, raises one alert, and the pass goes on with the others."""
+    logged without values, raises one alert, and the pass goes on with the others.
+
+    ``claim``: one of several workers sharing a PostgreSQL store; a deployment another worker
+    is analysing is skipped (``PassResult.skipped``), and that worker finishes it."""
+    batch = DetectionSettings().batch_records  # a bad setting is the caller's error, raised
     with Session(engine) as session:
         ids = list(session.exec(select(Deployment.id).order_by(col(Deployment.id))))
-    results = []
-    for deployment_id in ids:
-        results.append(detect_isolated(engine, deployment_id))
-    return results
+    return [detect_isolated(engine, d, claim=claim, batch_records=batch) for d in ids]
 
 
-def detect_isolated(engine: Engine, deployment_id: str) -> PassResult:
+def detect_isolated(
+    engine: Engine, deployment_id: str, *, claim: bool = False, batch_records: int | None = None
+) -> PassResult:
     """``detect_deployment`` that never raises: a failure is an alert and a log line."""
     try:
-        return detect_deployment(engine, deployment_id)
+        return detect_deployment(engine, deployment_id, claim=claim, batch_records=batch_records)
     except ConfigError as exc:
         # The configuration is the administrator's own text (field names and kinds), not a
         # record's value: the message may name it.
