@@ -516,6 +516,11 @@ class Stream:
         )
         if spec.kind == "numeric" and stream.reference is not None:
             stream._numeric_ref = NumericReference.from_dict(stream.reference)
+        if spec.kind == "binary":
+            # The events collected so far are in the reference values: counted again here, or
+            # every reload (each pass's chunk) would start the count at zero and the reference
+            # would wait for its 50 events to arrive within a single chunk.
+            stream.reference_events = sum(1 for v in stream.reference_values if v)
         return stream
 
 

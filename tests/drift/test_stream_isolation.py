@@ -62,3 +62,24 @@ def test_a_stream_whose_update_raises_is_quarantined_and_the_others_go_on() -> N
     assert monitor.streams["features.scanner"].seen_records == scanner + 5
     again = DeploymentMonitor.from_dict(json.loads(json.dumps(monitor.to_dict())))
     assert again.streams["features.suv"].quarantine == monitor.streams["features.suv"].quarantine
+
+
+def test_a_binary_reference_completes_the_same_however_often_the_state_is_reloaded() -> None:
+    """A pass reloads the state at every chunk; the count of reference events was not saved,
+    so with small chunks (several workers, steady ingest) a binary reference waited for 50
+    events within one chunk, and the result depended on how the records were chunked."""
+    config = MonitorConfig(streams=(StreamSpec("outputs.positive", "binary"),), reference_size=300)
+    g = np.random.default_rng(9)
+    events = [bool(e) for e in g.random(1200) < 0.1]
+
+    def run(reload_every: int) -> dict[str, object]:
+        monitor = DeploymentMonitor.new(config)
+        for i, e in enumerate(events):
+            if reload_every and i % reload_every == 0:
+                monitor = DeploymentMonitor.from_dict(json.loads(json.dumps(monitor.to_dict())))
+            monitor.observe({"outputs": {"positive": e}}, f"2026-01-01T00:00:{i:04d}")
+        return monitor.to_dict()
+
+    whole = run(0)
+    assert whole["streams"]["outputs.positive"]["reference"] is not None  # monitoring
+    assert run(7) == whole
