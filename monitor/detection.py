@@ -11,18 +11,26 @@ One pass per deployment (``detect_deployment``):
    threshold, the budget arithmetic, the estimated start of the change, and what else happened
    in the deployment around then.
 
+Isolation: a value a stream cannot use is missing for it; a stream whose update raises is
+quarantined (``monitor.drift.streams``) with one alert; a deployment whose pass fails is rolled
+back, logged without values and alerted once (``detect_isolated``), and the others go on.
+
 The statistics (``monitor.drift``) know nothing of this module.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -34,7 +42,7 @@ from monitor.drift.streams import (
     StreamAlarm,
     StreamSpec,
 )
-from monitor.locks import lock_alerts, lock_deployment
+from monitor.locks import claim_deployment, lock_alerts, lock_deployment
 from monitor.models import (
     Alert,
     Deployment,
@@ -45,12 +53,34 @@ from monitor.models import (
     utcnow,
 )
 
+log = logging.getLogger("phase4.detection")
+
 STATE_STREAM = "*"
+# Alert causes of detection's own failures (besides drift, performance, new_condition:...)
+STREAM_STOPPED = "stream_stopped"
+CONFIG_ERROR = "config_error"
+DETECTION_FAILED = "detection_failed"
 STATE_DETECTOR = "deployment"
-PASS_BATCH = 5000
+PASS_BATCH = 5000  # records per chunk unless PHASE4_DETECTION_BATCH_RECORDS says otherwise
+# A chunk discarded because another pass wrote first is read again, this many times at most.
+MAX_CONFLICTS = 5
 LINK_WINDOW = timedelta(days=14)
 # Fields never turned into streams by default: identifiers, free text, bookkeeping.
 DEFAULT_EXCLUDED = {"study_pseudonym", "record_id", "model_version_note"}
+
+
+class DetectionSettings(BaseSettings):
+    """How a pass is cut into units of work (``PHASE4_DETECTION_*``)."""
+
+    model_config = SettingsConfigDict(env_prefix="PHASE4_DETECTION_", extra="ignore")
+
+    batch_records: int = Field(
+        PASS_BATCH,
+        ge=100,
+        le=50_000,
+        description="Records per chunk: each is read, analysed and written as one unit; the "
+        "write lock (SQLite) or the claim (PostgreSQL) lasts one chunk.",
+    )
 
 
 @dataclass
@@ -58,12 +88,16 @@ class PassResult:
     deployment: str
     records: int = 0
     feedback: int = 0
-    alarms: list[StreamAlarm] = field(default_factory=list)
-    alerts_opened: list[int] = field(default_factory=list)
+    alarms: list[StreamAlarm] = dc_field(default_factory=list)
+    alerts_opened: list[int] = dc_field(default_factory=list)
+    # the pass over this deployment failed and was rolled back (an alert says why)
+    failed: bool = False
+    # another worker was analysing the deployment: this pass left it to that worker
+    skipped: bool = False
 
 
-def record_view(r: InferenceRecord) -> dict[str, Any]:
-    """What the detectors see of a record."""
+def record_view(r: Any) -> dict[str, Any]:
+    """What the detectors see of a record (an ``InferenceRecord`` or a row of its columns)."""
     return {
         "features": r.features,
         "outputs": r.outputs,
@@ -145,8 +179,11 @@ def outcome_view(
     """One labelled outcome: was the AI's call a miss, a false positive, how good its contour."""
     prediction_key = str(performance.get("prediction", "positive"))
     truth_key = str(performance.get("truth", "malignant"))
+    if not isinstance(outputs, Mapping):  # whatever the store holds: no outputs to judge
+        outputs = {}
+    ground_truth = feedback.ground_truth if isinstance(feedback.ground_truth, Mapping) else {}
     predicted = outputs.get(prediction_key)
-    truth = (feedback.ground_truth or {}).get(truth_key)
+    truth = ground_truth.get(truth_key)
     if feedback.verdict == "rejected" and truth is None and isinstance(predicted, bool):
         truth = not predicted  # a rejected call without stated truth: the AI was wrong
     if feedback.verdict == "accepted" and truth is None and isinstance(predicted, bool):
@@ -226,6 +263,7 @@ def _save_state(
             deployment_id=deployment_id, stream=STATE_STREAM, detector=STATE_DETECTOR, state={}
         )
     row.state = monitor.to_dict()
+    row.version = (row.version or 0) + 1
     row.last_acquired_at = last_acquired_at or row.last_acquired_at
     row.updated_at = now
     session.add(row)
@@ -250,105 +288,221 @@ def _lock_open_alerts(session: Session, deployment_id: str) -> None:
     lock_alerts(session, [i for i in ids if i is not None])
 
 
-def _unprocessed_records(session: Session, deployment_id: str, limit: int) -> list[InferenceRecord]:
-    return list(
-        session.exec(
-            select(InferenceRecord)
-            .where(
-                InferenceRecord.deployment_id == deployment_id,
-                col(InferenceRecord.drift_processed_at).is_(None),
-            )
-            .order_by(col(InferenceRecord.acquired_at), col(InferenceRecord.id))
-            .limit(limit)
+RECORD_COLUMNS = (
+    InferenceRecord.id,
+    InferenceRecord.record_id,
+    InferenceRecord.acquired_at,
+    InferenceRecord.features,
+    InferenceRecord.outputs,
+    InferenceRecord.error,
+    InferenceRecord.latency_s,
+)
+
+
+def _unprocessed_records(session: Session, deployment_id: str, limit: int) -> list[Any]:
+    """The next ``limit`` records not yet consumed, in acquisition order: a range scan of the
+    partial index ``ix_inference_record_unprocessed``, whose size is the backlog, not the
+    history. Plain rows (no ORM objects): they are only read."""
+    query = (
+        sa.select(*RECORD_COLUMNS)
+        .where(
+            col(InferenceRecord.deployment_id) == deployment_id,
+            col(InferenceRecord.drift_processed_at).is_(None),
         )
+        .order_by(col(InferenceRecord.acquired_at), col(InferenceRecord.id))
+        .limit(limit)
     )
+    return list(session.execute(query).all())
+
+
+class _Conflict(Exception):
+    """Another pass wrote this deployment's state or records between our read and our write."""
+
+
+def _mark_processed(session: Session, table: Any, ids: Sequence[int], now: datetime) -> None:
+    """One set-based UPDATE per chunk (per-row ORM updates cost 58% of a pass). Only rows still
+    unconsumed are marked; if another pass took any of them, ours is discarded."""
+    if not ids:
+        return
+    marked = session.execute(
+        sa.update(table)
+        .where(table.id.in_(sa.bindparam("ids", expanding=True)))
+        .where(table.drift_processed_at.is_(None))
+        .values(drift_processed_at=now)
+        .execution_options(synchronize_session=False),
+        {"ids": list(ids)},
+    ).rowcount
+    if marked != len(ids):
+        raise _Conflict
 
 
 def detect_deployment(
-    engine: Engine, deployment_id: str, *, actor: str = "drift-engine"
+    engine: Engine,
+    deployment_id: str,
+    *,
+    actor: str = "drift-engine",
+    claim: bool = False,
+    batch_records: int | None = None,
 ) -> PassResult:
-    """One detection pass over everything the deployment has not yet had analysed."""
+    """One detection pass over everything the deployment has not yet had analysed, in chunks of
+    ``PASS_BATCH`` records, each read, analysed and written as one unit (``_pass_chunk``).
+
+    ``claim``: skip the deployment (``PassResult.skipped``) if another worker is analysing it
+    (PostgreSQL), instead of waiting for it."""
     result = PassResult(deployment_id)
+    batch = batch_records or DetectionSettings().batch_records
+    conflicts = 0
     while True:
-        with Session(engine, expire_on_commit=False) as session:
-            deployment = _lock_deployment(session, deployment_id)
-            state_row, monitor = load_state(session, deployment_id)
-            records = _unprocessed_records(session, deployment_id, PASS_BATCH)
-            if monitor is None:
-                if not records:
-                    return result
-                try:
-                    config = _config_for(deployment, [record_view(r) for r in records[:500]])
-                except ConfigError as exc:
-                    raise ConfigError(f"deployment {deployment_id}: {exc}") from exc
-                monitor = DeploymentMonitor.new(config)
-                started = config  # audited after the pass's row writes (monitor/audit.py)
-            else:
-                started = None
-            now = utcnow()
-            alarms: list[tuple[StreamAlarm, datetime]] = []
-            full = len(records) == PASS_BATCH
-            horizon = records[-1].acquired_at if full else None
-            feedback = _pending_feedback(session, deployment, records, horizon)
-            performance = (deployment.monitoring or {}).get("performance") or {}
-            # Records by acquisition time and labels by the time they were given, merged, as a
-            # live service would have seen them; a label never precedes its own record.
-            events: list[tuple[datetime, int, int, Any]] = [
-                (r.acquired_at, 0, i, r) for i, r in enumerate(records)
-            ]
-            events += [
-                (max(fb.given_at, acquired), 1, i, (fb, outputs))
-                for i, (fb, outputs, acquired) in enumerate(feedback)
-            ]
-            events.sort(key=lambda e: e[:3])
-            for at, kind, _, item in events:
-                if kind == 0:
-                    # Before acceptance into clinical use the AI was being validated: those
-                    # records are neither reference nor monitored.
-                    if deployment.accepted_at is None or at >= deployment.accepted_at:
-                        for a in monitor.observe(record_view(item), at, source="record"):
-                            alarms.append((a, at))
-                    item.drift_processed_at = now
-                    session.add(item)
-                else:
-                    fb, outputs = item
-                    view = outcome_view(outputs, fb, performance)
-                    for a in monitor.observe(view, fb.given_at, source="feedback"):
-                        alarms.append((a, fb.given_at))
-                    fb.drift_processed_at = now
-                    session.add(fb)
-            if not records and not feedback:
+        try:
+            more = _pass_chunk(engine, deployment_id, actor, result, claim, batch)
+        except _Conflict:
+            # Another pass (another process on SQLite) wrote between our read and our write:
+            # ours was rolled back whole; read again from what it left.
+            conflicts += 1
+            if conflicts > MAX_CONFLICTS:
+                result.skipped = True
                 return result
-            _save_state(
+            continue
+        if not more:
+            return result
+
+
+def _pass_chunk(
+    engine: Engine, deployment_id: str, actor: str, result: PassResult, claim: bool, batch: int
+) -> bool:
+    """Read the next chunk, analyse it, write it; True if more may be waiting.
+
+    Calibration (solving ARL equations when a reference completes) happens in the analysis, so
+    no write lock is held while it runs: on SQLite the reads are outside any transaction and
+    the write lock is taken after the analysis, which is discarded if the state's version
+    changed meanwhile; on PostgreSQL the transaction holds only the deployment's row lock (the
+    claim, which no insert waits for) until it writes."""
+    with Session(engine, expire_on_commit=False) as session:
+        sqlite = session.get_bind().dialect.name == "sqlite"
+        if sqlite:
+            deployment = session.get(Deployment, deployment_id)
+        elif claim:
+            deployment = claim_deployment(session, deployment_id)
+            if deployment is None:
+                exists = session.execute(
+                    sa.select(sa.literal(1)).where(col(Deployment.id) == deployment_id)
+                ).first()
+                if exists is not None:
+                    result.skipped = True  # another worker holds it: it finishes the pass
+                    return False
+        else:
+            deployment = lock_deployment(session, deployment_id)
+        if deployment is None:
+            raise ValueError(f"unknown deployment {deployment_id!r}")
+        state_row, monitor = load_state(session, deployment_id)
+        version = state_row.version if state_row is not None else None
+        records = _unprocessed_records(session, deployment_id, batch)
+        started: MonitorConfig | None = None
+        if monitor is None:
+            if not records:
+                return False
+            try:
+                config = _config_for(deployment, [record_view(r) for r in records[:500]])
+            except ConfigError as exc:
+                raise ConfigError(f"deployment {deployment_id}: {exc}") from exc
+            monitor = DeploymentMonitor.new(config)
+            started = config  # audited after the pass's row writes (monitor/audit.py)
+        full = len(records) == batch
+        horizon = records[-1].acquired_at if full else None
+        feedback = _pending_feedback(session, deployment, records, horizon)
+        if not records and not feedback:
+            return False
+        # On SQLite nothing is held here: the driver opens a transaction only at the first
+        # write, so the reads above took no lock and the analysis runs outside any transaction.
+        alarms = _analyse(monitor, deployment, records, feedback)
+        now = utcnow()
+        if sqlite:
+            lock_deployment(session, deployment_id)  # the write lock, from here to commit
+            state_row = _current_state(session, deployment_id, version)
+        _mark_processed(session, InferenceRecord, [r.id for r in records], now)
+        _mark_processed(session, Feedback, [fb.id for fb, _, _ in feedback if fb.id], now)
+        _save_state(
+            session,
+            deployment_id,
+            state_row,
+            monitor,
+            now,
+            records[-1].acquired_at if records else None,
+        )
+        if alarms:
+            _lock_open_alerts(session, deployment_id)
+        for alarm, _ in alarms:
+            alert = _raise_alert(session, deployment, alarm)
+            if alert is not None and alert.id is not None:
+                result.alerts_opened.append(alert.id)
+        if started is not None:
+            record_action(
                 session,
-                deployment_id,
-                state_row,
-                monitor,
-                now,
-                records[-1].acquired_at if records else None,
+                actor=actor,
+                action="monitoring.start",
+                entity_type="deployment",
+                entity_id=deployment_id,
+                reason="detector state created from configuration",
+                new_value={"config": started.to_dict()},
             )
-            if alarms:
-                _lock_open_alerts(session, deployment_id)
-            for alarm, _ in alarms:
-                alert = _raise_alert(session, deployment, alarm)
-                if alert is not None and alert.id is not None:
-                    result.alerts_opened.append(alert.id)
-            if started is not None:
-                record_action(
-                    session,
-                    actor=actor,
-                    action="monitoring.start",
-                    entity_type="deployment",
-                    entity_id=deployment_id,
-                    reason="detector state created from configuration",
-                    new_value={"config": started.to_dict()},
-                )
-            session.commit()
-            result.records += len(records)
-            result.feedback += len(feedback)
-            result.alarms += [a for a, _ in alarms]
-            if len(records) < PASS_BATCH:
-                return result
+        session.commit()
+        result.records += len(records)
+        result.feedback += len(feedback)
+        result.alarms += [a for a, _ in alarms]
+        return full
+
+
+def _current_state(
+    session: Session, deployment_id: str, version: int | None
+) -> DetectorState | None:
+    """The state row as it is now, under the write lock; ``_Conflict`` if another pass saved
+    (or a reset deleted) it since our read."""
+    row = session.exec(
+        select(DetectorState)
+        .where(
+            DetectorState.deployment_id == deployment_id,
+            DetectorState.stream == STATE_STREAM,
+            DetectorState.detector == STATE_DETECTOR,
+        )
+        .execution_options(populate_existing=True)
+    ).first()
+    if (row.version if row is not None else None) != version:
+        session.rollback()
+        raise _Conflict
+    return row
+
+
+def _analyse(
+    monitor: DeploymentMonitor,
+    deployment: Deployment,
+    records: Sequence[Any],
+    feedback: Sequence[tuple[Feedback, dict[str, Any], datetime]],
+) -> list[tuple[StreamAlarm, datetime]]:
+    """Feed the chunk: records by acquisition time and labels by the time they were given,
+    merged, as a live service would have seen them; a label never precedes its own record."""
+    performance = (deployment.monitoring or {}).get("performance") or {}
+    alarms: list[tuple[StreamAlarm, datetime]] = []
+    events: list[tuple[datetime, int, int, Any]] = [
+        (r.acquired_at, 0, i, r) for i, r in enumerate(records)
+    ]
+    events += [
+        (max(fb.given_at, acquired), 1, i, (fb, outputs))
+        for i, (fb, outputs, acquired) in enumerate(feedback)
+    ]
+    events.sort(key=lambda e: e[:3])
+    for at, kind, _, item in events:
+        if kind == 0:
+            # Before acceptance into clinical use the AI was being validated: those records
+            # are neither reference nor monitored.
+            if deployment.accepted_at is None or at >= deployment.accepted_at:
+                for a in monitor.observe(record_view(item), at, source="record"):
+                    alarms.append((a, at))
+        else:
+            fb, outputs = item
+            view = outcome_view(outputs, fb, performance)
+            for a in monitor.observe(view, fb.given_at, source="feedback"):
+                alarms.append((a, fb.given_at))
+    return alarms
 
 
 def _pending_feedback(
@@ -381,6 +535,8 @@ def _pending_feedback(
 
 
 def _cause(alarm: StreamAlarm) -> str:
+    if alarm.alarm.kind == "quarantine":
+        return STREAM_STOPPED
     if alarm.alarm.kind == "notice":
         return f"new_condition:{alarm.alarm.detail.get('value')}"
     if alarm.stream.startswith("performance."):
@@ -389,6 +545,8 @@ def _cause(alarm: StreamAlarm) -> str:
 
 
 def _severity(alarm: StreamAlarm) -> str:
+    if alarm.alarm.kind == "quarantine":
+        return "warning"
     if alarm.alarm.kind == "notice":
         return "info" if alarm.kind != "categorical" else "warning"
     return "critical" if alarm.stream.startswith("performance.") else "warning"
@@ -396,6 +554,8 @@ def _severity(alarm: StreamAlarm) -> str:
 
 def _title(alarm: StreamAlarm) -> str:
     a = alarm.alarm
+    if a.kind == "quarantine":
+        return str(a.detail["reason"])
     if a.kind == "notice":
         return (
             f"New value in {alarm.stream}: {a.detail.get('value')!r} (never seen in the reference)"
@@ -492,10 +652,96 @@ def _raise_alert(session: Session, deployment: Deployment, alarm: StreamAlarm) -
     return alert
 
 
-def detect_all(engine: Engine) -> list[PassResult]:
+def detect_all(engine: Engine, *, claim: bool = False) -> list[PassResult]:
+    """A pass over every deployment. One deployment's failure (a configuration that cannot be
+    used, a state that cannot be read, anything else) rolls back only its own transaction, is
+    logged without values, raises one alert, and the pass goes on with the others.
+
+    ``claim``: one of several workers sharing a PostgreSQL store; a deployment another worker
+    is analysing is skipped (``PassResult.skipped``), and that worker finishes it."""
+    batch = DetectionSettings().batch_records  # a bad setting is the caller's error, raised
     with Session(engine) as session:
         ids = list(session.exec(select(Deployment.id).order_by(col(Deployment.id))))
-    return [detect_deployment(engine, d) for d in ids]
+    return [detect_isolated(engine, d, claim=claim, batch_records=batch) for d in ids]
+
+
+def detect_isolated(
+    engine: Engine, deployment_id: str, *, claim: bool = False, batch_records: int | None = None
+) -> PassResult:
+    """``detect_deployment`` that never raises: a failure is an alert and a log line."""
+    try:
+        return detect_deployment(engine, deployment_id, claim=claim, batch_records=batch_records)
+    except ConfigError as exc:
+        # The configuration is the administrator's own text (field names and kinds), not a
+        # record's value: the message may name it.
+        log.warning(
+            "detection of %s skipped: its monitoring configuration cannot be used", deployment_id
+        )
+        _flag_deployment(
+            engine,
+            deployment_id,
+            CONFIG_ERROR,
+            f"Detection of {deployment_id} is stopped: its monitoring configuration cannot be "
+            f"used ({_config_problem(exc)}). Its records wait, unanalysed, and the other "
+            "deployments continue; detection resumes at the first pass after the configuration "
+            "is fixed.",
+        )
+    except Exception as exc:  # a deployment's failure must not stop the others
+        # The type only: a message may quote a value from a record or the stored state.
+        log.error(
+            "detection of %s failed (%s); its records wait and the other deployments continue",
+            deployment_id,
+            type(exc).__name__,
+        )
+        _flag_deployment(
+            engine,
+            deployment_id,
+            DETECTION_FAILED,
+            f"Detection of {deployment_id} failed ({type(exc).__name__}): its records wait, "
+            "unanalysed, and the other deployments continue. It is retried at every pass; if "
+            "its stored detector state is damaged, reset its reference.",
+        )
+    return PassResult(deployment_id, failed=True)
+
+
+def _config_problem(exc: ConfigError) -> str:
+    text = str(exc)
+    prefix = "deployment "
+    if text.startswith(prefix) and ": " in text:
+        text = text.split(": ", 1)[1]
+    return text[:300]
+
+
+def _flag_deployment(engine: Engine, deployment_id: str, cause: str, title: str) -> None:
+    """One open alert per deployment and cause: a failure that repeats at every pass is said
+    once. Written in its own transaction (the pass's was rolled back)."""
+    try:
+        with Session(engine) as session:
+            if lock_deployment(session, deployment_id) is None:
+                return
+            exists = session.exec(
+                select(Alert.id).where(
+                    Alert.deployment_id == deployment_id,
+                    Alert.stream == STATE_STREAM,
+                    Alert.cause == cause,
+                    Alert.status != "resolved",
+                )
+            ).first()
+            if exists is not None:
+                return
+            session.add(
+                Alert(
+                    deployment_id=deployment_id,
+                    stream=STATE_STREAM,
+                    cause=cause,
+                    severity="critical",
+                    title=title[:500],
+                    evidence={"timestamp": utcnow().isoformat(), "reason": title},
+                )
+            )
+            session.commit()
+    except Exception as exc:  # the store itself failing: said in the log, retried next pass
+        log.error("could not record the failure of %s (%s)", deployment_id, type(exc).__name__)
 
 
 def open_alerts(engine: Engine, deployment_id: str | None = None) -> list[Alert]:

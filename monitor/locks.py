@@ -9,6 +9,11 @@ SQLite has no row locks: a no-op ``UPDATE`` of the rows takes the database's wri
 rest of the transaction, and waits for it under the busy timeout. Either way a second process
 doing the same check-then-write waits until the first has committed, then sees its write.
 
+Several detection workers on one PostgreSQL claim deployments with
+``FOR NO KEY UPDATE SKIP LOCKED`` (:func:`claim_deployment`): a deployment another worker is
+analysing is skipped, not waited for, and the claim ends with the claimer's transaction, so a
+worker killed mid-pass (its connection closes, its transaction rolls back) frees it at once.
+
 Order, for every transaction that takes more than one: the deployment, then its alerts (id
 order), then the audit trail (:func:`monitor.audit.record_action`).
 """
@@ -50,4 +55,14 @@ def lock_deployment(session: Session, deployment_id: str) -> Deployment | None:
         return session.get(Deployment, deployment_id)
     return session.exec(
         select(Deployment).where(Deployment.id == deployment_id).with_for_update(key_share=True)
+    ).first()
+
+
+def claim_deployment(session: Session, deployment_id: str) -> Deployment | None:
+    """The deployment, locked for this transaction, or None if another transaction holds it
+    (PostgreSQL only: SQLite has one writer, and its passes check their state's version)."""
+    return session.exec(
+        select(Deployment)
+        .where(Deployment.id == deployment_id)
+        .with_for_update(key_share=True, skip_locked=True)
     ).first()

@@ -119,6 +119,16 @@ class InferenceRecord(SQLModel, table=True):
     __tablename__ = "inference_record"
     __table_args__ = (
         sa.Index("ix_inference_record_deployment_acquired", "deployment_id", "acquired_at", "id"),
+        # Only the records the drift engine has not consumed: its size is the backlog, not the
+        # history, so finding the next records costs the same after a year as on day one.
+        sa.Index(
+            "ix_inference_record_unprocessed",
+            "deployment_id",
+            "acquired_at",
+            "id",
+            sqlite_where=sa.text("drift_processed_at IS NULL"),
+            postgresql_where=sa.text("drift_processed_at IS NULL"),
+        ),
     )
     id: int | None = Field(default=None, primary_key=True)
     record_id: str = Field(max_length=64, unique=True)
@@ -139,6 +149,14 @@ class Feedback(SQLModel, table=True):
     """A later verdict on a record: the physician's decision, ground truth, the Dice of an edit."""
 
     __tablename__ = "feedback"
+    __table_args__ = (
+        sa.Index(
+            "ix_feedback_unprocessed",
+            "record_id",
+            sqlite_where=sa.text("drift_processed_at IS NULL"),
+            postgresql_where=sa.text("drift_processed_at IS NULL"),
+        ),
+    )
     id: int | None = Field(default=None, primary_key=True)
     feedback_id: str = Field(max_length=64, unique=True)
     record_id: str = Field(foreign_key="inference_record.record_id", max_length=64, index=True)
@@ -304,6 +322,9 @@ class DetectorState(SQLModel, table=True):
     state: dict[str, Any] = json_field()
     last_acquired_at: datetime | None = ts_field(nullable=True)
     updated_at: datetime = ts_field(default_now=True)
+    # Bumped by every save: a pass that computed outside its write transaction writes only if
+    # the state is still the version it read (monitor.detection).
+    version: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
 
 class DeploymentStream(SQLModel, table=True):

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 from sqlalchemy.engine import Engine
 
 from alerts.config import NotifySettings
-from monitor.detection import detect_all
+from monitor.detection import PassResult, detect_all
 from monitor.reports import attach_reports
 
 log = logging.getLogger("phase4.worker")
@@ -33,7 +34,8 @@ class DetectionWorker:
         self._thread.start()
 
     def _detect(self) -> None:
-        for result in detect_all(self.engine):
+        # claim: `phase4 detect --loop` workers may share the store (PostgreSQL)
+        for result in detect_all(self.engine, claim=True):
             if result.alarms:
                 log.info(
                     "%s: %d records, %d alarms, %d new alerts",
@@ -89,3 +91,31 @@ class DetectionWorker:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout_s)
+
+
+def run_detection_loop(
+    engine: Engine,
+    interval_s: float,
+    *,
+    stop_when_idle: bool = False,
+    on_pass: Callable[[list[PassResult]], None] | None = None,
+) -> int:
+    """Detection passes until interrupted (or, with ``stop_when_idle``, until a pass finds
+    nothing to analyse and no deployment held by another worker); returns the passes run."""
+    passes = 0
+    try:
+        while True:
+            started = time.monotonic()
+            results = detect_all(engine, claim=True)
+            passes += 1
+            if on_pass is not None:
+                on_pass(results)
+            worked = any(r.records or r.feedback for r in results)
+            # a deployment another worker holds may still have records when that worker dies
+            waiting = any(r.skipped for r in results)
+            if stop_when_idle and not worked and not waiting:
+                return passes
+            if not worked:
+                time.sleep(max(0.0, interval_s - (time.monotonic() - started)))
+    except KeyboardInterrupt:
+        return passes

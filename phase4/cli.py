@@ -455,12 +455,40 @@ def replay(
 def detect(
     deployment: Annotated[str | None, typer.Option(help="Only this deployment.")] = None,
     database_url: DatabaseOpt = None,
+    loop: Annotated[
+        bool,
+        typer.Option(
+            "--loop",
+            help="Keep analysing what arrives, a pass every --interval-s; any number of such "
+            "workers can share one PostgreSQL store (each deployment claimed by one at a time).",
+        ),
+    ] = False,
+    interval_s: Annotated[
+        float, typer.Option(min=0.0, help="With --loop: seconds between passes when idle.")
+    ] = 5.0,
+    stop_when_idle: Annotated[
+        bool, typer.Option(help="With --loop: stop after a pass that found nothing to do.")
+    ] = False,
 ) -> None:
     """Run the drift engine over everything stored and not yet analysed (the service does this
     continuously); print the alerts it opened."""
     from monitor.detection import ConfigError, detect_all, detect_deployment
 
     engine = create_db_engine(_upgraded_url(database_url))
+    if loop:
+        from monitor.detection import PassResult
+        from monitor.worker import run_detection_loop
+
+        def said(results: list[PassResult]) -> None:
+            done = [r for r in results if r.records or r.feedback]
+            if done:
+                out.print(f"pass: {sum(r.records for r in done):,} records analysed")
+
+        try:
+            run_detection_loop(engine, interval_s, stop_when_idle=stop_when_idle, on_pass=said)
+        except ValueError as exc:
+            raise _fail(str(exc)) from exc
+        return
     try:
         results = [detect_deployment(engine, deployment)] if deployment else detect_all(engine)
     except (ValueError, ConfigError) as exc:

@@ -52,6 +52,17 @@ def _cusum_h(arl0: float, k: float, reference_size: int | None) -> float:
     return calibrate_cusum_h(arl0, k, reference_size)
 
 
+@lru_cache(maxsize=1024)
+def _bernoulli_design(
+    p0: float, p1: float, arl0: float, reference: tuple[int, int] | None
+) -> tuple[int, int, int]:
+    """(up, down, h) of the Bernoulli CUSUM: hundreds of sparse solves, and the same for every
+    stream with the same reference counts and budget share (a rare event stream with no events
+    in its reference, say, at each of a thousand deployments): solved once per process."""
+    design = calibrate_bernoulli_cusum_uncertain(p0, p1, arl0, reference)
+    return design.up, design.down, design.h
+
+
 @lru_cache(maxsize=256)
 def _ewma_l(arl0: float, lam: float, reference_size: int | None) -> float:
     return calibrate_ewma_l(arl0, lam, reference_size)
@@ -259,8 +270,10 @@ class BernoulliCusum:
     def calibrated(
         cls, p0: float, p1: float, arl0: float, reference: tuple[int, int] | None = None
     ) -> BernoulliCusum:
-        design = calibrate_bernoulli_cusum_uncertain(p0, p1, arl0, reference)
-        return cls(p0=p0, p1=p1, up=design.up, down=design.down, h=design.h)
+        up, down, h = _bernoulli_design(
+            float(p0), float(p1), float(arl0), tuple(reference) if reference else None
+        )
+        return cls(p0=p0, p1=p1, up=up, down=down, h=h)
 
     def arl(self, p: float) -> float:
         return bernoulli_cusum_arl(self.up, self.down, self.h, p)

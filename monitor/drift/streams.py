@@ -15,6 +15,13 @@ small reference whose own estimation error alone would overspend the false-alarm
 marked ``not_calibratable`` in its budget, with the reason, and keeps collecting a reference
 twice as large; after ``MAX_REFERENCE_GROWTH`` times the configured size it gives up, says so,
 and stops collecting. One stream's problem never stops the deployment's other streams.
+
+A value that cannot be one of the stream's observations (beyond float range, NaN, ±inf, a list
+where a number belongs) is missing for that stream, and counted (``unusable``). A stream whose
+update raises anyway (a state the store holds but no update could have written) is
+**quarantined**: its state says why and since when, it receives no further observations until
+its reference is reset or uploaded, and the deployment's other streams go on
+(``DeploymentMonitor.observe`` returns one ``quarantine`` notice for it, never the exception).
 """
 
 from __future__ import annotations
@@ -197,27 +204,50 @@ def read_field(record: Mapping[str, Any], path: str) -> Any:
     return node
 
 
+def finite_float(value: Any) -> float | None:
+    """``value`` as a finite float, or None: NaN, ±inf and integers beyond float range (a JSON
+    integer may have any number of digits; ``float(10**400)`` raises OverflowError) are not
+    observations of a physical quantity."""
+    if type(value) is float:
+        return value if math.isfinite(value) else None
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, int):
+        try:
+            return float(value)
+        except OverflowError:
+            return None
+    if isinstance(value, float):  # a float subclass
+        return float(value) if math.isfinite(value) else None
+    return None
+
+
 def _usable(kind: StreamKind, value: Any) -> Any:
     """The value as the stream's kind, or None when missing or unusable."""
     if value is None:
         return None
     if kind == "numeric":
-        if type(value) is float:
-            return value if math.isfinite(value) else None
-        if isinstance(value, bool):
-            return float(value)
-        if isinstance(value, int | float) and math.isfinite(value):
-            return float(value)
-        return None
+        return finite_float(value)
     if kind == "binary":
         if isinstance(value, bool):
             return value
-        if isinstance(value, int | float):
-            return bool(value)
+        if isinstance(value, int):
+            return value != 0
+        if isinstance(value, float):
+            return value != 0 if not math.isnan(value) else None
         if isinstance(value, str):
             return bool(value.strip())  # e.g. an error message: present = event
         return None
-    return str(value)
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float):
+        return str(value) if math.isfinite(value) else None
+    if isinstance(value, int):
+        try:
+            return str(value)
+        except ValueError:  # beyond Python's integer-to-text limit
+            return None
+    return None  # a list or an object is not a category
 
 
 @dataclass(slots=True)
@@ -264,6 +294,11 @@ class Stream:
     times: dict[int, str] = field(default_factory=dict)
     observations: int = 0
     reference_events: int = 0
+    # values present but unusable as an observation (beyond float range, NaN, a list...)
+    unusable: int = 0
+    # set when an update raised: {"reason": plain words, "at": the record's time}; no update
+    # reaches the stream again until its reference is reset or uploaded
+    quarantine: dict[str, Any] | None = None
     _numeric_ref: NumericReference | None = None
 
     @property
@@ -281,10 +316,15 @@ class Stream:
         spec = self.spec
         if spec.where and any(read_field(record, k) != v for k, v in spec.where):
             return []
+        if self.quarantine is not None:
+            return []
         self.seen_records += 1
         path = spec.field
-        value = _usable(spec.kind, record[path] if path in record else read_field(record, path))
+        raw = record[path] if path in record else read_field(record, path)
+        value = _usable(spec.kind, raw)
         if value is None:
+            if raw is not None:
+                self.unusable += 1
             return []
         self.observations += 1
         if self.reference is None:
@@ -454,6 +494,8 @@ class Stream:
             "detectors": {k: v.to_dict() for k, v in self.detectors.items()},
             "times": {str(k): v for k, v in self.times.items() if k in live},
             "observations": self.observations,
+            "unusable": self.unusable,
+            "quarantine": self.quarantine,
         }
 
     @classmethod
@@ -469,10 +511,43 @@ class Stream:
             detectors={k: detector_from_dict(k, v) for k, v in d["detectors"].items()},
             times={int(k): v for k, v in d["times"].items()},
             observations=d["observations"],
+            unusable=int(d.get("unusable", 0)),
+            quarantine=d.get("quarantine"),
         )
         if spec.kind == "numeric" and stream.reference is not None:
             stream._numeric_ref = NumericReference.from_dict(stream.reference)
+        if spec.kind == "binary":
+            # The events collected so far are in the reference values: counted again here, or
+            # every reload (each pass's chunk) would start the count at zero and the reference
+            # would wait for its 50 events to arrive within a single chunk.
+            stream.reference_events = sum(1 for v in stream.reference_values if v)
         return stream
+
+
+def failure_words(exc: BaseException) -> str:
+    """What went wrong, in plain words and without the value that caused it."""
+    if isinstance(exc, OverflowError):
+        return "a value beyond float range arrived"
+    if isinstance(exc, ArithmeticError):
+        return "a value made its arithmetic fail"
+    if isinstance(exc, KeyError | TypeError | ValueError | AttributeError | IndexError):
+        return f"its saved state or a value could not be used ({type(exc).__name__})"
+    return f"its update failed ({type(exc).__name__})"
+
+
+def _quarantine_notice(
+    name: str, kind: StreamKind, reason: str, exc: Exception, row: int, stamp: str
+) -> StreamAlarm:
+    notice = Alarm(
+        "quarantine",
+        row,
+        0.0,
+        0.0,
+        row,
+        kind="quarantine",
+        detail={"reason": reason, "error": type(exc).__name__},
+    )
+    return StreamAlarm(name, kind, notice, stamp, stamp, None)
 
 
 def designed_p1(p0: float, rate_ratio: float) -> float:
@@ -529,6 +604,7 @@ class DeploymentMonitor:
     cbpe_pairs: list[list[Any]] = field(default_factory=list)
     cbpe: PerformanceEstimator | None = None
     cbpe_window_at: str | None = None
+    cbpe_quarantine: dict[str, Any] | None = None
 
     @classmethod
     def new(cls, config: MonitorConfig) -> DeploymentMonitor:
@@ -554,9 +630,12 @@ class DeploymentMonitor:
             row = self.feedback if row is None else row
             self.feedback += 1
         stamp = at.isoformat() if isinstance(at, datetime) else str(at)
-        alarms: list[StreamAlarm] = (
-            self._cbpe(record, row, stamp, source) if self.config.cbpe else []
-        )
+        alarms: list[StreamAlarm] = []
+        if self.config.cbpe and self.cbpe_quarantine is None:
+            try:
+                alarms = self._cbpe(record, row, stamp, source)
+            except Exception as exc:  # one estimator's failure stops only it
+                alarms = [self._quarantine_cbpe(exc, row, stamp)]
         config, total = self.config, max(self.records, 1)
         for stream in self.streams.values():
             if stream.spec.source != source:
@@ -572,7 +651,30 @@ class DeploymentMonitor:
                 stream.seen_records = 0
                 stream.observations = 0
                 stream.budget = {"unusable_reference": str(exc)}
+            except Exception as exc:  # one stream's failure stops only it
+                alarms.append(self._quarantine(stream, exc, row, stamp))
         return alarms
+
+    def _quarantine(self, stream: Stream, exc: Exception, row: int, stamp: str) -> StreamAlarm:
+        """Stop ``stream`` (its state says why) and say so once, in plain words. The words
+        name the kind of failure, never the value (it may be anything a client sent)."""
+        others = sum(1 for s in self.streams.values() if s is not stream and s.quarantine is None)
+        reason = (
+            f"stream '{stream.spec.name}' stopped: {failure_words(exc)} on {stamp[:10]}; "
+            f"detection of the other {others} streams continues. It stays stopped until its "
+            "reference is reset or uploaded."
+        )
+        stream.quarantine = {"reason": reason, "at": stamp, "error": type(exc).__name__}
+        return _quarantine_notice(stream.spec.name, stream.spec.kind, reason, exc, row, stamp)
+
+    def _quarantine_cbpe(self, exc: Exception, row: int, stamp: str) -> StreamAlarm:
+        reason = (
+            f"performance estimation without labels stopped: {failure_words(exc)} on "
+            f"{stamp[:10]}; detection of the {len(self.streams)} streams continues. It stays "
+            "stopped until the reference is reset or uploaded."
+        )
+        self.cbpe_quarantine = {"reason": reason, "at": stamp, "error": type(exc).__name__}
+        return _quarantine_notice("estimated", "numeric", reason, exc, row, stamp)
 
     def _cbpe(
         self, record: Mapping[str, Any], row: int, stamp: str, source: str
@@ -582,21 +684,22 @@ class DeploymentMonitor:
             return []
         if source == "feedback":
             triple = record.get("cbpe") or {}
-            score, truth, call = triple.get("score"), triple.get("truth"), triple.get("call")
-            if self.cbpe is None and isinstance(score, int | float) and isinstance(truth, bool):
-                self.cbpe_pairs.append([float(score), truth, bool(call)])
+            score = finite_float(triple.get("score"))
+            truth, call = triple.get("truth"), triple.get("call")
+            if self.cbpe is None and score is not None and isinstance(truth, bool):
+                self.cbpe_pairs.append([score, truth, bool(call)])
                 if len(self.cbpe_pairs) >= int(spec.get("reference_size", 300)):
                     self._fit_cbpe(spec)
             return []
         if self.cbpe is None:
             return []
-        score = read_field(record, str(spec["score"]))
+        score = finite_float(read_field(record, str(spec["score"])))
         call = read_field(record, str(spec["prediction"]))
-        if not isinstance(score, int | float) or not isinstance(call, bool):
+        if score is None or not isinstance(call, bool):
             return []
         if not self.cbpe.probs:
             self.cbpe_window_at = stamp
-        found = self.cbpe.update(float(score), call, row)
+        found = self.cbpe.update(score, call, row)
         return [
             StreamAlarm(
                 f"estimated.{a.detail['metric']}",
@@ -633,6 +736,7 @@ class DeploymentMonitor:
             "cbpe_pairs": self.cbpe_pairs,
             "cbpe": self.cbpe.to_dict() if self.cbpe else None,
             "cbpe_window_at": self.cbpe_window_at,
+            "cbpe_quarantine": self.cbpe_quarantine,
             "config": self.config.to_dict(),
             "records": self.records,
             "feedback": self.feedback,
@@ -649,4 +753,5 @@ class DeploymentMonitor:
             cbpe_pairs=list(d.get("cbpe_pairs", [])),
             cbpe=PerformanceEstimator.from_dict(d["cbpe"]) if d.get("cbpe") else None,
             cbpe_window_at=d.get("cbpe_window_at"),
+            cbpe_quarantine=d.get("cbpe_quarantine"),
         )

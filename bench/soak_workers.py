@@ -1,0 +1,229 @@
+"""Soak: steady ingest into one PostgreSQL while 1, 2, 3... `phase4 detect --loop` workers
+analyse it; detection lag, records/s per worker, and whether the result equals one worker's.
+
+Run:  .venv/bin/python bench/soak_workers.py [--deployments 1000] [--streams 30]
+          [--duration-s 600] [--rate 300] [--workers 1 2 3]
+          [--postgres-url postgresql+psycopg://postgres@127.0.0.1:5432/test]
+
+For each worker count a throwaway database gets ``--deployments`` deployments of ``--streams``
+monitored fields and the same deterministic records (same ids, values and acquisition times),
+ingested through ``monitor.ingest`` at ``--rate`` records/s in total (round robin over the
+deployments) for ``--duration-s``; the workers are real processes. Every second the lag is
+sampled: the age of the oldest record not yet analysed (0 when none waits). After the ingest,
+the time to drain the backlog. Each worker's records come from its own per-pass output. The
+detector states are compared with the first worker count's (1 worker): every record analysed
+exactly once gives identical states. Writes bench/results/soak_workers.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+from sqlmodel import Session, select
+
+from monitor.auth import Principal, Role
+from monitor.db import create_db_engine, session_scope, upgrade
+from monitor.ingest import ingest_records
+from monitor.models import DetectorState
+from monitor.registry import create_deployment
+
+T0 = datetime(2026, 1, 5, 8, tzinfo=UTC)
+
+
+def monitoring(streams: int) -> dict[str, Any]:
+    specs = [{"field": f"features.f{j:02d}", "kind": "numeric"} for j in range(streams - 1)]
+    specs.append({"field": "outputs.positive", "kind": "binary"})
+    return {"streams": specs, "reference_size": 500, "studies_per_day": 20}
+
+
+def records(deployments: int, streams: int, total: int) -> list[dict[str, Any]]:
+    """Round robin over the deployments, each in acquisition order; the same every run."""
+    g = np.random.default_rng(5)
+    values = g.normal(2.0, 0.3, size=(total, streams - 1)).round(4)
+    out = []
+    for i in range(total):
+        d, k = i % deployments, i // deployments
+        at = T0 + timedelta(minutes=30 * k)
+        out.append(
+            {
+                "record_id": f"{d:05d}{k:027d}",
+                "deployment": f"ai@site-{d:05d}",
+                "acquired_at": at.isoformat(),
+                "inferred_at": at.isoformat(),
+                "features": {f"f{j:02d}": float(values[i, j]) for j in range(streams - 1)},
+                "outputs": {"positive": bool(values[i, 0] > 2.16)},
+            }
+        )
+    return out
+
+
+def prepare(url: str, deployments: int, streams: int) -> Any:
+    upgrade(url)
+    engine = create_db_engine(url)
+    with session_scope(engine) as s:
+        for d in range(deployments):
+            create_deployment(
+                s,
+                deployment_id=f"ai@site-{d:05d}",
+                site_id=f"site-{d:05d}",
+                model_name="PETLesionDetect",
+                model_version="2.1.0",
+                actor="bench",
+                monitoring=monitoring(streams),
+            )
+    return engine
+
+
+def lag_s(engine: Any) -> float:
+    with engine.connect() as conn:
+        oldest = conn.execute(
+            sa.text(
+                "SELECT min(received_at) FROM inference_record WHERE drift_processed_at IS NULL"
+            )
+        ).scalar_one()
+    return 0.0 if oldest is None else (datetime.now(UTC) - oldest).total_seconds()
+
+
+def run(
+    url: str, workers: int, data: list[dict[str, Any]], args: argparse.Namespace
+) -> dict[str, Any]:
+    engine = prepare(url, args.deployments, args.streams)
+    cli = Path(sys.executable).parent / "phase4"
+    procs = [
+        subprocess.Popen(
+            [str(cli), "detect", "--loop", "--interval-s", "1", "--database-url", url],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env={**os.environ, "COLUMNS": "200"},
+        )
+        for _ in range(workers)
+    ]
+    principal = Principal("bench", Role.ADMIN, None)
+    per_tick = max(1, int(args.rate / 2))
+    done = threading.Event()
+
+    def feed() -> None:
+        t = time.monotonic()
+        for i in range(0, len(data), per_tick):
+            with session_scope(engine) as s:
+                ingest_records(s, data[i : i + per_tick], principal, max_batch=len(data))
+            t += 0.5
+            time.sleep(max(0.0, t - time.monotonic()))
+        done.set()
+
+    started = time.monotonic()
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    lags = []
+    analysed = []
+    try:
+        while not done.is_set():
+            assert feeder.is_alive() or done.is_set(), "ingest failed"
+            time.sleep(1)
+            lags.append(lag_s(engine))
+        ingest_s = time.monotonic() - started
+        while (lag := lag_s(engine)) > 0:
+            lags.append(lag)
+            time.sleep(1)
+        drained_s = time.monotonic() - started
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGINT)
+            out, _ = p.communicate(timeout=120)
+            analysed.append(
+                sum(int(n.replace(",", "")) for n in re.findall(r"pass: ([\d,]+) records", out))
+            )
+    with Session(engine) as s:
+        states = {r.deployment_id: r.state for r in s.exec(select(DetectorState))}
+    engine.dispose()
+    return {
+        "workers": workers,
+        "records": len(data),
+        "ingest_records_per_s": round(len(data) / ingest_s),
+        "detect_records_per_s": round(len(data) / drained_s),
+        "records_per_worker": analysed,
+        "records_per_s_per_worker": [round(a / drained_s) for a in analysed],
+        "lag_s_median": round(statistics.median(lags), 1) if lags else 0.0,
+        "lag_s_max": round(max(lags), 1) if lags else 0.0,
+        "drain_after_ingest_s": round(drained_s - ingest_s, 1),
+        "_states": states,
+    }
+
+
+def differences(a: Any, b: Any, path: str = "") -> list[str]:
+    """Where two states differ (paths, and the two values briefly)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out: list[str] = []
+        for key in sorted(set(a) | set(b), key=str):
+            out += differences(a.get(key), b.get(key), f"{path}/{key}")
+        return out
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        pairs = enumerate(zip(a, b, strict=True))
+        return [d for i, (x, y) in pairs for d in differences(x, y, f"{path}[{i}]")]
+    return [] if a == b else [f"{path}: {str(a)[:60]} != {str(b)[:60]}"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--deployments", type=int, default=1000)
+    parser.add_argument("--streams", type=int, default=30)
+    parser.add_argument("--duration-s", type=float, default=600)
+    parser.add_argument("--rate", type=float, default=300, help="records/s ingested in total")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--postgres-url", default=os.environ.get("PHASE4_TEST_POSTGRES_URL"))
+    args = parser.parse_args()
+    if not args.postgres_url:
+        sys.exit("error: --postgres-url (or PHASE4_TEST_POSTGRES_URL) is required")
+    data = records(args.deployments, args.streams, int(args.rate * args.duration_s))
+    admin = sa.create_engine(args.postgres_url, isolation_level="AUTOCOMMIT")
+    rows = []
+    for k in args.workers:
+        name = f"phase4_soak_{uuid.uuid4().hex[:8]}"
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        try:
+            url = sa.make_url(args.postgres_url).set(database=name)
+            row = run(url.render_as_string(hide_password=False), k, data, args)
+        finally:
+            with admin.connect() as conn:
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        row["states_equal_first_run"] = row["_states"] == rows[0]["_states"] if rows else True
+        if rows and not row["states_equal_first_run"]:
+            row["state_differences"] = differences(rows[0]["_states"], row["_states"])[:10]
+        rows.append(row)
+        print({k: v for k, v in row.items() if k != "_states"}, flush=True)
+    admin.dispose()
+    results = {
+        "machine": {"nproc": os.cpu_count(), "python": platform.python_version()},
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "deployments": args.deployments,
+        "streams": args.streams,
+        "duration_s": args.duration_s,
+        "rate": args.rate,
+        "runs": [{k: v for k, v in r.items() if k != "_states"} for r in rows],
+    }
+    path = Path(__file__).parent / "results" / "soak_workers.json"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps(results, indent=2))
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
