@@ -26,6 +26,7 @@ from probes.capture import CapturedTuple, describe_error, new_record_id, snapsho
 from probes.inference import Extractor, Inference, Watcher
 from probes.log import LOG, OnceLog
 from probes.pseudonym import Pseudonymiser, resolve_site_secret
+from probes.sanitise import storable_text
 from probes.sender import Sender
 from probes.spool import Spool
 from probes.stats import Counters, ProbeStats
@@ -305,8 +306,8 @@ def _validate(
         raise ValueError(f"url must be an http(s) base URL, got {url!r}")
     if not isinstance(token, str) or not token:
         raise ValueError("token must be a non-empty bearer token (role probe)")
-    if not isinstance(deployment, str) or not deployment:
-        raise ValueError("deployment must be a non-empty string")
+    if not isinstance(deployment, str) or not deployment or not storable_text(deployment):
+        raise ValueError("deployment must be a non-empty string with a UTF-8 form and no NUL")
     if not 1 <= batch_size <= MAX_BATCH_SIZE:
         raise ValueError(f"batch_size must be in 1..{MAX_BATCH_SIZE}")
     if flush_interval_s <= 0 or timeout_s <= 0:

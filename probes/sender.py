@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from probes.backoff import Backoff
-from probes.capture import CapturedTuple, Pending, encode
+from probes.capture import CapturedTuple, Pending, UnencodableRecord, encode
 from probes.log import LOG, OnceLog
 from probes.sanitise import StripReport
 from probes.spool import Spool
@@ -331,6 +331,10 @@ class Sender:
         report = StripReport()
         try:
             pending = encode(captured, self._deployment, report)
+        except UnencodableRecord as exc:
+            self._once.log(f"refused:{exc.field}", "refused a record: %s", exc)
+            self._counters.settle(rejected=1)
+            return None
         except Exception as exc:
             self._internal_error("encode", exc)
             self._counters.settle(dropped=1)
@@ -343,7 +347,7 @@ class Sender:
             for path in report.phi_keys:
                 self._once.log(f"phi:{path}", "stripped PHI key %s (value not sent)", path)
             for path in report.dropped_values:
-                self._once.log(f"value:{path}", "dropped non-JSON value at %s", path)
+                self._once.log(f"value:{path}", "dropped unencodable value at %s", path)
         return pending
 
     def _internal_error(self, step: str, exc: BaseException) -> None:
