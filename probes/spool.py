@@ -7,11 +7,13 @@ always sent first and dropped first. The count of dropped records lives in the s
 ``meta``) so evidence of a surveillance gap survives restarts.
 
 Only sanitised wire JSON is stored: PHI keys were stripped and the study id pseudonymised
-before a record can reach this file.
+before a record can reach this file. Every capture passes through it, so a new file is created
+readable by its owner only (0600); SQLite gives its -wal and -shm files the same mode.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
@@ -39,6 +41,7 @@ class Spool:
         self._lock = threading.Lock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))  # no-op if it exists
             self._conn: sqlite3.Connection | None = sqlite3.connect(
                 self.path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
             )

@@ -142,3 +142,12 @@ def test_features_are_flat_scalars_with_short_keys():
     assert sorted(report.dropped_values) == sorted(
         ["features.nested", "features.series", "features." + "k" * 100]
     )
+
+
+def test_a_new_spool_and_its_wal_are_readable_by_their_owner_only(tmp_path):
+    spool = Spool(tmp_path / "new.spool.sqlite", max_records=5)
+    spool.append([Pending("a" * 32, "{}")])
+    modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.glob("new.spool.sqlite*")}
+    spool.close()
+    assert "new.spool.sqlite-wal" in modes
+    assert set(modes.values()) == {0o600}
