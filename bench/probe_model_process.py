@@ -11,7 +11,7 @@ the model was told were captured, and a trial compares it with the spool and the
 ``time.monotonic_ns`` is CLOCK_MONOTONIC, comparable across processes on one machine.
 
 With ``--timings`` the duration of each ``record()`` call (ns, in-process) is written there as
-raw int64 every 1,000 captures, so a killed process leaves most of its timings behind.
+raw int64 every 100 captures, so a killed process leaves most of its timings behind.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 from probes import Probe  # noqa: E402
 
 SECRET = b"probe-durability-trial-secret-0123456789"
-TIMINGS_CHUNK = 1000
+TIMINGS_CHUNK = 100
 
 
 def main(argv: list[str] | None = None) -> int:
