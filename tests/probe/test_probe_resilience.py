@@ -148,3 +148,15 @@ def test_413_splits_the_batch(server, make_probe):
     assert server.arrival == ids
     sizes = sorted(len(body) for body in server.bodies)
     assert len(sizes) == 3 and sizes[-1] > sizes[0]  # the full batch, then two halves
+
+
+def test_close_commits_every_capture_in_memory_even_past_its_timeout(
+    make_probe, free_port, tmp_path
+):
+    # Nothing is committed on the writer's own clock; close(0) must still leave none behind
+    # (the process may exit right after close, taking memory with it).
+    probe = make_probe(f"http://127.0.0.1:{free_port}", spool_commit_interval_s=10)
+    ids = capture(probe, 20_000, "x")
+    assert probe.close(timeout_s=0) is False
+    assert spooled_ids(tmp_path / "probe.spool.sqlite") == ids
+    assert probe.stats().dropped == 0
