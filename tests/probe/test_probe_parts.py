@@ -151,3 +151,18 @@ def test_a_new_spool_and_its_wal_are_readable_by_their_owner_only(tmp_path):
     spool.close()
     assert "new.spool.sqlite-wal" in modes
     assert set(modes.values()) == {0o600}
+
+
+def test_two_spools_on_one_file_keep_the_bound_and_the_drop_count(tmp_path):
+    path = tmp_path / "shared.sqlite"
+    first, second = Spool(path, max_records=5), Spool(path, max_records=5)
+    assert first.append(pending(4)) == 0
+    assert second.append(pending(1, start=4)) == 0  # second counted nothing at open
+    assert second.append(pending(2, start=5)) == 2  # so it counts again before dropping
+    first.delete_seqs(p.seq for p in first.head(3) if p.seq is not None)
+    assert first.append(pending(3, start=7)) == 0  # room made by its own deletes
+    assert [p.record_id for p in second.head(10)] == [f"{i:032x}" for i in range(5, 10)]
+    assert second.append(pending(1, start=10)) == 1
+    assert second.dropped_total == 3
+    first.close()
+    second.close()
