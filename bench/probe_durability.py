@@ -1,6 +1,11 @@
 """What a SIGKILL of the model's process costs: records lost and duplicated, per probe setting.
 
 Usage: .venv/bin/python bench/probe_durability.py [--kills 3] [--rate-hz 200] [--delay-s 2]
+           [--baseline-root DIR]
+
+A baseline DIR holds an older probe and this checkout's model process, e.g.
+``git archive 535fdf6 probes | tar -x -C DIR && mkdir DIR/bench &&
+cp bench/probe_model_process.py DIR/bench/``.
 
 A real model process (bench/probe_model_process.py: a steady loop of ``probe.record()``) feeds
 a real monitor (``phase4 serve`` on SQLite, in its own process) that is
@@ -210,10 +215,15 @@ def percentiles_us(timings: Path) -> dict[str, float]:
 
 
 def scenario(
-    monitor: str, durable: bool, args: argparse.Namespace, workdir: Path, rng: random.Random
+    monitor: str,
+    variant: tuple[str, bool, Path],
+    args: argparse.Namespace,
+    workdir: Path,
+    rng: random.Random,
 ) -> dict[str, Any]:
-    name = f"{monitor}-{'durable' if durable else 'default'}"
-    model = args.model_root / MODEL_SCRIPT
+    label, durable, model_root = variant
+    name = f"{monitor}-{label.replace(' ', '-')}"
+    model = model_root / MODEL_SCRIPT
     database_url, token = prepare_db(workdir / f"{name}.db")
     port = free_port()
     spool, log, timings = (workdir / f"{name}.{ext}" for ext in ("spool", "log", "timings"))
@@ -244,7 +254,7 @@ def scenario(
     stored_set = set(stored)
     return {
         "monitor": monitor,
-        "setting": "durable" if durable else "default",
+        "setting": label,
         "told": len(told),
         "lost": sum(1 for record_id in told if record_id not in stored_set),
         "stored_twice": len(stored) - len(stored_set),
@@ -262,19 +272,23 @@ def main() -> None:
     parser.add_argument("--tag", help="suffix of the results file (e.g. baseline)")
     parser.add_argument("--settings", nargs="+", choices=("default", "durable"))
     parser.add_argument(
-        "--model-root",
+        "--baseline-root",
         type=Path,
-        default=ROOT,
-        help="run the model process from this checkout (its probes/ and "
-        "bench/probe_model_process.py): a baseline of an older probe",
+        help="also run the default setting with the model process from this directory (an "
+        "older probes/ with bench/probe_model_process.py, e.g. from git archive): a baseline",
     )
     args = parser.parse_args()
     rng = random.Random(args.seed)
     rows = []
     with tempfile.TemporaryDirectory(prefix="probe-durability-") as tmp:
+        variants = [
+            (label, label == "durable", ROOT) for label in args.settings or ("default", "durable")
+        ]
+        if args.baseline_root is not None:
+            variants.insert(0, ("baseline default", False, args.baseline_root))
         for monitor in ("fast", "slow", "down"):
-            for durable in (s == "durable" for s in args.settings or ("default", "durable")):
-                row = scenario(monitor, durable, args, Path(tmp), rng)
+            for variant in variants:
+                row = scenario(monitor, variant, args, Path(tmp), rng)
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     print()
@@ -288,17 +302,24 @@ def main() -> None:
             f"{r['stored_twice']} | {c['p50']:.1f} | {c['p99']:.1f} | {c['p99.9']:.1f} |"
         )
     for monitor in ("fast", "slow", "down"):
-        pair = [r for r in rows if r["monitor"] == monitor]
-        if len(pair) != 2:
-            continue
-        default, durable = pair
-        ratio = durable["capture_us"]["p99"] / default["capture_us"]["p99"]
-        print(f"{monitor}: durable/default capture p99 = {ratio:.1f}x")
+        by_setting = {r["setting"]: r for r in rows if r["monitor"] == monitor}
+        if {"default", "durable"} <= set(by_setting):
+            ratio = (
+                by_setting["durable"]["capture_us"]["p99"]
+                / by_setting["default"]["capture_us"]["p99"]
+            )
+            print(f"{monitor}: durable/default capture p99 = {ratio:.1f}x")
+        if {"default", "baseline default"} <= set(by_setting):
+            old, new = by_setting["baseline default"], by_setting["default"]
+            print(
+                f"{monitor}: lost per kill, baseline {old['lost'] / args.kills:.1f}, "
+                f"default {new['lost'] / args.kills:.1f}"
+            )
     RESULTS_PATH.parent.mkdir(parents=True, exist_ok=True)
     RESULTS_PATH.with_suffix(f".{args.tag}.json" if args.tag else ".json").write_text(
         json.dumps(
             {
-                "args": {**vars(args), "model_root": str(args.model_root)},
+                "args": {**vars(args), "baseline_root": str(args.baseline_root)},
                 "nproc": os.cpu_count(),
                 "date": f"{datetime.now(UTC):%F}",
                 "rows": rows,

@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         args.deployment,
         site_secret=SECRET,
         spool_path=args.spool,
-        durable=args.durable,
+        **({"durable": True} if args.durable else {}),  # runs with an older Probe too
         flush_interval_s=0.2,
         backoff_base_s=0.05,
         backoff_max_s=1.0,
