@@ -7,7 +7,8 @@ empty ``with probe.inference(...)`` block, with the monitor UP (a minimal HTTP s
 separate process that accepts everything, so it does not share our GIL) and DOWN (nothing
 listening: the probe spools to SQLite). Baselines in the same run - an empty function call
 with the same arguments and a bare ``deque.append`` of the same dict - make ratios reportable.
-The sender thread runs during the measurement, so its GIL share shows up in the tail.
+The sender thread runs during the measurement, so its GIL share shows up in the tail. The
+"durable" row is ``Probe(durable=True)``: each capture waits for the spool commit holding it.
 
 A tight capture loop is the worst case: the sender can never catch up and competes for the
 GIL (and, on SMT machines, for the core) all the time. The "paced" row sleeps 100 µs between
@@ -47,6 +48,7 @@ OUTPUTS = {"malignancy_score": 0.82, "lesion_count": 3}
 WARMUP = 2_000
 PACE_S = 100e-6  # simulated model time between captures in the paced row
 PACED_MAX_N = 50_000  # the paced row sleeps per capture; cap it to keep the run short
+DURABLE_MAX_N = 20_000  # a durable capture waits for a commit (~0.5 ms): cap it likewise
 PERCENTILES = (("p50", 0.50), ("p90", 0.90), ("p99", 0.99), ("p99.9", 0.999))
 
 
@@ -193,6 +195,14 @@ def run(n: int) -> dict[str, Any]:
                             "spooled": stats.spooled,
                             "dropped": stats.dropped,
                         }
+            durable_n = min(n, DURABLE_MAX_N)
+            spool = Path(scratch) / "durable.spool.sqlite"
+            url = f"http://127.0.0.1:{port}"
+            with Probe(url, spool_path=spool, durable=True, **options) as probe:
+                record = probe_captures(probe, uids)["record"]
+                results[f"record, durable=True, monitor UP (n={durable_n})"] = summarise(
+                    measure(durable_n, record)
+                )
         finally:
             server.terminate()
             server.wait(10)

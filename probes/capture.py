@@ -18,7 +18,7 @@ import os
 from datetime import UTC, datetime
 from typing import NamedTuple
 
-from probes.sanitise import StripReport, sanitise_features, sanitise_mapping
+from probes.sanitise import StripReport, sanitise_features, sanitise_mapping, storable_text
 
 MAX_ERROR_CHARS = 1000
 NOT_A_DICT = ...  # stands in for a features/outputs value that was not a dict (dropped later)
@@ -95,9 +95,27 @@ def describe_error(error: object, *, with_message: bool = False) -> str:
 CapturedTuple = tuple[str, str | None, object, float, object, object, object, str | None]
 
 
+class UnencodableRecord(ValueError):
+    """The record cannot be sent at all; ``field`` names why (never its value)."""
+
+    def __init__(self, field: str) -> None:
+        super().__init__(f"{field} has no UTF-8 form or holds NUL")
+        self.field = field
+
+
 def encode(raw: CapturedTuple, deployment: str, report: StripReport) -> Pending:
-    """Sanitise and serialise one record to its wire JSON (compact, UTF-8 safe, no NaN)."""
+    """Sanitise and serialise one record to its wire JSON (compact, UTF-8 safe, no NaN).
+
+    A value that cannot be encoded is dropped from this record alone (see probes.sanitise);
+    only a record whose id cannot be encoded is refused whole (``UnencodableRecord``).
+    """
     captured = Captured._make(raw)
+    if not storable_text(captured.record_id):
+        raise UnencodableRecord("record_id")
+    error = captured.error
+    if error is not None and not storable_text(error):
+        report.dropped_values.append("error")
+        error = "<unencodable error description>"
     inferred_at = datetime.fromtimestamp(captured.inferred_at_s, UTC)
     record = {
         "record_id": captured.record_id,
@@ -108,9 +126,11 @@ def encode(raw: CapturedTuple, deployment: str, report: StripReport) -> Pending:
         "features": sanitise_features(_restore(captured.features), report),
         "outputs": sanitise_mapping(_restore(captured.outputs), "outputs", report),
         "latency_s": _latency(captured.latency_s, report),
-        "error": captured.error,
+        "error": error,
     }
     body = json.dumps(record, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    if not body.isascii():
+        body.encode("utf-8")  # a last check: UnicodeEncodeError refuses this record alone
     return Pending(captured.record_id, body)
 
 

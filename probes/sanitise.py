@@ -16,11 +16,20 @@ Exceptions that keep data useful: numpy scalars/arrays become Python values via 
 ``tolist()`` (models emit ``np.float32`` routinely), subclasses of str/int/float (pydicom's
 ``DSfloat``/``IS``) are cast to the exact builtin, and non-finite floats become ``null``
 because JSON has no NaN. Only key *paths* are reported, never values.
+
+Values JSON or the store cannot carry are removed from their record alone, never from the
+batch: a str holding a lone surrogate (``"\\ud800"``, e.g. from a ``surrogateescape``-decoded
+file name) has no UTF-8 form (RFC 3629 section 3 excludes U+D800..U+DFFF), a str holding NUL
+cannot be stored in PostgreSQL text or jsonb, and an int beyond the float range has no IEEE 754
+double (RFC 8259 section 6 warns that such numbers are not interoperable; the monitor's
+statistics are in floats). A key with a lone surrogate or NUL is dropped with its value and
+reported as ``<unencodable key>``, since the key itself cannot be written to a log either.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +41,8 @@ MAX_DEPTH = 32  # also bounds recursion on self-referencing containers
 MAX_ARRAY_ELEMENTS = 100_000  # a whole image passed as a "feature" is a bug, not a feature
 MAX_FEATURE_KEY_CHARS = 100  # the monitor's limit on feature names
 _SCALARS = (type(None), bool, int, float, str)
+MAX_FLOAT_INT = int(sys.float_info.max)  # larger ints have no IEEE 754 double
+UNENCODABLE_KEY = "<unencodable key>"
 
 
 @dataclass(slots=True)
@@ -81,6 +92,9 @@ def _clean_dict(value: dict[Any, Any], path: str, report: StripReport, depth: in
             report.dropped_values.append(f"{path}.<{type(key).__name__} key>")
             continue
         key = str.__str__(key)
+        if not storable_text(key):
+            report.dropped_values.append(f"{path}.{UNENCODABLE_KEY}")
+            continue
         key_path = f"{path}.{key}"
         if is_phi_key(key):
             report.phi_keys.append(key_path)
@@ -95,8 +109,12 @@ def _clean_dict(value: dict[Any, Any], path: str, report: StripReport, depth: in
 
 def _clean(value: object, path: str, report: StripReport, depth: int) -> JsonValue | _Drop:
     kind = type(value)
-    if value is None or kind is bool or kind is int or kind is str:
+    if value is None or kind is bool:
         return value
+    if kind is str:
+        return value if storable_text(value) else _DROP  # type: ignore[arg-type]
+    if kind is int:
+        return value if -MAX_FLOAT_INT <= value <= MAX_FLOAT_INT else _DROP  # type: ignore
     if kind is float:
         return value if math.isfinite(value) else None  # type: ignore[arg-type]
     if depth >= MAX_DEPTH:
@@ -104,12 +122,12 @@ def _clean(value: object, path: str, report: StripReport, depth: int) -> JsonVal
     if isinstance(value, bool):
         return bool(value)
     if isinstance(value, int):
-        return int.__int__(value)
+        return _clean(int.__int__(value), path, report, depth)
     if isinstance(value, float):
         number = float.__float__(value)
         return number if math.isfinite(number) else None
     if isinstance(value, str):
-        return str.__str__(value)
+        return _clean(str.__str__(value), path, report, depth)
     if isinstance(value, dict):
         return _clean_dict(value, path, report, depth + 1)
     if isinstance(value, (list, tuple)):
@@ -141,3 +159,16 @@ def _clean_numpy(value: Any, path: str, report: StripReport, depth: int) -> Json
     if getattr(value, "ndim", None) == 0:
         return _clean(value.item(), path, report, depth + 1)
     return _clean(value.tolist(), path, report, depth)
+
+
+def storable_text(text: str) -> bool:
+    """True if ``text`` has a UTF-8 form (no lone surrogate) and holds no NUL."""
+    if "\x00" in text:
+        return False
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -1,22 +1,19 @@
-"""The background sender thread: in-memory queue -> (spool) -> monitor.
+"""The background sender thread: spool -> monitor, oldest first.
 
-Two modes keep delivery oldest-first without touching disk when all is well:
+Every capture reaches the spool first (``probes.spool_writer`` commits it within one commit
+interval), and this thread posts batches of the spool's oldest rows, deleting them once the
+monitor has answered for each. A record is deleted only after its answer, so a crash between
+the POST and the delete re-sends it: delivery is at least once on the wire and exactly once in
+the store, which de-duplicates on record_id.
 
-* direct: the spool is empty and no backoff is pending, so batches go straight from the queue
-  to the monitor;
-* degraded: the spool holds records or a retry is pending, so everything captured is appended
-  to the spool first (bounded memory, survives a restart) and the spool is drained oldest-first
-  once the backoff expires. New records only reach the monitor directly after the spool empties.
-
-Hand-over on close: ``stop`` asks the thread to finish and spool what is left. If the thread is
-stuck in an HTTP call (a monitor that accepts and never answers), the closing thread takes over
-under ``_handover``: it spools the in-flight batch and the queue itself, and the thread, once its
-call returns, only reconciles (deletes rows the monitor did accept) and closes the spool.
+The sender wakes every ``flush_interval_s``, when the spool holds a full batch, or when
+``flush`` asks; after a failure it waits out its backoff (or the server's Retry-After) first.
+Stopping never waits for an HTTP call: what is not confirmed stays in the spool for the next
+probe on the same file, and the thread, once its call returns, closes the spool itself.
 """
 
 from __future__ import annotations
 
-import collections
 import importlib.metadata
 import logging
 import threading
@@ -25,14 +22,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from probes.backoff import Backoff
-from probes.capture import CapturedTuple, Pending, encode
+from probes.capture import Pending
 from probes.log import LOG, OnceLog
-from probes.sanitise import StripReport
 from probes.spool import Spool
 from probes.stats import Counters
 from probes.transport import Outcome, Transport, Verdict
 
-SPOOL_CHUNK = 1000  # records encoded and written per spool transaction
 _MIN_WAIT_S = 0.001
 
 
@@ -52,19 +47,17 @@ class Sender:
     def __init__(
         self,
         *,
-        queue: collections.deque[CapturedTuple],
+        queue_depth: Callable[[], int],
         spool: Spool,
         transport_factory: Callable[[], Transport],
-        deployment: str,
         counters: Counters,
         batch_size: int,
         flush_interval_s: float,
         backoff: Backoff,
     ) -> None:
-        self._queue = queue
+        self._queue_depth = queue_depth
         self._spool = spool
         self._transport_factory = transport_factory
-        self._deployment = deployment
         self._counters = counters
         self._batch_size = batch_size
         self._flush_interval_s = flush_interval_s
@@ -72,11 +65,11 @@ class Sender:
         self._once = OnceLog()
         self._wake = threading.Event()
         self._stopping = threading.Event()
-        self._handover = threading.RLock()
-        self._in_flight: list[Pending] | None = None
+        self._lifecycle = threading.Lock()
         self._abandoned = False
         self._finished = False
         self._retry_at = 0.0  # time.monotonic() before which no send is attempted
+        self._server_retry_at = 0.0  # the part of _retry_at a Retry-After asked for
         self._attempt_now = False
         self._healthy = True
         self._thread = threading.Thread(target=self._run, name="phase4-probe-sender", daemon=True)
@@ -92,8 +85,13 @@ class Sender:
         if not self._wake.is_set():  # a plain read; set() takes a lock
             self._wake.set()
 
+    def spool_committed(self, spool_depth: int) -> None:
+        """Called by the spool writer after each commit: a full batch is worth a POST now."""
+        if spool_depth >= self._batch_size:
+            self.wake()
+
     def request_attempt(self) -> None:
-        """Send now even if a backoff is pending (used by ``flush``)."""
+        """Send now, ignoring our own backoff but not a server's Retry-After (``flush``)."""
         self._attempt_now = True
         self._wake.set()
 
@@ -102,21 +100,18 @@ class Sender:
         return self._thread.is_alive() and not self._stopping.is_set()
 
     def stop(self, timeout_s: float) -> bool:
-        """Stop the thread; True if it finished (and spooled the rest) within ``timeout_s``."""
+        """Stop the thread; True if it finished within ``timeout_s`` (then the caller closes
+        the spool). Otherwise the thread closes the spool when its HTTP call returns."""
         self._stopping.set()
         self._wake.set()
         self._thread.join(max(0.0, timeout_s))
-        with self._handover:
+        with self._lifecycle:
             if self._finished:
                 return True
             self._abandoned = True
-            in_flight, self._in_flight = self._in_flight, None
-            if in_flight:
-                self._store(in_flight)
-            self._spool_queue(by_closer=True)
         LOG.warning(
-            "probe sender still busy at close (a slow monitor or a long backlog); undelivered "
-            "records were spooled to %s",
+            "probe sender still busy at close (a slow monitor); undelivered records stay "
+            "in %s for the next probe",
             self._spool.path,
         )
         return False
@@ -140,23 +135,13 @@ class Sender:
         except Exception as exc:
             self._internal_error("sender start", exc)
         finally:
-            self._finish(transport)
-
-    def _finish(self, transport: Transport | None) -> None:
-        with self._handover:
-            if not self._abandoned:
-                try:
-                    if self._in_flight:
-                        self._store(self._in_flight)
-                        self._in_flight = None
-                    self._spool_queue()
-                except Exception as exc:
-                    self._internal_error("spool at close", exc)
+            if transport is not None:
+                transport.close()
+            with self._lifecycle:
                 self._finished = True
-        if transport is not None:
-            transport.close()
-        if self._abandoned:
-            self._spool.close()  # the closer left the spool to us, since we were still using it
+                abandoned = self._abandoned
+            if abandoned:
+                self._spool.close()  # the closer left the spool to us, since we still used it
 
     def _wait_s(self) -> float:
         pending_s = self._retry_at - time.monotonic()
@@ -166,47 +151,15 @@ class Sender:
 
     def _cycle(self, transport: Transport) -> None:
         now = time.monotonic()
-        if self._spool.depth > 0 or now < self._retry_at:
-            self._spool_queue()
-            if now < self._retry_at and not self._attempt_now:
-                return
-            self._attempt_now = False
-            if not self._drain_spool(transport):
-                return
+        if now < self._retry_at and (not self._attempt_now or now < self._server_retry_at):
+            return
         self._attempt_now = False
-        self._drain_queue(transport)
-
-    def _drain_spool(self, transport: Transport) -> bool:
-        """Send the spool oldest-first; False when a send failed (a retry is scheduled)."""
         while not self._stopping.is_set():
-            self._spool_queue()  # keeps memory bounded while a long backlog drains
             batch = self._spool.head(self._batch_size)
             if not batch:
-                return True
-            if self._deliver(transport, batch):
-                return False
-            self._backoff.reset()
-        return False
-
-    def _drain_queue(self, transport: Transport) -> None:
-        while not self._stopping.is_set():
-            with self._handover:
-                if self._abandoned:
-                    return
-                batch = self._take(self._batch_size)
-                if not batch:
-                    return
-                self._in_flight = batch
-            unsettled = self._deliver(transport, batch)
-            with self._handover:
-                if self._abandoned:
-                    return  # the closer spooled the in-flight batch
-                self._in_flight = None
-                if unsettled:
-                    self._store(unsettled)
-            if unsettled:
-                self._spool_queue()
                 return
+            if self._deliver(transport, batch):
+                return  # a retry is scheduled
             self._backoff.reset()
 
     def _deliver(self, transport: Transport, batch: Sequence[Pending]) -> list[Pending]:
@@ -231,7 +184,7 @@ class Sender:
     def _health(self) -> dict[str, Any]:
         """The health report sent with every batch (the monitor exports it on /metrics)."""
         return {
-            "queue_depth": len(self._queue),
+            "queue_depth": self._queue_depth(),
             "spool_depth": self._spool.depth,
             "dropped_total": self._counters.dropped,
             "probe_version": PROBE_VERSION,
@@ -244,13 +197,6 @@ class Sender:
             if status == "rejected":
                 LOG.warning("monitor rejected record %s: %s", item.record_id, error)
         self._spool.delete_seqs(item.seq for item in batch if item.seq is not None)
-        direct = [item for item in batch if item.seq is None]
-        if direct:
-            with self._handover:
-                if self._abandoned:
-                    self._spool.delete_record_ids(item.record_id for item in direct)
-                elif self._in_flight is not None:
-                    self._in_flight = self._in_flight[len(direct) :]
         self._counters.settle(
             sent=counts["created"], duplicates=counts["duplicate"], rejected=counts["rejected"]
         )
@@ -272,79 +218,16 @@ class Sender:
             level = logging.WARNING if self._healthy else logging.DEBUG
             LOG.log(
                 level,
-                "monitor unavailable (%s); spooling records, retry in %.2f s",
+                "monitor unavailable (%s); records stay spooled, retry in %.2f s",
                 outcome.error,
                 delay_s,
             )
         self._healthy = False
-        self._retry_at = time.monotonic() + delay_s
+        now = time.monotonic()
+        self._retry_at = now + delay_s
+        if outcome.retry_after_s is not None:  # flush() must not cut a server's wish short
+            self._server_retry_at = now + min(outcome.retry_after_s, delay_s)
         self._counters.note_error(outcome.error or "send failed", internal=False)
-
-    # -- queue and spool helpers (callers hold _handover where ordering matters) -----------
-
-    def _take(self, limit: int) -> list[Pending]:
-        batch: list[Pending] = []
-        while len(batch) < limit:
-            try:
-                captured = self._queue.popleft()
-            except IndexError:
-                break
-            pending = self._encode(captured)
-            if pending is not None:
-                batch.append(pending)
-        return batch
-
-    def _spool_queue(self, *, by_closer: bool = False) -> None:
-        """Move the whole queue to the spool, one locked chunk at a time.
-
-        The lock is dropped between chunks so ``stop`` can take over a long backlog; once it
-        has (``_abandoned``), only the closer keeps moving records, which preserves order.
-        """
-        while True:
-            with self._handover:
-                if self._abandoned and not by_closer:
-                    return
-                batch = self._take(SPOOL_CHUNK)
-                if not batch:
-                    return
-                self._store(batch)
-
-    def _store(self, items: Sequence[Pending]) -> None:
-        try:
-            dropped = self._spool.append(items)
-        except Exception as exc:
-            self._internal_error("spool write", exc)
-            self._counters.settle(dropped=len(items))
-            return
-        self._counters.add(spooled=len(items))
-        if dropped:
-            self._counters.settle(dropped=dropped)
-            self._once.log(
-                "spool-full",
-                "probe spool %s is full (%d records): dropped the %d oldest",
-                self._spool.path,
-                self._spool.max_records,
-                dropped,
-            )
-
-    def _encode(self, captured: CapturedTuple) -> Pending | None:
-        report = StripReport()
-        try:
-            pending = encode(captured, self._deployment, report)
-        except Exception as exc:
-            self._internal_error("encode", exc)
-            self._counters.settle(dropped=1)
-            return None
-        if report.phi_keys or report.dropped_values:
-            self._counters.add(
-                phi_keys_stripped=len(report.phi_keys),
-                values_stripped=len(report.dropped_values),
-            )
-            for path in report.phi_keys:
-                self._once.log(f"phi:{path}", "stripped PHI key %s (value not sent)", path)
-            for path in report.dropped_values:
-                self._once.log(f"value:{path}", "dropped non-JSON value at %s", path)
-        return pending
 
     def _internal_error(self, step: str, exc: BaseException) -> None:
         # Type only: messages from encoders or the spool can quote record content.

@@ -55,6 +55,8 @@ class Counters:
         self.internal_errors = 0
         self.send_attempts = 0
         self.send_failures = 0
+        self.enqueued = 0  # captures ever queued: the ticket of the latest one
+        self.durable_through = 0  # tickets <= this have left the queue (see spool_writer)
         self.last_error: str | None = None
 
     @property

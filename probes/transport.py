@@ -7,16 +7,20 @@ place that knows status codes:
 * 400/413/422 on the whole batch -> SPLIT: one bad record must not poison its neighbours;
 * 401/403, and other unexpected 4xx such as 404 -> RETRY with the maximum backoff: a wrong
   token or URL will not fix itself in half a second, and the records must stay spooled;
-* 429, 5xx, connection errors, timeouts, unreadable 200 bodies -> RETRY with backoff
-  (re-sending is safe: the monitor deduplicates on record_id).
+* 429, 5xx (among them 503 ``database_unavailable``), connection errors, timeouts, unreadable
+  200 bodies -> RETRY with backoff, no sooner than the server's Retry-After (re-sending is
+  safe: the monitor deduplicates on record_id). The records stay spooled; none is counted lost.
 """
 
 from __future__ import annotations
 
+import email.utils
 import enum
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -59,7 +63,12 @@ class Transport:
         """POST the batch, with the probe's health report (``probe``) when given."""
         health = "" if probe is None else ',"probe":' + json.dumps(dict(probe))
         records = ",".join(item.body for item in batch)
-        body = ('{"records":[' + records + "]" + health + "}").encode("utf-8")
+        try:
+            body = ('{"records":[' + records + "]" + health + "}").encode("utf-8")
+        except UnicodeEncodeError:
+            # Cannot happen for bodies from probes.capture.encode; if it does, splitting
+            # isolates the one record instead of losing the batch.
+            return Outcome(Verdict.SPLIT, error="a record has no UTF-8 form")
         try:
             response = self._client.post(self.endpoint, content=body)
         except httpx.HTTPError as exc:
@@ -100,10 +109,21 @@ def _parse_results(response: httpx.Response, batch_len: int) -> Outcome:
 
 
 def _retry_after_s(response: httpx.Response) -> float | None:
+    """Retry-After as seconds (RFC 9110 section 10.2.3: delay-seconds or an HTTP-date)."""
+    value = response.headers.get("Retry-After", "").strip()
+    if not value:
+        return None
     try:
-        return max(0.0, float(response.headers.get("Retry-After", "")))
+        seconds = float(value)
     except ValueError:
-        return None  # absent, or an HTTP-date: plain backoff is good enough
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None  # unreadable: plain backoff
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - datetime.now(UTC)).total_seconds()
+    return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
 def _short(text: str) -> str:

@@ -44,6 +44,10 @@ class ContractServer:
         self.requests = 0
         self.poison_marker: str | None = None  # 422 any batch whose body contains this
         self.scripted_statuses: list[int] = []  # statuses to answer before behaving
+        self.scripted_retry_after = "0"  # the Retry-After header of scripted answers
+        self.request_times: list[float] = []  # time.monotonic() at each request's arrival
+        self.max_features: int | None = None  # 413 any batch holding a record with more
+        self.ok_status = 200  # 207 is the monitor's answer when some items were rejected
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -84,6 +88,7 @@ class ContractServer:
         body = request.rfile.read(int(request.headers.get("Content-Length", "0")))
         with self.lock:
             self.requests += 1
+            self.request_times.append(time.monotonic())
             self.bodies.append(body)
             scripted = self.scripted_statuses.pop(0) if self.scripted_statuses else None
         if request.path != "/v1/records":
@@ -91,13 +96,21 @@ class ContractServer:
         if request.headers.get("Authorization") != f"Bearer {self.token}":
             return _reply(request, 401, {"detail": "invalid token"})
         if scripted is not None:
-            return _reply(request, scripted, {"detail": "scripted"}, {"Retry-After": "0"})
+            error = {"code": "database_unavailable" if scripted == 503 else "scripted"}
+            headers = {"Retry-After": self.scripted_retry_after}
+            return _reply(request, scripted, {"error": error}, headers)
         records = json.loads(body)["records"]
         if not 1 <= len(records) <= 1000:
             return _reply(request, 413, {"detail": "1..1000 records per request"})
+        if self.max_features is not None and any(
+            len(r.get("features", {})) > self.max_features for r in records
+        ):
+            message = f"a record has more than {self.max_features} features"
+            error = {"code": "too_many_features", "message": message}
+            return _reply(request, 413, {"error": error})
         if self.poison_marker is not None and self.poison_marker.encode() in body:
             return _reply(request, 422, {"detail": "batch contains an invalid record"})
-        _reply(request, 200, self._ingest(records))
+        _reply(request, self.ok_status, self._ingest(records))
 
     def _ingest(self, records: list[dict[str, Any]]) -> dict[str, Any]:
         results = []

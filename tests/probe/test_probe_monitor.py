@@ -106,6 +106,10 @@ def test_wrong_token_keeps_records_until_a_correct_probe_delivers_them(live_moni
     wrong = open_probe(live_monitor.url, "p4_not_a_token", live_monitor.deployment, spool)
     ids = capture(wrong, 10, 0)
     wait_for_spool(wrong, 10)
+    deadline = time.monotonic() + WAIT_S
+    while wrong.stats().last_error is None:
+        assert time.monotonic() < deadline, "the probe never tried"
+        time.sleep(0.01)
     assert "HTTP 401" in (wrong.stats().last_error or "")
     assert not wrong.close(timeout_s=2)
     assert live_monitor.stored_record_ids() == []

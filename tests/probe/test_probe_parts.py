@@ -32,10 +32,11 @@ def test_backoff_jitter_spreads_delays():
     assert len(set(delays)) == 50 and max(delays) <= 0.5
 
 
-def test_backoff_honours_retry_after_up_to_the_cap():
+def test_backoff_honours_retry_after_up_to_sixty_seconds():
     backoff = Backoff(0.5, 30.0, rng=random.Random(1))
     assert backoff.next_delay_s(retry_after_s=12.0) >= 12.0
-    assert backoff.next_delay_s(retry_after_s=3600.0) <= 30.0
+    assert backoff.next_delay_s(retry_after_s=45.0) >= 45.0  # beyond the backoff's own cap
+    assert backoff.next_delay_s(retry_after_s=3600.0) == 60.0
 
 
 def test_backoff_survives_huge_failure_counts():
@@ -141,3 +142,27 @@ def test_features_are_flat_scalars_with_short_keys():
     assert sorted(report.dropped_values) == sorted(
         ["features.nested", "features.series", "features." + "k" * 100]
     )
+
+
+def test_a_new_spool_and_its_wal_are_readable_by_their_owner_only(tmp_path):
+    spool = Spool(tmp_path / "new.spool.sqlite", max_records=5)
+    spool.append([Pending("a" * 32, "{}")])
+    modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.glob("new.spool.sqlite*")}
+    spool.close()
+    assert "new.spool.sqlite-wal" in modes
+    assert set(modes.values()) == {0o600}
+
+
+def test_two_spools_on_one_file_keep_the_bound_and_the_drop_count(tmp_path):
+    path = tmp_path / "shared.sqlite"
+    first, second = Spool(path, max_records=5), Spool(path, max_records=5)
+    assert first.append(pending(4)) == 0
+    assert second.append(pending(1, start=4)) == 0  # second counted nothing at open
+    assert second.append(pending(2, start=5)) == 2  # so it counts again before dropping
+    first.delete_seqs(p.seq for p in first.head(3) if p.seq is not None)
+    assert first.append(pending(3, start=7)) == 0  # room made by its own deletes
+    assert [p.record_id for p in second.head(10)] == [f"{i:032x}" for i in range(5, 10)]
+    assert second.append(pending(1, start=10)) == 1
+    assert second.dropped_total == 3
+    first.close()
+    second.close()

@@ -24,6 +24,7 @@ def test_down_from_start_then_up_delivers_each_record_once_in_order(
     probe = make_probe(f"http://127.0.0.1:{free_port}", batch_size=50)
     first = capture(probe, 300, "a")
     wait_for(lambda: probe.stats().spool_depth == 300, "first outage records spooled")
+    wait_for(lambda: probe.stats().last_error is not None, "a failed attempt")
     stats = probe.stats()
     assert stats.sent == 0 and stats.send_attempts >= 1
     assert "ConnectError" in (stats.last_error or "")
@@ -100,19 +101,23 @@ def test_capture_completes_while_the_sender_is_stuck_on_a_black_hole(
     later = capture(probe, 1000, "during")
     with probe.inference(features={"block": True}) as inf:
         pass
+    # Captures do not wait in memory behind the unanswered POST: they reach the spool file.
+    wait_for(lambda: probe.stats().spool_depth == 1002, "captures committed to the spool")
     stats = probe.stats()
     # Every capture returned while the first attempt was still unresolved.
     assert stats.send_attempts == 1 and stats.last_error is None
     assert stats.sent == 0 and stats.captured == 1002
-    assert stats.queue_depth == 1001 and black_hole.connections == 1
+    assert stats.queue_depth == 0 and black_hole.connections == 1
 
     assert not probe.close(timeout_s=0.2)  # cannot wait 5 s for the read to time out
     assert spooled_ids(tmp_path / "probe.spool.sqlite") == [first, *later, inf.record_id]
 
 
 def test_full_queue_drops_the_oldest_while_the_sender_is_stuck(black_hole, make_probe, tmp_path):
-    probe = make_probe(black_hole.url, timeout_s=5.0, max_queue=10)
+    # The writer commits on its own clock only every 10 s: the queue fills meanwhile.
+    probe = make_probe(black_hole.url, timeout_s=5.0, max_queue=10, spool_commit_interval_s=10)
     first = probe.record(features={"i": -1})
+    assert probe.flush(timeout_s=0.05) is False  # commits `first`; the POST goes unanswered
     assert black_hole.request_seen.wait(15)
     ids = capture(probe, 50, "x")
     stats = probe.stats()
@@ -143,3 +148,15 @@ def test_413_splits_the_batch(server, make_probe):
     assert server.arrival == ids
     sizes = sorted(len(body) for body in server.bodies)
     assert len(sizes) == 3 and sizes[-1] > sizes[0]  # the full batch, then two halves
+
+
+def test_close_commits_every_capture_in_memory_even_past_its_timeout(
+    make_probe, free_port, tmp_path
+):
+    # Nothing is committed on the writer's own clock; close(0) must still leave none behind
+    # (the process may exit right after close, taking memory with it).
+    probe = make_probe(f"http://127.0.0.1:{free_port}", spool_commit_interval_s=10)
+    ids = capture(probe, 20_000, "x")
+    assert probe.close(timeout_s=0) is False
+    assert spooled_ids(tmp_path / "probe.spool.sqlite") == ids
+    assert probe.stats().dropped == 0
