@@ -1,4 +1,11 @@
-"""The ``phase4`` command: one entry point for the monitor, the demo and the tools around them."""
+"""The ``phase4`` command: one entry point for the monitor, the demo and the tools around them.
+
+Start-up cost: ``phase4 --help`` and the light commands must not wait for the heavy
+dependencies of others (scipy, pandas, evidently, plotly, FastAPI, the regulatory export's
+FHIR and PDF stacks): each command imports what it needs when it runs, and ``export`` is
+loaded only when it is invoked or asked for its own help (``_LAZY_COMMANDS``).
+bench/cli_startup.py measures it.
+"""
 
 from __future__ import annotations
 
@@ -7,18 +14,24 @@ import hashlib
 import sys
 import threading
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
+import click
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer.core import TyperGroup
 
-from alerts.export.cli import export_command
 from monitor.auth import Role, TokenError, create_token
-from monitor.db import DatabaseURLError, create_db_engine, session_scope, upgrade
-from monitor.registry import RegistryError, create_deployment
-from monitor.settings import Settings
 from phantoms.cli import app as phantom_app
+
+if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
+    from sqlalchemy.engine import Engine
+    from sqlmodel import Session
+
+    from monitor.settings import Settings
 
 
 def _bad_input_message(exc: Exception) -> str | None:
@@ -65,7 +78,50 @@ class _CommandLine(typer.Typer):
             raise SystemExit(2) from None
 
 
+def _export_command() -> click.Command:
+    from alerts.export.cli import export_command
+
+    single = typer.Typer(rich_markup_mode="rich", add_completion=False)
+    single.command("export")(export_command)
+    return typer.main.get_command(single)
+
+
+# Commands whose module is imported only when the command runs: name → (loader, help line).
+_LAZY_COMMANDS: dict[str, tuple[Any, str]] = {
+    "export": (
+        _export_command,
+        "Export a deployment's post-market surveillance report, incident register and audit trail.",
+    ),
+}
+
+
+class _LazyGroup(TyperGroup):
+    """The root group: lists the lazy commands by their help line, loads one when used."""
+
+    _listing = False
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [*super().list_commands(ctx), *_LAZY_COMMANDS]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in _LAZY_COMMANDS:
+            return super().get_command(ctx, cmd_name)
+        load, help_line = _LAZY_COMMANDS[cmd_name]
+        if self._listing:
+            return click.Command(cmd_name, help=help_line, short_help=help_line)
+        command: click.Command = load()
+        return command
+
+    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        self._listing = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self._listing = False
+
+
 app = _CommandLine(
+    cls=_LazyGroup,
     help="phase4: post-market quality control and drift surveillance for AI in nuclear medicine.",
     no_args_is_help=True,
     rich_markup_mode="rich",
@@ -89,7 +145,6 @@ probe_app = typer.Typer(help="Probes that run beside the AI.", no_args_is_help=T
 dicom_app = typer.Typer(help="DICOM: features of PET/SPECT series.", no_args_is_help=True)
 app.add_typer(probe_app, name="probe")
 app.add_typer(dicom_app, name="dicom")
-app.command("export")(export_command)
 app.add_typer(phantom_app, name="phantom", help="Phantom QC: analyse flood, cylinder, NEMA IQ.")
 
 # soft_wrap: an error is one line however long its path (a narrow terminal wraps it, not us).
@@ -106,7 +161,23 @@ DatabaseOpt = Annotated[
 ]
 
 
+def create_db_engine(url: str) -> Engine:
+    """monitor.db's engine, imported when a command first needs the store."""
+    from monitor.db import create_db_engine as create
+
+    return create(url)
+
+
+def session_scope(engine: Engine) -> AbstractContextManager[Session]:
+    """monitor.db's transaction scope, imported when a command first needs the store."""
+    from monitor.db import session_scope as scope
+
+    return scope(engine)
+
+
 def _settings(database_url: str | None) -> Settings:
+    from monitor.settings import Settings
+
     return Settings(database_url=database_url) if database_url else Settings()
 
 
@@ -124,6 +195,8 @@ def _not_text(path: Path, exc: UnicodeDecodeError) -> str:
 
 
 def _upgraded_url(database_url: str | None) -> str:
+    from monitor.db import DatabaseURLError, upgrade
+
     url = _settings(database_url).resolved_database_url()
     try:
         upgrade(url)
@@ -151,6 +224,7 @@ def serve(
     import uvicorn
 
     from monitor.app import create_app
+    from monitor.settings import Settings
 
     url = _upgraded_url(database_url)
     out.print(
@@ -196,6 +270,8 @@ def deployment_create(
     database_url: DatabaseOpt = None,
 ) -> None:
     """Register an AI model version in use at a site."""
+    from monitor.registry import RegistryError, create_deployment
+
     engine = create_db_engine(_upgraded_url(database_url))
     try:
         with session_scope(engine) as session:
