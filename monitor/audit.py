@@ -30,7 +30,7 @@ import hmac
 import json
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -321,13 +321,71 @@ def read_head(path: Path) -> SignedHead:
         raise AuditHeadError(f"{path}: {exc}") from exc
 
 
+# Entries are read in chunks of this many, so that one unreadable row is found without loading
+# the trail twice.
+_READ_CHUNK = 1000
+
+
+@dataclass(frozen=True)
+class _UnreadableEntry:
+    """A stored row whose fields the column types cannot read (e.g. a malformed timestamp
+    written into SQLite's text column behind the application's back)."""
+
+    seq: int
+    problem: str
+
+
+def _unreadable(session: Session, seq: int) -> _UnreadableEntry:
+    """Name the first column of entry ``seq`` that cannot be read, without echoing its value."""
+    for column in AuditEntry.__table__.columns:  # type: ignore[attr-defined]
+        try:
+            session.exec(select(column).where(col(AuditEntry.seq) == seq)).one()
+        except (ValueError, TypeError) as exc:
+            return _UnreadableEntry(
+                seq, f"its stored {column.name!r} cannot be read ({type(exc).__name__})"
+            )
+    return _UnreadableEntry(seq, "its stored fields cannot be read")
+
+
+def _stored_entries(session: Session) -> Iterator[AuditEntry | _UnreadableEntry]:
+    """The trail in sequence order; a row that cannot be read stands as an _UnreadableEntry."""
+    last_seq = 0
+    while True:
+        seqs = list(
+            session.exec(
+                select(AuditEntry.seq)
+                .where(col(AuditEntry.seq) > last_seq)
+                .order_by(col(AuditEntry.seq))
+                .limit(_READ_CHUNK)
+            )
+        )
+        if not seqs:
+            return
+        try:
+            yield from session.exec(
+                select(AuditEntry)
+                .where(col(AuditEntry.seq).in_(seqs))
+                .order_by(col(AuditEntry.seq))
+            ).all()
+        except (ValueError, TypeError):
+            # A result processor refused a stored value (SQLite keeps whatever text was written).
+            # Read the chunk row by row to name the first entry that cannot be read.
+            for seq in seqs:
+                try:
+                    yield session.exec(select(AuditEntry).where(col(AuditEntry.seq) == seq)).one()
+                except (ValueError, TypeError):
+                    yield _unreadable(session, seq)
+                    return
+        last_seq = seqs[-1]
+
+
 def _walk_chain(session: Session) -> tuple[ChainVerdict, dict[int, str]]:
     """Recompute the chain; also return each verified entry's hash by sequence number."""
     hashes: dict[int, str] = {}
     prev_hash = GENESIS_HASH
     expected_seq = 1
     checked = 0
-    for entry in session.exec(select(AuditEntry).order_by(col(AuditEntry.seq))):
+    for entry in _stored_entries(session):
         if entry.seq != expected_seq:
             return ChainVerdict(
                 False,
@@ -335,6 +393,8 @@ def _walk_chain(session: Session) -> tuple[ChainVerdict, dict[int, str]]:
                 expected_seq,
                 f"entry {expected_seq} is missing (next is {entry.seq})",
             ), hashes
+        if isinstance(entry, _UnreadableEntry):
+            return ChainVerdict(False, checked, entry.seq, entry.problem), hashes
         if entry.prev_hash != prev_hash:
             return ChainVerdict(
                 False, checked, entry.seq, "its prev_hash does not match the entry before it"

@@ -340,30 +340,27 @@ class _StateEntry:
         self.chunks: tuple[str, ...] | None = None
 
 
-@dataclass(frozen=True)
+@dataclass
 class _RecordTally:
-    """Records per deployment (count, newest ``received_at``), with the fingerprint of the rows
-    counted: (count, max id, sum of ids), and the ``record_id`` of the row with the max id."""
+    """Records per deployment (count, newest ``received_at``) as of the rows with ids up to
+    ``top_id``, and the ids up to ``top_id`` that were absent when counted (``holes``: runs
+    (first, last) of ids a rolled-back insert never used, or a transaction not yet committed
+    will still bring)."""
 
-    fingerprint: tuple[int, int, int]
-    top_record: str | None
+    top_id: int
+    holes: list[tuple[int, int]]
     per_deployment: dict[str, tuple[int, datetime | None]]
+    top_record: str | None  # the record_id at top_id: a different one there means a deletion
 
-    def merge(self, added: _RecordTally) -> _RecordTally:
-        """This tally plus rows counted after it (``added``: rows with larger ids)."""
-        per_deployment = dict(self.per_deployment)
-        for dep, (count, last) in added.per_deployment.items():
-            before, before_last = per_deployment.get(dep, (0, None))
-            if before_last is not None and (last is None or before_last > last):
-                last = before_last
-            per_deployment[dep] = (before + count, last)
-        total, top, id_sum = self.fingerprint
-        more, added_top, added_sum = added.fingerprint
-        return _RecordTally(
-            (total + more, max(top, added_top), id_sum + added_sum),
-            added.top_record if added_top > top else self.top_record,
-            per_deployment,
-        )
+    def add(self, dep: str, count: int, last: datetime | None) -> None:
+        before, before_last = self.per_deployment.get(dep, (0, None))
+        if before_last is not None and (last is None or before_last > last):
+            last = before_last
+        self.per_deployment[dep] = (before + count, last)
+
+
+# Hole runs checked per query (each run is one indexed range probe).
+_HOLE_RUNS_PER_QUERY = 200
 
 
 @dataclass(frozen=True)
@@ -466,65 +463,112 @@ class StoreCollector(Collector):
         return _StoreSnapshot(now, deployments, records, open_alerts, streams, phantoms, tolerances)
 
     def _record_counts(self, session: Session) -> dict[str, tuple[int, datetime | None]]:
-        """Records per deployment and the newest one's arrival, without grouping the whole table
-        at every scrape. One cheap query fingerprints the table (count, max and sum of ids) and
-        looks up the row with the largest id counted last time: while that row is still there,
-        every row added since has a larger id (SQLite reuses an id only above the current
-        maximum, a sequence never), so an unchanged fingerprint means unchanged counts, and
-        when only rows were added, only they are grouped and added to the tally. Anything else
-        (a deletion, a row committed under an older id) regroups the whole table."""
+        """Records per deployment and the newest one's arrival, at a cost that does not grow
+        with the table: records are insert-only (nothing in phase4 updates or deletes one), so
+        the tally of the last scrape stays true for the ids it covered, and a scrape reads only
+
+        - the largest id (one probe of the primary key's index),
+        - the rows with larger ids, grouped per deployment (a range of the primary key: the
+          records that arrived since the last scrape),
+        - the rows that have since appeared in the *holes*, the ids at or below the last
+          largest id that were absent when counted (a range probe per run of missing ids).
+
+        Holes keep the counts exact on PostgreSQL, where ids come from a sequence in the order
+        transactions *start*: a batch may commit after a later one that a scrape already
+        counted; its ids are then holes, and the next scrape adds them. Ids a rolled-back
+        insert took stay holes, each run one cheap probe. The first scrape groups the table
+        once.
+        """
+        ident = col(InferenceRecord.id)
         with self._lock:
             tally = self._records
-        if tally is not None:
-            ident = col(InferenceRecord.id)
-            count, top, id_sum, at_top = session.execute(
-                sa.select(
-                    sa.func.count(),
-                    sa.func.coalesce(sa.func.max(ident), 0),
-                    sa.func.coalesce(sa.func.sum(ident), 0),
-                    sa.select(InferenceRecord.record_id)
-                    .where(ident == tally.fingerprint[1])
-                    .scalar_subquery(),
-                )
-            ).one()
-            fingerprint = (count, top, id_sum)
-            if at_top == tally.top_record and fingerprint == tally.fingerprint:
-                return tally.per_deployment
-            if at_top == tally.top_record and top > tally.fingerprint[1]:
-                merged = tally.merge(self._group_records(session, after_id=tally.fingerprint[1]))
-                tally = merged if merged.fingerprint == fingerprint else None
-            else:
-                tally = None
         if tally is None:
-            tally = self._group_records(session)
+            tally = _RecordTally(0, [], {}, None)
+        top, at_top = session.execute(
+            sa.select(
+                sa.func.coalesce(sa.func.max(ident), 0),
+                sa.select(InferenceRecord.record_id).where(ident == tally.top_id).scalar_subquery(),
+            )
+        ).one()
+        if tally.top_id and at_top != tally.top_record:
+            # The newest row counted was deleted behind the application's back (an erasure, a
+            # restored backup; SQLite then gives its id to the next row): count from scratch.
+            tally = _RecordTally(0, [], {}, None)
+        tally = _RecordTally(
+            tally.top_id, list(tally.holes), dict(tally.per_deployment), tally.top_record
+        )
+        if tally.holes:
+            self._fill_holes(session, tally)
+        if top > tally.top_id:
+            self._count_after(session, tally, top)
         with self._lock:
             self._records = tally
         return tally.per_deployment
 
     @staticmethod
-    def _group_records(session: Session, after_id: int | None = None) -> _RecordTally:
+    def _count_after(session: Session, tally: _RecordTally, top: int) -> None:
+        """Add the rows with ids in (tally.top_id, top] and note the ids absent among them."""
         ident = col(InferenceRecord.id)
-        newest = sa.select(InferenceRecord.record_id).order_by(ident.desc()).limit(1)
-        query = sa.select(
-            InferenceRecord.deployment_id,
-            sa.func.count(),
-            sa.func.max(InferenceRecord.received_at),
-            sa.func.max(ident),
-            sa.func.sum(ident),
-            newest.scalar_subquery(),
-        ).group_by(InferenceRecord.deployment_id)
-        if after_id is not None:
-            query = query.where(ident > after_id)
-        total = top = id_sum = 0
-        top_record: str | None = None
-        per_deployment: dict[str, tuple[int, datetime | None]] = {}
-        for dep, count, last, dep_top, dep_sum, newest_record in session.execute(query):
-            top_record = newest_record
-            per_deployment[dep] = (count, last)
-            total += count
-            top = max(top, dep_top or 0)
-            id_sum += dep_sum or 0
-        return _RecordTally((total, top, id_sum), top_record, per_deployment)
+        after = tally.top_id
+        in_range = (ident > after) & (ident <= top)
+        found = 0
+        at_top = sa.select(InferenceRecord.record_id).where(ident == top).scalar_subquery()
+        for dep, count, last, top_record in session.execute(
+            sa.select(
+                InferenceRecord.deployment_id,
+                sa.func.count(),
+                sa.func.max(InferenceRecord.received_at),
+                at_top,
+            )
+            .where(in_range)
+            .group_by(InferenceRecord.deployment_id)
+        ):
+            tally.add(dep, count, last)
+            tally.top_record = top_record
+            found += count
+        if found < top - after:
+            # Runs of absent ids: the gap before each present id, back to the id before it
+            # (``after`` for the first; ``top`` itself is present, so no gap follows it).
+            previous = sa.func.lag(ident, 1, after).over(order_by=ident)
+            rows = sa.select(ident.label("id"), previous.label("prev")).where(in_range).subquery()
+            tally.holes.extend(
+                (prev + 1, present - 1)
+                for present, prev in session.execute(
+                    sa.select(rows.c.id, rows.c.prev).where(rows.c.id > rows.c.prev + 1)
+                )
+            )
+            tally.holes.sort()
+        tally.top_id = top
+
+    @staticmethod
+    def _fill_holes(session: Session, tally: _RecordTally) -> None:
+        """Add the rows that appeared in the holes since they were noted; keep what is still
+        absent."""
+        ident = col(InferenceRecord.id)
+        found: list[int] = []
+        for i in range(0, len(tally.holes), _HOLE_RUNS_PER_QUERY):
+            runs = tally.holes[i : i + _HOLE_RUNS_PER_QUERY]
+            where = sa.or_(*(ident.between(lo, hi) for lo, hi in runs))
+            for row_id, dep, received in session.execute(
+                sa.select(ident, InferenceRecord.deployment_id, InferenceRecord.received_at).where(
+                    where
+                )
+            ):
+                tally.add(dep, 1, received)
+                found.append(row_id)
+        if not found:
+            return
+        holes: list[tuple[int, int]] = []
+        taken = sorted(found)
+        for lo, hi in tally.holes:
+            start = lo
+            for row_id in (t for t in taken if lo <= t <= hi):
+                if start <= row_id - 1:
+                    holes.append((start, row_id - 1))
+                start = row_id + 1
+            if start <= hi:
+                holes.append((start, hi))
+        tally.holes = holes
 
     def _families(self, snapshot: _StoreSnapshot) -> list[_Family]:
         return [

@@ -13,12 +13,8 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
-
-from phantoms.cylinder import PETCylinder
-from phantoms.flood import FloodUniformity
-from phantoms.image import PhantomInputError
-from phantoms.nema_iq import NEMAImageQuality
 
 app = typer.Typer(help="Phantom QC: NEMA NU 1 floods, PET cylinders, NEMA NU 2 image quality.")
 
@@ -35,7 +31,8 @@ def _group() -> None:
 
 
 def _fail(message: str) -> typer.Exit:
-    Console(stderr=True).print(f"[red]error:[/red] {message}", highlight=False)
+    console = Console(stderr=True, soft_wrap=True, highlight=False)
+    console.print(f"[red]error:[/red] {escape(message)}")
     return typer.Exit(code=2)
 
 
@@ -72,6 +69,12 @@ def analyze(
     ] = None,
 ) -> None:
     """Analyse PATH as a KIND phantom; print the results (exit code 2 on unusable input)."""
+    # Imported here: `phase4 --help` must not wait for scipy and pydicom.
+    from phantoms.cylinder import PETCylinder
+    from phantoms.flood import FloodUniformity
+    from phantoms.image import PhantomInputError
+    from phantoms.nema_iq import NEMAImageQuality
+
     if not path.exists():
         raise _fail(f"{path}: no such file or folder")
     when = _time(fill_time, "--fill-time")

@@ -8,18 +8,22 @@ what the thresholds refer to; these are the choices made here, also in docs/PHAN
    rows/columns left over are cropped equally from both sides. No integer → an error naming
    the pixel size.
 2. **Useful field (UFOV)**. Either the detector area given in mm (``ufov_mm``, a rectangle
-   centred on the image), or found: pixels of the *rebinned, unsmoothed* image with at least
-   ``field_threshold`` (default 0.5) × the mean of the central region (the middle half of the
-   image in each direction); the UFOV is the bounding rectangle of the largest 4-connected
-   group of those pixels. A pixel belongs to a rectangle if ≥ 50% of its area lies inside.
-3. **CFOV** = the UFOV rectangle scaled by ``cfov_ratio`` = 0.75 in each linear dimension
-   about its centre (same ≥ 50% rule).
-4. **Edge rules** (NU 1): pixels outside the UFOV count as zero. (a) UFOV pixels on its edge
-   (a 4-neighbour outside the UFOV) with fewer counts than ``edge_fraction`` = 0.75 × the
-   mean counts of the CFOV are set to zero; (b) then every pixel with a zero 4-neighbour is
-   set to zero too. Read literally, (b) always removes the outermost ring of the UFOV, and it
-   does here. The remaining non-zero pixels are the UFOV analysed; the CFOV analysed is the
-   CFOV rectangle's pixels among them.
+   centred on the image), or found from the field's actual shape: pixels of the *rebinned,
+   unsmoothed* image with at least ``field_threshold`` (default 0.5) × the mean of the central
+   region (the middle half of the image in each direction); the UFOV is the convex hull of the
+   largest 4-connected group of those pixels (a detector's field is convex, a rectangle or a
+   circle; the hull keeps a cold defect at the field's edge inside the UFOV instead of
+   carving it out). A pixel belongs to a shape if ≥ 50% of its area lies inside it; for a
+   rectangular field the hull is the group's bounding rectangle.
+3. **CFOV** = the UFOV's shape scaled by ``cfov_ratio`` = 0.75 in each linear dimension about
+   its centroid (NU 1: "the area of the UFOV scaled by 75% in linear dimensions"), same ≥ 50%
+   rule: a circle's CFOV is the concentric circle, a rectangle's the concentric rectangle.
+4. **Edge rules** (NU 1): pixels outside the UFOV count as zero. (a) Every pixel on the UFOV's
+   edge (a 4-neighbour outside the UFOV), wherever the field's shape puts it, with fewer counts
+   than ``edge_fraction`` = 0.75 × the mean counts of the CFOV is set to zero; (b) then every
+   pixel with a zero 4-neighbour is set to zero too. Read literally, (b) always removes the
+   outermost ring of the UFOV, and it does here. The remaining non-zero pixels are the UFOV
+   analysed; the CFOV analysed is the CFOV shape's pixels among them.
 5. **Smoothing** once with the 9-point kernel [[1,2,1],[2,4,2],[1,2,1]]/16, *after* masking,
    with the weights renormalised over the analysed pixels: no pixel outside the UFOV (or
    zeroed by the edge rules) pulls an edge pixel down, so a flat flood stays exactly flat.
@@ -28,7 +32,7 @@ what the thresholds refer to; these are the choices made here, also in docs/PHAN
    5 contiguous analysed pixels in a row (and, separately, a column); rows and columns are
    reported and the worse is DU.
 7. **Counts** (NU 1 asks ≥ 10 000 counts in the centre pixel after rebinning): the unsmoothed
-   count of the pixel at the CFOV centre is reported, with a warning when it is lower.
+   count of the pixel at the CFOV's centroid is reported, with a warning when it is lower.
 
 Example::
 
@@ -48,6 +52,7 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy import ndimage
+from scipy.spatial import ConvexHull
 
 from phantoms.control import Tolerance, Verdict
 from phantoms.image import PathsArg, PhantomInputError, load_image
@@ -92,6 +97,97 @@ def rebin(image: np.ndarray, factor: tuple[int, int]) -> np.ndarray:
     return cropped.reshape(ny, fy, nx, fx).sum(axis=(1, 3))
 
 
+@dataclass(frozen=True)
+class FieldShape:
+    """A convex field outline: vertices (row, column) in pixel edge coordinates (pixel j spans
+    [j, j + 1)), counter-clockwise, as from :class:`scipy.spatial.ConvexHull`."""
+
+    vertices: np.ndarray
+
+    @classmethod
+    def rectangle(cls, rect: tuple[float, float, float, float]) -> FieldShape:
+        """The rectangle (row0, row1, col0, col1)."""
+        r0, r1, c0, c1 = rect
+        return cls.hull(np.array([[r0, c0], [r1, c0], [r1, c1], [r0, c1]], dtype=float))
+
+    @classmethod
+    def hull(cls, points: np.ndarray) -> FieldShape:
+        """The convex hull of ``points`` (n, 2)."""
+        hull = ConvexHull(points)
+        return cls(points[hull.vertices].astype(float))
+
+    @classmethod
+    def of_pixels(cls, mask: np.ndarray) -> FieldShape:
+        """The convex hull of the pixels of ``mask`` (their corners)."""
+        rr, cc = np.nonzero(mask)
+        corners = np.concatenate(
+            [np.stack([rr + dr, cc + dc], axis=1) for dr in (0, 1) for dc in (0, 1)]
+        )
+        return cls.hull(np.unique(corners, axis=0).astype(float))
+
+    def centroid(self) -> tuple[float, float]:
+        """The area centroid (shoelace formula)."""
+        y, x = self.vertices[:, 0], self.vertices[:, 1]
+        y1, x1 = np.roll(y, -1), np.roll(x, -1)
+        cross = x * y1 - x1 * y
+        area = cross.sum() / 2.0
+        return (
+            float(((y + y1) * cross).sum() / (6.0 * area)),
+            float(((x + x1) * cross).sum() / (6.0 * area)),
+        )
+
+    def scaled(self, ratio: float) -> FieldShape:
+        """The shape scaled by ``ratio`` in each linear dimension about its centroid."""
+        centre = np.array(self.centroid())
+        return FieldShape(centre + (self.vertices - centre) * ratio)
+
+    def pixels(self, shape: tuple[int, int]) -> np.ndarray:
+        """Pixels with ≥ 50% of their area inside. Pixels whose square the outline crosses
+        have their area inside measured exactly, by clipping the square to the half-planes
+        (Sutherland–Hodgman) of the edges that cross it."""
+        hull = ConvexHull(self.vertices)
+        normals, offsets = hull.equations[:, :2], hull.equations[:, 2]  # inside: n·p + o ≤ 0
+        rows, cols = shape
+        centres = np.stack(
+            np.meshgrid(np.arange(rows) + 0.5, np.arange(cols) + 0.5, indexing="ij"), axis=-1
+        ).reshape(-1, 2)
+        distances = centres @ normals.T + offsets  # > 0 outside each edge's line
+        half_diagonal = np.sqrt(0.5)
+        inside = (distances <= -half_diagonal).all(axis=1)
+        near = ~inside & (distances < half_diagonal).all(axis=1)
+        for k in np.flatnonzero(near):
+            crossing = np.flatnonzero(np.abs(distances[k]) < half_diagonal)
+            area = _clipped_square_area(centres[k], normals[crossing], offsets[crossing])
+            inside[k] = area >= 0.5 - 1e-12
+        return inside.reshape(rows, cols)
+
+
+def _clipped_square_area(centre: np.ndarray, normals: np.ndarray, offsets: np.ndarray) -> float:
+    """Area of the unit square about ``centre`` inside every half-plane n·p + o ≤ 0."""
+    r, c = float(centre[0]), float(centre[1])
+    polygon = [(r - 0.5, c - 0.5), (r + 0.5, c - 0.5), (r + 0.5, c + 0.5), (r - 0.5, c + 0.5)]
+    for (nr, nc), o in zip(normals.tolist(), offsets.tolist(), strict=True):
+        clipped: list[tuple[float, float]] = []
+        for i, p in enumerate(polygon):
+            q = polygon[(i + 1) % len(polygon)]
+            dp, dq = nr * p[0] + nc * p[1] + o, nr * q[0] + nc * q[1] + o
+            if dp <= 0:
+                clipped.append(p)
+            if (dp < 0 < dq) or (dq < 0 < dp):
+                t = dp / (dp - dq)
+                clipped.append((p[0] + t * (q[0] - p[0]), p[1] + t * (q[1] - p[1])))
+        polygon = clipped
+        if len(polygon) < 3:
+            return 0.0
+    return 0.5 * abs(
+        sum(
+            polygon[i][0] * polygon[(i + 1) % len(polygon)][1]
+            - polygon[(i + 1) % len(polygon)][0] * polygon[i][1]
+            for i in range(len(polygon))
+        )
+    )
+
+
 def rectangle_pixels(shape: tuple[int, int], rect: tuple[float, float, float, float]) -> np.ndarray:
     """Pixels with ≥ 50% of their area inside ``rect`` = (row0, row1, col0, col1) in pixel
     edge coordinates (pixel j spans [j, j + 1))."""
@@ -103,15 +199,6 @@ def rectangle_pixels(shape: tuple[int, int], rect: tuple[float, float, float, fl
 
     area = overlap(shape[0], r0, r1)[:, None] * overlap(shape[1], c0, c1)[None, :]
     return area >= 0.5 - 1e-12
-
-
-def scale_rectangle(
-    rect: tuple[float, float, float, float], ratio: float
-) -> tuple[float, float, float, float]:
-    r0, r1, c0, c1 = rect
-    rc, cc = (r0 + r1) / 2, (c0 + c1) / 2
-    hr, hc = (r1 - r0) / 2 * ratio, (c1 - c0) / 2 * ratio
-    return (rc - hr, rc + hr, cc - hc, cc + hc)
 
 
 def smooth_within(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -164,7 +251,7 @@ class HeadUniformity(ResultData):
     du_cfov_columns_pct: float
     ufov_pixels: int
     cfov_pixels: int
-    ufov_shape_pixels: tuple[int, int]  # rows × columns of the UFOV rectangle (rebinned)
+    ufov_shape_pixels: tuple[int, int]  # rows × columns spanned by the UFOV's pixels (rebinned)
     cfov_mean_counts: float  # rebinned, unsmoothed
     centre_pixel_counts: float  # rebinned, unsmoothed, at the CFOV centre
     counts_adequate: bool  # centre pixel ≥ min_centre_counts (NU 1)
@@ -344,6 +431,8 @@ class FloodUniformity:
                 (cols - width) / 2,
                 (cols + width) / 2,
             )
+            ufov_shape = FieldShape.rectangle(rect)
+            ufov_field = rectangle_pixels(img.shape, rect)
         else:
             centre = img[rows // 4 : rows - rows // 4, cols // 4 : cols - cols // 4]
             level = float(centre.mean())
@@ -354,19 +443,19 @@ class FloodUniformity:
                 raise PhantomInputError(f"head {index}: no useful field found")
             sizes = ndimage.sum_labels(np.ones_like(img), labels, index=np.arange(1, n + 1))
             biggest = labels == (int(np.argmax(sizes)) + 1)
-            rr, cc = np.nonzero(biggest)
-            rect = (float(rr.min()), float(rr.max() + 1), float(cc.min()), float(cc.max() + 1))
-        ufov_rect_pixels = rectangle_pixels(img.shape, rect)
-        cfov_rect = scale_rectangle(rect, cfov_ratio)
-        cfov_candidates = rectangle_pixels(img.shape, cfov_rect) & ufov_rect_pixels
+            ufov_shape = FieldShape.of_pixels(biggest)
+            ufov_field = ufov_shape.pixels(img.shape)
+        cfov_shape = ufov_shape.scaled(cfov_ratio)
+        cfov_candidates = cfov_shape.pixels(img.shape) & ufov_field
         if not cfov_candidates.any():
             raise PhantomInputError(f"head {index}: the CFOV holds no pixel")
         cfov_mean = float(img[cfov_candidates].mean())
-        # Edge rule (a): edge pixels of the UFOV under edge_fraction × CFOV mean → zero.
-        padded = np.pad(ufov_rect_pixels, 1, constant_values=False)
+        # Edge rule (a): every edge pixel of the UFOV's shape under edge_fraction × CFOV mean
+        # → zero.
+        padded = np.pad(ufov_field, 1, constant_values=False)
         inner = padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
-        edge = ufov_rect_pixels & ~inner
-        kept = ufov_rect_pixels & ~(edge & (img < edge_fraction * cfov_mean))
+        edge = ufov_field & ~inner
+        kept = ufov_field & ~(edge & (img < edge_fraction * cfov_mean))
         kept &= img > 0
         # Edge rule (b): pixels with a zero 4-neighbour (outside the UFOV counts as zero) → zero.
         p = np.pad(kept, 1, constant_values=False)
@@ -380,8 +469,8 @@ class FloodUniformity:
             for name, mask in (("ufov", ufov), ("cfov", cfov))
             for axis in (0, 1)
         }
-        r0, r1, c0, c1 = cfov_rect
-        centre_counts = float(img[int((r0 + r1) / 2), int((c0 + c1) / 2)])
+        centre_row, centre_col = cfov_shape.centroid()
+        centre_counts = float(img[int(centre_row), int(centre_col)])
         adequate = centre_counts >= min_centre_counts
         warnings = []
         if not adequate:
@@ -401,7 +490,10 @@ class FloodUniformity:
             du_cfov_columns_pct=du[("cfov", 0)],
             ufov_pixels=int(ufov.sum()),
             cfov_pixels=int(cfov.sum()),
-            ufov_shape_pixels=(round(rect[1] - rect[0]), round(rect[3] - rect[2])),
+            ufov_shape_pixels=(
+                int(np.ptp(np.nonzero(ufov_field)[0])) + 1,
+                int(np.ptp(np.nonzero(ufov_field)[1])) + 1,
+            ),
             cfov_mean_counts=cfov_mean,
             centre_pixel_counts=centre_counts,
             counts_adequate=adequate,

@@ -172,14 +172,20 @@ def flood_array(
     cold: Sequence[ColdRegion] = (),
     noise: bool = True,
     seed: int = 0,
+    field_diameter_mm: float | None = None,
 ) -> np.ndarray:
     """Flood counts (heads, rows, columns): ``counts_per_pixel`` in a centred rectangular
-    field of ``field_mm`` (width, height), zero outside; pixel centres at ±(n−1)/2·pixel."""
+    field of ``field_mm`` (width, height), or a circular field of ``field_diameter_mm`` when
+    given, zero outside (a pixel is in the field if its centre is); pixel centres at
+    ±(n−1)/2·pixel."""
     rows, cols = shape
     y = (np.arange(rows) - (rows - 1) / 2) * pixel_mm
     x = (np.arange(cols) - (cols - 1) / 2) * pixel_mm
     yy, xx = np.meshgrid(y, x, indexing="ij")
-    field_mask = (np.abs(xx) <= field_mm[0] / 2) & (np.abs(yy) <= field_mm[1] / 2)
+    if field_diameter_mm is None:
+        field_mask = (np.abs(xx) <= field_mm[0] / 2) & (np.abs(yy) <= field_mm[1] / 2)
+    else:
+        field_mask = xx**2 + yy**2 <= (field_diameter_mm / 2) ** 2
     rng = np.random.default_rng(seed)
     frames = []
     for head in range(1, heads + 1):
@@ -235,6 +241,7 @@ def write_flood(
     noise: bool = True,
     seed: int = 0,
     series_time: datetime = SCAN_TIME,
+    field_diameter_mm: float | None = None,
 ) -> PhantomSeries:
     """One multi-frame NM Image Storage file, one STATIC frame per head (DetectorVector)."""
     frames = flood_array(
@@ -246,6 +253,7 @@ def write_flood(
         cold=cold,
         noise=noise,
         seed=seed,
+        field_diameter_mm=field_diameter_mm,
     )
     if frames.max() > 65535:
         raise ValueError(f"{frames.max():.0f} counts in a pixel do not fit 16 bits")

@@ -1,27 +1,131 @@
-"""The ``phase4`` command: one entry point for the monitor, the demo and the tools around them."""
+"""The ``phase4`` command: one entry point for the monitor, the demo and the tools around them.
+
+Start-up cost: ``phase4 --help`` and the light commands must not wait for the heavy
+dependencies of others (scipy, pandas, evidently, plotly, FastAPI, the regulatory export's
+FHIR and PDF stacks): each command imports what it needs when it runs, and ``export`` is
+loaded only when it is invoked or asked for its own help (``_LAZY_COMMANDS``).
+bench/cli_startup.py measures it.
+"""
 
 from __future__ import annotations
 
 import csv
 import hashlib
+import sys
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
+import click
 import typer
 from rich.console import Console
+from rich.markup import escape
+from typer.core import TyperGroup
 
-from alerts.export.cli import export_command
 from monitor.auth import Role, TokenError, create_token
-from monitor.db import DatabaseURLError, create_db_engine, session_scope, upgrade
-from monitor.registry import RegistryError, create_deployment
-from monitor.settings import Settings
 from phantoms.cli import app as phantom_app
 
-app = typer.Typer(
+if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
+    from sqlalchemy.engine import Engine
+    from sqlmodel import Session
+
+    from monitor.settings import Settings
+
+
+def _bad_input_message(exc: Exception) -> str | None:
+    """One line naming what is wrong, for the errors that bad input or a bad setting raises in
+    any command; None for anything else (a bug, which keeps its traceback).
+
+    - a setting read from the environment (pydantic-settings) that does not validate: the
+      variable and the rule, never the value (it may be a secret such as PHASE4_AUDIT_KEY);
+    - a file that cannot be read or written (OSError names the path);
+    - a file that is not UTF-8 text;
+    - a store that cannot be opened or reached (PHASE4_DATABASE_URL).
+    """
+    pydantic = sys.modules.get("pydantic")
+    if pydantic is not None and isinstance(exc, pydantic.ValidationError):
+        problems = []
+        for item in exc.errors(include_input=False, include_url=False):
+            field = ".".join(str(part) for part in item["loc"])
+            name = f"PHASE4_{field.upper()}" if exc.title.endswith("Settings") else field
+            problems.append(f"{name}: {item['msg']}")
+        return f"invalid setting {'; '.join(problems)}"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"a file is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at {exc.start})"
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return f"{exc.filename}: {exc.strerror or exc}"
+    sa_exc = sys.modules.get("sqlalchemy.exc")
+    if sa_exc is not None and isinstance(exc, sa_exc.OperationalError):
+        first_line = str(exc.orig).strip().splitlines()[0] if exc.orig else "unreachable"
+        return f"cannot use the store (PHASE4_DATABASE_URL): {first_line}"
+    return None
+
+
+class _CommandLine(typer.Typer):
+    """The ``phase4`` application: bad input ends in one line on stderr and exit code 2, never a
+    traceback (commands name their own input errors; this catches what they leave)."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().__call__(*args, **kwargs)
+        except Exception as exc:
+            message = _bad_input_message(exc)
+            if message is None:
+                raise
+            _print_error(message)
+            raise SystemExit(2) from None
+
+
+def _export_command() -> click.Command:
+    from alerts.export.cli import export_command
+
+    single = typer.Typer(rich_markup_mode="rich", add_completion=False)
+    single.command("export")(export_command)
+    return typer.main.get_command(single)
+
+
+# Commands whose module is imported only when the command runs: name → (loader, help line).
+_LAZY_COMMANDS: dict[str, tuple[Any, str]] = {
+    "export": (
+        _export_command,
+        "Export a deployment's post-market surveillance report, incident register and audit trail.",
+    ),
+}
+
+
+class _LazyGroup(TyperGroup):
+    """The root group: lists the lazy commands by their help line, loads one when used."""
+
+    _listing = False
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [*super().list_commands(ctx), *_LAZY_COMMANDS]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in _LAZY_COMMANDS:
+            return super().get_command(ctx, cmd_name)
+        load, help_line = _LAZY_COMMANDS[cmd_name]
+        if self._listing:
+            return click.Command(cmd_name, help=help_line, short_help=help_line)
+        command: click.Command = load()
+        return command
+
+    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        self._listing = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self._listing = False
+
+
+app = _CommandLine(
+    cls=_LazyGroup,
     help="phase4: post-market quality control and drift surveillance for AI in nuclear medicine.",
     no_args_is_help=True,
     rich_markup_mode="rich",
+    pretty_exceptions_show_locals=False,
 )
 db_app = typer.Typer(help="The store's schema (Alembic migrations).", no_args_is_help=True)
 token_app = typer.Typer(help="API bearer tokens.", no_args_is_help=True)
@@ -41,10 +145,10 @@ probe_app = typer.Typer(help="Probes that run beside the AI.", no_args_is_help=T
 dicom_app = typer.Typer(help="DICOM: features of PET/SPECT series.", no_args_is_help=True)
 app.add_typer(probe_app, name="probe")
 app.add_typer(dicom_app, name="dicom")
-app.command("export")(export_command)
 app.add_typer(phantom_app, name="phantom", help="Phantom QC: analyse flood, cylinder, NEMA IQ.")
 
-err = Console(stderr=True)
+# soft_wrap: an error is one line however long its path (a narrow terminal wraps it, not us).
+err = Console(stderr=True, soft_wrap=True, highlight=False)
 out = Console()
 
 DatabaseOpt = Annotated[
@@ -57,16 +161,42 @@ DatabaseOpt = Annotated[
 ]
 
 
+def create_db_engine(url: str) -> Engine:
+    """monitor.db's engine, imported when a command first needs the store."""
+    from monitor.db import create_db_engine as create
+
+    return create(url)
+
+
+def session_scope(engine: Engine) -> AbstractContextManager[Session]:
+    """monitor.db's transaction scope, imported when a command first needs the store."""
+    from monitor.db import session_scope as scope
+
+    return scope(engine)
+
+
 def _settings(database_url: str | None) -> Settings:
+    from monitor.settings import Settings
+
     return Settings(database_url=database_url) if database_url else Settings()
 
 
+def _print_error(message: str) -> None:
+    err.print(f"[bold red]error:[/] {escape(message)}")
+
+
 def _fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}")
+    _print_error(message)
     return typer.Exit(code)
 
 
+def _not_text(path: Path, exc: UnicodeDecodeError) -> str:
+    return f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})"
+
+
 def _upgraded_url(database_url: str | None) -> str:
+    from monitor.db import DatabaseURLError, upgrade
+
     url = _settings(database_url).resolved_database_url()
     try:
         upgrade(url)
@@ -87,13 +217,14 @@ def serve(
     host: Annotated[
         str, typer.Option(help="Address to bind. Keep 127.0.0.1 unless a reverse proxy fronts it.")
     ] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    port: Annotated[int, typer.Option(help="TCP port.", min=1, max=65535)] = 8000,
     database_url: DatabaseOpt = None,
 ) -> None:
     """Run the monitor's API, /metrics and UI (migrates the schema first)."""
     import uvicorn
 
     from monitor.app import create_app
+    from monitor.settings import Settings
 
     url = _upgraded_url(database_url)
     out.print(
@@ -209,6 +340,8 @@ def deployment_create(
     database_url: DatabaseOpt = None,
 ) -> None:
     """Register an AI model version in use at a site."""
+    from monitor.registry import RegistryError, create_deployment
+
     engine = create_db_engine(_upgraded_url(database_url))
     try:
         with session_scope(engine) as session:
@@ -332,6 +465,10 @@ def reference_upload(
             reason=reason,
             source=f"{file.name} sha256:{digest}",
         )
+    except UnicodeDecodeError as exc:
+        raise _fail(_not_text(file, exc)) from None
+    except csv.Error as exc:
+        raise _fail(f"{file}: not a readable CSV ({exc})") from None
     except (ValueError, ReplayError) as exc:
         raise _fail(str(exc)) from exc
     for stream, ref in summary.items():
@@ -441,6 +578,10 @@ def replay(
             categorical=categorical,
             binary=binary,
         )
+    except UnicodeDecodeError as exc:
+        raise _fail(_not_text(events, exc)) from None
+    except csv.Error as exc:
+        raise _fail(f"{events}: not a readable CSV ({exc})") from None
     except ReplayError as exc:
         raise _fail(str(exc)) from exc
     kinds = ", ".join(f"{c} ({k})" for c, k in summary.streams.items())

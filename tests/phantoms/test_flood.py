@@ -19,6 +19,62 @@ EXPECTED_IU = 100 * 0.1 / 1.9  # REFERENCE.md §4: 5.263%
 # --- an independent implementation: plain loops, nothing shared with phantoms.flood --------
 
 
+def _cross(o: tuple[float, float], a: tuple[float, float], b: tuple[float, float]) -> float:
+    return (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
+
+
+def plain_hull(points: list[tuple[int, int]]) -> list[tuple[float, float]]:
+    """Andrew's monotone chain: the convex hull, counter-clockwise (positive cross products)."""
+    lower: list[tuple[float, float]] = []
+    upper: list[tuple[float, float]] = []
+    for p in points:
+        while len(lower) >= 2 and _cross(lower[-2], lower[-1], p) <= 0:
+            lower.pop()
+        lower.append(p)
+    for p in reversed(points):
+        while len(upper) >= 2 and _cross(upper[-2], upper[-1], p) <= 0:
+            upper.pop()
+        upper.append(p)
+    return lower[:-1] + upper[:-1]
+
+
+def plain_centroid(poly: list[tuple[float, float]]) -> tuple[float, float]:
+    area = cy = cx = 0.0
+    for i in range(len(poly)):
+        (y0, x0), (y1, x1) = poly[i], poly[(i + 1) % len(poly)]
+        cross = y0 * x1 - y1 * x0
+        area += cross / 2
+        cy += (y0 + y1) * cross
+        cx += (x0 + x1) * cross
+    return cy / (6 * area), cx / (6 * area)
+
+
+def plain_in(r: int, c: int, poly: list[tuple[float, float]]) -> bool:
+    """Is >= 50% of pixel (r, c), the square [r, r+1] x [c, c+1], inside the convex polygon?
+    The square is clipped against every edge (Sutherland-Hodgman), its area by shoelace."""
+    square = [(r, c), (r + 1, c), (r + 1, c + 1), (r, c + 1)]
+    shape: list[tuple[float, float]] = [(float(y), float(x)) for y, x in square]
+    for i in range(len(poly)):
+        a, b = poly[i], poly[(i + 1) % len(poly)]
+        clipped = []
+        for j in range(len(shape)):
+            p, q = shape[j], shape[(j + 1) % len(shape)]
+            sp, sq = _cross(a, b, p), _cross(a, b, q)
+            if sp >= 0:
+                clipped.append(p)
+            if (sp > 0 > sq) or (sq > 0 > sp):
+                t = sp / (sp - sq)
+                clipped.append((p[0] + t * (q[0] - p[0]), p[1] + t * (q[1] - p[1])))
+        shape = clipped
+        if len(shape) < 3:
+            return False
+    area = 0.0
+    for j in range(len(shape)):
+        (y0, x0), (y1, x1) = shape[j], shape[(j + 1) % len(shape)]
+        area += (y0 * x1 - y1 * x0) / 2
+    return abs(area) >= 0.5 - 1e-12
+
+
 def plain_uniformity(image: list[list[float]], pixel_mm: float) -> dict[str, float]:
     """NEMA NU 1 as documented in docs/PHANTOMS.md, written with loops only."""
     # 1. rebin: integer factor closest to 6.4 mm within 4.48-8.32 mm, crop leftovers evenly
@@ -62,23 +118,14 @@ def plain_uniformity(image: list[list[float]], pixel_mm: float) -> dict[str, flo
                             stack.append((u, w))
                 if len(group) > len(biggest):
                     biggest = group
-    rect = (
-        min(p[0] for p in biggest),
-        max(p[0] for p in biggest) + 1,
-        min(p[1] for p in biggest),
-        max(p[1] for p in biggest) + 1,
-    )
-
-    def in_rect(r: int, c: int, box: tuple[float, float, float, float]) -> bool:
-        over_r = max(0.0, min(r + 1, box[1]) - max(r, box[0]))
-        over_c = max(0.0, min(c + 1, box[3]) - max(c, box[2]))
-        return over_r * over_c >= 0.5 - 1e-12
-
-    mid_r, mid_c = (rect[0] + rect[1]) / 2, (rect[2] + rect[3]) / 2
-    half_r, half_c = (rect[1] - rect[0]) / 2 * 0.75, (rect[3] - rect[2]) / 2 * 0.75
-    cbox = (mid_r - half_r, mid_r + half_r, mid_c - half_c, mid_c + half_c)
-    ufov0 = {(r, c) for r in range(ny) for c in range(nx) if in_rect(r, c, rect)}
-    cfov0 = {(r, c) for (r, c) in ufov0 if in_rect(r, c, cbox)}
+    # the field's shape: convex hull of the group's pixel corners; the CFOV is that shape
+    # scaled by 0.75 about its area centroid; a pixel is in a shape if >= 50% of it is inside
+    corners = {(r + a, c + b) for r, c in biggest for a in (0, 1) for b in (0, 1)}
+    hull = plain_hull(sorted(corners))
+    mid_r, mid_c = plain_centroid(hull)
+    cfov_hull = [(mid_r + 0.75 * (y - mid_r), mid_c + 0.75 * (x - mid_c)) for y, x in hull]
+    ufov0 = {(r, c) for r in range(ny) for c in range(nx) if plain_in(r, c, hull)}
+    cfov0 = {(r, c) for (r, c) in ufov0 if plain_in(r, c, cfov_hull)}
     cfov_mean = sum(img[r][c] for r, c in cfov0) / len(cfov0)
     # 3. edge rules: (a) edge pixels < 75% of the CFOV mean -> 0; (b) zero 4-neighbour -> 0
     kept = set()
@@ -277,3 +324,63 @@ def test_bad_inputs_are_refused(tmp_path) -> None:
     with pytest.raises(RuntimeError, match="analyze"):
         FloodUniformity.from_array(np.ones((64, 64)), 3.2).results_data()
     assert math.isclose(EXPECTED_IU, 5.2631578947, rel_tol=1e-9)
+
+
+# --- circular detector fields (the UFOV follows the field's shape) --------------------------
+
+
+@pytest.mark.parametrize(
+    ("pixel_mm", "diameter_mm"), [(2.2, 400.0), (3.2, 380.0), (4.0, 411.0), (2.2, 300.0)]
+)
+def test_flat_circular_field_is_perfectly_uniform(pixel_mm: float, diameter_mm: float) -> None:
+    n = int(480 / pixel_mm)
+    frames = flood_array(
+        shape=(n, n), pixel_mm=pixel_mm, field_diameter_mm=diameter_mm, noise=False
+    )
+    flood = FloodUniformity.from_array(frames, pixel_mm).analyze()
+    head = flood.results_data().heads[0]
+    # The bounding rectangle of the circle used to be the UFOV: edge rule (a) then never saw
+    # the partly covered pixels around the circle, and IU was 2.3% at 2.2 mm pixels.
+    assert (head.iu_ufov_pct, head.du_ufov_pct, head.iu_cfov_pct, head.du_cfov_pct) == (0, 0, 0, 0)
+    # The CFOV is the concentric circle of 0.75 x the diameter, not a square reaching past it.
+    rebinned_mm = flood.results_data().pixel_mm[0]
+    cfov = flood._maps[0].cfov
+    rr, cc = np.nonzero(cfov)
+    centre = (cfov.shape[0] / 2, cfov.shape[1] / 2)
+    radius_px = np.hypot(rr + 0.5 - centre[0], cc + 0.5 - centre[1])
+    assert radius_px.max() <= 0.75 * diameter_mm / 2 / rebinned_mm + 0.75
+    assert head.cfov_pixels == pytest.approx(
+        math.pi * (0.75 * diameter_mm / 2 / rebinned_mm) ** 2, rel=0.06
+    )
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+def test_poisson_circular_floods_agree_with_the_plain_implementation(seed: int) -> None:
+    cold = [ColdRegion(x_mm=50.0, y_mm=30.0, size_mm=60.0, depth=0.08, shape="pmt")]
+    frames = flood_array(
+        shape=(140, 140),
+        pixel_mm=2.2,
+        field_diameter_mm=280.0,
+        counts_per_pixel=1100,
+        cold=cold if seed == 5 else (),
+        seed=seed,
+    )
+    head = FloodUniformity.from_array(frames, 2.2).analyze().results_data().heads[0]
+    plain = plain_uniformity(frames[0].tolist(), 2.2)
+    for name, value in plain.items():
+        assert getattr(head, name) == pytest.approx(value, rel=1e-9, abs=1e-9), name
+    assert 1.0 < head.iu_ufov_pct < 8.0
+
+
+def test_a_cold_defect_at_the_field_edge_stays_in_the_ufov() -> None:
+    # A dead photomultiplier at the edge of a circular field cuts a notch below the field
+    # threshold; the UFOV is the field's convex shape, so the notch is analysed, not cut out.
+    cold = [ColdRegion(x_mm=180.0, y_mm=0.0, size_mm=40.0, depth=0.6)]
+    frames = flood_array(
+        shape=(150, 150), pixel_mm=3.2, field_diameter_mm=400.0, cold=cold, noise=False
+    )
+    flat = flood_array(shape=(150, 150), pixel_mm=3.2, field_diameter_mm=400.0, noise=False)
+    notched = FloodUniformity.from_array(frames, 3.2).analyze().results_data().heads[0]
+    whole = FloodUniformity.from_array(flat, 3.2).analyze().results_data().heads[0]
+    assert notched.ufov_shape_pixels == whole.ufov_shape_pixels
+    assert notched.iu_ufov_pct > 20.0
