@@ -134,7 +134,15 @@ def test_unusable_series_are_refused_naming_the_attribute(
     assert caught.value.attribute in (attribute, "Rows")
     assert caught.value.path is not None
     study = extract_study(tmp_path)  # never raises: the error is reported instead
-    assert study.series == () and len(study.errors) == 1
+    assert len(study.errors) == 1
+    if caught.value.attribute != "PixelData":
+        assert study.series == ()
+        return
+    # Pixels that cannot be decoded still leave the header covariates, marked as such.
+    (header_only,) = study.series
+    features = header_only.to_record()["features"]
+    assert features["pixels_decoded"] is False and features["suv_max"] is None
+    assert features["manufacturer"] is not None and features["rows"] == 31
 
 
 def test_orientation_that_differs_between_slices(tmp_path: Path) -> None:
