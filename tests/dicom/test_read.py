@@ -175,3 +175,11 @@ def test_describe_is_human_readable(tmp_path: Path) -> None:
     assert "series 1: PT" in text
     assert "suv_max:" in text and "flags raised:" in text
     assert "error: junk.bin: not a DICOM file" in text
+
+
+def test_a_folder_of_ct_series_only_says_so(tmp_path: Path) -> None:
+    write_ct_series(tmp_path / "a", shape=(2, 16, 16))
+    write_ct_series(tmp_path / "b", shape=(2, 16, 16))
+    assert describe(tmp_path) == "only CT (2 series), no PET or NM series"
+    (tmp_path / "empty").mkdir()
+    assert describe(tmp_path / "empty").endswith("no files found")
