@@ -56,7 +56,12 @@ def _series_for(study: Study, folder: Path) -> list[Path]:
 def send_by_dicom(studies: list[Study], probe: Probe, workdir: Path) -> tuple[int, int]:
     """Send each study's PET series to a listener over DICOM; return (instances, records)."""
     listener = DicomListener(
-        probe=probe, extract=extract_study_record, port=0, idle_s=5.0, workdir=workdir / "rx"
+        probe=probe,
+        extract=extract_study_record,
+        port=0,
+        idle_s=5.0,
+        workdir=workdir / "rx",
+        calling_ae_titles=["DEMO-ROUTER"],  # the listener refuses senders it was not told of
     ).start()
     ae = AE(ae_title="DEMO-ROUTER")
     ae.add_requested_context(PositronEmissionTomographyImageStorage)

@@ -35,7 +35,7 @@ from probes.dicom.flags import (
     uptake_flag,
     weight_flag,
 )
-from probes.dicom.header import HeaderCovariates, read_header
+from probes.dicom.header import HeaderCovariates, read_header, read_header_without_pixels
 from probes.dicom.isotope import read_dose_info
 from probes.dicom.quantify import (
     Body,
@@ -66,6 +66,7 @@ class SeriesFeatures:
     suv_unavailable_reason: str | None  # "Attribute: why", no file name (see _features)
     suv_method: str | None
     files: int
+    pixel_error: str | None = None  # why the pixels could not be decoded (header-only features)
     study_uid: str | None = field(default=None, repr=False)
     series_uid: str | None = field(default=None, repr=False)
     frame_of_reference_uid: str | None = field(default=None, repr=False)
@@ -93,6 +94,7 @@ class SeriesFeatures:
         features["suv_unavailable_reason"] = self.suv_unavailable_reason
         features["suv_method"] = self.suv_method
         features["files"] = self.files
+        features["pixels_decoded"] = self.pixel_error is None
         features["artifact_flag"] = self.artifact_flag
         for name, flag in self.flags.items():
             features[f"flag_{name}"] = flag.raised
@@ -150,7 +152,11 @@ def extract_series(paths: PathsArg) -> SeriesFeatures:
 
 
 def extract_study(paths: PathsArg) -> StudyFeatures:
-    """Features of every PET/NM series under ``paths``; never raises for bad input files."""
+    """Features of every PET/NM series under ``paths``; never raises for bad input files.
+
+    A PET/NM series whose pixels cannot be decoded (a compressed transfer syntax without an
+    installed decoder, a corrupt stream) still gives its header covariates, with
+    ``pixel_error`` set and no image features; its error is also in ``errors``."""
     result = read_series(paths)
     errors = list(result.errors)
     features = []
@@ -161,6 +167,10 @@ def extract_study(paths: PathsArg) -> StudyFeatures:
             features.append(_extract(series, result))
         except DicomFeatureError as exc:
             errors.append(exc)
+            if exc.attribute == "PixelData":
+                header_only = _header_only(series, exc)
+                if header_only is not None:
+                    features.append(header_only)
     cts = sum(1 for s in result.series if s.modality == "CT")
     return StudyFeatures(tuple(features), tuple(errors), cts, result.files_total)
 
@@ -182,7 +192,9 @@ def describe(paths: PathsArg) -> str:
             lines.append(f"    {name}: {json.dumps(record['flags'][name])}")
     for error in study.errors:
         lines.append(f"error: {error}")
-    if not lines:
+    if not lines and study.ct_series:
+        lines.append(f"only CT ({study.ct_series} series), no PET or NM series")
+    elif not lines:
         lines.append("no DICOM files found")
     return "\n".join(lines)
 
@@ -200,6 +212,30 @@ def _extract(series: SeriesFiles, result: ReadResult) -> SeriesFeatures:
         raise DicomFeatureError(
             f"unusable series ({type(exc).__name__}: {str(exc)[:160]})", path=first.path
         ) from exc
+
+
+def _header_only(series: SeriesFiles, error: DicomFeatureError) -> SeriesFeatures | None:
+    """The header covariates of a supported series whose pixels failed, or None."""
+    try:
+        check_supported(series)
+        datasets = tuple(f.ds for f in series.files)
+        modality = series.modality or "PT"
+        header = read_header_without_pixels(modality, datasets, read_dose_info(modality, datasets))
+    except Exception:  # a header too broken for covariates: the pixel error stands alone
+        return None
+    reason = str(DicomFeatureError(error.reason, attribute=error.attribute))
+    return SeriesFeatures(
+        header=header,
+        image=ImageFeatures(),
+        flags={},
+        suv_unavailable_reason=reason,
+        suv_method=None,
+        files=len(series.files),
+        pixel_error=reason,
+        study_uid=series.study_uid,
+        series_uid=series.series_uid,
+        frame_of_reference_uid=_frame_of_reference(series),
+    )
 
 
 def _features(series: SeriesFiles, volume: Volume, result: ReadResult) -> SeriesFeatures:

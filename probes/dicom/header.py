@@ -80,18 +80,52 @@ class HeaderCovariates:
 
 
 def read_header(volume: Volume, dose: DoseInfo) -> HeaderCovariates:
-    ds = volume.datasets[0]
+    """Covariates of a decoded series (matrix and voxel size from the volume)."""
+    shape = volume.values.shape
+    return _covariates(
+        volume.datasets[0],
+        volume.modality,
+        (int(shape[0]), int(shape[1]), int(shape[2])),
+        volume.pixel_spacing_mm,
+        volume.slice_spacing_mm,
+        dose,
+    )
+
+
+def read_header_without_pixels(
+    modality: str, datasets: tuple[Dataset, ...], dose: DoseInfo
+) -> HeaderCovariates:
+    """Covariates of a series whose pixels could not be decoded: the same attributes, the
+    matrix from Rows/Columns and the number of files, no slice spacing (it needs the sorted
+    positions of a volume)."""
+    ds = datasets[0]
+    rows = _optional(attrs.integer, ds, "Rows") or 0
+    columns = _optional(attrs.integer, ds, "Columns") or 0
+    frames = _optional(attrs.integer, ds, "NumberOfFrames") or 1
+    slices = frames if len(datasets) == 1 else len(datasets)
+    spacing = _optional(lambda d, k: attrs.numbers(d, k, 2), ds, "PixelSpacing")
+    pixel = (spacing[0], spacing[1]) if spacing is not None else None
+    return _covariates(ds, modality, (slices, rows, columns), pixel, None, dose)
+
+
+def _covariates(
+    ds: Dataset,
+    modality: str,
+    shape: tuple[int, int, int],
+    pixel: tuple[float, float] | None,
+    slice_spacing_mm: float | None,
+    dose: DoseInfo,
+) -> HeaderCovariates:
     corrected = _optional(attrs.words, ds, "CorrectedImage") or ()
     recon, recon_source = _reconstruction(ds)
     iterations, subsets = _iterations_subsets(ds, recon if recon_source else None)
     kernel = _optional(attrs.text, ds, "ConvolutionKernel")
     post_filter = _clip(kernel or _optional(attrs.text, ds, "FilterType"))
-    pixel = volume.pixel_spacing_mm
     duration_ms = _optional(attrs.number, ds, "ActualFrameDuration")
     activity_mbq = None if dose.injected_activity_bq is None else dose.injected_activity_bq / 1e6
     sop = _optional(attrs.text, ds, "SOPClassUID")
     return HeaderCovariates(
-        modality=volume.modality,
+        modality=modality,
         sop_class=_sop_name(sop),
         manufacturer=_clip(_optional(attrs.text, ds, "Manufacturer")),
         model=_clip(_optional(attrs.text, ds, "ManufacturerModelName")),
@@ -103,12 +137,12 @@ def read_header(volume: Volume, dose: DoseInfo) -> HeaderCovariates:
         subsets=subsets,
         post_filter=post_filter,
         post_filter_fwhm_mm=_fwhm_mm(post_filter),
-        rows=int(volume.values.shape[1]),
-        columns=int(volume.values.shape[2]),
-        slices=int(volume.values.shape[0]),
+        rows=shape[1],
+        columns=shape[2],
+        slices=shape[0],
         voxel_x_mm=pixel[1] if pixel else None,
         voxel_y_mm=pixel[0] if pixel else None,
-        voxel_z_mm=volume.slice_spacing_mm,
+        voxel_z_mm=slice_spacing_mm,
         slice_thickness_mm=_optional(attrs.number, ds, "SliceThickness"),
         corrected_image="\\".join(corrected) or None,
         attenuation_corrected=("ATTN" in corrected) if corrected else None,

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 from pydicom.dataset import Dataset
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.pixels import get_decoder
+from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from probes.dicom import attrs
 from probes.dicom.errors import DicomFeatureError
@@ -80,13 +81,19 @@ def _native(ds: Dataset, frames: int, rows: int, cols: int, memo: attrs.Memo) ->
 
 def _decoded(ds: Dataset, frames: int, rows: int, cols: int) -> np.ndarray:
     syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    name = getattr(syntax, "name", None) or "unknown transfer syntax"
+    missing = _missing_decoder(syntax)
+    if missing is not None:
+        raise DicomFeatureError(
+            f"cannot be decoded: no decoder for {name} is installed ({missing})",
+            attribute="PixelData",
+        )
     try:
         array = ds.pixel_array
-    except Exception as exc:  # missing codec plugins, corrupt streams, bad lengths
-        name = getattr(syntax, "name", None) or "unknown transfer syntax"
+    except Exception as exc:  # corrupt streams, bad lengths, a plugin refusing the bit depth
         message = f"{type(exc).__name__}: {exc}"
         raise DicomFeatureError(
-            f"cannot be decoded ({name}): {message[:200]}", attribute="PixelData"
+            f"cannot be decoded ({name}): {message[:300]}", attribute="PixelData"
         ) from exc
     array = np.asarray(array)
     if array.ndim == 2:
@@ -97,3 +104,16 @@ def _decoded(ds: Dataset, frames: int, rows: int, cols: int) -> np.ndarray:
             attribute="PixelData",
         )
     return array
+
+
+def _missing_decoder(syntax: object) -> str | None:
+    """What pydicom would need to decode ``syntax`` when no plugin is usable, else None."""
+    if not isinstance(syntax, UID) or not syntax.is_compressed:
+        return None
+    try:
+        decoder = get_decoder(syntax)
+    except NotImplementedError:
+        return "pydicom has no decoder for it"
+    if decoder.is_available:
+        return None
+    return "; ".join(decoder.missing_dependencies) or "no plugin"

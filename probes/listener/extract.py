@@ -7,6 +7,7 @@ Also ``describe_path`` for ``phase4 dicom features PATH``.
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,11 @@ from probes.listener.outputs import SuvLookup, study_outputs
 from probes.listener.scp import StudyRecord
 
 MAX_ERROR_CHARS = 1000
+# Four or more dot-separated numbers: a UID (PS3.5 9.1), never a measurement or a version.
+_UID_LIKE = re.compile(r"\d+(?:\.\d+){3,}")
+# A path (two or more components) or one of the listener's file names (hashes of UIDs).
+_PATH_LIKE = re.compile(r"(?:/[^\s/'\"]+){2,}/?|[0-9a-f]{32}(?:\.dcm)?")
+_TIME_TAGS = ["AcquisitionDateTime", "AcquisitionDate", "AcquisitionTime"]
 
 
 def suv_lookup(files: list[Path]) -> SuvLookup | None:
@@ -44,41 +50,82 @@ def _modality(path: Path) -> str | None:
 
 
 def _acquired_at(files: list[Path]) -> datetime | None:
+    """The earliest acquisition time among ``files`` (the series the features come from)."""
     import pydicom
 
-    for path in files[:1]:
+    stamps = []
+    for path in files:
         try:
-            stamp = acquisition_time(pydicom.dcmread(path, stop_before_pixels=True))
+            header = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=_TIME_TAGS)
+            stamp = acquisition_time(header)
         except Exception:  # an unreadable header has no time to give; features still go
-            return None
+            continue
         if stamp is not None:
-            return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
-    return None
+            stamps.append(stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC))
+    return min(stamps) if stamps else None
+
+
+def record_error(problems: list[str]) -> str | None:
+    """The record's ``error``: each distinct problem once (with its count), UIDs masked.
+
+    Problems come without file names (the listener's files are named after UIDs' hashes and
+    a folder may carry a name); any UID-, path- or file-name-shaped text left in a reason (a
+    library's exception message) is masked as well, so the monitor never holds a raw UID."""
+    counts: dict[str, int] = {}
+    for problem in problems:
+        text = _PATH_LIKE.sub("<file>", _UID_LIKE.sub("<UID>", problem))
+        counts[text] = counts.get(text, 0) + 1
+    parts = [text if n == 1 else f"{text} (x{n})" for text, n in counts.items()]
+    return "; ".join(parts)[:MAX_ERROR_CHARS] or None
+
+
+def _reason(error: DicomFeatureError) -> str:
+    """The error without its file name: "Attribute: reason"."""
+    return str(DicomFeatureError(error.reason, attribute=error.attribute))
 
 
 def extract_study_record(study: StudyFolder) -> StudyRecord:
-    """Never raises for bad DICOM: problems go into the record's ``error``."""
+    """Never raises for bad DICOM: problems go into the record's ``error``.
+
+    The features are those of the study's PET series (else its NM series); ``acquired_at``
+    is that series' acquisition time, whatever series (a CT, an AI output) arrived first. A
+    series whose pixels cannot be decoded still gives its header covariates."""
     inputs = [p for files in study.inputs.values() for p in files]
     problems: list[str] = []
+    if study.refused_too_large:
+        problems.append(
+            f"{study.refused_too_large} instances refused: the study exceeded the listener's "
+            "size limit"
+        )
     features: dict[str, Any] = {"input_received": bool(inputs)}
     suv_of: SuvLookup | None = None
+    used: list[Path] = []
     if inputs:
         found = extract_study(inputs)
-        problems += [str(e) for e in found.errors]
-        pet_or_nm = sorted(found.series, key=lambda s: s.header.modality != "PT")
+        # Pixel failures first: they say why image features are missing (and what decoder).
+        ordered = sorted(found.errors, key=lambda e: e.attribute != "PixelData")
+        problems += [_reason(e) for e in ordered]
+        pet_or_nm = sorted(
+            found.series, key=lambda s: (s.header.modality != "PT", s.pixel_error is not None)
+        )
         if pet_or_nm:
-            features.update(pet_or_nm[0].to_record()["features"])
-            if study.outputs:
-                suv_of = suv_lookup(inputs)
+            chosen = pet_or_nm[0]
+            features.update(chosen.to_record()["features"])
+            used = study.inputs.get(chosen.series_uid or "", [])
+            if study.outputs and chosen.pixel_error is None:
+                suv_of = suv_lookup(used)
         elif not problems:
-            problems.append("no PET or NM series among the input images")
+            modalities = ", ".join(sorted({m for m in map(_modality, inputs) if m})) or "none"
+            problems.append(f"no PET or NM series among the input images (only {modalities})")
     else:
         problems.append("only AI outputs were received for this study, no input images")
     outputs, output_problems = study_outputs(study.outputs, study.output_kinds, suv_of)
     problems += output_problems
-    error = "; ".join(problems)[:MAX_ERROR_CHARS] or None
     return StudyRecord(
-        features=features, outputs=outputs, acquired_at=_acquired_at(inputs), error=error
+        features=features,
+        outputs=outputs,
+        acquired_at=_acquired_at(used),
+        error=record_error(problems),
     )
 
 

@@ -22,7 +22,8 @@ _NON_WORD = re.compile(r"[^a-z0-9]+")
 
 
 class OutputReadError(ValueError):
-    """An AI output file that cannot be read; the message names the file and why."""
+    """An AI output file that cannot be read; the message names its kind and why (not the
+    file: the listener names files after UIDs)."""
 
 
 def _snake(text: str) -> str:
@@ -46,7 +47,7 @@ def read_seg(path: Path, suv_of: SuvLookup | None = None) -> list[dict[str, Any]
     try:
         seg = hd.seg.segread(path)
     except Exception as exc:  # highdicom raises many kinds; name the file and the cause
-        raise OutputReadError(f"{path.name}: not a readable DICOM SEG ({exc})") from exc
+        raise OutputReadError(f"SEG: not readable ({type(exc).__name__}: {exc})") from exc
     voxel_ml = _voxel_ml(seg)
     sources = [uid for _, _, uid in seg.get_source_image_uids()]
     segments = []
@@ -96,9 +97,9 @@ def read_sr(path: Path) -> dict[str, Any]:
     try:
         sr = pydicom.dcmread(path)
     except Exception as exc:
-        raise OutputReadError(f"{path.name}: not readable DICOM ({exc})") from exc
+        raise OutputReadError(f"SR: not readable DICOM ({type(exc).__name__}: {exc})") from exc
     if "ContentSequence" not in sr:
-        raise OutputReadError(f"{path.name}: SR has no ContentSequence")
+        raise OutputReadError("SR: no ContentSequence")
     numbers: dict[str, Any] = {}
     codes: dict[str, str] = {}
     for item in _walk(sr.ContentSequence):
@@ -140,6 +141,8 @@ def study_outputs(
                     result.update({f"sr_{k}": v for k, v in sr["codes"].items()})
             except OutputReadError as exc:
                 problems.append(str(exc))
+            except Exception as exc:  # a malformed output must not cost the study its record
+                problems.append(f"{kind}: unusable ({type(exc).__name__})")
     result["output_kinds"] = ",".join(sorted(set(kinds.values()))) or None
     if segments:
         result["lesion_count"] = len(segments)

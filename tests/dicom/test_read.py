@@ -134,7 +134,15 @@ def test_unusable_series_are_refused_naming_the_attribute(
     assert caught.value.attribute in (attribute, "Rows")
     assert caught.value.path is not None
     study = extract_study(tmp_path)  # never raises: the error is reported instead
-    assert study.series == () and len(study.errors) == 1
+    assert len(study.errors) == 1
+    if caught.value.attribute != "PixelData":
+        assert study.series == ()
+        return
+    # Pixels that cannot be decoded still leave the header covariates, marked as such.
+    (header_only,) = study.series
+    features = header_only.to_record()["features"]
+    assert features["pixels_decoded"] is False and features["suv_max"] is None
+    assert features["manufacturer"] is not None and features["rows"] == 31
 
 
 def test_orientation_that_differs_between_slices(tmp_path: Path) -> None:
@@ -167,3 +175,11 @@ def test_describe_is_human_readable(tmp_path: Path) -> None:
     assert "series 1: PT" in text
     assert "suv_max:" in text and "flags raised:" in text
     assert "error: junk.bin: not a DICOM file" in text
+
+
+def test_a_folder_of_ct_series_only_says_so(tmp_path: Path) -> None:
+    write_ct_series(tmp_path / "a", shape=(2, 16, 16))
+    write_ct_series(tmp_path / "b", shape=(2, 16, 16))
+    assert describe(tmp_path) == "only CT (2 series), no PET or NM series"
+    (tmp_path / "empty").mkdir()
+    assert describe(tmp_path / "empty").endswith("no files found")

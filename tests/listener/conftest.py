@@ -11,6 +11,8 @@ from probes import Probe
 from tests.conftest import LiveMonitor
 
 SITE_SECRET = b"listener-test-secret"
+# dcmtk's default calling AE titles: the listener refuses every sender it was not told of.
+DCMTK_AE_TITLES = ["STORESCU", "ECHOSCU"]
 
 
 @pytest.fixture

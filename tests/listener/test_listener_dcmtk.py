@@ -15,7 +15,7 @@ from pydicom.data import get_testdata_file
 from probes import pseudonymise
 from probes.listener.assembly import StudyAssembler, StudyFolder, output_kind
 from probes.listener.scp import DicomListener, StudyRecord
-from tests.listener.conftest import SITE_SECRET
+from tests.listener.conftest import DCMTK_AE_TITLES, SITE_SECRET
 
 pytestmark = pytest.mark.skipif(
     shutil.which("storescu") is None,
@@ -56,7 +56,12 @@ def studies_seen(tmp_path: Path):  # type: ignore[no-untyped-def]
 def test_echoscu_verifies_the_listener(tmp_path: Path, local_probe, studies_seen) -> None:  # type: ignore[no-untyped-def]
     _, extract = studies_seen
     with DicomListener(
-        probe=local_probe, extract=extract, port=0, idle_s=0.5, workdir=tmp_path
+        probe=local_probe,
+        extract=extract,
+        port=0,
+        idle_s=0.5,
+        workdir=tmp_path,
+        calling_ae_titles=DCMTK_AE_TITLES,
     ) as lis:
         done = subprocess.run(
             ["echoscu", "-aec", "PHASE4", "127.0.0.1", str(lis.port)],
@@ -75,7 +80,14 @@ def test_storescu_instances_are_grouped_by_study_and_removed_after(
     mr = Path(get_testdata_file("MR_small.dcm"))
     work = tmp_path / "work"
     work.mkdir()
-    with DicomListener(probe=local_probe, extract=extract, port=0, idle_s=0.5, workdir=work) as lis:
+    with DicomListener(
+        probe=local_probe,
+        extract=extract,
+        port=0,
+        idle_s=0.5,
+        workdir=work,
+        calling_ae_titles=DCMTK_AE_TITLES,
+    ) as lis:
         done = subprocess.run(
             ["storescu", "-aec", "PHASE4", "127.0.0.1", str(lis.port), str(ct), str(mr)],
             capture_output=True,

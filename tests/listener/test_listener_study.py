@@ -23,7 +23,7 @@ from probes import pseudonymise
 from probes.dicom.synthetic import FAKE_PATIENT, HotSphere, write_pet_series
 from probes.listener.extract import extract_study_record
 from probes.listener.scp import DicomListener
-from tests.listener.conftest import SITE_SECRET
+from tests.listener.conftest import DCMTK_AE_TITLES, SITE_SECRET
 
 pytestmark = pytest.mark.skipif(
     shutil.which("storescu") is None,
@@ -112,6 +112,7 @@ def test_pet_and_seg_sent_by_storescu_become_one_record(
         port=0,
         idle_s=0.5,
         workdir=tmp_path / "work",
+        calling_ae_titles=DCMTK_AE_TITLES,
     ) as listener:
         sent = subprocess.run(
             [
@@ -190,6 +191,7 @@ def test_the_dicom_listen_command_records_what_storescu_sends(tmp_path: Path, li
         **os.environ,
         "PHASE4_SITE_SECRET": SITE_SECRET.decode(),
         "PHASE4_TOKEN": live_monitor.probe_token,
+        "PHASE4_LISTENER_CALLING_AE_TITLES": ",".join(DCMTK_AE_TITLES),
     }
     proc = subprocess.Popen(
         [
@@ -215,7 +217,7 @@ def test_the_dicom_listen_command_records_what_storescu_sends(tmp_path: Path, li
         text=True,
     )
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120  # importing the CLI takes 20 s on a loaded machine
         while (
             subprocess.run(
                 ["echoscu", "-aec", "PHASE4", "127.0.0.1", str(port)], capture_output=True

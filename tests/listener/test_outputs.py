@@ -60,15 +60,16 @@ def test_sr_numeric_measurements_and_codes_are_read(tmp_path: Path) -> None:
     assert outputs["sr_total_metabolic_tumor_volume_ml"] == 41.5
 
 
-def test_a_secondary_capture_counts_as_output_present_and_junk_is_named(tmp_path: Path) -> None:
+def test_a_secondary_capture_is_output_present_and_junk_is_named_by_kind(tmp_path: Path) -> None:
     junk = tmp_path / "junk.dcm"
     junk.write_bytes(b"no DICOM here")
     outputs, problems = study_outputs({"sc": [junk]}, {"sc": "SC"})
     assert outputs == {"output_present": True, "output_kinds": "SC"}
     assert problems == []
     _, problems = study_outputs({"sr": [junk]}, {"sr": "SR"})
-    assert len(problems) == 1 and problems[0].startswith("junk.dcm: not readable DICOM")
+    assert len(problems) == 1 and problems[0].startswith("SR: not readable DICOM")
+    assert "junk" not in problems[0], "the listener's file names stand for UIDs"
     none, _ = study_outputs({}, {})
     assert none == {"output_present": False, "output_kinds": None}
-    with pytest.raises(OutputReadError, match=r"junk\.dcm"):
+    with pytest.raises(OutputReadError, match=r"SR: not readable"):
         read_sr(junk)
