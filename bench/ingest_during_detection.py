@@ -15,8 +15,9 @@ of them analysed yet. Then a real ``phase4 serve`` in its own process on 127.0.0
    pass drains the backlog, for ``--seconds``; the load goes on after the backlog is drained.
 
 In both, a client posts batches of ``--batch`` new records at a steady ``--rate`` requests/s
-(open loop: a dispatcher thread sends on schedule through ``--senders`` threads, so a slow
-response does not delay the next request unless all are busy; the largest delay is reported)
+(open loop: a dispatcher thread sends on schedule through ``--senders`` threads, default 16, as
+16 probes with one send in flight each, so a slow response does not delay the next request
+unless all 16 are busy; the largest delay is reported)
 and records each request's latency, status code and content type; a sampler counts the records
 not yet analysed (``drift_processed_at IS NULL``, backlog and client's, on its own read-only
 connection) every ``--sample-every`` seconds, in both phases alike. Reported, overall and per
@@ -327,7 +328,7 @@ def run_load(
     rate: float,
     t0: float,
     timeout_s: float = 30,
-    senders: int = 64,
+    senders: int = 16,
 ) -> list[dict[str, Any]]:
     """Post ``bodies`` at ``rate``/s on schedule from ``t0``; one result per request."""
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
@@ -592,7 +593,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sample-every", type=float, default=5)
     parser.add_argument("--window", type=float, default=5)
     parser.add_argument("--timeout", type=float, default=30, help="client timeout per request, s")
-    parser.add_argument("--senders", type=int, default=64, help="client sender threads")
+    parser.add_argument(
+        "--senders", type=int, default=16, help="client sender threads (requests in flight)"
+    )
     parser.add_argument("--postgres", metavar="URL", help="run on a fresh PostgreSQL database")
     parser.add_argument("--keep-requests", action="store_true", help="every request in JSON")
     args = parser.parse_args(argv)
