@@ -422,7 +422,7 @@ def latency_stats(rs: list[dict[str, Any]]) -> dict[str, Any]:
 def windows(
     rs: list[dict[str, Any]], samples: list[dict[str, float]], width: float
 ) -> list[dict[str, Any]]:
-    """Per window of send times: latency stats and the last backlog count sampled in it."""
+    """Per window of due times: latency stats and the last backlog count sampled by its end."""
     if not rs:
         return []
     out = []
