@@ -35,6 +35,7 @@ test: $(STAMP) system-deps lint
 bench: $(STAMP)
 	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps frouros==0.9.0
 	$(BIN)/python bench/ingest_http.py
+	$(BIN)/python bench/ingest_during_detection.py
 	$(BIN)/python bench/probe_overhead.py
 	$(BIN)/python bench/detector_cost.py
 	$(BIN)/python bench/detection_delay.py
