@@ -1,7 +1,7 @@
 """api tokens: an optional expiry and the time of last use
 
-Revision ID: 0005_token_expiry
-Revises: 0004
+Revision ID: 0006_token_expiry
+Revises: 0005_stream_names
 Create Date: 2026-12-05
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0005_token_expiry"
-down_revision: str | None = "0004"
+revision: str = "0006_token_expiry"
+down_revision: str | None = "0005_stream_names"
 branch_labels = None
 depends_on = None
 

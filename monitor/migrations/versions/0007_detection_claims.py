@@ -1,7 +1,7 @@
 """detection claims: partial indexes of unconsumed records and labels, detector state version
 
-Revision ID: 0005_detection_claims
-Revises: 0004
+Revision ID: 0007_detection_claims
+Revises: 0006_token_expiry
 Create Date: 2026-12-05
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0005_detection_claims"
-down_revision: str | None = "0004"
+revision: str = "0007_detection_claims"
+down_revision: str | None = "0006_token_expiry"
 branch_labels = None
 depends_on = None
 
