@@ -34,21 +34,17 @@ def admin_app(tmp_path_factory: pytest.TempPathFactory) -> Any:
     engine.dispose()
 
 
-# Operations of other areas that fail a check today, each named with its failure; the
-# integrator re-enables them with the owning engineer's fix.
-EXCLUDED: dict[str, str] = {
-    "POST /v1/incidents/{incident_id}/reports": "ST101 server error (a JSON 500): an incident id "
-    "of 24 digits overflows the SQL integer (OverflowError) - monitor/api/incidents.py",
-    "POST /v1/phantom-tolerances": "ST202 schema-valid request rejected: a tolerance without "
-    "any level is 422 but the schema allows it - monitor/api/phantoms.py",
-}
 # Inputs whose validity no JSON Schema can state, so that a schema-valid one is rightly refused
 # (422) and this one check is off for these operations only: a cursor is opaque (only one this
 # API returned is valid); a deployment's `monitoring` is free-form JSON under the limits of
-# docs/API.md (depth, string length, no NUL or lone surrogate).
+# docs/API.md (depth, string length, no NUL or lone surrogate); a token's site must be one the
+# store holds, and a probe token must name one; a tolerance needs at least one level, and its
+# levels in order (lower action <= lower tolerance <= upper tolerance <= upper action).
 OPAQUE_INPUTS = {
     "GET /v1/records": [positive_data_acceptance],
     "POST /v1/deployments": [positive_data_acceptance],
+    "POST /v1/tokens": [positive_data_acceptance],
+    "POST /v1/phantom-tolerances": [positive_data_acceptance],
 }
 
 
@@ -79,8 +75,6 @@ def test_every_operation_conforms(admin_app: Any) -> None:
     checked = 0
     for operation in _operations(admin_app):
         label = f"{operation.method.upper()} {operation.path}"
-        if label in EXCLUDED:
-            continue
         try:
             _check(operation, admin_app.state.test_auth, OPAQUE_INPUTS.get(label))
         except (Exception, BaseExceptionGroup) as exc:  # report every operation's failure
