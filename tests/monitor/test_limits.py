@@ -349,3 +349,36 @@ def test_distinct_streams_per_deployment_are_capped(tight: TestClient, world: Fi
         ("outputs.h", "binary"),
     ]
     assert len(stored(world)) == 3
+
+
+def test_the_migration_fills_the_names_of_records_already_stored(
+    client: TestClient, world: Fixture, db_url: str
+) -> None:
+    from alembic import command
+
+    from monitor.db import alembic_config
+
+    records = [
+        rec(world.deployment_a, 0, features={"suv": None, "recon": "OSEM"}),
+        rec(world.deployment_a, 1, features={"suv": 2.5, "recon": "BSREM"}),
+        rec(world.deployment_b, 2, features={"suv": "n/a"}, outputs={"positive": True}),
+    ]
+    stored_now = client.post(
+        "/v1/records", json={"records": records}, headers=world.auth(world.admin)
+    )
+    assert stored_now.json()["created"] == 3
+    world.engine.dispose()
+    command.downgrade(alembic_config(db_url), "0004")
+    command.upgrade(alembic_config(db_url), "head")
+    with world.engine.connect() as conn:
+        names = conn.execute(
+            sa.text("SELECT deployment_id, name, kind FROM deployment_stream ORDER BY 1, 2")
+        ).all()
+    assert [tuple(n) for n in names] == [
+        ("lesion-ai@site-a", "features.recon", "categorical"),
+        ("lesion-ai@site-a", "features.suv", "numeric"),
+        ("lesion-ai@site-a", "outputs.lesion_count", "numeric"),
+        ("lesion-ai@site-a", "outputs.malignancy_score", "numeric"),
+        ("lesion-ai@site-b", "features.suv", "categorical"),
+        ("lesion-ai@site-b", "outputs.positive", "binary"),
+    ]
