@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from monitor.schemas import ClientId
+from monitor.schemas import ClientId, WorldTime
 
 PhantomKind = Literal["flood", "cylinder", "nema-iq"]
 
@@ -30,7 +30,7 @@ class PhantomResultIn(BaseModel):
     site: str = Field(min_length=1, max_length=64)
     device: DeviceIn
     kind: PhantomKind
-    acquired_at: AwareDatetime
+    acquired_at: WorldTime
     metrics: dict[str, float] = Field(
         description="Metric name → value, e.g. {'iu_ufov_pct': 2.1, 'du_cfov_pct': 1.4}."
     )

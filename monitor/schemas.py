@@ -9,7 +9,7 @@ by ``monitor.limits`` (configurable per request through the validation context, 
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -83,6 +83,27 @@ def _flat_names(value: dict[str, Any], where: str, most: int, setting: str) -> N
     for key in value:
         if len(key) > KEY_CHARS_MAX:
             raise ValueError(f"{where}: a name of {len(key)} characters; at most {KEY_CHARS_MAX}")
+
+
+def _world_time(value: datetime, info: ValidationInfo) -> datetime:
+    checked = _time_ok(value, info)
+    assert checked is not None
+    return checked
+
+
+def _utc_time(value: datetime, info: ValidationInfo) -> datetime:
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as exc:  # 0001-01-01T00:00:00+14:00 is before year 1 in UTC
+        raise ValueError(f"{info.field_name}: out of the range of dates (in UTC)") from exc
+
+
+# A time of the world (a scan, an awareness, a report): from 1970 to the monitor's clock plus
+# the allowed skew, in UTC (the configured PHASE4_MAX_FUTURE_SKEW_S where ingest passes its
+# settings in the validation context, the default of one day elsewhere).
+WorldTime = Annotated[AwareDatetime, AfterValidator(_world_time)]
+# Any time a UTC clock can hold (an expiry may lie years ahead).
+UtcTime = Annotated[AwareDatetime, AfterValidator(_utc_time)]
 
 
 class RecordIn(BaseModel):

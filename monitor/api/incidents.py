@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import col, select
 
 from monitor.alert_actions import alert_site
@@ -18,6 +18,7 @@ from monitor.api.deps import MAX_DB_ID, Access, Caller, SessionDep, path_id
 from monitor.api.errors import ApiError, error_responses, refused
 from monitor.incidents import IncidentError, close_incident, mark_reported, record_incident
 from monitor.models import Alert, Deployment, Incident
+from monitor.schemas import WorldTime
 
 router = APIRouter(prefix="/v1/incidents", tags=["incidents"])
 IncidentId = Annotated[int, path_id("The incident's id")]
@@ -31,7 +32,7 @@ class IncidentIn(BaseModel):
     seriousness: Literal[
         "death", "serious_harm", "widespread", "critical_infrastructure", "malfunction"
     ]
-    aware_at: AwareDatetime = Field(description="When the organisation became aware of it.")
+    aware_at: WorldTime = Field(description="When the organisation became aware of it.")
     alert_id: int | None = Field(None, ge=1, le=MAX_DB_ID, description="The alert it follows.")
     remedial_action_needed: bool = False
 
@@ -39,7 +40,7 @@ class IncidentIn(BaseModel):
 class ReportIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     regime: Literal["eu_ai_act", "eu_mdr", "fda_803"]
-    reported_at: AwareDatetime
+    reported_at: WorldTime
 
 
 class CloseIn(BaseModel):

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Response
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from monitor.api.deps import Authorized, SessionDep, path_id
 from monitor.api.errors import error_responses, refused
@@ -26,6 +26,7 @@ from monitor.auth import (
 )
 from monitor.auth import revoke_token as revoke
 from monitor.models import utcnow
+from monitor.schemas import UtcTime
 
 router = APIRouter(prefix="/v1/tokens", tags=["tokens"])
 TokenId = Annotated[int, path_id("The token's id (from GET /v1/tokens)")]
@@ -62,7 +63,7 @@ class TokenCreate(BaseModel):
     name: str = Field(min_length=1, max_length=NAME_MAX_CHARS, description="Who holds it.")
     role: Role
     site_id: str | None = Field(None, max_length=64, description="Required for a probe.")
-    expires_at: AwareDatetime | None = Field(None, description="Refused from then on.")
+    expires_at: UtcTime | None = Field(None, description="Refused from then on.")
     expires_in_days: int | None = Field(None, ge=1, le=MAX_EXPIRY_DAYS)
 
     def expiry(self) -> datetime | None:
