@@ -242,7 +242,8 @@ def test_size_limits_refuse_with_out_of_resources(tmp_path: Path, offline_probe:
         statuses = send(listener.port, [big_text, too_big, small, second])
         assert statuses == [STATUS_OUT_OF_RESOURCES] * 2 + [0, STATUS_OUT_OF_RESOURCES]
         assert wait_for(lambda: len(records) == 1)
-        assert files_under(work) == []
+        # The study is removed just after its record is made: wait for it, do not race it.
+        assert wait_for(lambda: files_under(work) == [])
     (record,) = records
     assert record.error is not None
     assert "1 instances refused: the study exceeded the listener's size limit" in record.error
@@ -276,7 +277,8 @@ def test_nothing_of_a_study_is_left_on_disk_processed_refused_or_failing(
         assert wait_for(
             lambda: listener.stats.studies_recorded + listener.stats.studies_failed == 2
         )
-        assert files_under(work) == [], "processed, failed and refused studies leave nothing"
+        # Removed just after each record (or failure) is counted: wait for it, not race it.
+        assert wait_for(lambda: files_under(work) == []), "studies must leave nothing"
         assert listener.stats.studies_failed == 1
         # A study still open when the listener stops is processed, then removed with the rest.
         assert send(listener.port, [_ct()]) == [0]
