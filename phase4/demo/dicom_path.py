@@ -53,8 +53,13 @@ def _series_for(study: Study, folder: Path) -> list[Path]:
     )
 
 
-def send_by_dicom(studies: list[Study], probe: Probe, workdir: Path) -> tuple[int, int]:
-    """Send each study's PET series to a listener over DICOM; return (instances, records)."""
+def send_by_dicom(
+    studies: list[Study], probe: Probe, workdir: Path, site_secret: bytes
+) -> tuple[int, int]:
+    """Send each study's PET series to a listener over DICOM; return (instances, records).
+
+    The listener keys its record ids with the site's secret, as the probe keys pseudonyms, so a
+    study sent twice is stored once."""
     listener = DicomListener(
         probe=probe,
         extract=extract_study_record,
@@ -62,6 +67,7 @@ def send_by_dicom(studies: list[Study], probe: Probe, workdir: Path) -> tuple[in
         idle_s=5.0,
         workdir=workdir / "rx",
         calling_ae_titles=["DEMO-ROUTER"],  # the listener refuses senders it was not told of
+        site_secret=site_secret,
     ).start()
     ae = AE(ae_title="DEMO-ROUTER")
     ae.add_requested_context(PositronEmissionTomographyImageStorage)

@@ -482,7 +482,7 @@ def _dicom_path(
         spool_path=data_dir / "probe-dicom.spool.sqlite",
     )
     try:
-        instances, records = send_by_dicom(studies, probe, data_dir / "dicom")
+        instances, records = send_by_dicom(studies, probe, data_dir / "dicom", secrets["site-a"])
         probe.flush(timeout_s=60)
     finally:
         probe.close()
