@@ -54,7 +54,7 @@ def _series_for(study: Study, folder: Path) -> list[Path]:
 
 
 def send_by_dicom(
-    studies: list[Study], probe: Probe, workdir: Path, site_secret: bytes
+    studies: list[Study], probe: Probe, workdir: Path, site_secret: bytes | str
 ) -> tuple[int, int]:
     """Send each study's PET series to a listener over DICOM; return (instances, records).
 
