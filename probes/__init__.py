@@ -1,8 +1,8 @@
 """phase4 probe: the sidecar that runs inside a deployed model's process.
 
 It captures every inference (features, outputs, latency, exception), pseudonymises the study
-identifier at capture, strips PHI keys, and ships batches to the monitor's HTTP API from a
-background thread, spooling to a bounded local SQLite file while the monitor is unreachable.
+identifier at capture, strips PHI keys, commits every capture to a bounded local SQLite spool
+within 0.1 s, and ships batches from it to the monitor's HTTP API from a background thread.
 It never slows or breaks the model: capture is an in-memory enqueue and nothing raises into
 the model's code path::
 

@@ -6,7 +6,7 @@ queued record out of the cyclic GC: CPython stops tracking an *exact* tuple whos
 untracked, but never a tuple subclass nor a tuple holding a dict. A backlog of 150k tracked
 records (a stuck monitor) made each full collection a 70-110 ms pause in the model's thread.
 The hot path does no validation or serialisation; the study identifier is already an HMAC
-pseudonym. ``encode`` runs in the sender thread and produces the exact wire record of
+pseudonym. ``encode`` runs in the spool writer thread and produces the exact wire record of
 ``POST /v1/records``.
 """
 

@@ -1,6 +1,6 @@
 """Turn captured features/outputs into plain JSON, stripping PHI keys and unsafe values.
 
-Runs in the sender thread, never on the model's hot path. Two rules:
+Runs in the spool writer thread, never on the model's hot path. Two rules:
 
 * keys naming PHI (``probes.phi``) are removed at every depth and counted;
 * values that are not JSON scalars, lists/tuples or str-keyed dicts of them are removed and

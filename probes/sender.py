@@ -165,7 +165,7 @@ class Sender:
     def _deliver(self, transport: Transport, batch: Sequence[Pending]) -> list[Pending]:
         """POST ``batch`` (splitting on 400/413/422); return the unsettled suffix, in order."""
         self._counters.add(send_attempts=1)
-        outcome = transport.post(batch, probe=self._health())
+        outcome = transport.post(batch, probe=self._health(len(batch)))
         if outcome.verdict is Verdict.DELIVERED:
             self._settle(batch, outcome.statuses)
             return []
@@ -181,11 +181,15 @@ class Sender:
         self._on_failure(outcome)
         return list(batch)
 
-    def _health(self) -> dict[str, Any]:
-        """The health report sent with every batch (the monitor exports it on /metrics)."""
+    def _health(self, batch_len: int) -> dict[str, Any]:
+        """The health report sent with every batch (the monitor exports it on /metrics).
+
+        ``spool_depth`` is the backlog behind this batch: the batch itself is in the spool
+        until answered, and counting it would show a backlog on a healthy probe.
+        """
         return {
             "queue_depth": self._queue_depth(),
-            "spool_depth": self._spool.depth,
+            "spool_depth": max(0, self._spool.depth - batch_len),
             "dropped_total": self._counters.dropped,
             "probe_version": PROBE_VERSION,
         }

@@ -1,4 +1,4 @@
-"""Probe counters: updated from the hot path and the sender thread, read as a snapshot.
+"""Probe counters: updated from the hot path and the probe's threads, read as a snapshot.
 
 One lock guards every counter because ``+=`` on an attribute is not atomic across threads and
 ``flush`` needs a consistent "settled >= intake" test. The lock is held for a few increments
@@ -19,6 +19,7 @@ class ProbeStats:
     ``dropped`` counts records this probe lost (queue or spool overflow, capture after close);
     ``spool_dropped_total`` is the lifetime count persisted in the spool file. ``values_stripped``
     counts non-JSON values removed; ``phi_keys_stripped`` counts keys removed for naming PHI.
+    ``spooled`` counts records committed to the spool file, which every capture passes through.
     """
 
     captured: int

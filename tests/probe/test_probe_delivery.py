@@ -150,3 +150,15 @@ def test_auth_failure_keeps_records_spooled_and_says_so(servers, make_probe, cap
     fixed = make_probe(right.url)
     assert fixed.flush(timeout_s=15)
     assert right.arrival == ids
+
+
+def test_the_health_report_counts_the_backlog_behind_the_batch(server, make_probe):
+    # Only flush commits (the writer's own clock is 10 s), so the spool holds all 25 at once.
+    probe = make_probe(server.url, batch_size=10, flush_interval_s=60, spool_commit_interval_s=10)
+    for i in range(25):
+        probe.record(features={"i": i})
+    assert probe.flush(timeout_s=15)
+    reports = [json.loads(body)["probe"] for body in server.bodies]
+    # Every capture passes through the spool; the batch being sent is not a backlog.
+    assert [r["spool_depth"] for r in reports] == [15, 5, 0]
+    assert all(r["queue_depth"] == 0 for r in reports)
