@@ -189,13 +189,107 @@ def _p95(xs: list[float]) -> float:
     return float(np.percentile(xs, 95))
 
 
+def record_scaling(sizes: list[int], scrapes: int, added_per_scrape: int = 50) -> int:
+    """Scrape cost against the size of the record table (``--record-sizes``).
+
+    One SQLite store grows to each size in turn (10 deployments); at each size, ``scrapes``
+    times: ``added_per_scrape`` records arrive, then one scrape (``StoreCollector.render``,
+    the store's part of GET /metrics) is timed. Baseline in the same run, at the same size: the
+    whole-table query every scrape used to run first (count, max and sum of ids). Also the
+    cold scrape (a fresh collector: the one full grouping) at each size.
+    """
+    from sqlalchemy import insert
+
+    from monitor.metrics import StoreCollector
+    from monitor.models import InferenceRecord
+
+    g = np.random.default_rng(3)
+    deps = [f"lesion-ai@site-{i:02d}" for i in range(10)]
+    rows_out = []
+    with tempfile.TemporaryDirectory() as tmp:
+        url = sqlite_url(Path(tmp) / "phase4.db")
+        upgrade(url)
+        engine = create_db_engine(url)
+        with session_scope(engine) as session:
+            for dep in deps:
+                create_deployment(
+                    session,
+                    deployment_id=dep,
+                    site_id=dep.split("@")[1],
+                    model_name="PETLesionDetect",
+                    model_version="2.1.0",
+                    actor="bench",
+                )
+        collector = StoreCollector(engine)
+        stored = 0
+
+        def add(n: int) -> None:
+            nonlocal stored
+            with engine.begin() as conn:
+                conn.execute(
+                    insert(InferenceRecord),
+                    [_record(deps[(stored + i) % len(deps)], stored + i, g) for i in range(n)],
+                )
+            stored += n
+
+        for size in sorted(sizes):
+            while stored < size:
+                add(min(20_000, size - stored))
+            t = time.perf_counter()
+            StoreCollector(engine).render()
+            cold_s = time.perf_counter() - t
+            collector.render()
+            scrape_s, whole_s = [], []
+            for _ in range(scrapes):
+                add(added_per_scrape)
+                t = time.perf_counter()
+                collector.render()
+                scrape_s.append(time.perf_counter() - t)
+                t = time.perf_counter()
+                with engine.connect() as conn:
+                    conn.exec_driver_sql(
+                        "SELECT count(*), max(id), sum(id) FROM inference_record"
+                    ).one()
+                whole_s.append(time.perf_counter() - t)
+            row = {
+                "records": stored,
+                "scrape_ms": 1000 * statistics.median(scrape_s),
+                "whole_table_query_ms": 1000 * statistics.median(whole_s),
+                "cold_scrape_ms": 1000 * cold_s,
+            }
+            rows_out.append(row)
+            print(row, flush=True)
+        engine.dispose()
+    first = rows_out[0]["scrape_ms"]
+    print(f"{platform.machine()}, {os.cpu_count()} CPUs; load average {os.getloadavg()}")
+    print("| records | scrape ms (median) | × at the smallest | whole-table query ms | cold ms |")
+    print("|---:|---:|---:|---:|---:|")
+    for r in rows_out:
+        print(
+            f"| {r['records']:,} | {r['scrape_ms']:.1f} | {r['scrape_ms'] / first:.2f} | "
+            f"{r['whole_table_query_ms']:.1f} | {r['cold_scrape_ms']:.0f} |"
+        )
+    out = Path(__file__).parent / "results" / "metrics_record_scaling.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(rows_out, indent=2))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--deployments", type=int, default=60)
     parser.add_argument("--records", type=int, default=300, help="records per deployment")
     parser.add_argument("--devices", type=int, default=40)
     parser.add_argument("--scrapes", type=int, default=30)
+    parser.add_argument(
+        "--record-sizes",
+        default=None,
+        help="comma-separated record counts (e.g. 20000,200000,1000000): measure only how the "
+        "scrape's cost follows the size of the record table",
+    )
     args = parser.parse_args(argv)
+    if args.record_sizes:
+        return record_scaling([int(x) for x in args.record_sizes.split(",")], args.scrapes)
 
     with tempfile.TemporaryDirectory() as tmp:
         url = sqlite_url(Path(tmp) / "phase4.db")

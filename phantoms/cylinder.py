@@ -187,9 +187,19 @@ class PETCylinder:
         all_values: list[np.ndarray] = []
         worst_cell = 0.0
         for k in range(first, last + 1):
+            if not body[k].any():
+                raise PhantomInputError(
+                    f"slice {k} holds no activity between the cylinder's first and last slices "
+                    f"({int(inside.min())}-{int(inside.max())}): not one uniform cylinder"
+                )
             cy, cx = (float(c) for c in np.argwhere(body[k]).mean(axis=0))
             roi = ((yy - cy) * dy) ** 2 + ((xx - cx) * dx) ** 2 <= roi_r**2
             values = v[k][roi]
+            if values.size == 0:
+                raise PhantomInputError(
+                    f"slice {k}: the ROI of radius {roi_r:.3g} mm holds no voxel of "
+                    f"{dy:g} × {dx:g} mm"
+                )
             mean_k = float(values.mean())
             slice_means.append(mean_k)
             all_values.append(values)

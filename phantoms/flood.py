@@ -44,6 +44,7 @@ Example::
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -418,6 +419,8 @@ class FloodUniformity:
     ) -> tuple[HeadUniformity, _HeadMaps]:
         rows, cols = img.shape
         if ufov_mm is not None:
+            if len(ufov_mm) != 2 or not all(math.isfinite(v) and v > 0 for v in ufov_mm):
+                raise PhantomInputError(f"ufov_mm {ufov_mm} must be two positive sizes in mm")
             height = ufov_mm[1] / pixel[0]
             width = ufov_mm[0] / pixel[1]
             if height > rows + 1e-9 or width > cols + 1e-9:

@@ -377,10 +377,15 @@ class NEMAImageQuality:
         lo = [max(0, g[a] - half[a] - pad[a]) for a in range(3)]
         hi = [min(v.shape[a], g[a] + half[a] + pad[a] + 1) for a in range(3)]
         sub = v[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
+        wlo = [max(0, g[a] - half[a] - lo[a]) for a in range(3)]
+        whi = [min(sub.shape[a], g[a] + half[a] + 1 - lo[a]) for a in range(3)]
+        if sub.size == 0 or any(whi[a] <= wlo[a] for a in range(3)):
+            raise PhantomInputError(
+                f"a sphere of {2 * radius_mm:g} mm is expected at voxel {tuple(g)}, outside the "
+                f"image of {v.shape} voxels: not a NEMA IQ phantom in this field of view"
+            )
         score = ndimage.convolve(sub, kernel, mode="nearest")
         window = np.full(score.shape, -np.inf)
-        wlo = [max(0, g[a] - half[a] - lo[a]) for a in range(3)]
-        whi = [min(score.shape[a], g[a] + half[a] + 1 - lo[a]) for a in range(3)]
         window[wlo[0] : whi[0], wlo[1] : whi[1], wlo[2] : whi[2]] = score[
             wlo[0] : whi[0], wlo[1] : whi[1], wlo[2] : whi[2]
         ]
