@@ -39,12 +39,15 @@ def admin_app(tmp_path_factory: pytest.TempPathFactory) -> Any:
 # API returned is valid); a deployment's `monitoring` is free-form JSON under the limits of
 # docs/API.md (depth, string length, no NUL or lone surrogate); a token's site must be one the
 # store holds, and a probe token must name one; a tolerance needs at least one level, and its
-# levels in order (lower action <= lower tolerance <= upper tolerance <= upper action).
+# levels in order (lower action <= lower tolerance <= upper tolerance <= upper action); a time
+# of the world (an incident's awareness, a report) lies between 1970 and the monitor's clock.
 OPAQUE_INPUTS = {
     "GET /v1/records": [positive_data_acceptance],
     "POST /v1/deployments": [positive_data_acceptance],
     "POST /v1/tokens": [positive_data_acceptance],
     "POST /v1/phantom-tolerances": [positive_data_acceptance],
+    "POST /v1/incidents": [positive_data_acceptance],
+    "POST /v1/incidents/{incident_id}/reports": [positive_data_acceptance],
 }
 
 
