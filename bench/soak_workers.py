@@ -115,6 +115,12 @@ def run(
         )
         for _ in range(workers)
     ]
+    outputs: list[list[str]] = [[] for _ in procs]
+    for p, lines in zip(procs, outputs, strict=True):
+        # read as it comes: a full pipe would block the worker's next print
+        threading.Thread(
+            target=lambda p=p, lines=lines: lines.extend(p.stdout), daemon=True
+        ).start()
     principal = Principal("bench", Role.ADMIN, None)
     per_tick = max(1, int(args.rate / 2))
     done = threading.Event()
@@ -145,10 +151,16 @@ def run(
         drained_s = time.monotonic() - started
     finally:
         for p in procs:
-            p.send_signal(signal.SIGINT)
-            out, _ = p.communicate(timeout=120)
+            p.send_signal(signal.SIGINT)  # the loop ends at once, its open chunk rolled back
+        for p, lines in zip(procs, outputs, strict=True):
+            try:
+                p.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                p.kill()  # a worker deaf to SIGINT: its open chunk rolls back all the same
+                p.wait()
+            text = "".join(lines)
             analysed.append(
-                sum(int(n.replace(",", "")) for n in re.findall(r"pass: ([\d,]+) records", out))
+                sum(int(n.replace(",", "")) for n in re.findall(r"pass: ([\d,]+) records", text))
             )
     with Session(engine) as s:
         states = {r.deployment_id: r.state for r in s.exec(select(DetectorState))}
