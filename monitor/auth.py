@@ -27,7 +27,6 @@ import logging
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -36,18 +35,12 @@ from sqlmodel import Session, col, select
 from monitor.audit import record_action
 from monitor.models import ApiToken, Site, utcnow
 from monitor.refusals import ActionRefused
+from monitor.roles import Role
 
 TOKEN_PREFIX = "p4_"
 LAST_USED_RESOLUTION_S = 60.0
 NAME_MAX_CHARS = 200
 log = logging.getLogger("phase4.auth")
-
-
-class Role(StrEnum):
-    PROBE = "probe"
-    VIEWER = "viewer"
-    REVIEWER = "reviewer"
-    ADMIN = "admin"
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperGroup
 
-from monitor.auth import Role, TokenError, create_token
+from monitor.roles import Role
 from phantoms.cli import app as phantom_app
 
 if TYPE_CHECKING:
@@ -32,6 +32,18 @@ if TYPE_CHECKING:
     from sqlmodel import Session
 
     from monitor.settings import Settings
+
+
+def _env_prefix(title: str) -> str:
+    """The environment prefix of the settings class named ``title`` ('' for any other model)."""
+    settings_module = sys.modules.get("pydantic_settings")
+    stack = list(settings_module.BaseSettings.__subclasses__()) if settings_module else []
+    while stack:
+        cls = stack.pop()
+        if cls.__name__ == title:
+            return str(cls.model_config.get("env_prefix", ""))
+        stack.extend(cls.__subclasses__())
+    return ""
 
 
 def _bad_input_message(exc: Exception) -> str | None:
@@ -49,7 +61,7 @@ def _bad_input_message(exc: Exception) -> str | None:
         problems = []
         for item in exc.errors(include_input=False, include_url=False):
             field = ".".join(str(part) for part in item["loc"])
-            name = f"PHASE4_{field.upper()}" if exc.title.endswith("Settings") else field
+            name = f"{_env_prefix(exc.title)}{field.upper()}" if _env_prefix(exc.title) else field
             problems.append(f"{name}: {item['msg']}")
         return f"invalid setting {'; '.join(problems)}"
     if isinstance(exc, UnicodeDecodeError):
@@ -256,7 +268,7 @@ def token_create(
     database_url: DatabaseOpt = None,
 ) -> None:
     """Create an API token and print it once (only its hash is stored)."""
-    from monitor.auth import token_expiry
+    from monitor.auth import TokenError, create_token, token_expiry
 
     try:
         expiry = token_expiry(expires_in_days=expires_in_days, expires_at=expires_at)
@@ -319,7 +331,7 @@ def token_revoke(
     database_url: DatabaseOpt = None,
 ) -> None:
     """Revoke a token: the API and the dashboard refuse it from the next request (audited)."""
-    from monitor.auth import revoke_token
+    from monitor.auth import TokenError, revoke_token
 
     engine = create_db_engine(_upgraded_url(database_url))
     try:
@@ -505,14 +517,19 @@ def dicom_listen(
         probe = Probe(url=url, token=token, deployment=deployment, spool_path=spool)
     except ValueError as exc:
         raise _fail(str(exc)) from exc
-    listener = DicomListener(
-        probe=probe,
-        extract=extract_study_record,
-        ae_title=ae_title,
-        host=host,
-        port=port,
-        idle_s=idle_s,
-    ).start()
+    try:  # settings from PHASE4_LISTENER_* and PHASE4_SITE_SECRET, TLS files, the port
+        listener = DicomListener(
+            probe=probe,
+            extract=extract_study_record,
+            ae_title=ae_title,
+            host=host,
+            port=port,
+            idle_s=idle_s,
+        ).start()
+    except (ValueError, OSError) as exc:  # pydantic's ValidationError is a ValueError
+        probe.close()
+        message = _bad_input_message(exc) or str(exc).strip().splitlines()[0]
+        raise _fail(f"the DICOM listener cannot start: {message}") from None
     out.print(f"listening as {ae_title} on {host}:{listener.port}; Ctrl-C stops")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -79,7 +79,11 @@ class ListenerSettings(BaseSettings):
             return None
         if self.tls_cert_file is None or self.tls_key_file is None:
             raise ValueError("TLS needs both PHASE4_LISTENER_TLS_CERT_FILE and _TLS_KEY_FILE")
-        return server_tls_context(self.tls_cert_file, self.tls_key_file, self.tls_ca_file)
+        try:
+            return server_tls_context(self.tls_cert_file, self.tls_key_file, self.tls_ca_file)
+        except (OSError, ssl.SSLError) as exc:  # a missing file, or one that is not PEM
+            files = "PHASE4_LISTENER_TLS_CERT_FILE, _TLS_KEY_FILE or _TLS_CA_FILE"
+            raise ValueError(f"{files} cannot be loaded: {exc.strerror or exc}") from None
 
 
 def server_tls_context(cert: Path, key: Path, ca: Path | None = None) -> ssl.SSLContext:

@@ -140,6 +140,20 @@ CASES: dict[str, tuple[list[str], dict[str, str], tuple[str, ...]]] = {
         {"PHASE4_DETECTION_INTERVAL_S": "every-minute"},
         ("PHASE4_DETECTION_INTERVAL_S", "number"),
     ),
+    "listener-malformed-setting": (
+        ["probe", "dicom-listen", "--deployment", "d", "--token", "p4_x", "--port", "0"],
+        {"PHASE4_LISTENER_MAX_STUDY_BYTES": "every-minute", "PHASE4_SITE_SECRET": "s" * 32},
+        ("PHASE4_LISTENER_MAX_STUDY_BYTES", "integer"),
+    ),
+    "listener-tls-files-missing": (
+        ["probe", "dicom-listen", "--deployment", "d", "--token", "p4_x", "--port", "0"],
+        {
+            "PHASE4_LISTENER_TLS_CERT_FILE": "{w}/absent-cert.pem",
+            "PHASE4_LISTENER_TLS_KEY_FILE": "{w}/absent-key.pem",
+            "PHASE4_SITE_SECRET": "s" * 32,
+        },
+        ("PHASE4_LISTENER_TLS_CERT_FILE", "cannot be loaded"),
+    ),
     "unreachable-store": (
         ["detect"],
         {"PHASE4_DATABASE_URL": "postgresql+psycopg://postgres@127.0.0.1:{closed_port}/x"},

@@ -10,7 +10,21 @@ import json
 import subprocess
 import sys
 
-HEAVY = ("scipy", "evidently", "plotly", "pandas", "sklearn", "fastapi", "pydicom", "fpdf")
+HEAVY = (
+    "scipy",
+    "evidently",
+    "plotly",
+    "pandas",
+    "sklearn",
+    "fastapi",
+    "pydicom",
+    "fpdf",
+    # the database layer: only the commands that open the store need it (the token commands'
+    # --role option once loaded it through monitor.auth, 6 of the 7 s of a loaded start)
+    "sqlalchemy",
+    "sqlmodel",
+    "alembic",
+)
 
 
 def _loaded_after(code: str) -> list[str]:
