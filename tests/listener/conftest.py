@@ -27,3 +27,18 @@ def local_probe(live_monitor: LiveMonitor, tmp_path: Path) -> Iterator[Probe]:
     )
     yield probe
     probe.close()
+
+
+@pytest.fixture
+def offline_probe(tmp_path: Path) -> Iterator[Probe]:
+    """A probe whose monitor is away: records go to its spool (the listener cannot tell)."""
+    probe = Probe(
+        url="http://127.0.0.1:9",
+        token="p4_offline",
+        deployment="lesion-ai@site-a",
+        site_secret=SITE_SECRET,
+        spool_path=tmp_path / "offline.spool.sqlite",
+        backoff_base_s=5.0,
+    )
+    yield probe
+    probe.close(timeout_s=0.5)

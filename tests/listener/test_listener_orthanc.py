@@ -21,26 +21,12 @@ from probes.dicom.synthetic import write_pet_series
 from probes.listener.assembly import StudyFolder
 from probes.listener.extract import extract_study_record
 from probes.listener.scp import DicomListener, StudyRecord
-from tests.listener.conftest import SITE_SECRET
 from tests.listener.peer import wait_for
 
 pytestmark = pytest.mark.skipif(
     shutil.which("Orthanc") is None or shutil.which("dcmcjpeg") is None,
     reason="Orthanc and dcmtk are not installed (`make test` installs them: .ci/system-deps)",
 )
-
-
-@pytest.fixture
-def offline_probe(tmp_path: Path) -> Iterator[Probe]:
-    probe = Probe(
-        url="http://127.0.0.1:9",
-        token="p4_offline",
-        deployment="lesion-ai@site-a",
-        site_secret=SITE_SECRET,
-        spool_path=tmp_path / "offline.spool.sqlite",
-    )
-    yield probe
-    probe.close(timeout_s=0.5)
 
 
 @pytest.fixture

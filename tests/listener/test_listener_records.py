@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -27,20 +26,6 @@ needs_dcmtk = pytest.mark.skipif(
     shutil.which("dcmcjpeg") is None,
     reason="dcmtk is not installed (`make test` installs it through .ci/system-deps)",
 )
-
-
-@pytest.fixture
-def offline_probe(tmp_path: Path) -> Iterator[Probe]:
-    probe = Probe(
-        url="http://127.0.0.1:9",
-        token="p4_offline",
-        deployment="lesion-ai@site-a",
-        site_secret=SITE_SECRET,
-        spool_path=tmp_path / "offline.spool.sqlite",
-        backoff_base_s=5.0,
-    )
-    yield probe
-    probe.close(timeout_s=0.5)
 
 
 def _jpeg_lossless(pet: list[Path], out: Path) -> list[Path]:

@@ -10,7 +10,6 @@ import stat
 import subprocess
 import tempfile
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pydicom
@@ -30,28 +29,13 @@ from probes.listener.scp import (
 )
 from probes.listener.settings import ListenerSettings
 from probes.listener.uids import valid_uid
-from tests.listener.conftest import DCMTK_AE_TITLES, SITE_SECRET
+from tests.listener.conftest import DCMTK_AE_TITLES
 from tests.listener.peer import REFUSED_ASSOCIATION, echo, files_under, send, wait_for
 
 needs_dcmtk = pytest.mark.skipif(
     shutil.which("storescu") is None,
     reason="dcmtk is not installed (`make test` installs it through .ci/system-deps)",
 )
-
-
-@pytest.fixture
-def offline_probe(tmp_path: Path) -> Iterator[Probe]:
-    """A probe whose monitor is away: records go to its spool (the listener cannot tell)."""
-    probe = Probe(
-        url="http://127.0.0.1:9",
-        token="p4_offline",
-        deployment="lesion-ai@site-a",
-        site_secret=SITE_SECRET,
-        spool_path=tmp_path / "offline.spool.sqlite",
-        backoff_base_s=5.0,
-    )
-    yield probe
-    probe.close(timeout_s=0.5)
 
 
 def _ct(**changes: str) -> Dataset:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import ssl
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,7 @@ from probes import Probe
 from probes.listener.extract import extract_study_record
 from probes.listener.scp import DicomListener
 from probes.listener.settings import ListenerSettings
-from tests.listener.conftest import DCMTK_AE_TITLES, SITE_SECRET
+from tests.listener.conftest import DCMTK_AE_TITLES
 from tests.listener.peer import REFUSED_ASSOCIATION, echo
 
 
@@ -51,19 +50,6 @@ def _self_signed(folder: Path, name: str) -> tuple[Path, Path]:
         )
     )
     return cert_path, key_path
-
-
-@pytest.fixture
-def offline_probe(tmp_path: Path) -> Iterator[Probe]:
-    probe = Probe(
-        url="http://127.0.0.1:9",
-        token="p4_offline",
-        deployment="lesion-ai@site-a",
-        site_secret=SITE_SECRET,
-        spool_path=tmp_path / "offline.spool.sqlite",
-    )
-    yield probe
-    probe.close(timeout_s=0.5)
 
 
 def _client(server_cert: Path, cert: tuple[Path, Path] | None = None) -> ssl.SSLContext:
