@@ -72,18 +72,43 @@ def _frame(records: list[InferenceRecord], fields: list[str]) -> Any:
     return pd.DataFrame(rows, columns=fields)
 
 
+def _without_report() -> Any:
+    return select(Alert).where(
+        col(Alert.cause).in_(REPORTED_CAUSES),
+        col(Alert.deployment_id).is_not(None),
+        ~sa.exists().where(DriftReport.alert_id == Alert.id),
+    )
+
+
+def reports_pending(engine: Engine) -> bool:
+    """Whether any drift or performance alert still lacks its report (one indexed query, no
+    evidently): the service asks this before it starts a process to build them."""
+    with Session(engine) as session:
+        return session.exec(_without_report().limit(1)).first() is not None
+
+
+def attach_reports_at(database_url: str) -> int:
+    """``attach_reports`` on a store of its own: the entry point of the process the service
+    builds reports in, so that evidently (seconds of import, hundreds of MB, CPU-bound pandas)
+    never runs in the process that answers the probes."""
+    from monitor.db import create_db_engine
+
+    engine = create_db_engine(database_url)
+    try:
+        return attach_reports(engine)
+    finally:
+        engine.dispose()
+
+
 def attach_reports(engine: Engine, *, deployment_id: str | None = None) -> int:
     """Build a report for every drift or performance alert that has none; returns how many."""
     made = 0
     with Session(engine, expire_on_commit=False) as session:
-        q = select(Alert).where(
-            col(Alert.cause).in_(REPORTED_CAUSES),
-            ~sa.exists().where(DriftReport.alert_id == Alert.id),
-        )
+        q = _without_report()
         if deployment_id:
             q = q.where(Alert.deployment_id == deployment_id)
         for alert in session.exec(q.order_by(col(Alert.id))).all():
-            if alert.deployment_id and _attach(session, alert):
+            if _attach(session, alert):
                 made += 1
                 session.commit()
     return made

@@ -6,6 +6,7 @@ logged and retried at the next tick, and never stops the API or the other steps.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import threading
 import time
 from collections.abc import Callable
@@ -14,9 +15,11 @@ from sqlalchemy.engine import Engine
 
 from alerts.config import NotifySettings
 from monitor.detection import PassResult, detect_all
-from monitor.reports import attach_reports
+from monitor.reports import attach_reports, attach_reports_at, reports_pending
 
 log = logging.getLogger("phase4.worker")
+
+REPORTS_TIMEOUT_S = 900.0  # a report process still running then is ended; retried next tick
 
 
 class DetectionWorker:
@@ -53,7 +56,30 @@ class DetectionWorker:
             log.info("phantom QC: %d results, %d new alerts", qc.results, len(qc.alerts_opened))
 
     def _reports(self) -> None:
-        attach_reports(self.engine)
+        """Build the missing evidently reports in a child process (spawned, so it shares no
+        interpreter, lock or connection with the API's threads); a store only this process can
+        open (SQLite in memory) builds them here."""
+        if not reports_pending(self.engine):
+            return
+        url = self.engine.url
+        if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+            attach_reports(self.engine)
+            return
+        child = multiprocessing.get_context("spawn").Process(
+            target=attach_reports_at,
+            args=(url.render_as_string(hide_password=False),),
+            name="phase4-reports",
+            daemon=True,
+        )
+        child.start()
+        deadline = time.monotonic() + REPORTS_TIMEOUT_S
+        while child.is_alive() and not self._stop.is_set() and time.monotonic() < deadline:
+            child.join(0.5)
+        if child.is_alive():  # stopping, or stuck: its transaction rolls back
+            child.kill()
+            child.join()
+        elif child.exitcode:
+            raise RuntimeError(f"the report process ended with exit code {child.exitcode}")
 
     def _heartbeats(self) -> None:
         from alerts.heartbeat import check_heartbeats
