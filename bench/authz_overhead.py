@@ -32,12 +32,12 @@ from typing import Any
 
 from sqlmodel import Session
 
-from monitor.auth import Principal, Role, check_token, create_token, note_use
-from monitor.authz import rule_for
-from monitor.db import create_db_engine, session_scope, upgrade
-from monitor.models import Alert, utcnow
-from monitor.registry import create_deployment
-from monitor.settings import sqlite_url
+from phase4.monitor.api.authz import rule_for
+from phase4.monitor.core.settings import sqlite_url
+from phase4.monitor.domain.registry import create_deployment
+from phase4.monitor.store.auth import Principal, Role, check_token, create_token, note_use
+from phase4.monitor.store.db import create_db_engine, session_scope, upgrade
+from phase4.monitor.store.models import Alert, utcnow
 
 RESULTS = Path(__file__).parent / "results" / "authz_overhead.json"
 

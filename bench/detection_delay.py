@@ -36,17 +36,19 @@ method sees the same reference/warm-up data (common random numbers across method
 
 Detectors:
 - ``oracle``: knows the pre- and post-change distributions. Numeric: two-sided tabular CUSUM
-  (monitor.drift.detectors.Cusum) on the exactly standardised value z, with k = |δ|/2 (δ = mean
+  (phase4.monitor.drift.detectors.Cusum) on the exactly standardised value z, with k = |δ|/2 (δ =
+  mean
   of z after the change) and h = calibrate_cusum_h(ARL0, k) for an exactly known reference.
   Binary: Bernoulli CUSUM with the true p0, p1 and h from calibrate_bernoulli_cusum.
 - ``phase4``: the product as it runs: a DeploymentMonitor with one stream (field ``v``),
   MonitorConfig(reference_size=500, studies_per_day=20, false_alarms_per_year=3.65), so that
   the per-stream budget is ARL0 = 365·20/3.65 = 2,000 observations (on a numeric stream split by
-  monitor.drift.streams.DETECTOR_WEIGHTS: CUSUM 70% → 2,857, EWMA 25% → 8,000, windowed KS 5% →
+  phase4.monitor.drift.streams.DETECTOR_WEIGHTS: CUSUM 70% → 2,857, EWMA 25% → 8,000, windowed KS
+  5% →
   40,000; the whole Bernoulli CUSUM budget on a
   binary stream, with the default p1 = 2·p0). CUSUM k, EWMA λ and the KS window are
   MonitorConfig's defaults at the commit measured (recorded in the JSON with the commit and a
-  hash of monitor/drift). Its alarm is the first alarm of any of its detectors. phase4 is
+  hash of phase4/monitor/drift). Its alarm is the first alarm of any of its detectors. phase4 is
   *not* tuned by simulation: its analytic calibration is what is tested, and its measured
   in-control ARL is reported next to the peers'. (The bench memoises
   calibrate_bernoulli_cusum_uncertain per reference, so a replicate's in-control run and its
@@ -320,7 +322,7 @@ def scenario_index(key: str) -> int:
 
 
 def _events_min() -> int:
-    from monitor.drift.streams import MonitorConfig
+    from phase4.monitor.drift.streams import MonitorConfig
 
     return int(MonitorConfig.__dataclass_fields__["reference_events_min"].default)
 
@@ -369,7 +371,7 @@ def make_replicate(
 
 def _patch_phase4_calibration_cache() -> None:
     """Memoise the (pure) binary calibration so that a replicate calibrates once."""
-    from monitor.drift import arl, detectors
+    from phase4.monitor.drift import arl, detectors
 
     if not hasattr(detectors.calibrate_bernoulli_cusum_uncertain, "cache_info"):
         detectors.calibrate_bernoulli_cusum_uncertain = functools.lru_cache(maxsize=4096)(
@@ -378,7 +380,7 @@ def _patch_phase4_calibration_cache() -> None:
 
 
 def phase4_config(kind: str) -> Any:
-    from monitor.drift.streams import MonitorConfig, StreamSpec
+    from phase4.monitor.drift.streams import MonitorConfig, StreamSpec
 
     # ARL0 per stream = 365 * studies_per_day / false_alarms_per_year = 2,000 observations.
     return MonitorConfig(
@@ -392,8 +394,8 @@ def phase4_config(kind: str) -> Any:
 def phase4_detector_arl0s() -> dict[str, float]:
     """Each numeric detector's ARL0: its weight's part of the stream's ARL0 (as
     Stream._start_monitoring computes it)."""
-    from monitor.drift.budget import share
-    from monitor.drift.streams import DETECTOR_WEIGHTS
+    from phase4.monitor.drift.budget import share
+    from phase4.monitor.drift.streams import DETECTOR_WEIGHTS
 
     cfg = phase4_config("numeric")
     budget = share(
@@ -407,7 +409,7 @@ def phase4_detector_arl0s() -> dict[str, float]:
 def prewarm_phase4_calibration() -> dict[str, float]:
     """Calibrate the numeric stream's CUSUM and EWMA once in the parent process (exactly as
     Stream._start_monitoring will ask for them), so that forked workers inherit the cache."""
-    from monitor.drift.detectors import Cusum, Ewma
+    from phase4.monitor.drift.detectors import Cusum, Ewma
 
     cfg = phase4_config("numeric")
     arl0 = phase4_detector_arl0s()
@@ -417,7 +419,7 @@ def prewarm_phase4_calibration() -> dict[str, float]:
 
 
 def phase4_first_alarm(scen: Scenario, ref: np.ndarray, x: np.ndarray) -> int | None:
-    from monitor.drift.streams import DeploymentMonitor
+    from phase4.monitor.drift.streams import DeploymentMonitor
 
     _patch_phase4_calibration_cache()
     mon = DeploymentMonitor.new(phase4_config(scen.kind))
@@ -437,7 +439,7 @@ def phase4_first_alarm(scen: Scenario, ref: np.ndarray, x: np.ndarray) -> int | 
 
 @functools.cache
 def oracle_design(key: str, arl0: float = TARGET_ARL0) -> dict[str, Any]:
-    from monitor.drift.arl import (
+    from phase4.monitor.drift.arl import (
         bernoulli_cusum_arl,
         calibrate_bernoulli_cusum,
         calibrate_cusum_h,
@@ -461,7 +463,7 @@ def oracle_design(key: str, arl0: float = TARGET_ARL0) -> dict[str, Any]:
 
 
 def oracle_first_alarm(scen: Scenario, x: np.ndarray, arl0: float) -> int | None:
-    from monitor.drift.detectors import BernoulliCusum, Cusum
+    from phase4.monitor.drift.detectors import BernoulliCusum, Cusum
 
     d = oracle_design(scen.design or scen.key, arl0)
     det: Any
@@ -975,8 +977,8 @@ def decompose_task(args: tuple[str, int, int, int]) -> dict[str, Any]:
     (the first of the three). ``known``: exact normal scores, thresholds calibrated for a known
     reference; ``estimated``: what the product does (NumericReference fitted on 500 values,
     thresholds calibrated for a 500-value reference)."""
-    from monitor.drift.detectors import Cusum, Ewma, WindowedKS
-    from monitor.drift.reference import NumericReference, z_to_uniform
+    from phase4.monitor.drift.detectors import Cusum, Ewma, WindowedKS
+    from phase4.monitor.drift.reference import NumericReference, z_to_uniform
 
     mode, chunk, n, base_seed = args
     arl0 = phase4_detector_arl0s()
@@ -1133,20 +1135,22 @@ def fmt_arl(ic: dict[str, Any]) -> str:
 
 
 def monitor_digest() -> str:
-    """A hash of monitor/drift/*.py: other people edit the product while benchmarks run."""
-    files = sorted((Path(__file__).resolve().parents[1] / "monitor" / "drift").glob("*.py"))
+    """A hash of phase4/monitor/drift/*.py: other people edit the product while benchmarks run."""
+    files = sorted(
+        (Path(__file__).resolve().parents[1] / "phase4" / "monitor" / "drift").glob("*.py")
+    )
     return hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()[:16]
 
 
 def provenance() -> dict[str, Any]:
-    """The code measured: git commit, whether monitor/ differs from it, and its hash. The
+    """The code measured: git commit, whether phase4/monitor/ differs from it, and its hash. The
     monitor modules are imported here, once, so every worker (forked later) runs this version
     even if the files change on disk during the run."""
-    import monitor.drift.arl
-    import monitor.drift.budget
-    import monitor.drift.detectors
-    import monitor.drift.reference
-    import monitor.drift.streams  # noqa: F401
+    import phase4.monitor.drift.arl
+    import phase4.monitor.drift.budget
+    import phase4.monitor.drift.detectors
+    import phase4.monitor.drift.reference
+    import phase4.monitor.drift.streams  # noqa: F401
 
     root = Path(__file__).resolve().parents[1]
 
@@ -1156,7 +1160,7 @@ def provenance() -> dict[str, Any]:
 
     return {
         "commit": git("rev-parse", "HEAD"),
-        "monitor_uncommitted_changes": bool(git("status", "--porcelain", "monitor")),
+        "monitor_uncommitted_changes": bool(git("status", "--porcelain", "phase4/monitor")),
         "monitor_drift_sha256_16": monitor_digest(),
     }
 
@@ -1205,8 +1209,8 @@ def main() -> None:
     print(f"# {info['platform']}, {info['cpu_count']} CPUs, Python {info['python']}")
     print(
         f"# phase4 commit {source['commit'][:12]}"
-        f"{' + uncommitted monitor/ changes' if source['monitor_uncommitted_changes'] else ''}, "
-        f"monitor/drift sha256 {source['monitor_drift_sha256_16']}"
+        f"{' + uncommitted changes' if source['monitor_uncommitted_changes'] else ''}, "
+        f"phase4/monitor/drift sha256 {source['monitor_drift_sha256_16']}"
     )
     print(
         f"# target in-control ARL0 = {TARGET_ARL0:,.0f}, reference = {REFERENCE_SIZE} "
@@ -1542,7 +1546,8 @@ def main() -> None:
     )
     if source["monitor_changed_on_disk_during_run"]:
         print(
-            "\n# NOTE: monitor/drift changed on disk during the run; the results are for the "
+            "\n# NOTE: phase4/monitor/drift changed on disk during the run; the results are for "
+            "the "
             "version imported at the start (hash above)."
         )
     total = time.perf_counter() - started

@@ -5,7 +5,8 @@ Run:  .venv/bin/python bench/detection_throughput.py [--records 20000] [--stream
           [--batch 1000 5000] [--postgres-url postgresql+psycopg://postgres@127.0.0.1:5432/test]
 
 One deployment with ``--streams`` monitored fields (numeric features, one binary output), a
-reference of 500. Baseline in the same run: the same records stored by ``monitor.ingest`` in
+reference of 500. Baseline in the same run: the same records stored by
+``phase4.monitor.domain.ingest`` in
 batches of 1,000 (in-process, no HTTP), so detection is reported as a ratio of ingest. Then:
 - a detection pass over the whole backlog, per chunk size (records/s, and on SQLite the time
   from taking the write lock to commit, per chunk: what ingest waits for);
@@ -32,12 +33,12 @@ import numpy as np
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from monitor.auth import Principal, Role
-from monitor.db import create_db_engine, session_scope, upgrade
-from monitor.detection import _unprocessed_records, detect_deployment
-from monitor.ingest import ingest_records
-from monitor.registry import create_deployment
-from monitor.settings import sqlite_url
+from phase4.monitor.core.settings import sqlite_url
+from phase4.monitor.domain.ingest import ingest_records
+from phase4.monitor.domain.registry import create_deployment
+from phase4.monitor.store.auth import Principal, Role
+from phase4.monitor.store.db import create_db_engine, session_scope, upgrade
+from phase4.monitor.surveillance.detection import _unprocessed_records, detect_deployment
 
 DEPLOYMENT = "lesion-ai@site-a"
 T0 = datetime(2026, 1, 5, 8, tzinfo=UTC)

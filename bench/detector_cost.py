@@ -94,7 +94,7 @@ def per_obs_us(run: Callable[[], Any], n: int, repeat: int) -> dict[str, float]:
 
 
 def numeric_config(n_streams: int = 1) -> Any:
-    from monitor.drift.streams import MonitorConfig, StreamSpec
+    from phase4.monitor.drift.streams import MonitorConfig, StreamSpec
 
     return MonitorConfig(
         streams=tuple(StreamSpec(field=f"v{i}", kind="numeric") for i in range(n_streams)),
@@ -103,10 +103,10 @@ def numeric_config(n_streams: int = 1) -> Any:
 
 def time_calibration() -> dict[str, float]:
     """The one-off calibration at reference completion, for the default budget's ARL0."""
-    from monitor.drift import detectors
-    from monitor.drift.budget import share
-    from monitor.drift.detectors import BernoulliCusum, Cusum, Ewma
-    from monitor.drift.streams import DETECTOR_WEIGHTS
+    from phase4.monitor.drift import detectors
+    from phase4.monitor.drift.budget import share
+    from phase4.monitor.drift.detectors import BernoulliCusum, Cusum, Ewma
+    from phase4.monitor.drift.streams import DETECTOR_WEIGHTS
 
     cfg = numeric_config()
     budget = share(streams=1, false_alarms_per_year=1.0, observations_per_day=20.0)
@@ -135,9 +135,9 @@ def time_calibration() -> dict[str, float]:
 
 
 def time_detectors(n: int, repeat: int, rng: np.random.Generator) -> dict[str, dict[str, float]]:
-    from monitor.drift.budget import share
-    from monitor.drift.detectors import BernoulliCusum, Cusum, Ewma, WindowedKS
-    from monitor.drift.reference import z_to_uniform
+    from phase4.monitor.drift.budget import share
+    from phase4.monitor.drift.detectors import BernoulliCusum, Cusum, Ewma, WindowedKS
+    from phase4.monitor.drift.reference import z_to_uniform
 
     arl0 = share(streams=1, false_alarms_per_year=1.0, observations_per_day=20.0).arl0
     arl0_bin = share(streams=1, false_alarms_per_year=1.0, observations_per_day=20.0).arl0
@@ -170,7 +170,7 @@ def time_detectors(n: int, repeat: int, rng: np.random.Generator) -> dict[str, d
 
 def warmed_monitor(kind: str, rng: np.random.Generator) -> Any:
     """A DeploymentMonitor with one stream whose reference is complete."""
-    from monitor.drift.streams import DeploymentMonitor, MonitorConfig, StreamSpec
+    from phase4.monitor.drift.streams import DeploymentMonitor, MonitorConfig, StreamSpec
 
     if kind == "numeric":
         mon = DeploymentMonitor.new(numeric_config())
@@ -186,7 +186,7 @@ def warmed_monitor(kind: str, rng: np.random.Generator) -> Any:
 
 
 def time_streams(n: int, repeat: int, rng: np.random.Generator) -> dict[str, dict[str, float]]:
-    from monitor.drift.reference import z_to_uniform
+    from phase4.monitor.drift.reference import z_to_uniform
 
     out: dict[str, dict[str, float]] = {}
     values = rng.normal(2.2, 0.22, n).tolist()
@@ -223,7 +223,7 @@ def time_streams(n: int, repeat: int, rng: np.random.Generator) -> dict[str, dic
     dets = stream.detectors
 
     def three() -> None:
-        from monitor.drift.detectors import detector_from_dict
+        from phase4.monitor.drift.detectors import detector_from_dict
 
         c, e, k = (
             detector_from_dict(name, dets[name].to_dict()) for name in ("cusum", "ewma", "ks")
@@ -259,10 +259,11 @@ def time_streams(n: int, repeat: int, rng: np.random.Generator) -> dict[str, dic
 
 def time_round_trip(repeat: int) -> dict[str, float]:
     """A detection pass restores the deployment's state from JSON and saves it again
-    (monitor.detection: DeploymentMonitor.from_dict ... to_dict, per batch of PASS_BATCH records):
+    (phase4.monitor.surveillance.detection: DeploymentMonitor.from_dict ... to_dict, per batch of
+    PASS_BATCH records):
     its cost per pass, and spread over a full batch."""
-    from monitor.detection import PASS_BATCH
-    from monitor.drift.streams import DeploymentMonitor
+    from phase4.monitor.drift.streams import DeploymentMonitor
+    from phase4.monitor.surveillance.detection import PASS_BATCH
 
     mon = warmed_monitor("numeric", np.random.default_rng(5))
     text = json.dumps(mon.to_dict())
@@ -285,7 +286,7 @@ def time_round_trip(repeat: int) -> dict[str, float]:
 
 
 def state_sizes(rng: np.random.Generator) -> dict[str, Any]:
-    from monitor.drift.streams import DeploymentMonitor
+    from phase4.monitor.drift.streams import DeploymentMonitor
 
     out: dict[str, Any] = {}
     mon = DeploymentMonitor.new(numeric_config())
@@ -348,8 +349,8 @@ def _rss_bytes() -> int:
 def memory_child(args: tuple[str, str, int, str]) -> dict[str, Any]:
     """Build ``count`` independent objects from the JSON state; report the growth."""
     what, template, count, probe = args
-    from monitor.drift.detectors import detector_from_dict
-    from monitor.drift.streams import Stream
+    from phase4.monitor.drift.detectors import detector_from_dict
+    from phase4.monitor.drift.streams import Stream
 
     detectors_json = json.dumps(json.loads(template)["detectors"])
 
@@ -406,10 +407,11 @@ def memory(count: int) -> list[dict[str, Any]]:
 
 
 def provenance() -> dict[str, Any]:
-    """The code measured: git commit, whether monitor/ differs from it, a hash of monitor/drift
+    """The code measured: git commit, whether phase4/monitor/ differs from it, a hash of
+    phase4/monitor/drift
     (other people edit the product while benchmarks run)."""
     root = Path(__file__).resolve().parents[1]
-    files = sorted((root / "monitor" / "drift").glob("*.py"))
+    files = sorted((root / "phase4" / "monitor" / "drift").glob("*.py"))
 
     def git(*a: str) -> str:
         out = subprocess.run(["git", *a], cwd=root, capture_output=True, text=True, check=False)
@@ -417,7 +419,7 @@ def provenance() -> dict[str, Any]:
 
     return {
         "commit": git("rev-parse", "HEAD"),
-        "monitor_uncommitted_changes": bool(git("status", "--porcelain", "monitor")),
+        "monitor_uncommitted_changes": bool(git("status", "--porcelain", "phase4/monitor")),
         "monitor_drift_sha256_16": hashlib.sha256(
             b"".join(f.read_bytes() for f in files)
         ).hexdigest()[:16],
@@ -443,8 +445,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
 
-    import monitor.drift.detectors
-    import monitor.drift.streams  # noqa: F401  (the version measured: imported at the start)
+    import phase4.monitor.drift.detectors
+    import phase4.monitor.drift.streams  # noqa: F401  (the version measured: imported at the start)
 
     info = machine()
     source = provenance()
@@ -453,8 +455,8 @@ def main() -> None:
     print(f"# {info['platform']}, {info['cpu_count']} CPUs, Python {info['python']}")
     print(
         f"# phase4 commit {source['commit'][:12]}"
-        f"{' + uncommitted monitor/ changes' if source['monitor_uncommitted_changes'] else ''}, "
-        f"monitor/drift sha256 {source['monitor_drift_sha256_16']}",
+        f"{' + uncommitted changes' if source['monitor_uncommitted_changes'] else ''}, "
+        f"phase4/monitor/drift sha256 {source['monitor_drift_sha256_16']}",
         flush=True,
     )
     rng = np.random.default_rng(args.seed)

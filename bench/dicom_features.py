@@ -9,7 +9,7 @@ written once to a temporary folder. Each repeat then times, in alternating order
 * baseline: ``pydicom.dcmread(path)`` and ``ds.pixel_array`` for every file - the least any
   tool that looks at the pixels must do;
 * header only: ``pydicom.dcmread(path)`` for every file (for context: the parsing floor);
-* extraction: ``probes.dicom.extract_series(folder)`` - discovery, reading, ordering, SUV,
+* extraction: ``phase4.probes.dicom.extract_series(folder)`` - discovery, reading, ordering, SUV,
   image features and every flag.
 
 Files are in the page cache for all three (written just before, and warmed once), so the
@@ -44,10 +44,10 @@ sys.path.insert(0, str(ROOT))
 
 import pydicom  # noqa: E402
 
-from probes.dicom import extract_series  # noqa: E402
-from probes.dicom.read import read_series  # noqa: E402
-from probes.dicom.synthetic import HotSphere, write_pet_series  # noqa: E402
-from probes.dicom.volume import build_volume  # noqa: E402
+from phase4.probes.dicom import extract_series  # noqa: E402
+from phase4.probes.dicom.read import read_series  # noqa: E402
+from phase4.probes.dicom.synthetic import HotSphere, write_pet_series  # noqa: E402
+from phase4.probes.dicom.volume import build_volume  # noqa: E402
 
 RESULTS_PATH = ROOT / "bench" / "results" / "dicom_features.json"
 TARGET_RATIO = 1.2

@@ -6,7 +6,7 @@ The oracle of bench/detection_delay.py knows p0 = 10% exactly. phase4 estimates 
 reference: at least 500 studies and at least 50 events (MonitorConfig.reference_events_min),
 so p0 is known to about ±13% of itself, a quarter of the 50% rise to detect. To keep its
 promise ("at most F false alarms a year"), a chart built on an estimated p0 must hold the
-*expected* false-alarm rate over what the true p0 may be (monitor.drift.arl.
+*expected* false-alarm rate over what the true p0 may be (phase4.monitor.drift.arl.
 calibrate_bernoulli_cusum_uncertain), and that costs delay.
 
 This script computes, with no simulation, the expected zero-state delay of every Bernoulli
@@ -46,7 +46,7 @@ def reference_outcomes(
     ``min_studies`` studies if they hold at least ``min_events`` events, else at the study that
     brings the ``min_events``-th event, or at ``cap_factor`` (default: the product's) x
     ``min_studies`` studies with whatever events they hold (Stream._reference_complete)."""
-    from monitor.drift.streams import BINARY_REFERENCE_CAP
+    from phase4.monitor.drift.streams import BINARY_REFERENCE_CAP
 
     cap = (cap_factor or BINARY_REFERENCE_CAP) * min_studies
     out = [
@@ -74,9 +74,9 @@ def reference_outcomes(
 
 def _delay_task(args: tuple[ReferenceOutcome, float, float, float, float]) -> tuple[float, float]:
     """(zero-state ARL at p_after, in-control ARL at the true p0) for one reference."""
-    from monitor.drift.arl import bernoulli_cusum_arl, calibrate_bernoulli_cusum_uncertain
-    from monitor.drift.reference import RateReference
-    from monitor.drift.streams import designed_p1
+    from phase4.monitor.drift.arl import bernoulli_cusum_arl, calibrate_bernoulli_cusum_uncertain
+    from phase4.monitor.drift.reference import RateReference
+    from phase4.monitor.drift.streams import designed_p1
 
     ref, ratio, arl0, p0_true, p_after = args
     p_hat = RateReference(ref.studies, ref.events).rate  # the product's estimate of p0
@@ -89,8 +89,8 @@ def _delay_task(args: tuple[ReferenceOutcome, float, float, float, float]) -> tu
 
 
 def main() -> None:
-    from monitor.drift.arl import bernoulli_cusum_arl, calibrate_bernoulli_cusum
-    from monitor.drift.streams import MonitorConfig
+    from phase4.monitor.drift.arl import bernoulli_cusum_arl, calibrate_bernoulli_cusum
+    from phase4.monitor.drift.streams import MonitorConfig
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--p0", type=float, default=0.10)

@@ -6,7 +6,8 @@ Run:  .venv/bin/python bench/ingest_during_detection.py [--backlog 200000] [--se
 A fresh store (a SQLite file in a temporary directory, or with ``--postgres URL`` a fresh
 PostgreSQL database created next to URL's and dropped at the end), one deployment whose records
 carry 21 features and outputs (the shape of bench/ingest_http.py, with varied values), a probe
-token. A backlog of ``--backlog`` records is stored through ``monitor.ingest`` in-process, none
+token. A backlog of ``--backlog`` records is stored through ``phase4.monitor.domain.ingest``
+in-process, none
 of them analysed yet. Then a real ``phase4 serve`` in its own process on 127.0.0.1, twice:
 
 1. idle (baseline, same run, same store): ``PHASE4_DETECTION_INTERVAL_S=0`` (no worker) for
@@ -57,12 +58,12 @@ import httpx
 import numpy as np
 import sqlalchemy as sa
 
-from monitor.auth import Principal, Role, create_token
-from monitor.db import create_db_engine, session_scope, upgrade
-from monitor.ingest import ingest_records
-from monitor.registry import create_deployment
-from monitor.server import free_port
-from monitor.settings import sqlite_url
+from phase4.monitor.core.settings import sqlite_url
+from phase4.monitor.domain.ingest import ingest_records
+from phase4.monitor.domain.registry import create_deployment
+from phase4.monitor.server import free_port
+from phase4.monitor.store.auth import Principal, Role, create_token
+from phase4.monitor.store.db import create_db_engine, session_scope, upgrade
 
 DEPLOYMENT = "lesion-ai@site-a"
 T0 = datetime(2026, 1, 5, 8, tzinfo=UTC)
@@ -179,7 +180,8 @@ def prepare(url: str) -> str:
 
 
 def preload(url: str, n: int, g: np.random.Generator) -> float:
-    """Store the backlog through monitor.ingest in-process, 1,000 per transaction; seconds."""
+    """Store the backlog through phase4.monitor.domain.ingest in-process, 1,000 per transaction;
+    seconds."""
     engine = create_db_engine(url)
     principal = Principal("bench", Role.PROBE, "site-a")
     start = time.perf_counter()
@@ -625,7 +627,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             machine = machine_line(url)
             token = prepare(url)
-            say(f"preloading {args.backlog:,} records through monitor.ingest")
+            say(f"preloading {args.backlog:,} records through phase4.monitor.domain.ingest")
             preload_s = preload(url, args.backlog, g)
             idle, nxt = phase(
                 "idle",

@@ -4,7 +4,8 @@ Run:  .venv/bin/python bench/ingest_http.py [--records 60000] [--batch 500 1000]
 
 The server runs in its own process (one uvicorn worker, as `phase4 serve` starts it); the client
 posts pre-serialised JSON bodies over one keep-alive connection per client thread, so the figure
-is the server's. Baseline in the same run: the same batches stored by `monitor.ingest` called
+is the server's. Baseline in the same run: the same batches stored by
+`phase4.monitor.domain.ingest` called
 in-process (no HTTP, no JSON parsing), so the HTTP overhead is reported as a ratio.
 Writes bench/results/ingest_http.json.
 """
@@ -27,12 +28,12 @@ from typing import Any
 
 import httpx
 
-from monitor.auth import Principal, Role, create_token
-from monitor.db import create_db_engine, session_scope, upgrade
-from monitor.ingest import ingest_records
-from monitor.registry import create_deployment
-from monitor.server import free_port
-from monitor.settings import sqlite_url
+from phase4.monitor.core.settings import sqlite_url
+from phase4.monitor.domain.ingest import ingest_records
+from phase4.monitor.domain.registry import create_deployment
+from phase4.monitor.server import free_port
+from phase4.monitor.store.auth import Principal, Role, create_token
+from phase4.monitor.store.db import create_db_engine, session_scope, upgrade
 
 DEPLOYMENT = "lesion-ai@site-a"
 

@@ -5,7 +5,8 @@ Run:  .venv/bin/python bench/ingest_limits.py [--records 20000] [--repeats 5]
 Baselines measured in the same run, on the same records:
 - validation: the previous release's record model (same fields and types, its PHI and
   finite-number checks, none of the limit checks), against ``RecordIn`` with them;
-- the stream-name lookup (``monitor.stream_names``: one indexed query per batch, then a dict
+- the stream-name lookup (``phase4.monitor.domain.stream_names``: one indexed query per batch, then
+a dict
   check per record), against the whole in-process ``ingest_records`` of 1,000-record batches
   into SQLite, of which it is a part.
 The best of ``--repeats`` is reported (the machine is shared: the minimum is the least noisy).
@@ -31,13 +32,13 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, f
 sys.path.insert(0, str(Path(__file__).parent))
 from ingest_http import DEPLOYMENT, make_records, prepare_db
 
-from monitor.auth import Principal, Role
-from monitor.db import create_db_engine, session_scope
-from monitor.ingest import ingest_records
-from monitor.limits import DEFAULT_LIMITS
-from monitor.privacy import phi_keys_in
-from monitor.schemas import FeatureValue, RecordIn
-from monitor.stream_names import KnownStreams
+from phase4.monitor.core.limits import DEFAULT_LIMITS
+from phase4.monitor.core.privacy import phi_keys_in
+from phase4.monitor.domain.ingest import ingest_records
+from phase4.monitor.domain.schemas import FeatureValue, RecordIn
+from phase4.monitor.domain.stream_names import KnownStreams
+from phase4.monitor.store.auth import Principal, Role
+from phase4.monitor.store.db import create_db_engine, session_scope
 
 
 def _finite_json(value: Any, where: str) -> None:

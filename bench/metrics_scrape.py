@@ -37,11 +37,12 @@ from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from monitor.app import create_app
-from monitor.db import create_db_engine, session_scope, upgrade
-from monitor.detection import detect_deployment
-from monitor.metrics import IngestMetrics, MetricsRegistry, ProbeHealthCollector
-from monitor.models import (
+from phase4.monitor.api.metrics import IngestMetrics, MetricsRegistry, ProbeHealthCollector
+from phase4.monitor.core.settings import Settings, sqlite_url
+from phase4.monitor.domain.registry import create_deployment
+from phase4.monitor.domain.schemas import BatchResult, ItemResult, ProbeHealth
+from phase4.monitor.store.db import create_db_engine, session_scope, upgrade
+from phase4.monitor.store.models import (
     Alert,
     DetectorState,
     Device,
@@ -49,9 +50,8 @@ from monitor.models import (
     PhantomResult,
     PhantomTolerance,
 )
-from monitor.registry import create_deployment
-from monitor.schemas import BatchResult, ItemResult, ProbeHealth
-from monitor.settings import Settings, sqlite_url
+from phase4.monitor.surveillance.detection import detect_deployment
+from phase4.service import create_app
 
 FEATURES = [f"feature_{i:02d}" for i in range(12)]
 T0 = datetime(2026, 1, 5, 8, tzinfo=UTC)
@@ -200,8 +200,8 @@ def record_scaling(sizes: list[int], scrapes: int, added_per_scrape: int = 50) -
     """
     from sqlalchemy import insert
 
-    from monitor.metrics import StoreCollector
-    from monitor.models import InferenceRecord
+    from phase4.monitor.api.metrics import StoreCollector
+    from phase4.monitor.store.models import InferenceRecord
 
     g = np.random.default_rng(3)
     deps = [f"lesion-ai@site-{i:02d}" for i in range(10)]

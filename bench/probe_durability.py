@@ -54,12 +54,12 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from monitor.auth import Role, create_token  # noqa: E402
-from monitor.db import create_db_engine, session_scope, upgrade  # noqa: E402
-from monitor.registry import create_deployment  # noqa: E402
-from monitor.server import free_port  # noqa: E402
-from monitor.settings import sqlite_url  # noqa: E402
-from probes import Probe  # noqa: E402
+from phase4.monitor.core.settings import sqlite_url  # noqa: E402
+from phase4.monitor.domain.registry import create_deployment  # noqa: E402
+from phase4.monitor.server import free_port  # noqa: E402
+from phase4.monitor.store.auth import Role, create_token  # noqa: E402
+from phase4.monitor.store.db import create_db_engine, session_scope, upgrade  # noqa: E402
+from phase4.probes import Probe  # noqa: E402
 
 MODEL_SCRIPT = Path("bench") / "probe_model_process.py"
 RESULTS_PATH = ROOT / "bench" / "results" / "probe_durability.json"
@@ -275,7 +275,8 @@ def main() -> None:
         "--baseline-root",
         type=Path,
         help="also run the default setting with the model process from this directory (an "
-        "older probes/ with bench/probe_model_process.py, e.g. from git archive): a baseline",
+        "older phase4/probes/ with bench/probe_model_process.py, e.g. from git archive): a "
+        "baseline",
     )
     args = parser.parse_args()
     rng = random.Random(args.seed)

@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from probes import Probe  # noqa: E402
+from phase4.probes import Probe  # noqa: E402
 
 SECRET = b"probe-durability-trial-secret-0123456789"
 TIMINGS_CHUNK = 100

@@ -40,7 +40,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from probes import Probe  # noqa: E402
+from phase4.probes import Probe  # noqa: E402
 
 RESULTS_PATH = ROOT / "bench" / "results" / "probe_overhead.json"
 FEATURES = {"injected_activity_mbq": 250.0, "uptake_time_min": 62.0, "scanner": "pet-1"}

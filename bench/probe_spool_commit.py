@@ -5,7 +5,8 @@ Usage: .venv/bin/python bench/probe_spool_commit.py [--rows 500000] [--baseline-
 The spool writer commits every 0.1 s; during a long monitor outage the spool holds up to
 ``spool_max_records`` (1,000,000 by default) rows. Times ``Spool.append`` of 100 wire records
 into a spool already holding ``--rows`` rows, for this checkout and, with ``--baseline-root``
-(a directory holding an older ``probes/``, e.g. from ``git archive``), for that one in the same
+(a directory holding an older ``phase4/probes/``, e.g. from ``git archive``), for that one in the
+same
 run. Prints the median of 20 commits for each.
 """
 
@@ -27,11 +28,13 @@ COMMITS = 20
 
 
 def load_spool(root: Path) -> tuple[ModuleType, ModuleType]:
-    for name in [n for n in sys.modules if n == "probes" or n.startswith("probes.")]:
+    for name in [n for n in sys.modules if n == "phase4.probes" or n.startswith("phase4.probes.")]:
         del sys.modules[name]
     sys.path.insert(0, str(root))
     try:
-        return importlib.import_module("probes.spool"), importlib.import_module("probes.capture")
+        return importlib.import_module("phase4.probes.spool"), importlib.import_module(
+            "phase4.probes.capture"
+        )
     finally:
         sys.path.remove(str(root))
 

@@ -7,7 +7,8 @@ Run:  .venv/bin/python bench/soak_workers.py [--deployments 1000] [--streams 30]
 
 For each worker count a throwaway database gets ``--deployments`` deployments of ``--streams``
 monitored fields and the same deterministic records (same ids, values and acquisition times),
-ingested through ``monitor.ingest`` at ``--rate`` records/s in total (round robin over the
+ingested through ``phase4.monitor.domain.ingest`` at ``--rate`` records/s in total (round robin
+over the
 deployments) for ``--duration-s``; the workers are real processes. Every second the lag is
 sampled: the age of the oldest record not yet analysed (0 when none waits). After the ingest,
 the time to drain the backlog. Each worker's records come from its own per-pass output. The
@@ -37,11 +38,11 @@ import numpy as np
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from monitor.auth import Principal, Role
-from monitor.db import create_db_engine, session_scope, upgrade
-from monitor.ingest import ingest_records
-from monitor.models import DetectorState
-from monitor.registry import create_deployment
+from phase4.monitor.domain.ingest import ingest_records
+from phase4.monitor.domain.registry import create_deployment
+from phase4.monitor.store.auth import Principal, Role
+from phase4.monitor.store.db import create_db_engine, session_scope, upgrade
+from phase4.monitor.store.models import DetectorState
 
 T0 = datetime(2026, 1, 5, 8, tzinfo=UTC)
 

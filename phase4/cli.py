@@ -22,8 +22,8 @@ from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperGroup
 
-from monitor.roles import Role
-from phantoms.cli import app as phantom_app
+from phase4.monitor.core.roles import Role
+from phase4.phantoms.cli import app as phantom_app
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
     from sqlmodel import Session
 
-    from monitor.settings import Settings
+    from phase4.monitor.core.settings import Settings
 
 
 def _env_prefix(title: str) -> str:
@@ -91,7 +91,7 @@ class _CommandLine(typer.Typer):
 
 
 def _export_command() -> click.Command:
-    from alerts.export.cli import export_command
+    from phase4.alerts.export.cli import export_command
 
     single = typer.Typer(rich_markup_mode="rich", add_completion=False)
     single.command("export")(export_command)
@@ -174,21 +174,22 @@ DatabaseOpt = Annotated[
 
 
 def create_db_engine(url: str) -> Engine:
-    """monitor.db's engine, imported when a command first needs the store."""
-    from monitor.db import create_db_engine as create
+    """phase4.monitor.store.db's engine, imported when a command first needs the store."""
+    from phase4.monitor.store.db import create_db_engine as create
 
     return create(url)
 
 
 def session_scope(engine: Engine) -> AbstractContextManager[Session]:
-    """monitor.db's transaction scope, imported when a command first needs the store."""
-    from monitor.db import session_scope as scope
+    """phase4.monitor.store.db's transaction scope, imported when a command first needs the
+    store."""
+    from phase4.monitor.store.db import session_scope as scope
 
     return scope(engine)
 
 
 def _settings(database_url: str | None) -> Settings:
-    from monitor.settings import Settings
+    from phase4.monitor.core.settings import Settings
 
     return Settings(database_url=database_url) if database_url else Settings()
 
@@ -207,7 +208,7 @@ def _not_text(path: Path, exc: UnicodeDecodeError) -> str:
 
 
 def _upgraded_url(database_url: str | None) -> str:
-    from monitor.db import DatabaseURLError, upgrade
+    from phase4.monitor.store.db import DatabaseURLError, upgrade
 
     url = _settings(database_url).resolved_database_url()
     try:
@@ -235,8 +236,8 @@ def serve(
     """Run the monitor's API, /metrics and UI (migrates the schema first)."""
     import uvicorn
 
-    from monitor.app import create_app
-    from monitor.settings import Settings
+    from phase4.monitor.core.settings import Settings
+    from phase4.service import create_app
 
     url = _upgraded_url(database_url)
     out.print(
@@ -268,7 +269,7 @@ def token_create(
     database_url: DatabaseOpt = None,
 ) -> None:
     """Create an API token and print it once (only its hash is stored)."""
-    from monitor.auth import TokenError, create_token, token_expiry
+    from phase4.monitor.store.auth import TokenError, create_token, token_expiry
 
     try:
         expiry = token_expiry(expires_in_days=expires_in_days, expires_at=expires_at)
@@ -293,8 +294,8 @@ def token_list(database_url: DatabaseOpt = None) -> None:
     Never a secret nor its hash. Last use is recorded to the minute."""
     from datetime import datetime
 
-    from monitor.auth import list_tokens
-    from monitor.models import utcnow
+    from phase4.monitor.store.auth import list_tokens
+    from phase4.monitor.store.models import utcnow
 
     engine = create_db_engine(_upgraded_url(database_url))
     with session_scope(engine) as session:
@@ -331,7 +332,7 @@ def token_revoke(
     database_url: DatabaseOpt = None,
 ) -> None:
     """Revoke a token: the API and the dashboard refuse it from the next request (audited)."""
-    from monitor.auth import TokenError, revoke_token
+    from phase4.monitor.store.auth import TokenError, revoke_token
 
     engine = create_db_engine(_upgraded_url(database_url))
     try:
@@ -352,7 +353,7 @@ def deployment_create(
     database_url: DatabaseOpt = None,
 ) -> None:
     """Register an AI model version in use at a site."""
-    from monitor.registry import RegistryError, create_deployment
+    from phase4.monitor.domain.registry import RegistryError, create_deployment
 
     engine = create_db_engine(_upgraded_url(database_url))
     try:
@@ -384,7 +385,7 @@ def audit_verify(
     database_url: DatabaseOpt = None,
 ) -> None:
     """Recompute the audit trail's hash chain and name the first entry that was altered."""
-    from monitor.audit import AuditHeadError, read_head, verify_chain
+    from phase4.monitor.store.audit import AuditHeadError, read_head, verify_chain
 
     engine = create_db_engine(_upgraded_url(database_url))
     try:
@@ -413,7 +414,7 @@ def audit_sign_head(
 ) -> None:
     """Sign the audit trail's current head with PHASE4_AUDIT_KEY (HMAC-SHA256); keep the file
     away from the database so that a later `audit verify --head` can detect truncation."""
-    from monitor.audit import AuditHeadError, audit_key_from_env, sign_head, write_head
+    from phase4.monitor.store.audit import AuditHeadError, audit_key_from_env, sign_head, write_head
 
     try:
         key = audit_key_from_env()
@@ -436,7 +437,7 @@ def reference_reset(
     database_url: DatabaseOpt = None,
 ) -> None:
     """Discard the references and detector state; the next records form a new reference."""
-    from monitor.detection import reset_reference
+    from phase4.monitor.surveillance.detection import reset_reference
 
     engine = create_db_engine(_upgraded_url(database_url))
     try:
@@ -455,8 +456,8 @@ def reference_upload(
     database_url: DatabaseOpt = None,
 ) -> None:
     """Set the references from a file (e.g. the validation study) instead of the first records."""
-    from monitor.detection import upload_reference
-    from monitor.replay import ReplayError, convert_value, infer_kind
+    from phase4.monitor.surveillance.detection import upload_reference
+    from phase4.monitor.surveillance.replay import ReplayError, convert_value, infer_kind
 
     engine = create_db_engine(_upgraded_url(database_url))
     try:
@@ -507,9 +508,9 @@ def dicom_listen(
     and the keyed pseudonym (PHASE4_SITE_SECRET) are sent."""
     import signal
 
-    from probes import Probe
-    from probes.listener.extract import extract_study_record
-    from probes.listener.scp import DicomListener
+    from phase4.probes import Probe
+    from phase4.probes.listener.extract import extract_study_record
+    from phase4.probes.listener.scp import DicomListener
 
     if not token:
         raise _fail("a probe token is needed: --token or PHASE4_TOKEN")
@@ -551,7 +552,7 @@ def dicom_features(
 ) -> None:
     """Print the features and artifact flags of the PET/NM series found at PATH, or a clear
     error per file that cannot be used."""
-    from probes.listener.extract import describe_path
+    from phase4.probes.listener.extract import describe_path
 
     code, text = describe_path(path, as_json=as_json)
     print(text)
@@ -581,8 +582,8 @@ def replay(
 
     Without --numeric/--categorical/--binary every column is monitored, its type inferred.
     """
-    from monitor.replay import ReplayError
-    from monitor.replay import replay as run_replay
+    from phase4.monitor.surveillance.replay import ReplayError
+    from phase4.monitor.surveillance.replay import replay as run_replay
 
     try:
         summary = run_replay(
@@ -630,12 +631,12 @@ def detect(
 ) -> None:
     """Run the drift engine over everything stored and not yet analysed (the service does this
     continuously); print the alerts it opened."""
-    from monitor.detection import ConfigError, detect_all, detect_deployment
+    from phase4.monitor.surveillance.detection import ConfigError, detect_all, detect_deployment
 
     engine = create_db_engine(_upgraded_url(database_url))
     if loop:
-        from monitor.detection import PassResult
-        from monitor.worker import run_detection_loop
+        from phase4.monitor.surveillance.detection import PassResult
+        from phase4.service import run_detection_loop
 
         def said(results: list[PassResult]) -> None:
             done = [r for r in results if r.records or r.feedback]

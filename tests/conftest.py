@@ -19,13 +19,13 @@ from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel
 
-import monitor.models  # noqa: F401  (registers the tables)
-from monitor.app import create_app
-from monitor.auth import Role, create_token
-from monitor.db import create_db_engine, session_scope, upgrade
-from monitor.registry import create_deployment
-from monitor.server import ThreadedServer
-from monitor.settings import Settings, sqlite_url
+import phase4.monitor.store.models  # noqa: F401  (registers the tables)
+from phase4.monitor.core.settings import Settings, sqlite_url
+from phase4.monitor.domain.registry import create_deployment
+from phase4.monitor.server import ThreadedServer
+from phase4.monitor.store.auth import Role, create_token
+from phase4.monitor.store.db import create_db_engine, session_scope, upgrade
+from phase4.service import create_app
 
 POSTGRES_ENV = "PHASE4_TEST_POSTGRES_URL"
 

@@ -16,10 +16,10 @@ from pynetdicom import AE
 from pynetdicom.sop_class import PositronEmissionTomographyImageStorage
 
 from phase4.demo.simulate import Study
-from probes.dicom.synthetic import HotSphere, write_pet_series
-from probes.listener.extract import extract_study_record
-from probes.listener.scp import DicomListener
-from probes.probe import Probe
+from phase4.probes.dicom.synthetic import HotSphere, write_pet_series
+from phase4.probes.listener.extract import extract_study_record
+from phase4.probes.listener.scp import DicomListener
+from phase4.probes.probe import Probe
 
 SHAPE = (12, 32, 32)
 VOXEL_MM = (4.0, 4.0, 4.0)

@@ -25,9 +25,9 @@ from typing import Any
 import httpx
 import numpy as np
 
-from phantoms.cylinder import PETCylinder
-from phantoms.synthetic import CylinderSpec, blurred_ball, cylinder_volume
 from phase4.demo.simulate import Change, SiteProfile
+from phase4.phantoms.cylinder import PETCylinder
+from phase4.phantoms.synthetic import CylinderSpec, blurred_ball, cylinder_volume
 
 SPHERES_MM = (10.0, 13.0, 17.0, 22.0, 28.0, 37.0)
 SPHERE_SUV = 8.0

@@ -26,20 +26,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from sqlmodel import Session, col, select
 
-from alerts.config import NotifySettings
-from alerts.export import export_deployment, verify_manifest
-from alerts.notify import notify_pending
-from alerts.notify.sink import LocalSMTPSink
-from monitor.app import create_app
-from monitor.auth import Role, create_token
-from monitor.db import create_db_engine, session_scope, upgrade
-from monitor.detection import PassResult, detect_all
-from monitor.models import Alert
-from monitor.phantom_store import process_phantom_qc
-from monitor.registry import create_deployment
-from monitor.reports import attach_reports
-from monitor.server import ThreadedServer, free_port
-from monitor.settings import Settings, sqlite_url
+from phase4.alerts.config import NotifySettings
+from phase4.alerts.export import export_deployment, verify_manifest
+from phase4.alerts.notify import notify_pending
+from phase4.alerts.notify.sink import LocalSMTPSink
 from phase4.demo.phantoms import send_phantoms
 from phase4.demo.simulate import (
     Change,
@@ -49,7 +39,17 @@ from phase4.demo.simulate import (
     default_sites,
     simulate_site,
 )
-from probes import Probe, pseudonymise
+from phase4.monitor.core.settings import Settings, sqlite_url
+from phase4.monitor.domain.registry import create_deployment
+from phase4.monitor.server import ThreadedServer, free_port
+from phase4.monitor.store.auth import Role, create_token
+from phase4.monitor.store.db import create_db_engine, session_scope, upgrade
+from phase4.monitor.store.models import Alert
+from phase4.monitor.surveillance.detection import PassResult, detect_all
+from phase4.monitor.surveillance.phantom_qc import process_phantom_qc
+from phase4.monitor.surveillance.reports import attach_reports
+from phase4.probes import Probe, pseudonymise
+from phase4.service import create_app
 
 FEEDBACK_FRACTION = 0.3
 DICOM_EVERY = 100  # one site-A study in a hundred also travels as a DICOM series

@@ -20,11 +20,11 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from alerts.config import NotifySettings
-from alerts.notify.sink import LocalSMTPSink
-from monitor.db import session_scope
-from monitor.detection import detect_deployment
-from monitor.models import Alert, Deployment, InferenceRecord
+from phase4.alerts.config import NotifySettings
+from phase4.alerts.notify.sink import LocalSMTPSink
+from phase4.monitor.store.db import session_scope
+from phase4.monitor.store.models import Alert, Deployment, InferenceRecord
+from phase4.monitor.surveillance.detection import detect_deployment
 
 T0 = datetime(2026, 3, 2, 8, tzinfo=UTC)  # a Monday
 

@@ -8,13 +8,13 @@ from datetime import UTC, datetime, timedelta
 
 from sqlmodel import Session, col, select
 
-from alerts.notify.dispatcher import notify_pending
-from alerts.notify.sink import LocalSMTPSink, free_port
-from alerts.notify.webhook import SIGNATURE_HEADER, verify_signature
-from monitor.alert_actions import acknowledge_alert, resolve_alert
-from monitor.audit import verify_chain
-from monitor.db import session_scope
-from monitor.models import Alert, AuditEntry, DriftReport, NotificationAttempt
+from phase4.alerts.notify.dispatcher import notify_pending
+from phase4.alerts.notify.sink import LocalSMTPSink, free_port
+from phase4.alerts.notify.webhook import SIGNATURE_HEADER, verify_signature
+from phase4.monitor.domain.alert_actions import acknowledge_alert, resolve_alert
+from phase4.monitor.store.audit import verify_chain
+from phase4.monitor.store.db import session_scope
+from phase4.monitor.store.models import Alert, AuditEntry, DriftReport, NotificationAttempt
 from tests.alerts.conftest import (
     WebhookReceiver,
     alerts_by_id,

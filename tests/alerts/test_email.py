@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from alerts.notify.email import DeliveryError, build_message, send_email
-from alerts.notify.render import AlertContext, Rendered, render_alert
-from alerts.notify.sink import LocalSMTPSink
-from monitor.models import Alert
+from phase4.alerts.notify.email import DeliveryError, build_message, send_email
+from phase4.alerts.notify.render import AlertContext, Rendered, render_alert
+from phase4.alerts.notify.sink import LocalSMTPSink
+from phase4.monitor.store.models import Alert
 from tests.alerts.conftest import TLSFiles, drift_evidence, settings_for
 
 

@@ -10,9 +10,9 @@ import pytest
 from pydantic import ValidationError
 from sqlmodel import Session, select
 
-from alerts import heartbeat
-from alerts.config import ClinicCalendar, NotifySettings
-from alerts.heartbeat import (
+from phase4.alerts import heartbeat
+from phase4.alerts.config import ClinicCalendar, NotifySettings
+from phase4.alerts.heartbeat import (
     HEARTBEAT_STREAM,
     SILENCE_CAUSE,
     WEEK,
@@ -21,12 +21,12 @@ from alerts.heartbeat import (
     check_heartbeats,
     closed_seconds,
 )
-from alerts.notify.dispatcher import notify_pending
-from alerts.notify.sink import LocalSMTPSink
-from monitor.alert_actions import resolve_alert
-from monitor.audit import verify_chain
-from monitor.db import session_scope
-from monitor.models import Alert, AuditEntry, Deployment
+from phase4.alerts.notify.dispatcher import notify_pending
+from phase4.alerts.notify.sink import LocalSMTPSink
+from phase4.monitor.domain.alert_actions import resolve_alert
+from phase4.monitor.store.audit import verify_chain
+from phase4.monitor.store.db import session_scope
+from phase4.monitor.store.models import Alert, AuditEntry, Deployment
 from tests.alerts.conftest import T0, insert_records, settings_for
 from tests.conftest import Fixture
 

@@ -5,8 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from alerts.notify.render import AlertContext, checklist, payload, render_alert, render_digest
-from monitor.models import Alert
+from phase4.alerts.notify.render import (
+    AlertContext,
+    checklist,
+    payload,
+    render_alert,
+    render_digest,
+)
+from phase4.monitor.store.models import Alert
 from tests.alerts.conftest import drift_evidence, settings_for
 
 OPENED = datetime(2026, 3, 12, 10, 30, tzinfo=UTC)

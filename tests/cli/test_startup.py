@@ -20,7 +20,8 @@ HEAVY = (
     "pydicom",
     "fpdf",
     # the database layer: only the commands that open the store need it (the token commands'
-    # --role option once loaded it through monitor.auth, 6 of the 7 s of a loaded start)
+    # --role option once loaded it through phase4.monitor.store.auth, 6 of the 7 s of a loaded
+    # start)
     "sqlalchemy",
     "sqlmodel",
     "alembic",

@@ -14,10 +14,10 @@ import numpy as np
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from monitor.db import session_scope
-from monitor.detection import detect_all
-from monitor.models import Deployment, Device, PhantomResult, PhantomTolerance
-from probes import Probe
+from phase4.monitor.store.db import session_scope
+from phase4.monitor.store.models import Deployment, Device, PhantomResult, PhantomTolerance
+from phase4.monitor.surveillance.detection import detect_all
+from phase4.probes import Probe
 from tests.conftest import Fixture
 
 T0 = datetime(2026, 1, 5, 8, tzinfo=UTC)

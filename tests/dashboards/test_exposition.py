@@ -12,9 +12,9 @@ import httpx
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from monitor.detection import detect_all
-from monitor.metrics import device_label, extract_streams
-from monitor.models import DetectorState
+from phase4.monitor.api.metrics import device_label, extract_streams
+from phase4.monitor.store.models import DetectorState
+from phase4.monitor.surveillance.detection import detect_all
 from tests.conftest import Fixture, LiveMonitor
 from tests.dashboards import data
 from tests.dashboards.conftest import tool

@@ -23,16 +23,16 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.engine import Engine
 from sqlmodel import col
 
-from monitor.db import session_scope
-from monitor.detection import detect_all
-from monitor.metrics import StoreCollector, _fmt
-from monitor.models import (
+from phase4.monitor.api.metrics import StoreCollector, _fmt
+from phase4.monitor.store.db import session_scope
+from phase4.monitor.store.models import (
     DetectorState,
     Device,
     InferenceRecord,
     PhantomResult,
     PhantomTolerance,
 )
+from phase4.monitor.surveillance.detection import detect_all
 from tests.conftest import Fixture, LiveMonitor
 from tests.dashboards import data
 from tests.dashboards.conftest import tool

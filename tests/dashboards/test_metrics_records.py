@@ -16,10 +16,10 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from monitor.db import create_db_engine, session_scope
-from monitor.metrics import StoreCollector
-from monitor.models import InferenceRecord
-from monitor.registry import create_deployment
+from phase4.monitor.api.metrics import StoreCollector
+from phase4.monitor.domain.registry import create_deployment
+from phase4.monitor.store.db import create_db_engine, session_scope
+from phase4.monitor.store.models import InferenceRecord
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 DEPLOYMENTS = ("lesion-ai@site-a", "lesion-ai@site-b")
@@ -142,8 +142,8 @@ def _warm_scrape_statements(engine: Engine) -> list[tuple[str, Any]]:
 
 
 def test_a_warm_scrape_does_not_scan_the_record_table_sqlite(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from monitor.db import upgrade
-    from monitor.settings import sqlite_url
+    from phase4.monitor.core.settings import sqlite_url
+    from phase4.monitor.store.db import upgrade
 
     url = sqlite_url(tmp_path / "plans.db")
     upgrade(url)

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from alerts.export import verify_manifest
+from phase4.alerts.export import verify_manifest
 from phase4.demo.run import DEMO_AUDIT_KEY, DemoResult, run_demo
 
 

@@ -1,4 +1,5 @@
-"""Helpers for the probes.dicom tests: synthetic series constants, file edits, a hang guard."""
+"""Helpers for the phase4.probes.dicom tests: synthetic series constants, file edits, a hang
+guard."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from probes.dicom.synthetic import HotSphere
+from phase4.probes.dicom.synthetic import HotSphere
 
 INJECTION = datetime(2024, 5, 6, 9, 0, 0)
 SERIES = datetime(2024, 5, 6, 10, 0, 0)  # 3600 s after injection

@@ -20,7 +20,7 @@ import pydicom
 import pytest
 from pydicom.data.data_manager import DATA_ROOT
 
-from probes.dicom import DicomFeatureError, SeriesFeatures, extract_series, extract_study
+from phase4.probes.dicom import DicomFeatureError, SeriesFeatures, extract_series, extract_study
 from tests.dicom.helpers import run_with_timeout
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # malformed files, on purpose

@@ -10,8 +10,8 @@ import numpy as np
 import pydicom
 import pytest
 
-from probes.dicom import SeriesFeatures, extract_series, extract_study
-from probes.dicom.synthetic import write_ct_series, write_pet_series
+from phase4.probes.dicom import SeriesFeatures, extract_series, extract_study
+from phase4.probes.dicom.synthetic import write_ct_series, write_pet_series
 from tests.dicom.helpers import SERIES, SPHERE, edit, set_pixels
 
 SHAPE = (32, 48, 48)

@@ -8,10 +8,10 @@ import numpy as np
 import pydicom
 import pytest
 
-from probes.dicom import extract_series
-from probes.dicom.header import parse_iterations_subsets
-from probes.dicom.quantify import exact_percentiles
-from probes.dicom.synthetic import HotSphere, write_pet_series
+from phase4.probes.dicom import extract_series
+from phase4.probes.dicom.header import parse_iterations_subsets
+from phase4.probes.dicom.quantify import exact_percentiles
+from phase4.probes.dicom.synthetic import HotSphere, write_pet_series
 from tests.dicom.helpers import edit, suv_start
 
 SPHERE = HotSphere(centre_mm=(20.0, 10.0, -30.0), radius_mm=12.0, concentration_bq_ml=40000.0)

@@ -7,8 +7,8 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from probes.dicom import extract_series
-from probes.dicom.synthetic import write_nm_image
+from phase4.probes.dicom import extract_series
+from phase4.probes.dicom.synthetic import write_nm_image
 
 
 def test_spect_tomo_in_counts(tmp_path: Path) -> None:

@@ -8,10 +8,10 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from probes.dicom import describe, extract_series, extract_study
-from probes.dicom.synthetic import FAKE_PATIENT, write_ct_series, write_pet_series
-from probes.phi import is_phi_key
-from probes.sanitise import StripReport, sanitise_features
+from phase4.probes.dicom import describe, extract_series, extract_study
+from phase4.probes.dicom.synthetic import FAKE_PATIENT, write_ct_series, write_pet_series
+from phase4.probes.phi import is_phi_key
+from phase4.probes.sanitise import StripReport, sanitise_features
 from tests.dicom.helpers import SPHERE
 
 PATIENT = {

@@ -11,11 +11,11 @@ import numpy as np
 import pydicom
 import pytest
 
-from probes.dicom import DicomFeatureError, describe, extract_series, extract_study
-from probes.dicom.errors import DicomFeatureError as Error
-from probes.dicom.read import read_series
-from probes.dicom.synthetic import write_ct_series, write_pet_series
-from probes.dicom.volume import build_volume
+from phase4.probes.dicom import DicomFeatureError, describe, extract_series, extract_study
+from phase4.probes.dicom.errors import DicomFeatureError as Error
+from phase4.probes.dicom.read import read_series
+from phase4.probes.dicom.synthetic import write_ct_series, write_pet_series
+from phase4.probes.dicom.volume import build_volume
 from tests.dicom.helpers import SPHERE, edit
 
 

@@ -9,13 +9,13 @@ import numpy as np
 import pydicom
 import pytest
 
-from probes.dicom import DicomFeatureError, extract_series
-from probes.dicom.isotope import read_dose_info
-from probes.dicom.read import read_series
-from probes.dicom.suv import SuvScale, suv_scale
-from probes.dicom.suv_image import read_suv_image
-from probes.dicom.synthetic import write_pet_series
-from probes.dicom.volume import Volume, build_volume
+from phase4.probes.dicom import DicomFeatureError, extract_series
+from phase4.probes.dicom.isotope import read_dose_info
+from phase4.probes.dicom.read import read_series
+from phase4.probes.dicom.suv import SuvScale, suv_scale
+from phase4.probes.dicom.suv_image import read_suv_image
+from phase4.probes.dicom.synthetic import write_pet_series
+from phase4.probes.dicom.volume import Volume, build_volume
 from tests.dicom.helpers import (
     ACTIVITY_BQ,
     BACKGROUND_BQ_ML,

@@ -22,7 +22,7 @@ from rank_limits import (
     rank_probability,
 )
 
-from monitor.drift.streams import Stream, StreamSpec
+from phase4.monitor.drift.streams import Stream, StreamSpec
 
 NOISE_JUMP_SD = math.log(1.4) / 0.0854  # +40% on a lognormal with log-sd 0.0854
 
@@ -80,7 +80,7 @@ def test_reference_outcomes_match_the_products_stopping_rule() -> None:
     """The binary reference ends where the product's own Stream ends it (at least 500 studies
     and 50 events): probabilities from reference_outcomes against the real Stream's rule run
     on simulated AI false-positive streams."""
-    from monitor.drift.streams import MonitorConfig
+    from phase4.monitor.drift.streams import MonitorConfig
 
     spec = StreamSpec(field="fp", kind="binary")
     config = MonitorConfig(streams=(spec,))
@@ -107,7 +107,7 @@ def test_reference_outcomes_match_the_products_stopping_rule() -> None:
 def test_reference_outcomes_end_at_the_products_cap_on_a_rare_event() -> None:
     """At p0 = 2% a 50-study reference rarely holds 50 events before the product's cap of
     20 x 50 studies: most references end there with fewer, as the real Stream ends them."""
-    from monitor.drift.streams import MonitorConfig
+    from phase4.monitor.drift.streams import MonitorConfig
 
     spec = StreamSpec(field="rare", kind="binary")
     config = MonitorConfig(streams=(spec,), reference_size=50)

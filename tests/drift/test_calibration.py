@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from monitor.drift.arl import (
+from phase4.monitor.drift.arl import (
     BERNOULLI_H_LLR_MAX,
     CUSUM_H_MAX,
     BernoulliCusumDesign,
@@ -27,7 +27,7 @@ from monitor.drift.arl import (
     ewma_arl,
     expected_false_alarm_rate,
 )
-from monitor.drift.detectors import BernoulliCusum, Cusum, Ewma
+from phase4.monitor.drift.detectors import BernoulliCusum, Cusum, Ewma
 
 SHIFTS = [0, 0.25, 0.5, 0.75, 1, 1.5, 2, 2.5, 3, 4]
 TABLE = {

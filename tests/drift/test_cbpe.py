@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from monitor.drift.cbpe import PerformanceEstimator, expected_rates
-from monitor.drift.streams import DeploymentMonitor, MonitorConfig, StreamSpec
+from phase4.monitor.drift.cbpe import PerformanceEstimator, expected_rates
+from phase4.monitor.drift.streams import DeploymentMonitor, MonitorConfig, StreamSpec
 
 
 def _labelled(g: np.random.Generator, n: int) -> tuple[list[float], list[bool], list[bool]]:

@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from monitor.drift.streams import DeploymentMonitor, MonitorConfig, StreamSpec, finite_float
+from phase4.monitor.drift.streams import DeploymentMonitor, MonitorConfig, StreamSpec, finite_float
 
 CONFIG = MonitorConfig(
     streams=(

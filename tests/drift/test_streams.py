@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from monitor.drift.budget import BudgetShare, share
-from monitor.drift.detectors import Cusum
-from monitor.drift.reference import NumericReference, ReferenceFitError, z_to_uniform
-from monitor.drift.streams import (
+from phase4.monitor.drift.budget import BudgetShare, share
+from phase4.monitor.drift.detectors import Cusum
+from phase4.monitor.drift.reference import NumericReference, ReferenceFitError, z_to_uniform
+from phase4.monitor.drift.streams import (
     DETECTOR_WEIGHTS,
     ConfigError,
     DeploymentMonitor,
@@ -295,7 +295,7 @@ def test_cusum_state_round_trip() -> None:
 def test_ks_state_saved_before_critical_values_were_stored_still_restores() -> None:
     """A state from an older version has no critical_d: it must be recomputed, not taken as 0
     (which would alarm on every window)."""
-    from monitor.drift.detectors import WindowedKS
+    from phase4.monitor.drift.detectors import WindowedKS
 
     fresh = WindowedKS.calibrated(arl0=20_000, reference_size=500, window=50)
     old = fresh.to_dict()

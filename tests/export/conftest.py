@@ -8,10 +8,17 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from monitor.audit import record_action
-from monitor.db import session_scope
-from monitor.models import Alert, Feedback, Incident, InferenceRecord, PhantomResult, utcnow
-from monitor.registry import ensure_device
+from phase4.monitor.domain.registry import ensure_device
+from phase4.monitor.store.audit import record_action
+from phase4.monitor.store.db import session_scope
+from phase4.monitor.store.models import (
+    Alert,
+    Feedback,
+    Incident,
+    InferenceRecord,
+    PhantomResult,
+    utcnow,
+)
 from tests.conftest import Fixture
 
 AUDIT_KEY = b"export-test-key-0123456789abcdef"

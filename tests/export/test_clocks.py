@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
-from alerts.export.clocks import (
+from phase4.alerts.export.clocks import (
     EU_AI_ACT,
     EU_MDR,
     FDA_803,

@@ -19,11 +19,11 @@ from fhir.resources.R4B.bundle import Bundle
 from sqlmodel import Session, col, select
 from typer.testing import CliRunner
 
-import alerts.export.core as core
-from alerts.export import ExportError, ExportResult, export_deployment, verify_manifest
-from alerts.export.cli import export_command
-from monitor.audit import AUDIT_KEY_ENV, verify_chain
-from monitor.models import AuditEntry
+import phase4.alerts.export.core as core
+from phase4.alerts.export import ExportError, ExportResult, export_deployment, verify_manifest
+from phase4.alerts.export.cli import export_command
+from phase4.monitor.store.audit import AUDIT_KEY_ENV, verify_chain
+from phase4.monitor.store.models import AuditEntry
 from tests.export.conftest import AUDIT_KEY, PSEUDONYM_PREFIX, RECORD_PREFIX, ExportWorld
 
 ALL_FILES = {

@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from monitor.audit import (
+from phase4.monitor.store.audit import (
     AUDIT_KEY_ENV,
     AuditHeadError,
     ChainVerdict,
@@ -23,7 +23,7 @@ from monitor.audit import (
     verify_chain,
     write_head,
 )
-from monitor.db import session_scope
+from phase4.monitor.store.db import session_scope
 
 KEY = b"head-test-key-0123456789abcdef00"
 

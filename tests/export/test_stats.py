@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from alerts.export.report import labelled_call, redact
-from alerts.export.stats import age_band, mean_ci, sex_band, weight_band, wilson
-from monitor.detection import outcome_view
-from monitor.models import Feedback, utcnow
+from phase4.alerts.export.report import labelled_call, redact
+from phase4.alerts.export.stats import age_band, mean_ci, sex_band, weight_band, wilson
+from phase4.monitor.store.models import Feedback, utcnow
+from phase4.monitor.surveillance.detection import outcome_view
 
 
 def test_wilson_interval_matches_hand_computation() -> None:

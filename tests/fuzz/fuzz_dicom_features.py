@@ -1,7 +1,7 @@
 """Coverage-guided fuzzing (atheris, libFuzzer) of PET/NM series feature extraction from bytes.
 
 Each input is the bytes of one DICOM file; it is given to
-``probes.dicom.features.extract_study`` and ``extract_series`` twice: alone (written as two
+``phase4.probes.dicom.features.extract_study`` and ``extract_series`` twice: alone (written as two
 files, which also exercises duplicate-instance handling), and as the middle slice of a valid
 three-slice PET series. Their contract is the crash
 oracle: ``extract_study`` never raises for bad input, ``extract_series`` raises only
@@ -27,11 +27,11 @@ from pathlib import Path
 import atheris
 import numpy  # noqa: F401  (imported first so that only pydicom and probes are instrumented)
 
-with atheris.instrument_imports(include=["pydicom", "probes"]):
+with atheris.instrument_imports(include=["pydicom", "phase4.probes"]):
     import pydicom  # instrumented: its parser is most of what the input reaches
 
-    from probes.dicom.errors import DicomFeatureError
-    from probes.dicom.features import extract_series, extract_study
+    from phase4.probes.dicom.errors import DicomFeatureError
+    from phase4.probes.dicom.features import extract_series, extract_study
 
 WORK = Path(tempfile.mkdtemp(prefix="phase4-fuzz-"))
 ALONE, SERIES = WORK / "alone", WORK / "series"
@@ -40,7 +40,7 @@ FIXED_UID = "1.2.826.0.1.3680043.8.498.4242"  # same UIDs every run: corpora sta
 
 def fixed_series() -> list[bytes]:
     """A valid 3-slice PET series whose UIDs do not change between runs."""
-    from probes.dicom.synthetic import write_pet_series
+    from phase4.probes.dicom.synthetic import write_pet_series
 
     slices = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -78,7 +78,7 @@ def one_input(data: bytes) -> None:
 
 def write_seeds(folder: Path) -> None:
     """Small valid files to start from: the fixed series' middle slice and an NM image."""
-    from probes.dicom.synthetic import write_nm_image
+    from phase4.probes.dicom.synthetic import write_nm_image
 
     (folder / "pet.dcm").write_bytes(fixed_series()[1])
     with tempfile.TemporaryDirectory() as tmp:

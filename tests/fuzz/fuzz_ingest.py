@@ -24,10 +24,10 @@ import sqlalchemy  # noqa: F401  (imported uninstrumented: only the validator is
 import sqlmodel  # noqa: F401
 from pydantic import TypeAdapter, ValidationError
 
-with atheris.instrument_imports(include=["monitor", "probes"]):
-    from monitor.ingest import describe_validation_error
-    from monitor.limits import IngestLimits
-    from monitor.schemas import FeedbackIn, RecordIn, RecordOut
+with atheris.instrument_imports(include=["phase4.monitor", "phase4.probes"]):
+    from phase4.monitor.core.limits import IngestLimits
+    from phase4.monitor.domain.ingest import describe_validation_error
+    from phase4.monitor.domain.schemas import FeedbackIn, RecordIn, RecordOut
 
 _RECORD = TypeAdapter(RecordIn)
 _FEEDBACK = TypeAdapter(FeedbackIn)

@@ -20,13 +20,13 @@ from pathlib import Path
 
 import atheris
 
-with atheris.instrument_imports(include=["phantoms"]):
+with atheris.instrument_imports(include=["phase4.phantoms"]):
     import numpy as np
 
-    from phantoms.cylinder import PETCylinder
-    from phantoms.flood import FloodUniformity
-    from phantoms.image import PhantomInputError
-    from phantoms.nema_iq import NEMAImageQuality
+    from phase4.phantoms.cylinder import PETCylinder
+    from phase4.phantoms.flood import FloodUniformity
+    from phase4.phantoms.image import PhantomInputError
+    from phase4.phantoms.nema_iq import NEMAImageQuality
 
 _WORK = Path(tempfile.mkdtemp(prefix="phase4-fuzz-"))
 
@@ -113,7 +113,7 @@ def test_one_input(data: bytes) -> None:
 def write_seeds(corpus: Path) -> None:
     """Valid synthetic phantoms as seeds (the DICOM branch is taken when the first byte is
     even, then one byte picks the analysis)."""
-    from phantoms.synthetic import (
+    from phase4.phantoms.synthetic import (
         CylinderSpec,
         IQSpec,
         write_flood,

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from phantoms.cylinder import PETCylinder
-from phantoms.flood import FloodUniformity
-from phantoms.image import PhantomInputError
+from phase4.phantoms.cylinder import PETCylinder
+from phase4.phantoms.flood import FloodUniformity
+from phase4.phantoms.image import PhantomInputError
 from tests.fuzz import fuzz_phantoms
 
 HERE = Path(__file__).parent

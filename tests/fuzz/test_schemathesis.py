@@ -15,9 +15,9 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from monitor.app import create_app
-from monitor.db import create_db_engine, upgrade
-from monitor.settings import Settings, sqlite_url
+from phase4.monitor.core.settings import Settings, sqlite_url
+from phase4.monitor.store.db import create_db_engine, upgrade
+from phase4.service import create_app
 from tests.conftest import populate
 
 

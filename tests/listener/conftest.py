@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from probes import Probe
+from phase4.probes import Probe
 from tests.conftest import LiveMonitor
 
 SITE_SECRET = b"listener-test-secret"

@@ -12,9 +12,9 @@ import pytest
 import sqlalchemy as sa
 from pydicom.data import get_testdata_file
 
-from probes import pseudonymise
-from probes.listener.assembly import StudyAssembler, StudyFolder, output_kind
-from probes.listener.scp import DicomListener, StudyRecord
+from phase4.probes import pseudonymise
+from phase4.probes.listener.assembly import StudyAssembler, StudyFolder, output_kind
+from phase4.probes.listener.scp import DicomListener, StudyRecord
 from tests.listener.conftest import DCMTK_AE_TITLES, SITE_SECRET
 
 pytestmark = pytest.mark.skipif(

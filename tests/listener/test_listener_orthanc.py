@@ -15,12 +15,12 @@ import pydicom
 import pytest
 from pydicom.uid import JPEGLosslessSV1
 
-from monitor.server import free_port
-from probes import Probe
-from probes.dicom.synthetic import write_pet_series
-from probes.listener.assembly import StudyFolder
-from probes.listener.extract import extract_study_record
-from probes.listener.scp import DicomListener, StudyRecord
+from phase4.monitor.server import free_port
+from phase4.probes import Probe
+from phase4.probes.dicom.synthetic import write_pet_series
+from phase4.probes.listener.assembly import StudyFolder
+from phase4.probes.listener.extract import extract_study_record
+from phase4.probes.listener.scp import DicomListener, StudyRecord
 from tests.listener.peer import wait_for
 
 pytestmark = pytest.mark.skipif(

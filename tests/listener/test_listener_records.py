@@ -13,12 +13,12 @@ import pytest
 from pydicom.data import get_testdata_file
 from pydicom.uid import ExplicitVRLittleEndian, JPEGLosslessSV1
 
-from probes import Probe
-from probes.dicom.isotope import acquisition_time
-from probes.dicom.synthetic import write_pet_series
-from probes.listener.assembly import StudyAssembler
-from probes.listener.extract import extract_study_record
-from probes.listener.scp import DicomListener, record_id_for
+from phase4.probes import Probe
+from phase4.probes.dicom.isotope import acquisition_time
+from phase4.probes.dicom.synthetic import write_pet_series
+from phase4.probes.listener.assembly import StudyAssembler
+from phase4.probes.listener.extract import extract_study_record
+from phase4.probes.listener.scp import DicomListener, record_id_for
 from tests.listener.conftest import DCMTK_AE_TITLES, SITE_SECRET
 from tests.listener.peer import REFUSED_ASSOCIATION, send, wait_for
 

@@ -17,18 +17,18 @@ import pytest
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
 
-from probes import Probe
-from probes.dicom.synthetic import write_pet_series
-from probes.listener.assembly import StudyAssembler, StudyFolder, file_name
-from probes.listener.extract import extract_study_record, record_error
-from probes.listener.scp import (
+from phase4.probes import Probe
+from phase4.probes.dicom.synthetic import write_pet_series
+from phase4.probes.listener.assembly import StudyAssembler, StudyFolder, file_name
+from phase4.probes.listener.extract import extract_study_record, record_error
+from phase4.probes.listener.scp import (
     STATUS_INVALID_UID,
     STATUS_OUT_OF_RESOURCES,
     DicomListener,
     StudyRecord,
 )
-from probes.listener.settings import ListenerSettings
-from probes.listener.uids import valid_uid
+from phase4.probes.listener.settings import ListenerSettings
+from phase4.probes.listener.uids import valid_uid
 from tests.listener.conftest import DCMTK_AE_TITLES
 from tests.listener.peer import REFUSED_ASSOCIATION, echo, files_under, send, wait_for
 

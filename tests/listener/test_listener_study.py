@@ -19,10 +19,10 @@ from pydicom.sr.codedict import codes
 from typer.testing import CliRunner
 
 from phase4.cli import app
-from probes import pseudonymise
-from probes.dicom.synthetic import FAKE_PATIENT, HotSphere, write_pet_series
-from probes.listener.extract import extract_study_record
-from probes.listener.scp import DicomListener
+from phase4.probes import pseudonymise
+from phase4.probes.dicom.synthetic import FAKE_PATIENT, HotSphere, write_pet_series
+from phase4.probes.listener.extract import extract_study_record
+from phase4.probes.listener.scp import DicomListener
 from tests.listener.conftest import DCMTK_AE_TITLES, SITE_SECRET
 
 pytestmark = pytest.mark.skipif(
@@ -183,7 +183,7 @@ def test_the_dicom_listen_command_records_what_storescu_sends(tmp_path: Path, li
     import signal
     import sys
 
-    from monitor.server import free_port
+    from phase4.monitor.server import free_port
 
     pet = write_pet_series(tmp_path / "pet", shape=(8, 32, 32))
     port = free_port()

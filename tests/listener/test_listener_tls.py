@@ -13,10 +13,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from probes import Probe
-from probes.listener.extract import extract_study_record
-from probes.listener.scp import DicomListener
-from probes.listener.settings import ListenerSettings
+from phase4.probes import Probe
+from phase4.probes.listener.extract import extract_study_record
+from phase4.probes.listener.scp import DicomListener
+from phase4.probes.listener.settings import ListenerSettings
 from tests.listener.conftest import DCMTK_AE_TITLES
 from tests.listener.peer import REFUSED_ASSOCIATION, echo
 

@@ -9,7 +9,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from probes.listener.outputs import OutputReadError, read_sr, study_outputs
+from phase4.probes.listener.outputs import OutputReadError, read_sr, study_outputs
 
 
 def _code(value: str, scheme: str, meaning: str) -> Dataset:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 from sqlmodel import Session, col, select
 
-from monitor.audit import verify_chain
-from monitor.db import session_scope
-from monitor.models import Alert, AuditEntry
+from phase4.monitor.store.audit import verify_chain
+from phase4.monitor.store.db import session_scope
+from phase4.monitor.store.models import Alert, AuditEntry
 from tests.conftest import Fixture
 
 

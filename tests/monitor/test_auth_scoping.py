@@ -9,8 +9,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
-from monitor.db import session_scope
-from monitor.models import Alert, Device, Incident, NotificationAttempt
+from phase4.monitor.store.db import session_scope
+from phase4.monitor.store.models import Alert, Device, Incident, NotificationAttempt
 from tests.conftest import Fixture
 
 MAX_DB_ID = 2**31 - 1  # ids are INTEGER columns (32-bit on PostgreSQL)

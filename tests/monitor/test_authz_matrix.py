@@ -1,5 +1,5 @@
 """The full authorisation matrix: every route of /openapi.json and of the dashboard × every kind
-of caller, each cell sent as a real request and compared with ``monitor.authz``'s table.
+of caller, each cell sent as a real request and compared with ``phase4.monitor.api.authz``'s table.
 
 The object of each request belongs to site A (a fresh one for every state-changing cell, so a
 second acknowledgement is not a 409); the callers are: no token, a bad token, the site's probe,
@@ -23,12 +23,19 @@ import pytest
 from fastapi.testclient import TestClient
 from httpx import Response
 
-import monitor.ui
-from monitor.auth import Role, create_token
-from monitor.authz import CALLERS, RULES, CallerKind, expected_status, is_dashboard, markdown_table
-from monitor.db import session_scope
-from monitor.models import Alert, Device, DriftReport, Incident
-from monitor.ui.security import COOKIE, csrf_token
+import phase4.monitor.ui
+from phase4.monitor.api.authz import (
+    CALLERS,
+    RULES,
+    CallerKind,
+    expected_status,
+    is_dashboard,
+    markdown_table,
+)
+from phase4.monitor.store.auth import Role, create_token
+from phase4.monitor.store.db import session_scope
+from phase4.monitor.store.models import Alert, Device, DriftReport, Incident
+from phase4.monitor.ui.security import COOKIE, csrf_token
 from tests.conftest import Fixture
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -315,7 +322,7 @@ def _api_routes(client: TestClient) -> set[tuple[str, str]]:
 def _ui_routes() -> set[tuple[str, str]]:
     return {
         (m, r.path)  # type: ignore[attr-defined]
-        for r in monitor.ui.router.routes
+        for r in phase4.monitor.ui.router.routes
         for m in r.methods or ()  # type: ignore[attr-defined]
         if m != "HEAD"
     }
@@ -370,7 +377,9 @@ def _run(env: Env, routes: dict[tuple[str, str], list[Build]]) -> list[str]:
 def test_every_route_has_a_rule_and_every_rule_a_route(client: TestClient) -> None:
     routes = _api_routes(client) | _ui_routes()
     docs = {("GET", p) for p in ("/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc")}
-    assert sorted(routes - set(RULES)) == [], "routes with no rule in monitor.authz.RULES"
+    assert sorted(routes - set(RULES)) == [], (
+        "routes with no rule in phase4.monitor.api.authz.RULES"
+    )
     assert sorted(set(RULES) - routes - docs) == [], "rules naming no route"
     assert sorted(routes - set(REQUESTS) - set(UI_REQUESTS)) == [], "routes this test never calls"
 
@@ -412,4 +421,4 @@ def test_the_documented_table_is_the_codes_table() -> None:
     text = (ROOT / "docs" / "API.md").read_text(encoding="utf-8")
     start = text.index("<!-- authz-table:start -->") + len("<!-- authz-table:start -->\n")
     end = text.index("<!-- authz-table:end -->")
-    assert text[start:end] == markdown_table(), "regenerate: python -m monitor.authz"
+    assert text[start:end] == markdown_table(), "regenerate: python -m phase4.monitor.api.authz"

@@ -13,9 +13,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from monitor.detection import detect_deployment, open_alerts
-from monitor.models import Alert, AuditEntry, Deployment, DetectorState, Device
-from monitor.reports import attach_reports
+from phase4.monitor.store.models import Alert, AuditEntry, Deployment, DetectorState, Device
+from phase4.monitor.surveillance.detection import detect_deployment, open_alerts
+from phase4.monitor.surveillance.reports import attach_reports
 from tests.conftest import Fixture
 
 T0 = datetime(2026, 1, 5, 8, tzinfo=UTC)
@@ -208,7 +208,7 @@ def test_uploaded_reference_is_used_at_once_and_reset_is_audited(
 ) -> None:
     import pytest
 
-    from monitor.detection import reset_reference, upload_reference
+    from phase4.monitor.surveillance.detection import reset_reference, upload_reference
 
     _configure(world.engine, world.deployment_b, {**CONFIG, "performance": None})
     g = np.random.default_rng(7)

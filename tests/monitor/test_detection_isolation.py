@@ -16,9 +16,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from monitor.detection import detect_all, reset_reference
-from monitor.models import Alert, Deployment, DetectorState, InferenceRecord
-from monitor.worker import DetectionWorker
+from phase4.monitor.store.models import Alert, Deployment, DetectorState, InferenceRecord
+from phase4.monitor.surveillance.detection import detect_all, reset_reference
+from phase4.service import DetectionWorker
 from tests.conftest import Fixture
 
 T0 = datetime(2026, 3, 2, 8, tzinfo=UTC)

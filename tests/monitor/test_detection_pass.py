@@ -13,9 +13,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from monitor.detection import _unprocessed_records, detect_deployment
-from monitor.drift.detectors import BernoulliCusum, _bernoulli_design
-from monitor.models import Deployment, InferenceRecord
+from phase4.monitor.drift.detectors import BernoulliCusum, _bernoulli_design
+from phase4.monitor.store.models import Deployment, InferenceRecord
+from phase4.monitor.surveillance.detection import _unprocessed_records, detect_deployment
 from tests.conftest import Fixture
 
 T0 = datetime(2026, 5, 4, 8, tzinfo=UTC)

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 from fastapi.testclient import TestClient
 from sqlmodel import Session, col, select
 
-from monitor.audit import verify_chain
-from monitor.models import AuditEntry, Incident
+from phase4.monitor.store.audit import verify_chain
+from phase4.monitor.store.models import AuditEntry, Incident
 from tests.conftest import Fixture
 
 

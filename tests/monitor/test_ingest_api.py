@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic.script import ScriptDirectory
 from fastapi.testclient import TestClient
 
-from monitor.db import alembic_config
+from phase4.monitor.store.db import alembic_config
 from tests.conftest import Fixture
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

@@ -15,8 +15,8 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from monitor.app import create_app
-from monitor.settings import Settings
+from phase4.monitor.core.settings import Settings
+from phase4.service import create_app
 from tests.conftest import Fixture
 from tests.monitor.test_ingest_api import rec
 
@@ -356,7 +356,7 @@ def test_the_migration_fills_the_names_of_records_already_stored(
 ) -> None:
     from alembic import command
 
-    from monitor.db import alembic_config
+    from phase4.monitor.store.db import alembic_config
 
     records = [
         rec(world.deployment_a, 0, features={"suv": None, "recon": "OSEM"}),

@@ -19,10 +19,10 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from monitor.app import create_app
-from monitor.db import create_db_engine, upgrade
-from monitor.server import ThreadedServer, free_port
-from monitor.settings import Settings, sqlite_url
+from phase4.monitor.core.settings import Settings, sqlite_url
+from phase4.monitor.server import ThreadedServer, free_port
+from phase4.monitor.store.db import create_db_engine, upgrade
+from phase4.service import create_app
 from tests.conftest import Fixture, populate
 from tests.conftest import _truncate_postgres as _truncate
 from tests.monitor.test_ingest_api import rec

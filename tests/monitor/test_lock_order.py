@@ -1,4 +1,5 @@
-"""Lock order (monitor/audit.py, "Lock order"): every transaction that writes existing rows and
+"""Lock order (phase4/monitor/store/audit.py, "Lock order"): every transaction that writes existing
+rows and
 audits takes its row locks first and the audit trail's lock last, so that two of them (a
 detection pass and a reviewer's acknowledgement, an escalation, a reference reset) wait for each
 other instead of deadlocking. Checked on the statements each transaction actually sends, on
@@ -18,12 +19,17 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from monitor.alert_actions import acknowledge_alert
-from monitor.audit import record_action, verify_chain
-from monitor.detection import _lock_deployment, detect_deployment, open_alerts, reset_reference
-from monitor.incidents import record_incident
-from monitor.locks import lock_alerts
-from monitor.models import Alert, AuditEntry, utcnow
+from phase4.monitor.domain.alert_actions import acknowledge_alert
+from phase4.monitor.domain.incidents import record_incident
+from phase4.monitor.store.audit import record_action, verify_chain
+from phase4.monitor.store.locks import lock_alerts
+from phase4.monitor.store.models import Alert, AuditEntry, utcnow
+from phase4.monitor.surveillance.detection import (
+    _lock_deployment,
+    detect_deployment,
+    open_alerts,
+    reset_reference,
+)
 from tests.conftest import Fixture
 from tests.monitor.test_detection import CONFIG, _configure, _send, _study
 

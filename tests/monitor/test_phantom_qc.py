@@ -10,10 +10,10 @@ import numpy as np
 from fastapi.testclient import TestClient
 from sqlmodel import Session, col, select
 
-from monitor.audit import verify_chain
-from monitor.db import session_scope
-from monitor.models import Alert, AuditEntry, PhantomResult
-from monitor.phantom_store import process_phantom_qc
+from phase4.monitor.store.audit import verify_chain
+from phase4.monitor.store.db import session_scope
+from phase4.monitor.store.models import Alert, AuditEntry, PhantomResult
+from phase4.monitor.surveillance.phantom_qc import process_phantom_qc
 from tests.conftest import Fixture
 
 DAY0 = datetime(2026, 3, 2, 7, 30, tzinfo=UTC)

@@ -11,11 +11,17 @@ from alembic import command
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
-from monitor.audit import record_action, verify_chain
-from monitor.auth import Role, TokenError, authenticate, create_token, token_digest
-from monitor.db import DatabaseURLError, alembic_config, create_db_engine, session_scope, upgrade
-from monitor.models import ApiToken, InferenceRecord
-from monitor.registry import RegistryError, create_deployment
+from phase4.monitor.domain.registry import RegistryError, create_deployment
+from phase4.monitor.store.audit import record_action, verify_chain
+from phase4.monitor.store.auth import Role, TokenError, authenticate, create_token, token_digest
+from phase4.monitor.store.db import (
+    DatabaseURLError,
+    alembic_config,
+    create_db_engine,
+    session_scope,
+    upgrade,
+)
+from phase4.monitor.store.models import ApiToken, InferenceRecord
 
 
 def test_migrations_match_the_models(db_url: str) -> None:

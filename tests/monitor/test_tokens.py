@@ -9,9 +9,9 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from sqlmodel import Session, col, select
 
-from monitor.audit import verify_chain
-from monitor.auth import token_digest
-from monitor.models import ApiToken, AuditEntry
+from phase4.monitor.store.audit import verify_chain
+from phase4.monitor.store.auth import token_digest
+from phase4.monitor.store.models import ApiToken, AuditEntry
 from tests.conftest import Fixture
 
 ORIGIN = {"Origin": "http://testserver"}

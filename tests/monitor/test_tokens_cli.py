@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 from sqlmodel import Session, col, select
 from typer.testing import CliRunner
 
-from monitor.auth import authenticate, token_digest
-from monitor.models import ApiToken, AuditEntry
 from phase4.cli import app
+from phase4.monitor.store.auth import authenticate, token_digest
+from phase4.monitor.store.models import ApiToken, AuditEntry
 from tests.conftest import Fixture
 
 runner = CliRunner()

@@ -21,11 +21,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from monitor.db import create_db_engine, session_scope, upgrade
-from monitor.detection import detect_all
-from monitor.models import Alert, DetectorState, InferenceRecord
-from monitor.registry import create_deployment
-from monitor.settings import sqlite_url
+from phase4.monitor.core.settings import sqlite_url
+from phase4.monitor.domain.registry import create_deployment
+from phase4.monitor.store.db import create_db_engine, session_scope, upgrade
+from phase4.monitor.store.models import Alert, DetectorState, InferenceRecord
+from phase4.monitor.surveillance.detection import detect_all
 from tests.conftest import _truncate_postgres
 
 T0 = datetime(2026, 2, 2, 7, tzinfo=UTC)

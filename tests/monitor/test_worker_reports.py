@@ -11,14 +11,14 @@ import numpy as np
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from monitor.detection import detect_deployment
+from phase4.monitor.surveillance.detection import detect_deployment
 from tests.conftest import Fixture
 from tests.monitor.test_detection import CONFIG, _configure, _send, _study
 
 WORKER = """
 import json, sys
-from monitor.db import create_db_engine
-from monitor.worker import DetectionWorker
+from phase4.monitor.store.db import create_db_engine
+from phase4.service import DetectionWorker
 engine = create_db_engine(sys.argv[1])
 worker = DetectionWorker(engine, interval_s=3600)
 worker._reports()

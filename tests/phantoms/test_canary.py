@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from phantoms.canary import compare_canary, match_lesions
-from phantoms.synthetic import IQSpec, nema_iq_truth
+from phase4.phantoms.canary import compare_canary, match_lesions
+from phase4.phantoms.synthetic import IQSpec, nema_iq_truth
 
 TRUTH = nema_iq_truth(IQSpec())
 

@@ -7,8 +7,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from phantoms.cli import app
-from phantoms.synthetic import (
+from phase4.phantoms.cli import app
+from phase4.phantoms.synthetic import (
     ColdRegion,
     CylinderSpec,
     IQSpec,

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from phantoms.control import (
+from phase4.phantoms.control import (
     ShewhartChart,
     Tolerance,
     WesternElectric,
@@ -177,9 +177,9 @@ def test_bad_tolerances_are_refused() -> None:
 def test_docstring_examples_run() -> None:
     import doctest
 
-    import phantoms.control
-    import phantoms.flood
+    import phase4.phantoms.control
+    import phase4.phantoms.flood
 
-    for module in (phantoms.control, phantoms.flood):
+    for module in (phase4.phantoms.control, phase4.phantoms.flood):
         failed, tried = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
         assert tried > 0 and failed == 0, module.__name__

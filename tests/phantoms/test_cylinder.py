@@ -9,9 +9,9 @@ from datetime import timedelta
 import numpy as np
 import pytest
 
-from phantoms.cylinder import PETCylinder
-from phantoms.image import PhantomInputError
-from phantoms.synthetic import CylinderSpec, cylinder_volume, write_flood, write_pet_cylinder
+from phase4.phantoms.cylinder import PETCylinder
+from phase4.phantoms.image import PhantomInputError
+from phase4.phantoms.synthetic import CylinderSpec, cylinder_volume, write_flood, write_pet_cylinder
 
 NOISY = CylinderSpec(counts_per_kbq_ml=200.0, seed=3)
 

@@ -9,14 +9,14 @@ import math
 import numpy as np
 import pytest
 
-from phantoms.flood import FloodUniformity, rebin_factor
-from phantoms.image import PhantomInputError
-from phantoms.synthetic import ColdRegion, flood_array, write_flood
+from phase4.phantoms.flood import FloodUniformity, rebin_factor
+from phase4.phantoms.image import PhantomInputError
+from phase4.phantoms.synthetic import ColdRegion, flood_array, write_flood
 
 EXPECTED_IU = 100 * 0.1 / 1.9  # REFERENCE.md §4: 5.263%
 
 
-# --- an independent implementation: plain loops, nothing shared with phantoms.flood --------
+# --- an independent implementation: plain loops, nothing shared with phase4.phantoms.flood --------
 
 
 def _cross(o: tuple[float, float], a: tuple[float, float], b: tuple[float, float]) -> float:

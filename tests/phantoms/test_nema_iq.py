@@ -12,15 +12,16 @@ import numpy as np
 import pytest
 from scipy import integrate, optimize
 
-from phantoms.earl import EARL_BANDS, SPHERE_VOLUMES_ML
-from phantoms.nema_iq import NEMAImageQuality
-from phantoms.synthetic import IQSpec, PetGrid, nema_iq_volume, write_nema_iq
+from phase4.phantoms.earl import EARL_BANDS, SPHERE_VOLUMES_ML
+from phase4.phantoms.nema_iq import NEMAImageQuality
+from phase4.phantoms.synthetic import IQSpec, PetGrid, nema_iq_volume, write_nema_iq
 
 REFERENCE_MD = Path("/work/shared/REFERENCE.md")
 FWHM_TO_SIGMA = 1 / (2 * math.sqrt(2 * math.log(2)))
 
 
-# --- the analytic recovery, derived here independently of phantoms.synthetic ----------------
+# --- the analytic recovery, derived here independently of phase4.phantoms.synthetic
+# ----------------
 #
 # A uniform ball B of radius R convolved with an isotropic Gaussian g_σ, at distance r from
 # the centre. In spherical shells around the centre, a shell of radius s contributes
@@ -298,7 +299,7 @@ def test_earl_table_is_the_reference_table() -> None:
 
 
 def test_bad_input(tmp_path) -> None:
-    from phantoms.image import PhantomInputError
+    from phase4.phantoms.image import PhantomInputError
 
     with pytest.raises(PhantomInputError, match="3-D volume"):
         NEMAImageQuality.from_array(np.ones((10, 10)), (2.0, 2.0, 2.0))

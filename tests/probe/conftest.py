@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from probes import Probe
+from phase4.probes import Probe
 
 TOKEN = "p4_probe_test_token"
 SECRET = b"site-a-test-secret-0123456789abcdef"

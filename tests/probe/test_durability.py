@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from probes import Probe
+from phase4.probes import Probe
 from tests.probe.conftest import BlackHole, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,8 +9,8 @@ from __future__ import annotations
 import logging
 import math
 
-from probes.capture import encode
-from probes.sanitise import StripReport, sanitise_features, sanitise_mapping
+from phase4.probes.capture import encode
+from phase4.probes.sanitise import StripReport, sanitise_features, sanitise_mapping
 from tests.probe.test_probe_monitor import WAIT_S, open_probe
 
 SURROGATE = "\ud800"

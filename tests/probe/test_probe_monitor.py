@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from probes import Probe
+from phase4.probes import Probe
 
 SECRET = b"site-a-monitor-test-secret-0123456789"
 RAW_UID_PREFIX = "1.2.826.0.1.3680043.8.498."

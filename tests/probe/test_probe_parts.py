@@ -9,11 +9,11 @@ import uuid
 
 import pytest
 
-from probes.backoff import Backoff
-from probes.capture import Pending, new_record_id
-from probes.pseudonym import Pseudonymiser, pseudonymise
-from probes.sanitise import StripReport, sanitise_features, sanitise_mapping
-from probes.spool import Spool
+from phase4.probes.backoff import Backoff
+from phase4.probes.capture import Pending, new_record_id
+from phase4.probes.pseudonym import Pseudonymiser, pseudonymise
+from phase4.probes.sanitise import StripReport, sanitise_features, sanitise_mapping
+from phase4.probes.spool import Spool
 
 
 def test_backoff_is_full_jitter_exponential_and_capped():

@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 
-from probes import PHI_KEYS, Probe, pseudonymise
-from probes.phi import is_phi_key, normalise_key
-from probes.pseudonym import SITE_SECRET_ENV
+from phase4.probes import PHI_KEYS, Probe, pseudonymise
+from phase4.probes.phi import is_phi_key, normalise_key
+from phase4.probes.pseudonym import SITE_SECRET_ENV
 
 RAW_UID = "1.2.826.0.1.3680043.8.498.4242424242424242"
 PHI_VALUES = {

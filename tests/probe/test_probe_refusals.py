@@ -12,7 +12,7 @@ from email.utils import format_datetime
 import httpx
 import pytest
 
-from probes.transport import _retry_after_s
+from phase4.probes.transport import _retry_after_s
 
 RETRY_AFTER_S = 1.0
 

@@ -8,8 +8,8 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from monitor.app import create_app
-from monitor.settings import Settings
+from phase4.monitor.core.settings import Settings
+from phase4.service import create_app
 from tests.conftest import Fixture
 from tests.ui.data import UiData, load
 

@@ -13,9 +13,9 @@ import numpy as np
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from monitor.db import session_scope
-from monitor.detection import detect_all
-from monitor.models import (
+from phase4.monitor.domain.registry import create_deployment
+from phase4.monitor.store.db import session_scope
+from phase4.monitor.store.models import (
     Alert,
     Deployment,
     Device,
@@ -25,7 +25,7 @@ from monitor.models import (
     PhantomResult,
     PhantomTolerance,
 )
-from monitor.registry import create_deployment
+from phase4.monitor.surveillance.detection import detect_all
 from tests.conftest import Fixture
 
 MONITORING: dict[str, Any] = {

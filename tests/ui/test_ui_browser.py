@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from monitor.db import upgrade
-from monitor.server import ThreadedServer
-from monitor.settings import sqlite_url
+from phase4.monitor.core.settings import sqlite_url
+from phase4.monitor.server import ThreadedServer
+from phase4.monitor.store.db import upgrade
 from tests.conftest import Fixture
 from tests.ui.conftest import ui_app
 from tests.ui.data import UiData

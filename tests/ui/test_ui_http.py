@@ -10,8 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
-from monitor.models import Alert, AuditEntry, DriftReport
-from monitor.ui.security import COOKIE, csrf_token
+from phase4.monitor.store.models import Alert, AuditEntry, DriftReport
+from phase4.monitor.ui.security import COOKIE, csrf_token
 from tests.conftest import Fixture
 from tests.ui.data import UiData
 

@@ -1,1 +1,0 @@
-"""HTTP routes: one router per resource, kept thin (the work is in monitor.ingest and friends)."""

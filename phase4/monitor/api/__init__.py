@@ -1,0 +1,2 @@
+"""HTTP routes: one router per resource, kept thin (the work is in phase4.monitor.domain.ingest and
+friends)."""

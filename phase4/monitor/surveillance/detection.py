@@ -1,0 +1,855 @@
+"""Runs the drift engine over the store: records and feedback in, alerts with evidence out.
+
+One pass per deployment (``detect_deployment``):
+1. load the deployment's detector state (or start one from its monitoring configuration, or
+   from streams inferred from its first records);
+2. take every record not yet consumed, in acquisition-time order, and feed it; then every
+   unconsumed feedback item (labelled outcomes), in the order the labels were given;
+3. mark them consumed and save the state in the same transaction, so each record counts exactly
+   once even when it arrives late or a pass is interrupted;
+4. turn alarms into alerts (one open alert per stream and cause), with evidence: statistic,
+   threshold, the budget arithmetic, the estimated start of the change, and what else happened
+   in the deployment around then.
+
+Isolation: a value a stream cannot use is missing for it; a stream whose update raises is
+quarantined (``phase4.monitor.drift.streams``) with one alert; a deployment whose pass fails is
+rolled
+back, logged without values and alerted once (``detect_isolated``), and the others go on.
+
+The statistics (``phase4.monitor.drift``) know nothing of this module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from dataclasses import field as dc_field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from phase4.monitor.drift.streams import (
+    ConfigError,
+    DeploymentMonitor,
+    MonitorConfig,
+    StreamAlarm,
+    StreamSpec,
+)
+from phase4.monitor.store.audit import record_action
+from phase4.monitor.store.locks import claim_deployment, lock_alerts, lock_deployment
+from phase4.monitor.store.models import (
+    Alert,
+    Deployment,
+    DetectorState,
+    Device,
+    Feedback,
+    InferenceRecord,
+    utcnow,
+)
+
+log = logging.getLogger("phase4.detection")
+
+STATE_STREAM = "*"
+# Alert causes of detection's own failures (besides drift, performance, new_condition:...)
+STREAM_STOPPED = "stream_stopped"
+CONFIG_ERROR = "config_error"
+DETECTION_FAILED = "detection_failed"
+STATE_DETECTOR = "deployment"
+PASS_BATCH = 5000  # records per chunk unless PHASE4_DETECTION_BATCH_RECORDS says otherwise
+# A chunk discarded because another pass wrote first is read again, this many times at most.
+MAX_CONFLICTS = 5
+LINK_WINDOW = timedelta(days=14)
+# Fields never turned into streams by default: identifiers, free text, bookkeeping.
+DEFAULT_EXCLUDED = {"study_pseudonym", "record_id", "model_version_note"}
+
+
+class DetectionSettings(BaseSettings):
+    """How a pass is cut into units of work (``PHASE4_DETECTION_*``)."""
+
+    model_config = SettingsConfigDict(env_prefix="PHASE4_DETECTION_", extra="ignore")
+
+    batch_records: int = Field(
+        PASS_BATCH,
+        ge=100,
+        le=50_000,
+        description="Records per chunk: each is read, analysed and written as one unit; the "
+        "write lock (SQLite) or the claim (PostgreSQL) lasts one chunk.",
+    )
+
+
+@dataclass
+class PassResult:
+    deployment: str
+    records: int = 0
+    feedback: int = 0
+    alarms: list[StreamAlarm] = dc_field(default_factory=list)
+    alerts_opened: list[int] = dc_field(default_factory=list)
+    # the pass over this deployment failed and was rolled back (an alert says why)
+    failed: bool = False
+    # another worker was analysing the deployment: this pass left it to that worker
+    skipped: bool = False
+
+
+def record_view(r: Any) -> dict[str, Any]:
+    """What the detectors see of a record (an ``InferenceRecord`` or a row of its columns)."""
+    return {
+        "features": r.features,
+        "outputs": r.outputs,
+        "error": r.error,
+        "inference_error": r.error is not None,
+        "latency_s": r.latency_s,
+    }
+
+
+def infer_streams(
+    records: Sequence[Mapping[str, Any]], exclude: Iterable[str] = ()
+) -> tuple[StreamSpec, ...]:
+    """Default streams from what the first records hold: numbers → numeric, booleans → binary,
+    strings → categorical; plus inference errors (binary) and latency (numeric)."""
+    kinds: dict[str, set[str]] = {}
+    for rec in records:
+        for section in ("features", "outputs"):
+            for key, value in (rec.get(section) or {}).items():
+                if key in DEFAULT_EXCLUDED or value is None:
+                    continue
+                kind = (
+                    "binary"
+                    if isinstance(value, bool)
+                    else "numeric"
+                    if isinstance(value, int | float)
+                    else "categorical"
+                    if isinstance(value, str)
+                    else None
+                )
+                if kind:
+                    kinds.setdefault(f"{section}.{key}", set()).add(kind)
+    specs = [
+        StreamSpec(
+            name,
+            ks.pop(),
+        )
+        for name, ks in sorted(kinds.items())
+        if len(ks) == 1
+    ]
+    specs.append(StreamSpec("inference_error", "binary"))
+    if any(rec.get("latency_s") is not None for rec in records):
+        specs.append(StreamSpec("latency_s", "numeric"))
+    skip = set(exclude)
+    return tuple(s for s in specs if s.field not in skip)
+
+
+def performance_streams(performance: Mapping[str, Any]) -> tuple[StreamSpec, ...]:
+    """Labelled-performance streams: misses among true positives, false positives among true
+    negatives (so sensitivity and specificity are watched separately), and Dice of edits."""
+    specs = [
+        StreamSpec(
+            "performance.missed",
+            "binary",
+            source="feedback",
+            reference_size=int(performance.get("reference_size", 100)),
+        ),
+        StreamSpec(
+            "performance.false_positive",
+            "binary",
+            source="feedback",
+            reference_size=int(performance.get("reference_size", 100)),
+        ),
+    ]
+    if performance.get("dice", True):
+        specs.append(
+            StreamSpec(
+                "performance.dice",
+                "numeric",
+                source="feedback",
+                reference_size=int(performance.get("reference_size", 100)),
+            )
+        )
+    return tuple(specs)
+
+
+def outcome_view(
+    outputs: Mapping[str, Any], feedback: Feedback, performance: Mapping[str, Any]
+) -> dict[str, Any]:
+    """One labelled outcome: was the AI's call a miss, a false positive, how good its contour."""
+    prediction_key = str(performance.get("prediction", "positive"))
+    truth_key = str(performance.get("truth", "malignant"))
+    if not isinstance(outputs, Mapping):  # whatever the store holds: no outputs to judge
+        outputs = {}
+    ground_truth = feedback.ground_truth if isinstance(feedback.ground_truth, Mapping) else {}
+    predicted = outputs.get(prediction_key)
+    truth = ground_truth.get(truth_key)
+    if feedback.verdict == "rejected" and truth is None and isinstance(predicted, bool):
+        truth = not predicted  # a rejected call without stated truth: the AI was wrong
+    if feedback.verdict == "accepted" and truth is None and isinstance(predicted, bool):
+        truth = predicted
+    missed = (not predicted) if truth is True and isinstance(predicted, bool) else None
+    false_pos = bool(predicted) if truth is False and isinstance(predicted, bool) else None
+    score = outputs.get(str(performance.get("score", ""))) if performance.get("score") else None
+    return {
+        "performance": {"missed": missed, "false_positive": false_pos, "dice": feedback.dice},
+        "cbpe": {"score": score, "truth": truth, "call": predicted},
+    }
+
+
+def _config_for(
+    deployment: Deployment, first_records: Sequence[Mapping[str, Any]]
+) -> MonitorConfig:
+    monitoring = dict(deployment.monitoring or {})
+    specs: tuple[StreamSpec, ...]
+    if monitoring.get("streams"):
+        specs = tuple(StreamSpec.from_dict(s) for s in monitoring["streams"])
+    else:
+        specs = infer_streams(first_records, exclude=monitoring.get("exclude", ()))
+    if monitoring.get("performance"):
+        specs += performance_streams(monitoring["performance"])
+    if (monitoring.get("performance") or {}).get("score"):
+        perf = monitoring["performance"]
+        monitoring["cbpe"] = {
+            "score": f"outputs.{perf['score']}",
+            "prediction": f"outputs.{perf.get('prediction', 'positive')}",
+            "reference_size": int(perf.get("cbpe_reference_size", 300)),
+            "window": int(perf.get("cbpe_window", 200)),
+        }
+    knobs = {
+        k: monitoring[k]
+        for k in (
+            "studies_per_day",
+            "false_alarms_per_year",
+            "reference_size",
+            "cusum_k",
+            "ewma_lambda",
+            "ks_window",
+            "chi_square_window",
+            "reference_events_min",
+            "cbpe",
+        )
+        if k in monitoring
+    }
+    return MonitorConfig(streams=specs, **knobs)
+
+
+def load_state(
+    session: Session, deployment_id: str
+) -> tuple[DetectorState | None, DeploymentMonitor | None]:
+    row = session.exec(
+        select(DetectorState).where(
+            DetectorState.deployment_id == deployment_id,
+            DetectorState.stream == STATE_STREAM,
+            DetectorState.detector == STATE_DETECTOR,
+        )
+    ).first()
+    if row is None:
+        return None, None
+    return row, DeploymentMonitor.from_dict(row.state)
+
+
+def _save_state(
+    session: Session,
+    deployment_id: str,
+    row: DetectorState | None,
+    monitor: DeploymentMonitor,
+    now: datetime,
+    last_acquired_at: datetime | None,
+) -> None:
+    """Write the deployment's detector state (in the caller's transaction)."""
+    if row is None:
+        row = DetectorState(
+            deployment_id=deployment_id, stream=STATE_STREAM, detector=STATE_DETECTOR, state={}
+        )
+    row.state = monitor.to_dict()
+    row.version = (row.version or 0) + 1
+    row.last_acquired_at = last_acquired_at or row.last_acquired_at
+    row.updated_at = now
+    session.add(row)
+
+
+def _lock_deployment(session: Session, deployment_id: str) -> Deployment:
+    """Serialise passes over one deployment (the service's worker, `phase4 detect`): two passes
+    reading the same unprocessed records would count them twice (phase4/monitor/store/locks.py)."""
+    deployment = lock_deployment(session, deployment_id)
+    if deployment is None:
+        raise ValueError(f"unknown deployment {deployment_id!r}")
+    return deployment
+
+
+def _lock_open_alerts(session: Session, deployment_id: str) -> None:
+    """The deployment's open alerts, locked in id order before a pass adds alarms to them: the
+    dispatcher claims alerts in id order, and updates made in the order alarms came would take
+    the same rows the other way round (a deadlock PostgreSQL breaks by aborting one)."""
+    ids = session.exec(
+        select(Alert.id).where(Alert.deployment_id == deployment_id, Alert.status != "resolved")
+    )
+    lock_alerts(session, [i for i in ids if i is not None])
+
+
+RECORD_COLUMNS = (
+    InferenceRecord.id,
+    InferenceRecord.record_id,
+    InferenceRecord.acquired_at,
+    InferenceRecord.features,
+    InferenceRecord.outputs,
+    InferenceRecord.error,
+    InferenceRecord.latency_s,
+)
+
+
+def _unprocessed_records(session: Session, deployment_id: str, limit: int) -> list[Any]:
+    """The next ``limit`` records not yet consumed, in acquisition order: a range scan of the
+    partial index ``ix_inference_record_unprocessed``, whose size is the backlog, not the
+    history. Plain rows (no ORM objects): they are only read."""
+    query = (
+        sa.select(*RECORD_COLUMNS)
+        .where(
+            col(InferenceRecord.deployment_id) == deployment_id,
+            col(InferenceRecord.drift_processed_at).is_(None),
+        )
+        .order_by(col(InferenceRecord.acquired_at), col(InferenceRecord.id))
+        .limit(limit)
+    )
+    return list(session.execute(query).all())
+
+
+class _Conflict(Exception):
+    """Another pass wrote this deployment's state or records between our read and our write."""
+
+
+def _mark_processed(session: Session, table: Any, ids: Sequence[int], now: datetime) -> None:
+    """One set-based UPDATE per chunk (per-row ORM updates cost 58% of a pass). Only rows still
+    unconsumed are marked; if another pass took any of them, ours is discarded."""
+    if not ids:
+        return
+    marked = session.execute(
+        sa.update(table)
+        .where(table.id.in_(sa.bindparam("ids", expanding=True)))
+        .where(table.drift_processed_at.is_(None))
+        .values(drift_processed_at=now)
+        .execution_options(synchronize_session=False),
+        {"ids": list(ids)},
+    ).rowcount
+    if marked != len(ids):
+        raise _Conflict
+
+
+def detect_deployment(
+    engine: Engine,
+    deployment_id: str,
+    *,
+    actor: str = "drift-engine",
+    claim: bool = False,
+    batch_records: int | None = None,
+) -> PassResult:
+    """One detection pass over everything the deployment has not yet had analysed, in chunks of
+    ``PASS_BATCH`` records, each read, analysed and written as one unit (``_pass_chunk``).
+
+    ``claim``: skip the deployment (``PassResult.skipped``) if another worker is analysing it
+    (PostgreSQL), instead of waiting for it."""
+    result = PassResult(deployment_id)
+    batch = batch_records or DetectionSettings().batch_records
+    conflicts = 0
+    while True:
+        try:
+            more = _pass_chunk(engine, deployment_id, actor, result, claim, batch)
+        except _Conflict:
+            # Another pass (another process on SQLite) wrote between our read and our write:
+            # ours was rolled back whole; read again from what it left.
+            conflicts += 1
+            if conflicts > MAX_CONFLICTS:
+                result.skipped = True
+                return result
+            continue
+        if not more:
+            return result
+
+
+def _pass_chunk(
+    engine: Engine, deployment_id: str, actor: str, result: PassResult, claim: bool, batch: int
+) -> bool:
+    """Read the next chunk, analyse it, write it; True if more may be waiting.
+
+    Calibration (solving ARL equations when a reference completes) happens in the analysis, so
+    no write lock is held while it runs: on SQLite the reads are outside any transaction and
+    the write lock is taken after the analysis, which is discarded if the state's version
+    changed meanwhile; on PostgreSQL the transaction holds only the deployment's row lock (the
+    claim, which no insert waits for) until it writes."""
+    with Session(engine, expire_on_commit=False) as session:
+        sqlite = session.get_bind().dialect.name == "sqlite"
+        if sqlite:
+            deployment = session.get(Deployment, deployment_id)
+        elif claim:
+            deployment = claim_deployment(session, deployment_id)
+            if deployment is None:
+                exists = session.execute(
+                    sa.select(sa.literal(1)).where(col(Deployment.id) == deployment_id)
+                ).first()
+                if exists is not None:
+                    result.skipped = True  # another worker holds it: it finishes the pass
+                    return False
+        else:
+            deployment = lock_deployment(session, deployment_id)
+        if deployment is None:
+            raise ValueError(f"unknown deployment {deployment_id!r}")
+        state_row, monitor = load_state(session, deployment_id)
+        version = state_row.version if state_row is not None else None
+        records = _unprocessed_records(session, deployment_id, batch)
+        started: MonitorConfig | None = None
+        if monitor is None:
+            if not records:
+                return False
+            try:
+                config = _config_for(deployment, [record_view(r) for r in records[:500]])
+            except ConfigError as exc:
+                raise ConfigError(f"deployment {deployment_id}: {exc}") from exc
+            monitor = DeploymentMonitor.new(config)
+            started = config  # audited after the pass's row writes (phase4/monitor/store/audit.py)
+        full = len(records) == batch
+        horizon = records[-1].acquired_at if full else None
+        feedback = _pending_feedback(session, deployment, records, horizon)
+        if not records and not feedback:
+            return False
+        # On SQLite nothing is held here: the driver opens a transaction only at the first
+        # write, so the reads above took no lock and the analysis runs outside any transaction.
+        alarms = _analyse(monitor, deployment, records, feedback)
+        now = utcnow()
+        if sqlite:
+            lock_deployment(session, deployment_id)  # the write lock, from here to commit
+            state_row = _current_state(session, deployment_id, version)
+        _mark_processed(session, InferenceRecord, [r.id for r in records], now)
+        _mark_processed(session, Feedback, [fb.id for fb, _, _ in feedback if fb.id], now)
+        _save_state(
+            session,
+            deployment_id,
+            state_row,
+            monitor,
+            now,
+            records[-1].acquired_at if records else None,
+        )
+        if alarms:
+            _lock_open_alerts(session, deployment_id)
+        for alarm, _ in alarms:
+            alert = _raise_alert(session, deployment, alarm)
+            if alert is not None and alert.id is not None:
+                result.alerts_opened.append(alert.id)
+        if started is not None:
+            record_action(
+                session,
+                actor=actor,
+                action="monitoring.start",
+                entity_type="deployment",
+                entity_id=deployment_id,
+                reason="detector state created from configuration",
+                new_value={"config": started.to_dict()},
+            )
+        session.commit()
+        result.records += len(records)
+        result.feedback += len(feedback)
+        result.alarms += [a for a, _ in alarms]
+        return full
+
+
+def _current_state(
+    session: Session, deployment_id: str, version: int | None
+) -> DetectorState | None:
+    """The state row as it is now, under the write lock; ``_Conflict`` if another pass saved
+    (or a reset deleted) it since our read."""
+    row = session.exec(
+        select(DetectorState)
+        .where(
+            DetectorState.deployment_id == deployment_id,
+            DetectorState.stream == STATE_STREAM,
+            DetectorState.detector == STATE_DETECTOR,
+        )
+        .execution_options(populate_existing=True)
+    ).first()
+    if (row.version if row is not None else None) != version:
+        session.rollback()
+        raise _Conflict
+    return row
+
+
+def _analyse(
+    monitor: DeploymentMonitor,
+    deployment: Deployment,
+    records: Sequence[Any],
+    feedback: Sequence[tuple[Feedback, dict[str, Any], datetime]],
+) -> list[tuple[StreamAlarm, datetime]]:
+    """Feed the chunk: records by acquisition time and labels by the time they were given,
+    merged, as a live service would have seen them; a label never precedes its own record."""
+    performance = (deployment.monitoring or {}).get("performance") or {}
+    alarms: list[tuple[StreamAlarm, datetime]] = []
+    events: list[tuple[datetime, int, int, Any]] = [
+        (r.acquired_at, 0, i, r) for i, r in enumerate(records)
+    ]
+    events += [
+        (max(fb.given_at, acquired), 1, i, (fb, outputs))
+        for i, (fb, outputs, acquired) in enumerate(feedback)
+    ]
+    events.sort(key=lambda e: e[:3])
+    for at, kind, _, item in events:
+        if kind == 0:
+            # Before acceptance into clinical use the AI was being validated: those records
+            # are neither reference nor monitored.
+            if deployment.accepted_at is None or at >= deployment.accepted_at:
+                for a in monitor.observe(record_view(item), at, source="record"):
+                    alarms.append((a, at))
+        else:
+            fb, outputs = item
+            view = outcome_view(outputs, fb, performance)
+            for a in monitor.observe(view, fb.given_at, source="feedback"):
+                alarms.append((a, fb.given_at))
+    return alarms
+
+
+def _pending_feedback(
+    session: Session,
+    deployment: Deployment,
+    records: Sequence[InferenceRecord],
+    horizon: datetime | None,
+) -> list[tuple[Feedback, dict[str, Any], datetime]]:
+    """Unconsumed labelled outcomes whose record is already analysed or is in this pass, given
+    no later than ``horizon`` (the last record of a full pass: later labels wait for the next)."""
+    if not (deployment.monitoring or {}).get("performance"):
+        return []
+    in_pass = [r.record_id for r in records]
+    q = (
+        sa.select(Feedback, InferenceRecord.outputs, InferenceRecord.acquired_at)
+        .join(InferenceRecord, col(InferenceRecord.record_id) == col(Feedback.record_id))
+        .where(
+            InferenceRecord.deployment_id == deployment.id,
+            col(Feedback.drift_processed_at).is_(None),
+            sa.or_(
+                col(InferenceRecord.drift_processed_at).is_not(None),
+                col(InferenceRecord.record_id).in_(in_pass),
+            ),
+        )
+        .order_by(col(Feedback.given_at), col(Feedback.id))
+    )
+    if horizon is not None:
+        q = q.where(col(Feedback.given_at) <= horizon)
+    return [(fb, outputs, acquired) for fb, outputs, acquired in session.execute(q).all()]
+
+
+def _cause(alarm: StreamAlarm) -> str:
+    if alarm.alarm.kind == "quarantine":
+        return STREAM_STOPPED
+    if alarm.alarm.kind == "notice":
+        return f"new_condition:{alarm.alarm.detail.get('value')}"
+    if alarm.stream.startswith("performance."):
+        return "performance"
+    return "drift"
+
+
+def _severity(alarm: StreamAlarm) -> str:
+    if alarm.alarm.kind == "quarantine":
+        return "warning"
+    if alarm.alarm.kind == "notice":
+        return "info" if alarm.kind != "categorical" else "warning"
+    return "critical" if alarm.stream.startswith("performance.") else "warning"
+
+
+def _title(alarm: StreamAlarm) -> str:
+    a = alarm.alarm
+    if a.kind == "quarantine":
+        return str(a.detail["reason"])
+    if a.kind == "notice":
+        return (
+            f"New value in {alarm.stream}: {a.detail.get('value')!r} (never seen in the reference)"
+        )
+    direction = {"up": "rose", "down": "fell"}.get(a.direction or "", "changed distribution")
+    return f"{alarm.stream} {direction} (detected by {a.detector})"
+
+
+def _aware(stamp: Any) -> datetime | None:
+    """An evidence timestamp as an aware datetime (naive ones are UTC); None if it is not one."""
+    if not isinstance(stamp, str):
+        return None
+    try:
+        when = datetime.fromisoformat(stamp)
+    except ValueError:
+        return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+def _linked_events(
+    session: Session, deployment: Deployment, alarm: StreamAlarm
+) -> list[dict[str, Any]]:
+    """What else happened around the change's estimated start: the deployment's other alerts,
+    and the alerts of the devices at its site (phantom QC, device changes), which have no
+    deployment. A scanner's QC failure dated near an AI drift is often its explanation."""
+    start = _aware(alarm.change_at or alarm.at)
+    end = _aware(alarm.at)
+    if start is None or end is None:
+        return []
+    lo, hi = start - LINK_WINDOW, end + timedelta(days=1)
+    site_devices = select(Device.id).where(Device.site_id == deployment.site_id)
+    candidates = select(Alert).where(
+        sa.or_(
+            col(Alert.deployment_id) == deployment.id,
+            sa.and_(
+                col(Alert.deployment_id).is_(None),
+                col(Alert.device_id).in_(site_devices),
+            ),
+        )
+    )
+    links: list[dict[str, Any]] = []
+    for other in session.exec(candidates.order_by(col(Alert.opened_at), col(Alert.id))):
+        on_device = other.deployment_id is None
+        if not on_device and other.stream == alarm.stream:
+            continue
+        began = other.evidence.get("change_timestamp") or other.evidence.get("timestamp")
+        when = _aware(began)
+        if when is None:
+            continue
+        if lo <= when <= hi:
+            link: dict[str, Any] = {
+                "what": other.title,
+                "at": began,
+                "alert_id": other.id,
+                "stream": other.stream,
+                "cause": other.cause,
+            }
+            if on_device:
+                link["device_id"] = other.device_id
+            links.append(link)
+    return links
+
+
+def _raise_alert(session: Session, deployment: Deployment, alarm: StreamAlarm) -> Alert | None:
+    """Open an alert, or add the alarm to the open alert of the same stream and cause."""
+    cause = _cause(alarm)
+    evidence = alarm.to_dict()
+    evidence["linked"] = _linked_events(session, deployment, alarm)
+    existing = session.exec(
+        select(Alert).where(
+            Alert.deployment_id == deployment.id,
+            Alert.stream == alarm.stream,
+            Alert.cause == cause,
+            Alert.status != "resolved",
+        )
+    ).first()
+    if existing is not None:
+        repeats = dict(existing.evidence)
+        repeats["repeats"] = int(repeats.get("repeats", 0)) + 1
+        repeats["last_timestamp"] = alarm.at
+        existing.evidence = repeats
+        session.add(existing)
+        return None
+    alert = Alert(
+        deployment_id=deployment.id,
+        stream=alarm.stream,
+        cause=cause,
+        severity=_severity(alarm),
+        title=_title(alarm),
+        evidence=evidence,
+    )
+    session.add(alert)
+    session.flush()
+    return alert
+
+
+def detect_all(engine: Engine, *, claim: bool = False) -> list[PassResult]:
+    """A pass over every deployment. One deployment's failure (a configuration that cannot be
+    used, a state that cannot be read, anything else) rolls back only its own transaction, is
+    logged without values, raises one alert, and the pass goes on with the others.
+
+    ``claim``: one of several workers sharing a PostgreSQL store; a deployment another worker
+    is analysing is skipped (``PassResult.skipped``), and that worker finishes it."""
+    batch = DetectionSettings().batch_records  # a bad setting is the caller's error, raised
+    with Session(engine) as session:
+        ids = list(session.exec(select(Deployment.id).order_by(col(Deployment.id))))
+    return [detect_isolated(engine, d, claim=claim, batch_records=batch) for d in ids]
+
+
+def detect_isolated(
+    engine: Engine, deployment_id: str, *, claim: bool = False, batch_records: int | None = None
+) -> PassResult:
+    """``detect_deployment`` that never raises: a failure is an alert and a log line."""
+    try:
+        return detect_deployment(engine, deployment_id, claim=claim, batch_records=batch_records)
+    except ConfigError as exc:
+        # The configuration is the administrator's own text (field names and kinds), not a
+        # record's value: the message may name it.
+        log.warning(
+            "detection of %s skipped: its monitoring configuration cannot be used", deployment_id
+        )
+        _flag_deployment(
+            engine,
+            deployment_id,
+            CONFIG_ERROR,
+            f"Detection of {deployment_id} is stopped: its monitoring configuration cannot be "
+            f"used ({_config_problem(exc)}). Its records wait, unanalysed, and the other "
+            "deployments continue; detection resumes at the first pass after the configuration "
+            "is fixed.",
+        )
+    except Exception as exc:  # a deployment's failure must not stop the others
+        # The type only: a message may quote a value from a record or the stored state.
+        log.error(
+            "detection of %s failed (%s); its records wait and the other deployments continue",
+            deployment_id,
+            type(exc).__name__,
+        )
+        _flag_deployment(
+            engine,
+            deployment_id,
+            DETECTION_FAILED,
+            f"Detection of {deployment_id} failed ({type(exc).__name__}): its records wait, "
+            "unanalysed, and the other deployments continue. It is retried at every pass; if "
+            "its stored detector state is damaged, reset its reference.",
+        )
+    return PassResult(deployment_id, failed=True)
+
+
+def _config_problem(exc: ConfigError) -> str:
+    text = str(exc)
+    prefix = "deployment "
+    if text.startswith(prefix) and ": " in text:
+        text = text.split(": ", 1)[1]
+    return text[:300]
+
+
+def _flag_deployment(engine: Engine, deployment_id: str, cause: str, title: str) -> None:
+    """One open alert per deployment and cause: a failure that repeats at every pass is said
+    once. Written in its own transaction (the pass's was rolled back)."""
+    try:
+        with Session(engine) as session:
+            if lock_deployment(session, deployment_id) is None:
+                return
+            exists = session.exec(
+                select(Alert.id).where(
+                    Alert.deployment_id == deployment_id,
+                    Alert.stream == STATE_STREAM,
+                    Alert.cause == cause,
+                    Alert.status != "resolved",
+                )
+            ).first()
+            if exists is not None:
+                return
+            session.add(
+                Alert(
+                    deployment_id=deployment_id,
+                    stream=STATE_STREAM,
+                    cause=cause,
+                    severity="critical",
+                    title=title[:500],
+                    evidence={"timestamp": utcnow().isoformat(), "reason": title},
+                )
+            )
+            session.commit()
+    except Exception as exc:  # the store itself failing: said in the log, retried next pass
+        log.error("could not record the failure of %s (%s)", deployment_id, type(exc).__name__)
+
+
+def open_alerts(engine: Engine, deployment_id: str | None = None) -> list[Alert]:
+    with Session(engine) as session:
+        q = select(Alert).where(Alert.status != "resolved")
+        if deployment_id:
+            q = q.where(Alert.deployment_id == deployment_id)
+        return list(session.exec(q.order_by(col(Alert.opened_at), col(Alert.id))))
+
+
+def reference_summary(monitor: DeploymentMonitor) -> dict[str, Any]:
+    """What each stream's reference is, briefly (for the audit trail and people)."""
+    out: dict[str, Any] = {}
+    for name, stream in monitor.streams.items():
+        ref = stream.reference
+        if ref is None:
+            out[name] = {"state": "collecting", "values": len(stream.reference_values)}
+            if stream.budget and "not_calibratable" in stream.budget:
+                out[name]["not_calibratable"] = stream.budget["not_calibratable"]
+        elif "median" in ref:
+            out[name] = {"n": ref["n"], "median": ref["median"], "mad_sigma": ref["mad_sigma"]}
+        elif "events" in ref:
+            out[name] = {"n": ref["n"], "events": ref["events"]}
+        else:
+            out[name] = {"counts": ref["counts"]}
+    return out
+
+
+def reset_reference(engine: Engine, deployment_id: str, *, actor: str, reason: str) -> None:
+    """Discard the deployment's references and detector state: the next records not yet
+    analysed form a new reference (after a validated change, for example). Audited."""
+    if not reason.strip():
+        raise ValueError("a reason is required to replace a reference")
+    with Session(engine) as session:
+        # The deployment's lock first, as a detection pass takes it: a pass running now would
+        # otherwise save the old state back over the reset, or deadlock with it.
+        _lock_deployment(session, deployment_id)
+        state_row, monitor = load_state(session, deployment_id)
+        if state_row is None or monitor is None:
+            raise ValueError(f"deployment {deployment_id!r} has no reference yet")
+        session.delete(state_row)
+        record_action(
+            session,
+            actor=actor,
+            action="reference.reset",
+            entity_type="deployment",
+            entity_id=deployment_id,
+            reason=reason,
+            old_value={"references": reference_summary(monitor)},
+            new_value=None,
+        )
+        session.commit()
+
+
+def upload_reference(
+    engine: Engine,
+    deployment_id: str,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    actor: str,
+    reason: str,
+    source: str,
+) -> dict[str, Any]:
+    """Set the deployment's references from uploaded rows (keys like ``features.x``) instead of
+    its first records. Replaces any reference; audited with the file's fingerprint."""
+    if not reason.strip():
+        raise ValueError("a reason is required to set a reference")
+    with Session(engine) as session:
+        deployment = _lock_deployment(session, deployment_id)  # as reset_reference, and why
+        state_row, old = load_state(session, deployment_id)
+        nested = [_nest(r) for r in rows]
+        if len(nested) < 30:
+            raise ValueError(f"a reference file needs at least 30 rows, got {len(nested)}")
+        # The file is the reference, whole: no uploaded row is ever a monitored observation.
+        config = dataclasses.replace(
+            _config_for(deployment, nested[:500]), reference_size=len(nested)
+        )
+        monitor = DeploymentMonitor.new(config)
+        at = "reference-upload"
+        for i, rec in enumerate(nested):
+            alarms = monitor.observe(rec, at, row=-(len(nested) - i))
+            if alarms:  # cannot happen: every stream is still collecting its reference
+                raise RuntimeError("a detector fired while its reference was being set")
+        monitor.records = 0
+        summary = reference_summary(monitor)
+        _save_state(session, deployment_id, state_row, monitor, utcnow(), None)
+        record_action(
+            session,
+            actor=actor,
+            action="reference.set",
+            entity_type="deployment",
+            entity_id=deployment_id,
+            reason=reason,
+            old_value={"references": reference_summary(old)} if old else None,
+            new_value={"source": source, "rows": len(rows), "references": summary},
+        )
+        session.commit()
+        return summary
+
+
+def _nest(row: Mapping[str, Any]) -> dict[str, Any]:
+    """{'features.x': 1} -> {'features': {'x': 1}}, so uploaded rows look like records."""
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        node = out
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return out
