@@ -9,7 +9,7 @@ One pass per deployment (``detect_deployment``):
    once even when it arrives late or a pass is interrupted;
 4. turn alarms into alerts (one open alert per stream and cause), with evidence: statistic,
    threshold, the budget arithmetic, the estimated start of the change, and what else happened
-   in the deployment around then.
+   in the deployment around then (the rule phantom QC shares: ``alerting``).
 
 Isolation: a value a stream cannot use is missing for it; a stream whose update raises is
 quarantined (``phase4.monitor.drift.streams``) with one alert; a deployment whose pass fails is
@@ -26,7 +26,7 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from dataclasses import field as dc_field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -43,16 +43,16 @@ from phase4.monitor.drift.streams import (
     StreamSpec,
 )
 from phase4.monitor.store.audit import record_action
-from phase4.monitor.store.locks import claim_deployment, lock_alerts, lock_deployment
+from phase4.monitor.store.locks import claim_deployment, lock_deployment
 from phase4.monitor.store.models import (
     Alert,
     Deployment,
     DetectorState,
-    Device,
     Feedback,
     InferenceRecord,
     utcnow,
 )
+from phase4.monitor.surveillance.alerting import lock_open_alerts, raise_alert
 
 log = logging.getLogger("phase4.detection")
 
@@ -65,7 +65,6 @@ STATE_DETECTOR = "deployment"
 PASS_BATCH = 5000  # records per chunk unless PHASE4_DETECTION_BATCH_RECORDS says otherwise
 # A chunk discarded because another pass wrote first is read again, this many times at most.
 MAX_CONFLICTS = 5
-LINK_WINDOW = timedelta(days=14)
 # Fields never turned into streams by default: identifiers, free text, bookkeeping.
 DEFAULT_EXCLUDED = {"study_pseudonym", "record_id", "model_version_note"}
 
@@ -279,16 +278,6 @@ def _lock_deployment(session: Session, deployment_id: str) -> Deployment:
     return deployment
 
 
-def _lock_open_alerts(session: Session, deployment_id: str) -> None:
-    """The deployment's open alerts, locked in id order before a pass adds alarms to them: the
-    dispatcher claims alerts in id order, and updates made in the order alarms came would take
-    the same rows the other way round (a deadlock PostgreSQL breaks by aborting one)."""
-    ids = session.exec(
-        select(Alert.id).where(Alert.deployment_id == deployment_id, Alert.status != "resolved")
-    )
-    lock_alerts(session, [i for i in ids if i is not None])
-
-
 RECORD_COLUMNS = (
     InferenceRecord.id,
     InferenceRecord.record_id,
@@ -431,7 +420,7 @@ def _pass_chunk(
             records[-1].acquired_at if records else None,
         )
         if alarms:
-            _lock_open_alerts(session, deployment_id)
+            lock_open_alerts(session, deployment)
         for alarm, _ in alarms:
             alert = _raise_alert(session, deployment, alarm)
             if alert is not None and alert.id is not None:
@@ -565,92 +554,17 @@ def _title(alarm: StreamAlarm) -> str:
     return f"{alarm.stream} {direction} (detected by {a.detector})"
 
 
-def _aware(stamp: Any) -> datetime | None:
-    """An evidence timestamp as an aware datetime (naive ones are UTC); None if it is not one."""
-    if not isinstance(stamp, str):
-        return None
-    try:
-        when = datetime.fromisoformat(stamp)
-    except ValueError:
-        return None
-    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
-
-
-def _linked_events(
-    session: Session, deployment: Deployment, alarm: StreamAlarm
-) -> list[dict[str, Any]]:
-    """What else happened around the change's estimated start: the deployment's other alerts,
-    and the alerts of the devices at its site (phantom QC, device changes), which have no
-    deployment. A scanner's QC failure dated near an AI drift is often its explanation."""
-    start = _aware(alarm.change_at or alarm.at)
-    end = _aware(alarm.at)
-    if start is None or end is None:
-        return []
-    lo, hi = start - LINK_WINDOW, end + timedelta(days=1)
-    site_devices = select(Device.id).where(Device.site_id == deployment.site_id)
-    candidates = select(Alert).where(
-        sa.or_(
-            col(Alert.deployment_id) == deployment.id,
-            sa.and_(
-                col(Alert.deployment_id).is_(None),
-                col(Alert.device_id).in_(site_devices),
-            ),
-        )
-    )
-    links: list[dict[str, Any]] = []
-    for other in session.exec(candidates.order_by(col(Alert.opened_at), col(Alert.id))):
-        on_device = other.deployment_id is None
-        if not on_device and other.stream == alarm.stream:
-            continue
-        began = other.evidence.get("change_timestamp") or other.evidence.get("timestamp")
-        when = _aware(began)
-        if when is None:
-            continue
-        if lo <= when <= hi:
-            link: dict[str, Any] = {
-                "what": other.title,
-                "at": began,
-                "alert_id": other.id,
-                "stream": other.stream,
-                "cause": other.cause,
-            }
-            if on_device:
-                link["device_id"] = other.device_id
-            links.append(link)
-    return links
-
-
 def _raise_alert(session: Session, deployment: Deployment, alarm: StreamAlarm) -> Alert | None:
     """Open an alert, or add the alarm to the open alert of the same stream and cause."""
-    cause = _cause(alarm)
-    evidence = alarm.to_dict()
-    evidence["linked"] = _linked_events(session, deployment, alarm)
-    existing = session.exec(
-        select(Alert).where(
-            Alert.deployment_id == deployment.id,
-            Alert.stream == alarm.stream,
-            Alert.cause == cause,
-            Alert.status != "resolved",
-        )
-    ).first()
-    if existing is not None:
-        repeats = dict(existing.evidence)
-        repeats["repeats"] = int(repeats.get("repeats", 0)) + 1
-        repeats["last_timestamp"] = alarm.at
-        existing.evidence = repeats
-        session.add(existing)
-        return None
-    alert = Alert(
-        deployment_id=deployment.id,
+    return raise_alert(
+        session,
+        deployment,
         stream=alarm.stream,
-        cause=cause,
+        cause=_cause(alarm),
         severity=_severity(alarm),
         title=_title(alarm),
-        evidence=evidence,
+        evidence=alarm.to_dict(),
     )
-    session.add(alert)
-    session.flush()
-    return alert
 
 
 def detect_all(engine: Engine, *, claim: bool = False) -> list[PassResult]:

@@ -16,8 +16,8 @@ What each part does:
   history (``phase4.phantoms.canary``).
 
 Phantom alerts belong to a device (``Alert.device_id``), not a deployment: every deployment
-that reads that scanner's images is concerned, and the drift engine links them (see
-``phase4.monitor.surveillance.detection``).
+that reads that scanner's images is concerned. They are raised and linked to the AI's alerts
+by the rule the drift pass shares (``phase4.monitor.surveillance.alerting``).
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ import math
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -44,13 +43,12 @@ from phase4.monitor.drift.detectors import Cusum
 from phase4.monitor.store.audit import record_action
 from phase4.monitor.store.auth import Principal
 from phase4.monitor.store.models import (
-    Alert,
-    Deployment,
     Device,
     PhantomResult,
     PhantomTolerance,
     utcnow,
 )
+from phase4.monitor.surveillance.alerting import raise_alert
 from phase4.phantoms.canary import compare_canary
 from phase4.phantoms.control import ShewhartChart, tolerance_verdict
 
@@ -62,7 +60,6 @@ REFERENCE_RESULTS = 20
 PHANTOM_CUSUM_K = 0.5
 # What a phantom QC budget is per device per year (all metrics of all kinds share it).
 PHANTOM_FALSE_ALARMS_PER_YEAR = 1.0
-LINK_WINDOW = timedelta(days=14)
 
 
 class PhantomError(ActionRefused):
@@ -328,81 +325,6 @@ def _device_budget_arl0(metrics_charted: int) -> float:
     ).arl0
 
 
-def _open_device_alert(
-    session: Session,
-    device: Device,
-    *,
-    stream: str,
-    cause: str,
-    severity: str,
-    title: str,
-    evidence: dict[str, Any],
-) -> Alert | None:
-    existing = session.exec(
-        select(Alert).where(
-            Alert.device_id == device.id,
-            Alert.stream == stream,
-            Alert.cause == cause,
-            Alert.status != "resolved",
-        )
-    ).first()
-    if existing is not None:
-        ev = dict(existing.evidence)
-        ev["repeats"] = int(ev.get("repeats", 0)) + 1
-        ev["last_timestamp"] = evidence.get("timestamp")
-        existing.evidence = ev
-        session.add(existing)
-        return None
-    evidence["linked"] = linked_ai_events(session, device, evidence)
-    alert = Alert(
-        deployment_id=None,
-        device_id=device.id,
-        stream=stream,
-        cause=cause,
-        severity=severity,
-        title=title,
-        evidence=evidence,
-    )
-    session.add(alert)
-    session.flush()
-    return alert
-
-
-def linked_ai_events(
-    session: Session, device: Device, evidence: dict[str, Any]
-) -> list[dict[str, Any]]:
-    """The AI's alerts, in deployments at the device's site, that began near this change."""
-    began = evidence.get("change_timestamp") or evidence.get("timestamp")
-    if began is None:
-        return []
-    start = datetime.fromisoformat(began)
-    deployments = list(
-        session.exec(select(Deployment.id).where(Deployment.site_id == device.site_id))
-    )
-    links = []
-    for other in session.exec(
-        select(Alert)
-        .where(col(Alert.deployment_id).in_(deployments))
-        .order_by(col(Alert.opened_at))
-    ):
-        when_s = other.evidence.get("change_timestamp") or other.evidence.get("timestamp")
-        if when_s is None:
-            continue
-        when = datetime.fromisoformat(when_s)
-        if abs(when - start) <= LINK_WINDOW:
-            links.append(
-                {
-                    "what": other.title,
-                    "at": when_s,
-                    "alert_id": other.id,
-                    "deployment": other.deployment_id,
-                    "stream": other.stream,
-                    "cause": other.cause,
-                }
-            )
-    return links
-
-
 def control_chart(values: Sequence[float], reference: int = REFERENCE_RESULTS) -> dict[str, Any]:
     """Shewhart limits from the reference results, the Western Electric rule hits, and the
     budget-free CUSUM path, for a chart of one metric's history (oldest first)."""
@@ -474,7 +396,7 @@ def _chart_device(
                 continue
             verdict = (r.verdicts.get(metric) or {}).get("verdict")
             if verdict in ("tolerance", "action"):
-                alert = _open_device_alert(
+                alert = raise_alert(
                     session,
                     device,
                     stream=f"phantom.{kind}.{metric}",
@@ -513,7 +435,7 @@ def _chart_device(
             if r.id in new_ids:
                 start = series_v[alarm.change_index_estimate][0]
                 chart = control_chart(values.tolist())
-                alert = _open_device_alert(
+                alert = raise_alert(
                     session,
                     device,
                     stream=f"phantom.{kind}.{metric}",
@@ -558,7 +480,7 @@ def _canary(
         if r.id in new_ids:
             verdict = compare_canary(truth, r.ai_outputs, history=past)
             if verdict.changed:
-                alert = _open_device_alert(
+                alert = raise_alert(
                     session,
                     device,
                     stream=f"canary.{kind}",
