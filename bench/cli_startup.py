@@ -7,7 +7,7 @@ Each command runs ``--runs`` times in a fresh process (the installed console scr
 runs it) against a throwaway SQLite store; the median wall time is reported, with its ratio to
 ``python -c pass`` (the floor no command can beat) measured in the same run, interleaved, so
 that a noisy shared machine affects both alike. ``export --help`` loads the export (FHIR, PDF,
-scipy) on purpose: it shows what every command paid before the imports were made lazy.
+scipy) on purpose: it shows what every command would pay if those imports ran at start-up.
 Writes bench/results/cli_startup.json and prints markdown rows for docs/BENCHMARKS.md.
 """
 

@@ -11,7 +11,7 @@ then ``generate_latest`` of the in-process metrics) "cold" (the first scrape, wh
 renders every detector state) and "warm" (the steady state: states parsed and rendered only when
 they change), GET /metrics through the ASGI app, and, for comparison, ``generate_latest`` of the
 same registry (the same store reads, every series through prometheus_client's metric objects and
-formatter: how /metrics was served before). Checks that both give the same samples. Baseline in
+formatter: the straightforward way to serve it). Checks that both give the same samples. Baseline in
 the same run: ``generate_latest`` of a registry holding only the in-process counters (no store),
 scaled per series. Target: under 100 ms per warm scrape of at least 10,000 series.
 Writes bench/results/metrics_scrape.json and prints a markdown row for docs/BENCHMARKS.md.
@@ -194,8 +194,8 @@ def record_scaling(sizes: list[int], scrapes: int, added_per_scrape: int = 50) -
 
     One SQLite store grows to each size in turn (10 deployments); at each size, ``scrapes``
     times: ``added_per_scrape`` records arrive, then one scrape (``StoreCollector.render``,
-    the store's part of GET /metrics) is timed. Baseline in the same run, at the same size: the
-    whole-table query every scrape used to run first (count, max and sum of ids). Also the
+    the store's part of GET /metrics) is timed. Baseline in the same run, at the same size: a
+    whole-table query (count, max and sum of ids), what a scrape that recounts costs. Also the
     cold scrape (a fresh collector: the one full grouping) at each size.
     """
     from sqlalchemy import insert

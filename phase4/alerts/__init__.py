@@ -1,1 +1,1 @@
-"""Notifications and regulatory exports (issue 6)."""
+"""Notifications and regulatory exports."""

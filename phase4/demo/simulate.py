@@ -1,8 +1,9 @@
 """A simulated FDG-PET clinic and the lesion-detection AI it runs, with realistic changes.
 
-Magnitudes follow ../shared/REFERENCE.md §3:
+Magnitudes, of the size reported for real changes:
 - Reconstruction upgrade OSEM -> BSREM (EARL1 -> EARL2-like): small-lesion SUVmax +25%,
-  metabolic tumour volume -22%, liver SUVmean nearly unchanged (+3%), image noise down.
+  metabolic tumour volume -22%, liver SUVmean nearly unchanged (+3%), image noise down (EARL1 to
+  EARL2: SUV +23-30%, MTV -22%, Kaalep et al. 2019, EJNMMI Physics).
 - Dose-calibrator error: the recorded injected activity reads 8% high, so every SUV computed from
   it is 1/1.08 = -7.4% (EARL tolerates +-10%: it passes a loose check and still biases the AI).
 - Uptake time: tumour FDG keeps accumulating; SUVmax rises ~0.6%/min around 60 min here.

@@ -15,10 +15,11 @@
   (Nelson's rules use nine in a row and add trend rules: this module implements the Western
   Electric set only.) A point at exactly a limit is not beyond it.
 * :func:`markov_arl` — the exact average run length of any subset of those rules by the
-  Markov-chain method of Champ & Woodall (1987): ARL0 = 370.4 for rule 1 alone and 225.4,
-  166.1, 152.7 as rules 2, 3, 4 are added (REFERENCE.md §1).
+  Markov-chain method of Champ & Woodall (1987, Technometrics 29:393–399): ARL0 = 370.4 for
+  rule 1 alone; 225.4, 166.1, 152.7 with rule 2, 3 or 4 added to it on its own; 91.75 with all
+  four.
 * :func:`tolerance_verdict` — "pass" / "tolerance" / "action" against a tolerance record
-  (QATrack+ practice: a tolerance band and a wider action band; REFERENCE.md §4).
+  (as in QATrack+, whose tests carry a tolerance band and a wider action band).
 
 Example::
 

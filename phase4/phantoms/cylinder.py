@@ -12,8 +12,10 @@ Definitions (docs/PHANTOMS.md has the same):
   decay-corrected from the fill (assay) time to the image's reference time (DecayCorrection
   START: series start; ADMIN: the radiopharmaceutical start time); for an SUV image (Units GML)
   expected = ``expected_suv`` (1.0 for a cylinder filled with the whole activity of a known
-  water mass). Error = 100·(measured / expected − 1); EARL accepts ±10% (REFERENCE.md §4),
-  the default action level; ±5% (long-term stability across EARL sites) the tolerance.
+  water mass). Error = 100·(measured / expected − 1); EARL accepts ±10% (EARL FDG-PET/CT
+  accreditation specifications; Boellaard et al. 2015, EANM procedure guidelines for tumour
+  imaging v2.0), the default action level; ±5% (the long-term SUV stability EARL-accredited
+  systems show) the tolerance.
 * **Axial uniformity** — the per-slice ROI means: largest |slice mean / mean − 1| and their
   coefficient of variation (slice-to-slice, as in daily QC of the scanner's normalisation).
 * **Transaxial non-uniformity** — after the NEMA NU 2-1994 uniformity test: in each slice,
@@ -36,7 +38,7 @@ from phase4.phantoms.control import Tolerance, Verdict
 from phase4.phantoms.image import HeaderFacts, PathsArg, PhantomInputError, load_image
 from phase4.phantoms.results import ResultData, ToleranceLike, judge
 
-F18_HALF_LIFE_S = 6586.2  # REFERENCE.md §3
+F18_HALF_LIFE_S = 6586.2  # 109.77 min (NUBASE/ENSDF evaluated half-life)
 DEFAULT_TOLERANCES: dict[str, Tolerance] = {
     "calibration_error_pct": Tolerance(
         lower_action=-10.0, lower_tolerance=-5.0, upper_tolerance=5.0, upper_action=10.0

@@ -1,7 +1,9 @@
 """EARL acceptance bands for sphere recovery coefficients (data, not logic).
 
-EARL1 from the EANM/EARL FDG-PET/CT accreditation specifications; EARL2 from Kaalep et al.
-2018 (EJNMMI Phys 5:12), as tabulated in REFERENCE.md §4. Keys: standard → metric → sphere
+EARL1 from the EANM/EARL FDG-PET/CT accreditation specifications (also in Boellaard et al.
+2015, EANM procedure guidelines for tumour imaging v2.0, Eur J Nucl Med Mol Imaging 42:328–354);
+EARL2 from Kaalep et al. 2018, "Feasibility of state of the art PET/CT systems performance
+harmonisation", Eur J Nucl Med Mol Imaging 45:1344–1361. Keys: standard → metric → sphere
 diameter (mm) → (lower, upper), both inclusive.
 """
 
@@ -10,7 +12,7 @@ from __future__ import annotations
 from typing import Literal
 
 SPHERE_DIAMETERS_MM: tuple[float, ...] = (10.0, 13.0, 17.0, 22.0, 28.0, 37.0)
-# Nominal inner volumes of the IEC body phantom's spheres (mL), REFERENCE.md §4.
+# Nominal inner volumes of the spheres of the NEMA NU 2-2018 / IEC 61675-1 body phantom (mL).
 SPHERE_VOLUMES_ML: dict[float, float] = {
     10.0: 0.52,
     13.0: 1.15,

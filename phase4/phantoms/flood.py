@@ -64,7 +64,8 @@ PIXEL_RANGE_MM = (4.48, 8.32)  # 6.4 mm ± 30%
 SMOOTHING_KERNEL = np.array([[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]]) / 16.0
 MIN_CENTRE_COUNTS = 10_000.0
 DU_WINDOW = 5
-# "Daily flood IU is expected below ~5%" (REFERENCE.md §4): a tolerance, not an action level.
+# A daily flood's IU is expected below about 5% (routine gamma-camera QC; IU as NEMA NU 1-2018
+# defines it): a tolerance, not an action level.
 DEFAULT_TOLERANCES: dict[str, Tolerance] = {"iu_ufov_pct": Tolerance(upper_tolerance=5.0)}
 
 

@@ -4,8 +4,8 @@ Every capture goes through the spool, whatever the monitor does: the writer wake
 ``commit_interval_s`` (default 0.1 s), takes everything queued, encodes it and appends it to the
 spool in one SQLite transaction. The sender posts from the spool only. So a SIGKILL of the
 model's process loses at most the captures of the last commit interval (those still in memory),
-never the ones waiting behind a slow POST (before, a 10 s POST kept every capture meanwhile in
-memory).
+never the ones waiting behind a slow POST (a 10 s POST does not hold the captures of those 10 s
+in memory).
 
 Durable mode (``Probe(durable=True)``) is group commit as databases do it (Gray & Reuter,
 *Transaction Processing*, 1993, section 9.4.7 "group commit"): ``record`` wakes the writer and

@@ -53,7 +53,7 @@ def test_a_drift_alert_says_what_since_when_how_sure_and_what_to_check() -> None
     assert "/v1/alerts/42/report" not in text  # no report attached
     assert "http://phase4.test:8000/ui/alerts/42" in r.html
     assert r.html.startswith("<!DOCTYPE html>")
-    # evidence stored before the budget was shared by streams still reads
+    # evidence with "detectors_sharing" (a budget shared by detectors) still reads
     old = drift_evidence()
     old["budget"] = {
         "detectors_sharing": 12,

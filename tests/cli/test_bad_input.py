@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 PHASE4 = Path(sys.executable).parent / "phase4"
-# Long enough that an 80-column console would have wrapped the old error messages.
+# Longer than 80 columns: an error naming it must still be one line (never wrapped).
 DEEP = "a-folder-name-long-enough-that-an-error-naming-it-passes-eighty-columns"
 
 

@@ -1,6 +1,6 @@
 """/metrics writes the store's families directly (``StoreCollector.render``) rather than through
 prometheus_client's metric objects: checked here against ``generate_latest`` of the same
-families (the reference, what /metrics served before) on a populated store with awkward label
+families (the reference) on a populated store with awkward label
 values, byte for byte at a fixed time, sample for sample through prometheus_client's own parser,
 through every cache (detector state, records tally, phantom text) and by promtool."""
 

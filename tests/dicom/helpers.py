@@ -14,12 +14,13 @@ import pydicom
 import pytest
 
 from phase4.probes.dicom.synthetic import HotSphere
+from tests.reference.nuclides import HALF_LIFE_S
 
 INJECTION = datetime(2024, 5, 6, 9, 0, 0)
 SERIES = datetime(2024, 5, 6, 10, 0, 0)  # 3600 s after injection
 ACTIVITY_BQ = 300e6
 WEIGHT_KG = 75.0
-F18_HALF_LIFE_S = 6586.2
+F18_HALF_LIFE_S = HALF_LIFE_S["F-18"]
 BACKGROUND_BQ_ML = 5000.0
 SPHERE = HotSphere(centre_mm=(20.0, 10.0, -80.0), radius_mm=15.0, concentration_bq_ml=40000.0)
 TIMEOUT_S = 10.0
@@ -64,6 +65,6 @@ def run_with_timeout(function: Callable[[], Any], timeout_s: float = TIMEOUT_S) 
 
 
 def suv_start(concentration_bq_ml: float, uptake_s: float = 3600.0) -> float:
-    """SUVbw by hand for DecayCorrection START (REFERENCE.md §3)."""
+    """SUVbw by hand for DecayCorrection START: C × weight / (activity × 2^(−uptake / T½))."""
     decay = 2.0 ** (-uptake_s / F18_HALF_LIFE_S)
     return concentration_bq_ml * WEIGHT_KG * 1000.0 / (ACTIVITY_BQ * decay)

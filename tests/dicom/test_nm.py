@@ -9,6 +9,7 @@ import pytest
 
 from phase4.probes.dicom import extract_series
 from phase4.probes.dicom.synthetic import write_nm_image
+from tests.reference.nuclides import HALF_LIFE_S
 
 
 def test_spect_tomo_in_counts(tmp_path: Path) -> None:
@@ -17,7 +18,7 @@ def test_spect_tomo_in_counts(tmp_path: Path) -> None:
     h = features.header
     assert (h.modality, h.slices, h.rows, h.columns) == ("NM", 32, 64, 64)
     assert h.voxel_z_mm == pytest.approx(4.8) and h.voxel_x_mm == pytest.approx(4.8)
-    assert h.nuclide == "Tc-99m" and h.half_life_s == pytest.approx(21624.1)
+    assert h.nuclide == "Tc-99m" and h.half_life_s == pytest.approx(HALF_LIFE_S["Tc-99m"])
     assert h.injected_activity_mbq == pytest.approx(740.0)  # NM Isotope Module: MBq
     assert h.uptake_time_s == 3 * 3600.0
     assert features.suv_unavailable_reason == (

@@ -58,7 +58,7 @@ def test_bqml_start_matches_hand_calculation(tmp_path: Path) -> None:
     folder = _series(tmp_path)
     features = extract_series(folder)
     # 2^(-Δt/T½) by hand: Δt = 10:00 - 09:00 = 3600 s, T½(F-18) = 6586.2 s.
-    decay = 2.0 ** (-3600.0 / 6586.2)
+    decay = 2.0 ** (-3600.0 / F18_HALF_LIFE_S)
     expected = BACKGROUND_BQ_ML * 75_000.0 / (300e6 * decay)
     assert expected == pytest.approx(1.8258, rel=1e-4)
     assert features.suv_unavailable_reason is None

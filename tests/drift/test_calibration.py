@@ -1,7 +1,7 @@
 """Detector calibration against published tables and against Monte Carlo of the streaming code.
 
-Tables: ../shared/REFERENCE.md §1 (Lucas & Crosier 1982 for the two-sided tabular CUSUM;
-Lucas & Saccucci 1990 for the EWMA).
+Tables: tests/reference/spc.py (Lucas & Crosier 1982 for the two-sided tabular CUSUM; Lucas &
+Saccucci 1990, Table 3, for the EWMA).
 """
 
 from __future__ import annotations
@@ -28,18 +28,16 @@ from phase4.monitor.drift.arl import (
     expected_false_alarm_rate,
 )
 from phase4.monitor.drift.detectors import BernoulliCusum, Cusum, Ewma
+from tests.reference import spc
 
-SHIFTS = [0, 0.25, 0.5, 0.75, 1, 1.5, 2, 2.5, 3, 4]
-TABLE = {
-    4: [168, 74.2, 26.6, 13.3, 8.38, 4.75, 3.34, 2.62, 2.19, 1.71],
-    5: [465, 139, 38.0, 17.0, 10.4, 5.75, 4.01, 3.11, 2.57, 2.01],
-}
+SHIFTS = spc.CUSUM_SHIFTS_SIGMA
+TABLE = spc.CUSUM_TWO_SIDED_ARL
 
 
 @pytest.mark.parametrize("h", [4, 5])
 @pytest.mark.parametrize("i", range(len(SHIFTS)))
 def test_two_sided_cusum_arl_reproduces_the_published_table(h: int, i: int) -> None:
-    computed = cusum_arl(h, k=0.5, shift=SHIFTS[i])
+    computed = cusum_arl(h, k=spc.CUSUM_K, shift=SHIFTS[i])
     assert computed == pytest.approx(TABLE[h][i], rel=0.02)
 
 
@@ -66,9 +64,10 @@ def test_estimated_reference_costs_a_larger_threshold() -> None:
 
 def test_ewma_arl_matches_lucas_and_saccucci() -> None:
     # Lucas & Saccucci (1990), Table 3: λ = 0.10, L = 2.814: ARL 500 in control, 10.3 at 1σ.
-    assert ewma_arl(2.814, 0.10) == pytest.approx(500, rel=0.01)
-    assert ewma_arl(2.814, 0.10, shift=1.0) == pytest.approx(10.3, rel=0.02)
-    assert calibrate_ewma_l(500.0, 0.10) == pytest.approx(2.814, abs=0.005)
+    lam, limit = spc.EWMA_LAMBDA, spc.EWMA_L
+    assert ewma_arl(limit, lam) == pytest.approx(spc.EWMA_ARL_IN_CONTROL, rel=0.01)
+    assert ewma_arl(limit, lam, shift=1.0) == pytest.approx(spc.EWMA_ARL_AT_ONE_SIGMA, rel=0.02)
+    assert calibrate_ewma_l(spc.EWMA_ARL_IN_CONTROL, lam) == pytest.approx(limit, abs=0.005)
 
 
 def _run_lengths(make, draw, runs: int, rng: np.random.Generator) -> np.ndarray:  # type: ignore[no-untyped-def]
@@ -142,9 +141,9 @@ def _expected_rate_bernoulli(design: BernoulliCusumDesign, reference: tuple[int,
 
 
 def test_bernoulli_calibration_with_a_small_reference_reaches_its_target() -> None:
-    """Regression: a performance stream with 20 misses in 60 labels (p0 = 0.336) and a budget
-    of 10,000 observations was declared "out of reach" after a 75-second search, because the
-    chains of the safest rates are singular in floating point and returned NaN."""
+    """A performance stream with 20 misses in 60 labels (p0 = 0.336) and a budget of 10,000
+    observations reaches its target: the chains of the safest rates are singular in floating
+    point (NaN), which must not end the search as "out of reach"."""
     reference = (60, 20)
     p0, p1 = 20.5 / 61, 41 / 61
     design = calibrate_bernoulli_cusum_uncertain(p0, p1, 10_000.0, reference)
@@ -153,9 +152,9 @@ def test_bernoulli_calibration_with_a_small_reference_reaches_its_target() -> No
 
 
 def test_cusum_calibration_with_a_small_reference_stays_numerically_sound() -> None:
-    """Regression: reference_size 100 and a large budget asked the Nyström solve for a decision
-    interval where 64 nodes no longer resolve the kernel; the in-control ARL came out
-    negative and the calibration stopped with "math domain error"."""
+    """reference_size 100 and a large budget ask the Nyström solve for a decision interval
+    where 64 nodes do not resolve the kernel (the in-control ARL comes out negative there): the
+    calibration still ends with a finite threshold on target, not "math domain error"."""
     h = calibrate_cusum_h(109_500.0, 0.25, reference_size=100)
     assert math.isfinite(h)
     rate = expected_false_alarm_rate(

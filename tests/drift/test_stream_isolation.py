@@ -65,9 +65,9 @@ def test_a_stream_whose_update_raises_is_quarantined_and_the_others_go_on() -> N
 
 
 def test_a_binary_reference_completes_the_same_however_often_the_state_is_reloaded() -> None:
-    """A pass reloads the state at every chunk; the count of reference events was not saved,
-    so with small chunks (several workers, steady ingest) a binary reference waited for 50
-    events within one chunk, and the result depended on how the records were chunked."""
+    """A pass reloads the state at every chunk, so the count of reference events is saved with
+    it: otherwise, with small chunks (several workers, steady ingest), a binary reference would
+    wait for 50 events within one chunk, and the result would depend on the chunking."""
     config = MonitorConfig(streams=(StreamSpec("outputs.positive", "binary"),), reference_size=300)
     g = np.random.default_rng(9)
     events = [bool(e) for e in g.random(1200) < 0.1]

@@ -104,7 +104,7 @@ def test_budget_arithmetic_is_explained() -> None:
     assert sum(1 / s.for_detector(d, w).arl0 for d, w in weights.items()) == pytest.approx(
         1 / s.arl0
     )
-    # a state saved before weights (equal shares per detector) still reads
+    # a state without weights (detectors_sharing: equal shares per detector) still reads
     old = BudgetShare.from_numbers(
         {
             "detectors_sharing": 3,
@@ -260,9 +260,9 @@ def test_whole_deployment_false_alarm_rate_stays_within_budget() -> None:
 
 def test_heavy_tailed_streams_stay_near_their_budget() -> None:
     """Features whose tails no 400-value reference can measure: Student t with 3 degrees of
-    freedom, and a latency with stalls (3% of values three times slower). Before scores
-    saturated beyond the reference they ran at 7 and 2 times their budget (the EWMA above all);
-    now at about 0.8 and 1.2 times (docs/STATISTICS.md)."""
+    freedom, and a latency with stalls (3% of values three times slower). Scores saturate
+    beyond the reference, which keeps them at about 0.8 and 1.2 times their budget; unsaturated
+    scores run them at 7 and 2 times (the EWMA above all; docs/STATISTICS.md)."""
     days, per_day, budget = 730, 30, 60.0
     specs = tuple(StreamSpec(f"features.h{i}", "numeric") for i in range(20))
     config = MonitorConfig(
@@ -293,8 +293,8 @@ def test_cusum_state_round_trip() -> None:
 
 
 def test_ks_state_saved_before_critical_values_were_stored_still_restores() -> None:
-    """A state from an older version has no critical_d: it must be recomputed, not taken as 0
-    (which would alarm on every window)."""
+    """A KS state without critical_d must have it recomputed, not taken as 0 (which would
+    alarm on every window)."""
     from phase4.monitor.drift.detectors import WindowedKS
 
     fresh = WindowedKS.calibrated(arl0=20_000, reference_size=500, window=50)
@@ -364,8 +364,8 @@ def test_a_stream_gives_up_after_sixteen_times_its_reference() -> None:
 
 
 def test_reference_saved_with_explicit_knots_still_scores() -> None:
-    """States written before the knots were evenly spaced keep them in ``xs``: they load and
-    score as before, and agree with a new fit of the same values."""
+    """States that keep their knots in ``xs`` (not evenly spaced) load, score by those knots,
+    and agree with a new fit of the same values."""
     g = np.random.default_rng(12)
     values = g.normal(2.2, 0.25, 500)
     new = NumericReference.fit(values)

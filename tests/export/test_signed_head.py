@@ -65,7 +65,7 @@ def test_signed_head_verifies_and_survives_later_appends(engine: Engine, tmp_pat
     _append(engine, 3, start=6)  # the trail grows after signing: still fine
     later = _verify(engine, head)
     assert (later.ok, later.head_verified, later.entries_checked) == (True, True, 9)
-    with session_scope(engine) as s:  # the old call still works, without a head
+    with session_scope(engine) as s:  # the call without a head still works
         plain = verify_chain(s)
     assert (plain.ok, plain.head_verified, plain.head_hash) == (True, False, later.head_hash)
 

@@ -53,7 +53,7 @@ def test_a_series_no_decoder_can_read_keeps_its_header_and_says_which_decoder(
         workdir=tmp_path / "work",
         calling_ae_titles=DCMTK_AE_TITLES,
     )
-    # Stored as they would have been when every syntax was accepted:
+    # Added to the assembler directly, as if the listener accepted every syntax:
     for path in jpeg:
         listener.assembler.add(pydicom.dcmread(path))
     (study,) = listener.assembler.due(float("inf"))

@@ -81,7 +81,7 @@ def test_uid_grammar_of_ps3_5_section_9_1(uid: str, valid: bool) -> None:
 def test_uids_that_are_paths_are_refused_and_nothing_is_written_outside(
     tmp_path: Path, offline_probe: Probe, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # Deep enough that the old code's relative join reached the filesystem root, and short
+    # Deep enough that a relative join of the UID would reach the filesystem root, and short
     # enough (64 characters) that a conformant SCU sends it.
     name = f"p4t-{uuid.uuid4().hex[:12]}"
     escape = "../" * 14
@@ -117,7 +117,7 @@ def test_uids_that_are_paths_are_refused_and_nothing_is_written_outside(
         assert seen == [], "a refused instance must not open a study"
         assert "SOPInstanceUID is not a UID" in caplog.text
         assert name not in caplog.text and "../" not in caplog.text
-    finally:  # on the old code the files landed at the root: do not leave them there
+    finally:  # a relative join would put the files at the root: do not leave them there
         Path(f"/{name}.dcm").unlink(missing_ok=True)
         shutil.rmtree(f"/{name}s", ignore_errors=True)
         shutil.rmtree(outside, ignore_errors=True)

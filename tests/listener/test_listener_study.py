@@ -24,6 +24,7 @@ from phase4.probes.dicom.synthetic import FAKE_PATIENT, HotSphere, write_pet_ser
 from phase4.probes.listener.extract import extract_study_record
 from phase4.probes.listener.scp import DicomListener
 from tests.listener.conftest import DCMTK_AE_TITLES, SITE_SECRET
+from tests.reference.nuclides import F18_HALF_LIFE_S
 
 pytestmark = pytest.mark.skipif(
     shutil.which("storescu") is None,
@@ -38,7 +39,7 @@ VOXEL = (4.0, 4.0, 4.0)
 
 def _suv(concentration_bq_ml: float) -> float:
     """By hand: C × weight(g) / (dose × 2^(-Δt/T½)), decay-corrected to series start."""
-    decay = 2 ** (-(SERIES - INJECTION).total_seconds() / 6586.2)
+    decay = 2 ** (-(SERIES - INJECTION).total_seconds() / F18_HALF_LIFE_S)
     return concentration_bq_ml * WEIGHT_KG * 1000 / (ACTIVITY_BQ * decay)
 
 

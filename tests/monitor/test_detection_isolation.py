@@ -139,7 +139,7 @@ def test_an_unknown_stream_kind_skips_only_its_deployment_with_one_alert(world: 
     assert alert.cause == "config_error"
     assert "monitoring configuration" in alert.title and "kind must be" in alert.title
     assert "other deployments" in alert.title
-    # fixed: the deployment's waiting records are analysed at the next pass
+    # configuration corrected: the deployment's waiting records are analysed at the next pass
     _configure(world.engine, world.deployment_a, MONITORING)
     results = {r.deployment: r for r in detect_all(world.engine)}
     assert results[world.deployment_a].records == 60

@@ -58,7 +58,7 @@ def test_a_faithful_ai_finds_every_sphere_and_stays_unchanged() -> None:
 
 
 def test_a_model_update_that_moves_suv_is_flagged_with_a_reason() -> None:
-    # a denoiser v1 → v2: SUVmax bias from -10% to +15% (REFERENCE.md §3 magnitudes)
+    # a model update (a denoiser v1 → v2) moves the SUVmax bias from -10% to +15%
     new = ai_output(np.random.default_rng(5), suv_scale=1.15)
     result = compare_canary(TRUTH, new, history())
     assert result.changed

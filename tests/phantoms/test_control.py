@@ -16,6 +16,7 @@ from phase4.phantoms.control import (
     simulate_run_lengths,
     tolerance_verdict,
 )
+from tests.reference import spc
 
 # --- exact ARL -------------------------------------------------------------------------------
 
@@ -23,7 +24,7 @@ from phase4.phantoms.control import (
 def test_three_sigma_rule_alone_matches_the_closed_form() -> None:
     p = 2 * (1 - 0.5 * (1 + math.erf(3 / math.sqrt(2))))  # P(|Z| > 3)
     assert markov_arl((1,)) == pytest.approx(1 / p, rel=1e-9)
-    assert markov_arl((1,)) == pytest.approx(370.4, abs=0.05)
+    assert markov_arl((1,)) == pytest.approx(spc.WESTERN_ELECTRIC_ARL0[(1,)], abs=0.05)
 
 
 def test_eight_in_a_row_alone_is_two_to_the_eighth_minus_one() -> None:
@@ -31,19 +32,17 @@ def test_eight_in_a_row_alone_is_two_to_the_eighth_minus_one() -> None:
     assert markov_arl((4,)) == pytest.approx(255.0, rel=1e-9)
 
 
-@pytest.mark.parametrize(
-    ("rules", "expected"),
-    [((1, 2), 225.4), ((1, 3), 166.1), ((1, 4), 152.7), ((1, 2, 3, 4), 91.75)],
-)
+@pytest.mark.parametrize(("rules", "expected"), sorted(spc.WESTERN_ELECTRIC_ARL0.items()))
 def test_champ_woodall_arl0(rules: tuple[int, ...], expected: float) -> None:
     # Champ & Woodall (1987): rule 1 with each supplementary rule added *on its own* gives
-    # 225.4, 166.1, 152.7; all four rules together 91.75 (REFERENCE.md §1 lists the first three
-    # as if cumulative; the chain shows they are not: rules 1-3 together give 132.9).
+    # 225.4, 166.1, 152.7; all four rules together 91.75. The three are not cumulative: the
+    # chain gives 132.9 for rules 1-3 together.
     assert markov_arl(rules) == pytest.approx(expected, abs=0.05)
 
 
 def test_three_sigma_rule_at_a_one_sigma_shift() -> None:
-    assert markov_arl((1,), shift_sigma=1.0) == pytest.approx(43.9, abs=0.05)
+    expected = spc.SHEWHART_ARL_AT_ONE_SIGMA
+    assert markov_arl((1,), shift_sigma=1.0) == pytest.approx(expected, abs=0.05)
     # more rules detect a shift sooner
     assert markov_arl((1, 2, 3, 4), shift_sigma=1.0) < markov_arl((1,), shift_sigma=1.0) / 3
 

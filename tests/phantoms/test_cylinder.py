@@ -12,6 +12,7 @@ import pytest
 from phase4.phantoms.cylinder import PETCylinder
 from phase4.phantoms.image import PhantomInputError
 from phase4.phantoms.synthetic import CylinderSpec, cylinder_volume, write_flood, write_pet_cylinder
+from tests.reference.nuclides import F18_HALF_LIFE_S
 
 NOISY = CylinderSpec(counts_per_kbq_ml=200.0, seed=3)
 
@@ -21,7 +22,7 @@ def test_a_calibrated_cylinder_passes(tmp_path) -> None:
     cyl = PETCylinder.from_dicom(tmp_path / "cyl").analyze(fill_kbq_ml=NOISY.fill_kbq_ml)
     r = cyl.results_data()
     # fill 07:30, scan 08:00: the expected value is decay-corrected with F-18's half-life
-    assert r.decay_factor == pytest.approx(2 ** (-1800 / 6586.2), rel=1e-9)
+    assert r.decay_factor == pytest.approx(2 ** (-1800 / F18_HALF_LIFE_S), rel=1e-9)
     assert r.expected == pytest.approx(series.truth["concentration_kbq_ml"], rel=1e-9)
     assert abs(r.calibration_error_pct) < 0.5
     assert cyl.verdicts() == {"calibration_error_pct": "pass"}
@@ -61,7 +62,7 @@ def test_decay_is_corrected_whenever_the_scan_happens(tmp_path) -> None:
         write_pet_cylinder(tmp_path / f"c{minutes}", spec)
         r = PETCylinder.from_dicom(tmp_path / f"c{minutes}").analyze(fill_kbq_ml=5.0).results_data()
         assert r.calibration_error_pct == pytest.approx(0.0, abs=0.1)
-        assert r.measured == pytest.approx(5.0 * 2 ** (-minutes * 60 / 6586.2), rel=1e-3)
+        assert r.measured == pytest.approx(5.0 * 2 ** (-minutes * 60 / F18_HALF_LIFE_S), rel=1e-3)
 
 
 def test_axial_and_transaxial_faults_are_seen() -> None:

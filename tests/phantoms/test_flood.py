@@ -1,4 +1,4 @@
-"""NEMA NU 1 flood uniformity: the REFERENCE test vector, a flat flood, and agreement with an
+"""NEMA NU 1 flood uniformity: the cold-patch test vector, a flat flood, and agreement with an
 independent plain-loop implementation on Poisson floods."""
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ from phase4.phantoms.flood import FloodUniformity, rebin_factor
 from phase4.phantoms.image import PhantomInputError
 from phase4.phantoms.synthetic import ColdRegion, flood_array, write_flood
 
-EXPECTED_IU = 100 * 0.1 / 1.9  # REFERENCE.md §4: 5.263%
+# NEMA NU 1-2018 IU = 100·(max − min)/(max + min): a flat flood with a 10% cold patch gives
+# 100·(1 − 0.9)/(1 + 0.9) = 5.263% (DU too: the patch edge lies within 5 pixels).
+EXPECTED_IU = 100 * 0.1 / 1.9
 
 
 # --- an independent implementation: plain loops, nothing shared with phase4.phantoms.flood --------
@@ -339,8 +341,8 @@ def test_flat_circular_field_is_perfectly_uniform(pixel_mm: float, diameter_mm: 
     )
     flood = FloodUniformity.from_array(frames, pixel_mm).analyze()
     head = flood.results_data().heads[0]
-    # The bounding rectangle of the circle used to be the UFOV: edge rule (a) then never saw
-    # the partly covered pixels around the circle, and IU was 2.3% at 2.2 mm pixels.
+    # The UFOV is the circle, not its bounding rectangle: with the rectangle, edge rule (a)
+    # never sees the partly covered pixels around the circle (IU 2.3% at 2.2 mm pixels).
     assert (head.iu_ufov_pct, head.du_ufov_pct, head.iu_cfov_pct, head.du_cfov_pct) == (0, 0, 0, 0)
     # The CFOV is the concentric circle of 0.75 x the diameter, not a square reaching past it.
     rebinned_mm = flood.results_data().pixel_mm[0]

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,8 +13,9 @@ from scipy import integrate, optimize
 from phase4.phantoms.earl import EARL_BANDS, SPHERE_VOLUMES_ML
 from phase4.phantoms.nema_iq import NEMAImageQuality
 from phase4.phantoms.synthetic import IQSpec, PetGrid, nema_iq_volume, write_nema_iq
+from tests.reference import earl as reference_earl
+from tests.reference.nuclides import F18_HALF_LIFE_S
 
-REFERENCE_MD = Path("/work/shared/REFERENCE.md")
 FWHM_TO_SIGMA = 1 / (2 * math.sqrt(2 * math.log(2)))
 
 
@@ -236,7 +235,7 @@ def test_dicom_round_trip_with_decay_from_the_header(tmp_path) -> None:
     )
     data = iq.results_data()
     direct = analyse(spec).results_data()
-    assert data.decay_factor == pytest.approx(2 ** (-1800 / 6586.2), rel=1e-9)
+    assert data.decay_factor == pytest.approx(2 ** (-1800 / F18_HALF_LIFE_S), rel=1e-9)
     assert data.sphere_kbq_ml == pytest.approx(series.truth["sphere_kbq_ml"], rel=1e-9)
     for a, b in zip(data.spheres, direct.spheres, strict=True):
         assert a.rc_mean == pytest.approx(b.rc_mean, abs=1e-3)
@@ -251,51 +250,14 @@ def test_dicom_round_trip_with_decay_from_the_header(tmp_path) -> None:
 
 
 def test_earl_table_is_the_reference_table() -> None:
-    expected = {
-        ("EARL1", "rc_mean"): [
-            "0.76–0.89",
-            "0.72–0.85",
-            "0.63–0.78",
-            "0.57–0.73",
-            "0.44–0.60",
-            "0.27–0.43",
-        ],
-        ("EARL1", "rc_max"): [
-            "0.95–1.16",
-            "0.91–1.13",
-            "0.83–1.09",
-            "0.73–1.01",
-            "0.59–0.85",
-            "0.34–0.57",
-        ],
-        ("EARL2", "rc_mean"): [
-            "0.85–1.00",
-            "0.82–0.97",
-            "0.80–0.99",
-            "0.76–0.97",
-            "0.63–0.86",
-            "0.39–0.61",
-        ],
-        ("EARL2", "rc_max"): [
-            "1.05–1.29",
-            "1.01–1.26",
-            "1.01–1.32",
-            "1.00–1.38",
-            "0.85–1.22",
-            "0.52–0.88",
-        ],
+    """phase4's EARL bands and sphere volumes are the published ones (tests/reference/earl.py)."""
+    published = {
+        key: dict(zip(reference_earl.DIAMETERS_MM, bands, strict=True))
+        for key, bands in reference_earl.BANDS.items()
     }
-    if REFERENCE_MD.exists():  # read the shared reference itself when it is on this machine
-        text = REFERENCE_MD.read_text()
-        for (standard, metric), cells in expected.items():
-            label = f"{standard} {'RCmean' if metric == 'rc_mean' else 'RCmax'}"
-            row = re.search(rf"\| {label}\s*\|(.*)\|", text)
-            assert row is not None, label
-            assert [c.strip() for c in row.group(1).split("|")] == cells
-    for (standard, metric), cells in expected.items():
-        for d, cell in zip((37.0, 28.0, 22.0, 17.0, 13.0, 10.0), cells, strict=True):
-            lo, hi = (float(x) for x in cell.split("–"))
-            assert EARL_BANDS[standard][metric][d] == (lo, hi)
+    assert {(s, m): EARL_BANDS[s][m] for s in EARL_BANDS for m in EARL_BANDS[s]} == published
+    volumes = dict(zip(reference_earl.DIAMETERS_MM, reference_earl.SPHERE_VOLUMES_ML, strict=True))
+    assert volumes == SPHERE_VOLUMES_ML
 
 
 def test_bad_input(tmp_path) -> None:

@@ -5,8 +5,8 @@ it, with an unbuffered write that a SIGKILL cannot take back. After the kill, th
 that log with the spool file the dead process left, then a new probe on the same spool delivers
 it to the real monitor and the store must hold every logged record exactly once.
 
-Two monitors: down (connection refused) and stuck (accepts, never answers: the old sender kept
-every capture in memory while its POST waited for the 10 s timeout).
+Two monitors: down (connection refused) and stuck (accepts, never answers: a sender that held
+captures in memory while its POST waited for the 10 s timeout would lose them all).
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ def test_sigkill_loses_nothing_durable_and_at_most_the_window_by_default(
         window_start_ns = killed_at_ns - COMMIT_INTERVAL_NS - SCHEDULING_ALLOWANCE_NS
         in_window = sum(1 for _, at_ns in told if at_ns >= window_start_ns)
         assert len(lost) <= in_window
-        assert len(lost) < len(ids) // 2  # the old sender lost all of them to a stuck POST
+        assert len(lost) < len(ids) // 2  # a stuck POST does not hold captures in memory
 
     live_monitor.start()
     with Probe(

@@ -44,8 +44,8 @@ def test_unencodable_values_cost_their_field_not_the_batch(live_monitor, tmp_pat
         good += [probe.record(features={"i": i}) for i in range(100, 200)]
         refused = probe.record(features={"i": 1}, record_id="ab" + SURROGATE)
         assert refused is not None  # the model is not told; the probe refuses it later
-        # Old code: the whole batch raised UnicodeEncodeError in the sender and flush waited
-        # out its full timeout with nothing delivered.
+        # One unencodable record must not raise UnicodeEncodeError for its whole batch in the
+        # sender (flush would then wait out its timeout with nothing delivered).
         assert probe.flush(timeout_s=WAIT_S)
         stats = probe.stats()
     finally:

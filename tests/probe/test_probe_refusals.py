@@ -20,7 +20,7 @@ RETRY_AFTER_S = 1.0
 def test_503_database_unavailable_waits_for_retry_after_and_keeps_the_batch(server, make_probe):
     server.scripted_statuses = [503, 503]
     server.scripted_retry_after = "1"
-    # The probe's own backoff is capped at 0.2 s: the old code cut Retry-After down to that.
+    # The probe's own backoff is capped at 0.2 s: Retry-After must not be cut down to that.
     probe = make_probe(server.url, backoff_max_s=0.2, flush_interval_s=60)
     ids = [probe.record(features={"i": i}) for i in range(10)]
     assert probe.flush(timeout_s=15)  # flush asks for an attempt now: not before Retry-After

@@ -1,4 +1,4 @@
-"""Regulatory exports (issue 6): post-market surveillance report, incident register with
+"""Regulatory exports: post-market surveillance report, incident register with
 reporting clocks, the audit trail as FHIR AuditEvents, and a manifest of SHA-256 digests.
 
 See docs/EXPORTS.md. ``export_deployment`` makes one export; ``verify_manifest`` checks one.

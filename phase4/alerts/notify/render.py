@@ -253,7 +253,7 @@ def _how_sure(alert: Alert) -> list[str]:
         lines.append(f"p-value of the windowed test: {p:.2g}.")
     budget = ev.get("budget") if isinstance(ev.get("budget"), dict) else {}
     f_year = _num(budget.get("false_alarms_per_year"))
-    # "detectors_sharing": evidence stored before the budget was shared by streams
+    # evidence may carry "detectors_sharing" (a budget shared by detectors) instead of streams
     sharing = _num(budget.get("streams_sharing", budget.get("detectors_sharing")))
     shared_by = "streams" if "streams_sharing" in budget else "detectors"
     per_day = _num(budget.get("observations_per_day"))

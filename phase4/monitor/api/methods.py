@@ -1,7 +1,7 @@
 """405 answers with the right ``Allow`` header (RFC 9110 §15.5.6), OPTIONS included.
 
 Starlette answers a method a path does not have with the methods of the *first* route matching
-the path: ``/v1/records`` is two routes (GET and POST), so a DELETE there was told
+the path: ``/v1/records`` is two routes (GET and POST), so a DELETE there would be told
 ``Allow: POST``. This middleware rewrites the header of every 405 with the methods of all the
 path's routes. OPTIONS is answered the same way (405 with ``Allow``): the monitor serves probes
 and its own same-origin dashboard, never another origin's scripts, so it has no CORS preflight.

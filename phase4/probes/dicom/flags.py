@@ -300,7 +300,7 @@ def motion_flag(volume: Volume, mask: np.ndarray, dose: DoseInfo) -> Flag:
 
 def half_life_flag(dose: DoseInfo) -> Flag:
     """half_life_mismatch: RadionuclideHalfLife differs by more than 1% from the tabulated
-    half-life of the nuclide named by RadionuclideCodeSequence (REFERENCE.md §3)."""
+    half-life of the nuclide named by RadionuclideCodeSequence (phase4.probes.dicom.nuclides)."""
     nuclide = lookup(dose.nuclide)
     header = dose.half_life_s
     if nuclide is None or header is None:

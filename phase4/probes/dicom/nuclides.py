@@ -1,6 +1,6 @@
 """Radionuclides: half-lives, codes, and the plausibility ranges the flags test against.
 
-Half-lives are those of /work/shared/REFERENCE.md §3 (DDEP/NUBASE values). Codes are the
+Half-lives are evaluated values (NUBASE/ENSDF, LNHB DDEP; F-18 109.77 min). Codes are the
 SNOMED-RT and SNOMED CT code values of DICOM PS3.16 CID 4020 (PET Radionuclide) and CID 18
 (Radiopharmaceutical Isotope). The plausibility ranges are deliberately wide: they exist to
 catch unit and entry errors (MBq typed as Bq, mCi as MBq, a default weight), not to police

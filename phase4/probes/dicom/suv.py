@@ -1,8 +1,8 @@
 """Body-weight SUV: per-slice factors from a series' pixel values to SUVbw and to Bq/mL.
 
 SUVbw = C (Bq/mL) × body weight (g) / (injected activity (Bq) × decay factor), assuming a
-tissue density of 1 g/mL (REFERENCE.md §3; Boellaard et al., EANM FDG guideline v2.0 2015,
-§ "SUV"; the QIBA/UPICT vendor-neutral pseudo-code). Units (0054,1001) and DecayCorrection
+tissue density of 1 g/mL (Boellaard et al. 2015, EANM procedure guidelines for tumour imaging
+v2.0; the QIBA/UPICT vendor-neutral pseudo-code). Units (0054,1001) and DecayCorrection
 (0054,1102) are those of the PET Series Module, PS3.3 C.8.9.1:
 
 * ``BQML`` — activity concentration. DecayCorrection ``START``: values are decay corrected to

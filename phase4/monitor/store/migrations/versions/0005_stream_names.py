@@ -41,7 +41,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("deployment_id", "name", name="uq_deployment_stream_name"),
     )
     # The names already stored, each with the kind of its first non-null value (as ingest
-    # records them from now on).
+    # records new names).
     records = sa.table(
         "inference_record",
         sa.column("id", sa.Integer()),
