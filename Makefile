@@ -1,6 +1,6 @@
-# The two commands of README.md:  `make demo`  and  the test line (`make test` with the
-# PostgreSQL URL). Both create .venv and install the package with every extra, at the versions
-# of constraints.txt, on first use.
+# The two commands of README.md:  `make demo`  and  `make test` (whose session starts its own
+# throwaway PostgreSQL unless PHASE4_TEST_POSTGRES_URL names a server). Both create .venv and
+# install the package with every extra, at the versions of constraints.txt, on first use.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
