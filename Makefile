@@ -1,19 +1,23 @@
-# The two commands of README.md:  `make demo`  and  the test line (`make test` with the
-# PostgreSQL URL). Both create .venv and install the pinned package on first use.
+# The two commands of README.md:  `make demo`  and  `make test` (whose session starts its own
+# throwaway PostgreSQL unless PHASE4_TEST_POSTGRES_URL names a server). Both create .venv and
+# install the package with every extra, at the versions of constraints.txt, on first use.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+EXTRAS := .[server,dicom,test]
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
 
-.PHONY: demo test lint bench system-deps clean
+.PHONY: demo test lint bench system-deps constraints clean
 
-# uv (from PyPI) installs the pinned stack several times faster than pip, which keeps a fresh
-# `make demo` under three minutes; pip remains the fallback.
-$(STAMP): pyproject.toml
+# uv (from PyPI) installs the stack several times faster than pip, which keeps a fresh
+# `make demo` under three minutes; pip remains the fallback. pyproject.toml holds ranges,
+# constraints.txt the tested versions.
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check uv==0.13.8 \
-	  && $(BIN)/uv pip install -q --python $(BIN)/python -e '.[test]' \
-	  || $(BIN)/python -m pip install -q --disable-pip-version-check -e '.[test]'
+	  && $(BIN)/uv pip install -q --python $(BIN)/python -c constraints.txt -e '$(EXTRAS)' \
+	  || $(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt \
+	       -e '$(EXTRAS)'
 	rm -f $(VENV)/.installed-*
 	touch $@
 
@@ -40,6 +44,15 @@ bench: $(STAMP)
 	$(BIN)/python bench/detector_cost.py
 	$(BIN)/python bench/detection_delay.py
 	$(BIN)/python bench/estimated_rate_limits.py
+
+# Rewrites constraints.txt from what .venv holds now (its header kept), after a version was
+# changed there on purpose and the tests passed; not a dependency of the stamp, which would
+# first reinstall the old versions.
+constraints:
+	sed -n '1,/^$$/p' constraints.txt > constraints.txt.new
+	$(BIN)/uv pip freeze --python $(BIN)/python | grep -v -e '^-e ' -e '^phase4==' \
+	  >> constraints.txt.new
+	mv constraints.txt.new constraints.txt
 
 clean:
 	rm -rf $(VENV) phase4-data .pytest_cache

@@ -1,13 +1,16 @@
 """Shared fixtures: real databases (SQLite file, PostgreSQL) and a real monitor on 127.0.0.1.
 
-PostgreSQL tests need ``PHASE4_TEST_POSTGRES_URL`` (``.ci/run`` sets it to the server on this
-machine). Each test session gets its own database, created here and dropped at the end; each
-test starts from empty tables.
+PostgreSQL tests run on the server ``PHASE4_TEST_POSTGRES_URL`` names; without it, the session
+starts a throwaway one from the machine's PostgreSQL binaries (tests/postgres_server.py) and
+stops it at the end, and they skip only where there are no such binaries. Each test session gets
+its own database, created here and dropped at the end; each test starts from empty tables.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,15 +29,54 @@ from phase4.monitor.server import ThreadedServer
 from phase4.monitor.store.auth import Role, create_token
 from phase4.monitor.store.db import create_db_engine, session_scope, upgrade
 from phase4.service import create_app
+from tests.postgres_server import INSTALL_HINT, ThrowawayPostgres, find_binaries
 
 POSTGRES_ENV = "PHASE4_TEST_POSTGRES_URL"
 
 
 @pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    base = os.environ.get(POSTGRES_ENV)
-    if not base:
-        pytest.skip(f"{POSTGRES_ENV} is not set: PostgreSQL tests need a real server (see .ci/run)")
+def postgres_server() -> Iterator[str]:
+    """The URL of the session's PostgreSQL: the one PHASE4_TEST_POSTGRES_URL names, or a
+    throwaway server started here (and the variable set to it) and stopped at the end, whatever
+    the tests did."""
+    given = os.environ.get(POSTGRES_ENV)
+    if given:
+        yield given
+        return
+    bindir = find_binaries()
+    if bindir is None:
+        pytest.skip(f"no PostgreSQL server binaries (initdb, pg_ctl): {INSTALL_HINT}")
+    server = ThrowawayPostgres(bindir)
+    try:
+        url = server.start()
+        with pytest.MonkeyPatch.context() as env, _terminate_as_interrupt():
+            env.setenv(POSTGRES_ENV, url)
+            yield url
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """While it holds, SIGTERM (a CI timeout, a kill) ends the session like Ctrl-C does, through
+    the fixtures' teardown, instead of leaving the throwaway server running."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield  # someone else handles it
+        return
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    base = postgres_server
     name = f"phase4_test_{uuid.uuid4().hex[:10]}"
     admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:

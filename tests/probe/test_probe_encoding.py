@@ -1,7 +1,7 @@
 """A value JSON or the store cannot carry costs its own field, never its batch.
 
-Against the real monitor (``live_monitor``: uvicorn + SQLite, and PostgreSQL when
-PHASE4_TEST_POSTGRES_URL is set) and against the contract server, with the real sender.
+Against the real monitor (``live_monitor``: uvicorn + SQLite, and PostgreSQL: the session's
+server, tests/conftest.py) and against the contract server, with the real sender.
 """
 
 from __future__ import annotations

@@ -1,9 +1,8 @@
 """The probe against the real monitor (uvicorn + database from tests/conftest.py).
 
-``live_monitor`` runs once per database backend (SQLite, and PostgreSQL when
-PHASE4_TEST_POSTGRES_URL is set). These tests check the end-to-end promise: through an outage
-of the monitor, every captured record is stored exactly once, with PHI stripped and the study
-identifier pseudonymised.
+``live_monitor`` runs once per database backend (SQLite, and the session's PostgreSQL). These
+tests check the end-to-end promise: through an outage of the monitor, every captured record is
+stored exactly once, with PHI stripped and the study identifier pseudonymised.
 """
 
 from __future__ import annotations
