@@ -30,6 +30,7 @@ from phase4.monitor.surveillance.detection import (
     open_alerts,
     reset_reference,
 )
+from phase4.monitor.surveillance.phantom_qc import process_phantom_qc
 from tests.conftest import Fixture
 from tests.monitor.test_detection import CONFIG, _configure, _send, _study
 
@@ -259,3 +260,26 @@ def test_an_incident_linked_to_an_alert_while_a_pass_runs(
     worker.join(60)
     assert not worker.is_alive()
     assert failure == []
+
+
+def test_a_phantom_pass_locks_open_device_alerts_before_adding_repeats(
+    client: TestClient, world: Fixture
+) -> None:
+    """Repeats update open device alerts; the pass locks them first, in id order, as the
+    dispatcher does, so the two wait for each other instead of deadlocking."""
+    from tests.monitor.test_phantom_qc import _cylinder, _post, _tolerance
+
+    _tolerance(client, world, lower_action=0.9, upper_action=1.1)
+    _post(client, world, [_cylinder(0, 1.0), _cylinder(1, 0.85)])
+    assert process_phantom_qc(world.engine).alerts_opened  # an open action-level alert
+    _post(client, world, [_cylinder(2, 0.84)])  # out again: a repeat of the open alert
+    with statements(world.engine) as sent:
+        process_phantom_qc(world.engine)
+    dialect = world.engine.dialect.name
+    locks = [i for i, s in enumerate(sent) if _ALERT_LOCK[dialect].search(s)]
+    writes = [i for i, s in enumerate(sent) if re.match(r"^\s*UPDATE alert SET (?!id=)", s, re.I)]
+    assert writes, "the pass added no repeat: the test's world is wrong"
+    assert locks and locks[0] < writes[0], "an open device alert was updated before it was locked"
+    with Session(world.engine) as s:
+        (alert,) = s.exec(select(Alert).where(col(Alert.device_id).is_not(None))).all()
+        assert alert.evidence["repeats"] >= 1

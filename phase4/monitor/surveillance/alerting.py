@@ -63,12 +63,18 @@ def _owned_by(owner: Owner) -> ColumnElement[bool]:
     return col(Alert.device_id) == owner.id
 
 
-def lock_open_alerts(session: Session, owner: Owner) -> None:
-    """Lock the owner's open alerts in id order, before a pass adds repeats to them: the
+def lock_open_alerts(session: Session, *owners: Owner) -> None:
+    """Lock the owners' open alerts in id order, before a pass adds repeats to them: the
     dispatcher claims alerts in id order, and updates made in the order alarms came would take
-    the same rows the other way round (a deadlock PostgreSQL breaks by aborting one)."""
-    ids = session.exec(select(Alert.id).where(_owned_by(owner), Alert.status != "resolved"))
-    lock_alerts(session, [i for i in ids if i is not None])
+    the same rows the other way round (a deadlock PostgreSQL breaks by aborting one). A pass over
+    several owners in one transaction locks all of theirs at once, so the order holds across
+    owners too."""
+    if not owners:
+        return
+    ids = session.exec(
+        select(Alert.id).where(sa.or_(*(_owned_by(o) for o in owners)), Alert.status != "resolved")
+    )
+    lock_alerts(session, sorted(i for i in ids if i is not None))
 
 
 def open_alert(session: Session, owner: Owner, stream: str, cause: str) -> Alert | None:

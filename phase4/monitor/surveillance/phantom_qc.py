@@ -48,7 +48,7 @@ from phase4.monitor.store.models import (
     PhantomTolerance,
     utcnow,
 )
-from phase4.monitor.surveillance.alerting import raise_alert
+from phase4.monitor.surveillance.alerting import lock_open_alerts, raise_alert
 from phase4.phantoms.canary import compare_canary
 from phase4.phantoms.control import ShewhartChart, tolerance_verdict
 
@@ -360,6 +360,9 @@ def process_phantom_qc(engine: Engine) -> QCPass:
         by_device: dict[tuple[int, str], list[PhantomResult]] = defaultdict(list)
         for r in pending:
             by_device[(r.device_id, r.kind)].append(r)
+        # repeats update open device alerts: lock them all first, in id order (lock order)
+        devices = [session.get(Device, d) for d in sorted({d for d, _ in by_device})]
+        lock_open_alerts(session, *(d for d in devices if d is not None))
         for (device_id, kind), new in by_device.items():
             device = session.get(Device, device_id)
             assert device is not None
