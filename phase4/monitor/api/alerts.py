@@ -18,6 +18,7 @@ from sqlmodel import col, select
 
 from phase4.monitor.api.deps import Access, Caller, SessionDep, path_id
 from phase4.monitor.api.errors import ApiError, error_responses, refused
+from phase4.monitor.core.statuses import AlertCause, AlertStatus, Severity
 from phase4.monitor.domain.alert_actions import (
     AlertActionError,
     SiteIndex,
@@ -30,15 +31,19 @@ from phase4.monitor.surveillance.reports import report_html
 
 router = APIRouter(prefix="/v1/alerts", tags=["alerts"])
 AlertId = Annotated[int, path_id("The alert's id")]
+CAUSES = ", ".join(
+    AlertCause.new_condition("<value>") if c is AlertCause.NEW_CONDITION else c.value
+    for c in AlertCause
+)
 
 
 class AlertOut(BaseModel):
     id: int
     deployment: str | None
     stream: str
-    cause: str
-    severity: str
-    status: str
+    cause: str = Field(description=f"Why it was raised: {CAUSES}.")
+    severity: Severity
+    status: AlertStatus
     title: str
     opened_at: datetime
     evidence: dict[str, Any]
@@ -57,8 +62,8 @@ class AlertOut(BaseModel):
             deployment=a.deployment_id,
             stream=a.stream,
             cause=a.cause,
-            severity=a.severity,
-            status=a.status,
+            severity=Severity(a.severity),
+            status=AlertStatus(a.status),
             title=a.title,
             opened_at=a.opened_at,
             evidence=a.evidence,
@@ -102,7 +107,7 @@ def list_alerts(
     session: SessionDep,
     caller: Caller,
     deployment: Annotated[str | None, Query(description="Only this deployment")] = None,
-    status: Annotated[str | None, Query(pattern="^(open|acknowledged|resolved)$")] = None,
+    status: Annotated[AlertStatus | None, Query(description="Only alerts in this state")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> list[AlertOut]:
     index = SiteIndex.read(session)

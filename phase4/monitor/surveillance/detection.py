@@ -35,6 +35,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from phase4.monitor.core.statuses import AlertCause, AlertStatus, Severity
 from phase4.monitor.drift.streams import (
     ConfigError,
     DeploymentMonitor,
@@ -58,9 +59,9 @@ log = logging.getLogger("phase4.detection")
 
 STATE_STREAM = "*"
 # Alert causes of detection's own failures (besides drift, performance, new_condition:...)
-STREAM_STOPPED = "stream_stopped"
-CONFIG_ERROR = "config_error"
-DETECTION_FAILED = "detection_failed"
+STREAM_STOPPED = AlertCause.STREAM_STOPPED
+CONFIG_ERROR = AlertCause.CONFIG_ERROR
+DETECTION_FAILED = AlertCause.DETECTION_FAILED
 STATE_DETECTOR = "deployment"
 PASS_BATCH = 5000  # records per chunk unless PHASE4_DETECTION_BATCH_RECORDS says otherwise
 # A chunk discarded because another pass wrote first is read again, this many times at most.
@@ -284,7 +285,9 @@ def _lock_open_alerts(session: Session, deployment_id: str) -> None:
     dispatcher claims alerts in id order, and updates made in the order alarms came would take
     the same rows the other way round (a deadlock PostgreSQL breaks by aborting one)."""
     ids = session.exec(
-        select(Alert.id).where(Alert.deployment_id == deployment_id, Alert.status != "resolved")
+        select(Alert.id).where(
+            Alert.deployment_id == deployment_id, Alert.status != AlertStatus.RESOLVED
+        )
     )
     lock_alerts(session, [i for i in ids if i is not None])
 
@@ -539,18 +542,18 @@ def _cause(alarm: StreamAlarm) -> str:
     if alarm.alarm.kind == "quarantine":
         return STREAM_STOPPED
     if alarm.alarm.kind == "notice":
-        return f"new_condition:{alarm.alarm.detail.get('value')}"
+        return AlertCause.new_condition(alarm.alarm.detail.get("value"))
     if alarm.stream.startswith("performance."):
-        return "performance"
-    return "drift"
+        return AlertCause.PERFORMANCE
+    return AlertCause.DRIFT
 
 
-def _severity(alarm: StreamAlarm) -> str:
+def _severity(alarm: StreamAlarm) -> Severity:
     if alarm.alarm.kind == "quarantine":
-        return "warning"
+        return Severity.WARNING
     if alarm.alarm.kind == "notice":
-        return "info" if alarm.kind != "categorical" else "warning"
-    return "critical" if alarm.stream.startswith("performance.") else "warning"
+        return Severity.INFO if alarm.kind != "categorical" else Severity.WARNING
+    return Severity.CRITICAL if alarm.stream.startswith("performance.") else Severity.WARNING
 
 
 def _title(alarm: StreamAlarm) -> str:
@@ -630,7 +633,7 @@ def _raise_alert(session: Session, deployment: Deployment, alarm: StreamAlarm) -
             Alert.deployment_id == deployment.id,
             Alert.stream == alarm.stream,
             Alert.cause == cause,
-            Alert.status != "resolved",
+            Alert.status != AlertStatus.RESOLVED,
         )
     ).first()
     if existing is not None:
@@ -725,7 +728,7 @@ def _flag_deployment(engine: Engine, deployment_id: str, cause: str, title: str)
                     Alert.deployment_id == deployment_id,
                     Alert.stream == STATE_STREAM,
                     Alert.cause == cause,
-                    Alert.status != "resolved",
+                    Alert.status != AlertStatus.RESOLVED,
                 )
             ).first()
             if exists is not None:
@@ -735,7 +738,7 @@ def _flag_deployment(engine: Engine, deployment_id: str, cause: str, title: str)
                     deployment_id=deployment_id,
                     stream=STATE_STREAM,
                     cause=cause,
-                    severity="critical",
+                    severity=Severity.CRITICAL,
                     title=title[:500],
                     evidence={"timestamp": utcnow().isoformat(), "reason": title},
                 )
@@ -747,7 +750,7 @@ def _flag_deployment(engine: Engine, deployment_id: str, cause: str, title: str)
 
 def open_alerts(engine: Engine, deployment_id: str | None = None) -> list[Alert]:
     with Session(engine) as session:
-        q = select(Alert).where(Alert.status != "resolved")
+        q = select(Alert).where(Alert.status != AlertStatus.RESOLVED)
         if deployment_id:
             q = q.where(Alert.deployment_id == deployment_id)
         return list(session.exec(q.order_by(col(Alert.opened_at), col(Alert.id))))
