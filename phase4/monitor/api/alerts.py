@@ -17,10 +17,9 @@ from pydantic import BaseModel, Field
 from sqlmodel import col, select
 
 from phase4.monitor.api.deps import Access, Caller, SessionDep, path_id
-from phase4.monitor.api.errors import ApiError, error_responses, refused
+from phase4.monitor.api.errors import ApiError, error_responses
 from phase4.monitor.core.statuses import AlertCause, AlertStatus, Severity
 from phase4.monitor.domain.alert_actions import (
-    AlertActionError,
     SiteIndex,
     acknowledge_alert,
     alert_site,
@@ -154,11 +153,7 @@ def _act(
 ) -> AlertOut:
     _alert(session, caller, alert_id)
     action = acknowledge_alert if verb == "acknowledge" else resolve_alert
-    try:
-        alert = action(session, alert_id, user=caller.principal.name, reason=body.reason)
-    except AlertActionError as exc:
-        session.rollback()
-        raise refused(exc) from exc
+    alert = action(session, alert_id, user=caller.principal.name, reason=body.reason)
     session.commit()
     return AlertOut.of(alert)
 

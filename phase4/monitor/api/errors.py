@@ -1,9 +1,13 @@
 """One JSON error shape for every failure: {"error": {"code", "message", "details"}}.
 
-Domain errors (``ApiError``), request validation, HTTP errors (404, 405, 413) and the body
-parser's failures are answered by exception handlers. Anything else reaches
-``JsonFailures``, a pure ASGI middleware just inside Starlette's own error middleware, so that
-no failure is ever a plain-text 500 and no traceback with values reaches the server's log:
+Domain errors (``ApiError``), refused actions (``ActionRefused``, raised by the domain
+wherever a route calls it: 404, 409 or 422 as the refusal says), request validation, HTTP
+errors (404, 405, 413) and the body parser's failures are answered by exception handlers, so
+routes let them rise instead of wrapping them.
+
+Anything else reaches ``JsonFailures``, a pure ASGI middleware just inside Starlette's own
+error middleware, so that no failure is ever a plain-text 500 and no traceback with values
+reaches the server's log:
 
 - a busy or unreachable database (SQLite 'database is locked', PostgreSQL lock timeouts,
   serialisation failures, refused connections, an exhausted pool) is **503**
@@ -183,6 +187,11 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         return JSONResponse(_body(exc.code, exc.message), exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(ActionRefused)
+    async def _refused(_: Request, exc: ActionRefused) -> JSONResponse:
+        error = refused(exc)
+        return JSONResponse(_body(error.code, error.message), error.status_code)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -11,14 +11,15 @@ from typing import Any
 
 from sqlmodel import Session, select
 
+from phase4.monitor.core.refusals import ActionRefused
 from phase4.monitor.store.audit import record_action
 from phase4.monitor.store.models import AIModel, Deployment, Device, Site
 
 _SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,99}$")
 
 
-class RegistryError(ValueError):
-    """A registry change cannot be made as asked; the message says why."""
+class RegistryError(ActionRefused):
+    """A registry change cannot be made as asked; the message says why (422)."""
 
 
 def _check_slug(kind: str, value: str) -> None:

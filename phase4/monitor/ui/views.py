@@ -25,6 +25,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlmodel import Session, col, func, select
 
 from phase4.monitor.api.deps import SessionDep, path_id
+from phase4.monitor.core.refusals import ActionRefused
 from phase4.monitor.core.statuses import AlertStatus, PhantomVerdict
 from phase4.monitor.domain.alert_actions import AlertActionError, acknowledge_alert, resolve_alert
 from phase4.monitor.store.audit import verify_chain
@@ -139,12 +140,15 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _page(func: F) -> F:
-    """Turn ``UiError`` into an HTML error page and ``LoginRequired`` into a redirect."""
+    """Turn ``UiError`` into an HTML error page and ``LoginRequired`` into a redirect; a
+    domain refusal (``ActionRefused``) a page does not handle itself is an HTML error page
+    with its status too, never the API's JSON error."""
 
-    def handle(request: Request, exc: UiError) -> Response:
+    def handle(request: Request, exc: UiError | ActionRefused) -> Response:
         if isinstance(exc, LoginRequired):
             return _headers(RedirectResponse(login_url(exc.next_path), status_code=303))
-        return render(request, "error.html", status_code=exc.status_code, message=exc.message)
+        message = exc.message if isinstance(exc, UiError) else str(exc)
+        return render(request, "error.html", status_code=exc.status_code, message=message)
 
     if inspect.iscoroutinefunction(func):
 
@@ -152,7 +156,7 @@ def _page(func: F) -> F:
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
             try:
                 return await func(*args, **kwargs)
-            except UiError as exc:
+            except (UiError, ActionRefused) as exc:
                 return handle(kwargs["request"], exc)
 
         return cast(F, async_wrapper)
@@ -161,7 +165,7 @@ def _page(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except UiError as exc:
+        except (UiError, ActionRefused) as exc:
             return handle(kwargs["request"], exc)
 
     return cast(F, wrapper)
