@@ -11,6 +11,10 @@ One pass per deployment (``detect_deployment``):
    threshold, the budget arithmetic, the estimated start of the change, and what else happened
    in the deployment around then.
 
+The configuration is read through ``phase4.monitor.core.monitoring.MonitoringConfig``: a stored
+one that does not validate (written before the contract was enforced) is a ``ConfigError`` naming
+each field, which stops that deployment alone.
+
 Isolation: a value a stream cannot use is missing for it; a stream whose update raises is
 quarantined (``phase4.monitor.drift.streams``) with one alert; a deployment whose pass fails is
 rolled
@@ -35,6 +39,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from phase4.monitor.core.monitoring import (
+    MonitoringConfig,
+    MonitoringConfigError,
+    PerformanceConfig,
+    StreamConfig,
+    parse_monitoring,
+)
 from phase4.monitor.core.statuses import AlertCause, AlertStatus, Severity
 from phase4.monitor.drift.streams import (
     ConfigError,
@@ -146,7 +157,7 @@ def infer_streams(
     return tuple(s for s in specs if s.field not in skip)
 
 
-def performance_streams(performance: Mapping[str, Any]) -> tuple[StreamSpec, ...]:
+def performance_streams(performance: PerformanceConfig) -> tuple[StreamSpec, ...]:
     """Labelled-performance streams: misses among true positives, false positives among true
     negatives (so sensitivity and specificity are watched separately), and Dice of edits."""
     specs = [
@@ -154,22 +165,22 @@ def performance_streams(performance: Mapping[str, Any]) -> tuple[StreamSpec, ...
             "performance.missed",
             "binary",
             source="feedback",
-            reference_size=int(performance.get("reference_size", 100)),
+            reference_size=performance.reference_size,
         ),
         StreamSpec(
             "performance.false_positive",
             "binary",
             source="feedback",
-            reference_size=int(performance.get("reference_size", 100)),
+            reference_size=performance.reference_size,
         ),
     ]
-    if performance.get("dice", True):
+    if performance.dice:
         specs.append(
             StreamSpec(
                 "performance.dice",
                 "numeric",
                 source="feedback",
-                reference_size=int(performance.get("reference_size", 100)),
+                reference_size=performance.reference_size,
             )
         )
     return tuple(specs)
@@ -199,41 +210,61 @@ def outcome_view(
     }
 
 
+def monitoring_of(deployment: Deployment) -> MonitoringConfig:
+    """The deployment's stored configuration, validated; ``ConfigError`` naming each field
+    when it is not a ``MonitoringConfig`` (a row written before the contract was enforced)."""
+    try:
+        return parse_monitoring(deployment.monitoring)
+    except MonitoringConfigError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _spec(stream: StreamConfig) -> StreamSpec:
+    return StreamSpec(
+        field=stream.field,
+        kind=stream.kind,
+        where=tuple(stream.where),
+        source=stream.source,
+        reference_size=stream.reference_size,
+        p1=stream.p1,
+        rate_ratio=stream.rate_ratio,
+    )
+
+
 def _config_for(
     deployment: Deployment, first_records: Sequence[Mapping[str, Any]]
 ) -> MonitorConfig:
-    monitoring = dict(deployment.monitoring or {})
+    """The drift engine's configuration from the deployment's validated one (streams inferred
+    from ``first_records`` when it lists none)."""
+    monitoring = monitoring_of(deployment)
     specs: tuple[StreamSpec, ...]
-    if monitoring.get("streams"):
-        specs = tuple(StreamSpec.from_dict(s) for s in monitoring["streams"])
+    if monitoring.streams:
+        specs = tuple(_spec(s) for s in monitoring.streams)
     else:
-        specs = infer_streams(first_records, exclude=monitoring.get("exclude", ()))
-    if monitoring.get("performance"):
-        specs += performance_streams(monitoring["performance"])
-    if (monitoring.get("performance") or {}).get("score"):
-        perf = monitoring["performance"]
-        monitoring["cbpe"] = {
-            "score": f"outputs.{perf['score']}",
-            "prediction": f"outputs.{perf.get('prediction', 'positive')}",
-            "reference_size": int(perf.get("cbpe_reference_size", 300)),
-            "window": int(perf.get("cbpe_window", 200)),
-        }
-    knobs = {
-        k: monitoring[k]
-        for k in (
-            "studies_per_day",
-            "false_alarms_per_year",
-            "reference_size",
-            "cusum_k",
-            "ewma_lambda",
-            "ks_window",
-            "chi_square_window",
-            "reference_events_min",
-            "cbpe",
-        )
-        if k in monitoring
-    }
-    return MonitorConfig(streams=specs, **knobs)
+        specs = infer_streams(first_records, exclude=monitoring.exclude)
+    cbpe = monitoring.cbpe.model_dump() if monitoring.cbpe is not None else None
+    perf = monitoring.performance
+    if perf is not None:
+        specs += performance_streams(perf)
+        if perf.score:
+            cbpe = {
+                "score": f"outputs.{perf.score}",
+                "prediction": f"outputs.{perf.prediction}",
+                "reference_size": perf.cbpe_reference_size,
+                "window": perf.cbpe_window,
+            }
+    return MonitorConfig(
+        streams=specs,
+        studies_per_day=monitoring.studies_per_day,
+        false_alarms_per_year=monitoring.false_alarms_per_year,
+        reference_size=monitoring.reference_size,
+        cusum_k=monitoring.cusum_k,
+        ewma_lambda=monitoring.ewma_lambda,
+        ks_window=monitoring.ks_window,
+        chi_square_window=monitoring.chi_square_window,
+        reference_events_min=monitoring.reference_events_min,
+        cbpe=cbpe,
+    )
 
 
 def load_state(
@@ -484,7 +515,8 @@ def _analyse(
 ) -> list[tuple[StreamAlarm, datetime]]:
     """Feed the chunk: records by acquisition time and labels by the time they were given,
     merged, as a live service would have seen them; a label never precedes its own record."""
-    performance = (deployment.monitoring or {}).get("performance") or {}
+    perf = monitoring_of(deployment).performance
+    performance = perf.model_dump() if perf is not None else {}
     alarms: list[tuple[StreamAlarm, datetime]] = []
     events: list[tuple[datetime, int, int, Any]] = [
         (r.acquired_at, 0, i, r) for i, r in enumerate(records)
@@ -517,7 +549,7 @@ def _pending_feedback(
 ) -> list[tuple[Feedback, dict[str, Any], datetime]]:
     """Unconsumed labelled outcomes whose record is already analysed or is in this pass, given
     no later than ``horizon`` (the last record of a full pass: later labels wait for the next)."""
-    if not (deployment.monitoring or {}).get("performance"):
+    if monitoring_of(deployment).performance is None:
         return []
     in_pass = [r.record_id for r in records]
     q = (
