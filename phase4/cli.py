@@ -350,11 +350,25 @@ def deployment_create(
     model: Annotated[str, typer.Option(help="AI model name.")],
     version: Annotated[str, typer.Option(help="AI model version.")],
     reason: Annotated[str | None, typer.Option(help="Why (kept in the audit trail).")] = None,
+    monitoring: Annotated[
+        str | None,
+        typer.Option(
+            help="Its monitoring configuration (docs/CONFIGURATION.md): a JSON file, or the "
+            "JSON itself when it starts with '{'. Checked before anything is written.",
+        ),
+    ] = None,
     database_url: DatabaseOpt = None,
 ) -> None:
     """Register an AI model version in use at a site."""
+    from phase4.monitor.core.monitoring import MonitoringConfigError, parse_monitoring
     from phase4.monitor.domain.registry import RegistryError, create_deployment
 
+    config = None
+    if monitoring is not None:
+        try:
+            config = parse_monitoring(_read_json(monitoring))
+        except MonitoringConfigError as exc:
+            raise _fail(str(exc)) from None
     engine = create_db_engine(_upgraded_url(database_url))
     try:
         with session_scope(engine) as session:
@@ -366,10 +380,27 @@ def deployment_create(
                 model_version=version,
                 actor="cli",
                 reason=reason,
+                monitoring=config,
             )
     except RegistryError as exc:
         raise _fail(str(exc)) from exc
     out.print(f"deployment {deployment_id} ready")
+
+
+def _read_json(text_or_path: str) -> Any:
+    """The JSON given inline (text starting with '{') or in the file it names; a document that
+    is not JSON ends the command with one line saying where."""
+    import json
+
+    inline = text_or_path.lstrip().startswith("{")
+    where = "--monitoring" if inline else text_or_path
+    text = text_or_path if inline else Path(text_or_path).read_text(encoding="utf-8")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise _fail(
+            f"{where}: not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+        ) from None
 
 
 @audit_app.command("verify")

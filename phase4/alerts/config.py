@@ -25,14 +25,13 @@ from __future__ import annotations
 
 from datetime import date, tzinfo
 from pathlib import Path
-from typing import Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-Severity = Literal["info", "warning", "critical"]
+from phase4.monitor.core.statuses import Severity
 
 
 class ClinicCalendar:
@@ -55,9 +54,6 @@ def _zone(where: str, name: str) -> tzinfo:
         raise ValueError(
             f"{where}: {name!r} is not an IANA time zone (for example Europe/Berlin)"
         ) from exc
-
-
-SEVERITY_RANK: dict[str, int] = {"info": 0, "warning": 1, "critical": 2}
 
 
 class NotifySettings(BaseSettings):
@@ -104,7 +100,8 @@ class NotifySettings(BaseSettings):
         description="Per-site override of ``escalation_recipients`` (site id -> addresses).",
     )
     min_severity: Severity = Field(
-        "info", description="Alerts below this severity are not sent (still on the dashboard)."
+        Severity.INFO,
+        description="Alerts below this severity are not sent (still on the dashboard).",
     )
 
     # --- escalation -----------------------------------------------------------------------
@@ -262,7 +259,9 @@ class NotifySettings(BaseSettings):
         return list(self.escalation_recipients)
 
     def escalation_delay_s(self, severity: str) -> float:
-        return self.escalate_after_critical_s if severity == "critical" else self.escalate_after_s
+        if severity == Severity.CRITICAL:
+            return self.escalate_after_critical_s
+        return self.escalate_after_s
 
     def webhook_label(self) -> str:
         """The webhook as recorded in attempts and logs: scheme, host and port only (webhook

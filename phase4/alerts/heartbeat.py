@@ -66,6 +66,7 @@ from sqlmodel import Session, col, select
 
 from phase4.alerts.config import ClinicCalendar, NotifySettings
 from phase4.alerts.notify.render import fmt_duration
+from phase4.monitor.core.statuses import AlertCause, AlertStatus, Severity
 from phase4.monitor.domain.alert_actions import resolve_alert
 from phase4.monitor.store.locks import lock_alerts, lock_deployment
 from phase4.monitor.store.models import Alert, Deployment, InferenceRecord, utcnow
@@ -73,7 +74,7 @@ from phase4.monitor.store.models import Alert, Deployment, InferenceRecord, utcn
 log = logging.getLogger("phase4.heartbeat")
 
 HEARTBEAT_STREAM = "probe.heartbeat"
-SILENCE_CAUSE = "probe_silence"
+SILENCE_CAUSE = AlertCause.PROBE_SILENCE
 RESOLVER = "phase4"
 BATCH_S = 60.0
 WEEK = timedelta(days=7)
@@ -275,7 +276,7 @@ def _resume(
     """Records came after the alert's last record: note when, and resolve it (audited)."""
     with Session(engine, expire_on_commit=False) as session:
         alert = lock_alerts(session, [alert_id]).get(alert_id)
-        if alert is None or alert.status == "resolved":
+        if alert is None or alert.status == AlertStatus.RESOLVED:
             session.rollback()
             return False
         last = datetime.fromisoformat(str(alert.evidence.get("last_record_at")))
@@ -317,7 +318,7 @@ def _open(engine: Engine, deployment_id: str, verdict: SilenceVerdict, now: date
             session.rollback()
             return None
         for other in _silence_alerts(session, deployment_id):
-            if other.status != "resolved" or (
+            if other.status != AlertStatus.RESOLVED or (
                 other.evidence.get("last_record_at") == verdict.last_record_at
             ):
                 session.rollback()
@@ -326,7 +327,7 @@ def _open(engine: Engine, deployment_id: str, verdict: SilenceVerdict, now: date
             deployment_id=deployment_id,
             stream=HEARTBEAT_STREAM,
             cause=SILENCE_CAUSE,
-            severity="warning",
+            severity=Severity.WARNING,
             title=f"No records from {deployment_id} for {fmt_duration(verdict.silence_s)}",
             evidence={"kind": "heartbeat", **asdict(verdict)},
             opened_at=now,
@@ -387,7 +388,9 @@ def check_heartbeats(
                 select(Deployment.site_id).where(Deployment.id == deployment_id)
             ).first()
             unresolved = [
-                a for a in _silence_alerts(session, deployment_id) if a.status != "resolved"
+                a
+                for a in _silence_alerts(session, deployment_id)
+                if a.status != AlertStatus.RESOLVED
             ]
             if unresolved:
                 alert = unresolved[0]

@@ -40,6 +40,7 @@ from phase4.demo.simulate import (
     simulate_site,
 )
 from phase4.monitor.core.settings import Settings, sqlite_url
+from phase4.monitor.core.statuses import AlertCause, AlertStatus, Severity
 from phase4.monitor.domain.registry import create_deployment
 from phase4.monitor.server import ThreadedServer, free_port
 from phase4.monitor.store.auth import Role, create_token
@@ -354,7 +355,7 @@ def _physicist_acts(api_url: str, token: str) -> None:
     upgrade's effect on the AI as an incident (which starts the regulators' reporting clocks)."""
     auth = {"Authorization": f"Bearer {token}"}
     with httpx.Client(base_url=api_url, timeout=30, headers=auth) as client:
-        alerts = client.get("/v1/alerts", params={"status": "open"}).json()
+        alerts = client.get("/v1/alerts", params={"status": AlertStatus.OPEN}).json()
         for alert in alerts:
             client.post(
                 f"/v1/alerts/{alert['id']}/acknowledge",
@@ -544,7 +545,11 @@ def _day(stamp: str | None) -> str:
     return stamp[:10] if stamp else "?"
 
 
-SEVERITY_MARK = {"info": "[blue]info[/]", "warning": "[yellow]warn[/]", "critical": "[red]CRIT[/]"}
+SEVERITY_MARK = {
+    Severity.INFO: "[blue]info[/]",
+    Severity.WARNING: "[yellow]warn[/]",
+    Severity.CRITICAL: "[red]CRIT[/]",
+}
 
 
 def _explained_by(alert: Alert, result: DemoResult) -> Change | None:
@@ -620,7 +625,7 @@ def _detection_summary(console: Console, result: DemoResult) -> None:
         hits = [
             a
             for a in result.alerts
-            if _explained_by(a, result) is change and a.cause != "performance"
+            if _explained_by(a, result) is change and a.cause != AlertCause.PERFORMANCE
         ]
         if not hits:
             console.print(f"  [red]not detected[/]: {change.kind} at {change.site_id}")

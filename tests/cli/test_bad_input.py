@@ -7,6 +7,7 @@ store made by the command itself.
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import socket
@@ -159,6 +160,39 @@ CASES: dict[str, tuple[list[str], dict[str, str], tuple[str, ...]]] = {
         {"PHASE4_DATABASE_URL": "postgresql+psycopg://postgres@127.0.0.1:{closed_port}/x"},
         ("PHASE4_DATABASE_URL", "refused"),
     ),
+    "deployment-monitoring-misspelt-key": (
+        [
+            *shlex.split("deployment create x@site-a --site site-a --model m --version 1"),
+            "--monitoring",
+            '{{"studies_per_dya": 20}}',
+        ],
+        {},
+        ("monitoring.studies_per_dya", "extra fields not permitted"),
+    ),
+    "deployment-monitoring-file-bad-kind": (
+        shlex.split(
+            "deployment create x@site-a --site site-a --model m --version 1 "
+            "--monitoring {w}/monitoring.json"
+        ),
+        {},
+        ("monitoring.streams[1].kind", "numeric, binary or categorical"),
+    ),
+    "deployment-monitoring-not-json": (
+        shlex.split(
+            "deployment create x@site-a --site site-a --model m --version 1 "
+            "--monitoring {w}/monitoring.yaml"
+        ),
+        {},
+        ("monitoring.yaml", "not JSON", "line 1"),
+    ),
+    "deployment-monitoring-missing-file": (
+        shlex.split(
+            "deployment create x@site-a --site site-a --model m --version 1 "
+            "--monitoring {w}/absent.json"
+        ),
+        {},
+        ("absent.json",),
+    ),
     "unwritable-store-folder": (
         ["deployment", "create", "x", "--site", "s", "--model", "m", "--version", "1"],
         {"PHASE4_DATABASE_URL": "sqlite:////proc/{w}/phase4.db"},
@@ -179,6 +213,9 @@ def test_bad_input_is_one_line_and_exit_2(work: Path, case: str) -> None:
     _dated_csv(work / "dates.csv", bad_row=50)
     (work / "notdicom").mkdir()
     _write(work / "notdicom" / "x.dcm", b"this is not DICOM")
+    streams = [{"field": "features.x", "kind": "numeric"}, {"field": "error", "kind": "event"}]
+    (work / "monitoring.json").write_text(json.dumps({"streams": streams}))
+    (work / "monitoring.yaml").write_text("streams: []\n")
     args, env, names = CASES[case]
     fill = {"w": str(work), "closed_port": str(_closed_port())}
     before = _audit_rows(work)
@@ -189,3 +226,21 @@ def test_bad_input_is_one_line_and_exit_2(work: Path, case: str) -> None:
     assert run.code == 2, (run.code, line)
     assert "every-minute" not in line  # a setting's value may be a secret: never echoed
     assert _audit_rows(work) == before
+
+
+def test_a_valid_monitoring_configuration_is_stored_as_given(work: Path) -> None:
+    monitoring = {"studies_per_day": 12, "streams": [{"field": "error", "kind": "binary"}]}
+    (work / "monitoring.json").write_text(json.dumps(monitoring))
+    for deployment, given in (("file@site-a", "{w}/monitoring.json"), ("inline@site-a", None)):
+        value = given.format(w=work) if given else json.dumps(monitoring)
+        args = shlex.split(f"deployment create {deployment} --site site-a --model m --version 1")
+        run = _phase4([*args, "--monitoring", value], work)
+        assert run.code == 0, run.stderr
+    with sqlite3.connect(work / "phase4.db") as conn:
+        rows = conn.execute(
+            "SELECT id, monitoring FROM deployment WHERE id IN ('file@site-a', 'inline@site-a')"
+        ).fetchall()
+    assert {r[0]: json.loads(r[1]) for r in rows} == {
+        "file@site-a": {"studies_per_day": 12.0, "streams": monitoring["streams"]},
+        "inline@site-a": {"studies_per_day": 12.0, "streams": monitoring["streams"]},
+    }

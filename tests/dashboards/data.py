@@ -160,7 +160,7 @@ def add_phantoms(engine: Engine, now: datetime) -> None:
                             if d_index == 1 and day == 29:
                                 v = 6.2  # a failing photomultiplier tube
                             verdicts[metric] = (
-                                "fail" if v > ua else "tolerance" if v > ut else "pass"
+                                "action" if v > ua else "tolerance" if v > ut else "pass"
                             )
                         else:
                             v = float(g.normal(1.0, 0.02))

@@ -103,7 +103,11 @@ def add_awkward_phantom(engine: Engine, now: datetime) -> None:
                 kind="nema_iq",
                 acquired_at=now - timedelta(hours=5),
                 metrics={AWKWARD_METRIC: 2.0e-5, "count": 1234567, "bad": "n/a", "neg": -3},
-                verdicts={AWKWARD_METRIC: "Outside Tolerance", "count": True, "neg": False},
+                verdicts={
+                    AWKWARD_METRIC: "tolerance",
+                    "count": "pass",
+                    "neg": {"verdict": "action"},
+                },
             )
         )
 

@@ -188,7 +188,7 @@ def build_export_world(fx: Fixture) -> ExportWorld:
         s.flush()
         drift_id = drift.id or 0
         for k, verdicts in enumerate(
-            [{"iu": "pass"}, {"iu": "pass", "du": "ok"}, {"iu": "fail", "du": "pass"}]
+            [{"iu": "pass"}, {"iu": "pass", "du": "pass"}, {"iu": "action", "du": "pass"}]
         ):
             s.add(
                 PhantomResult(

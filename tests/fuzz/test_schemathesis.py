@@ -36,8 +36,9 @@ def admin_app(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 # Inputs whose validity no JSON Schema can state, so that a schema-valid one is rightly refused
 # (422) and this one check is off for these operations only: a cursor is opaque (only one this
-# API returned is valid); a deployment's `monitoring` is free-form JSON under the limits of
-# docs/API.md (depth, string length, no NUL or lone surrogate); a token's site must be one the
+# API returned is valid); a deployment's `monitoring` may not list one stream twice (the same
+# field and subgroup) and its strings obey the limits of docs/API.md (no NUL or lone
+# surrogate); a deployment's id must be a slug; a token's site must be one the
 # store holds, and a probe token must name one; a tolerance needs at least one level, and its
 # levels in order (lower action <= lower tolerance <= upper tolerance <= upper action); a time
 # of the world (an incident's awareness, a report) lies between 1970 and the monitor's clock.

@@ -18,6 +18,7 @@ from sqlmodel import Session, col, select
 
 from phase4.alerts.export import clocks
 from phase4.alerts.export.stats import NOT_RECORDED, POPULATION_DIMENSIONS, mean_ci, median, wilson
+from phase4.monitor.core.statuses import AlertCause
 from phase4.monitor.core.verdicts import verdict_level as _verdict_level
 from phase4.monitor.store.audit import ChainVerdict, verify_chain
 from phase4.monitor.store.models import (
@@ -35,7 +36,6 @@ from phase4.monitor.store.models import (
 )
 
 REPORT_FORMAT = "phase4-surveillance-report/1"
-DRIFT_CAUSES = ("drift", "performance")
 # One labelled record: the AI's call, the truth, the Dice of an edit, the physician's verdict.
 Outcome = tuple[bool | None, bool | None, float | None, str | None]
 
@@ -348,7 +348,8 @@ def _drift_row(alert: Alert) -> dict[str, Any]:
 
 
 def _is_drift_finding(alert: Alert) -> bool:
-    return alert.cause in DRIFT_CAUSES or alert.cause.startswith("new_condition")
+    cause = AlertCause.of(alert.cause)
+    return cause is not None and cause.is_drift
 
 
 def _phantom_qc(session: Session, devices: list[Device], period: Period) -> dict[str, Any]:

@@ -42,7 +42,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from phase4.alerts.config import SEVERITY_RANK, NotifySettings
+from phase4.alerts.config import NotifySettings
 from phase4.alerts.notify.email import DeliveryError, build_message, scrub, send_email
 from phase4.alerts.notify.render import (
     AlertContext,
@@ -53,6 +53,7 @@ from phase4.alerts.notify.render import (
     render_digest,
 )
 from phase4.alerts.notify.webhook import post_webhook
+from phase4.monitor.core.statuses import AlertStatus, Severity
 from phase4.monitor.store.audit import record_action
 from phase4.monitor.store.locks import lock_alerts
 from phase4.monitor.store.models import (
@@ -130,9 +131,9 @@ def _eligible(
     *,
     in_round: bool,
 ) -> bool:
-    if purpose == "opened" and alert.status == "resolved":
+    if purpose == "opened" and alert.status == AlertStatus.RESOLVED:
         return False
-    if purpose == "escalation" and (alert.status != "open" or alert.escalated_at is None):
+    if purpose == "escalation" and (alert.status != AlertStatus.OPEN or alert.escalated_at is None):
         return False
     if any(r.ok for r in rows):
         return False
@@ -223,16 +224,16 @@ def start_escalations(
         candidates = list(
             session.exec(
                 select(Alert).where(
-                    Alert.status == "open",
+                    Alert.status == AlertStatus.OPEN,
                     col(Alert.escalated_at).is_(None),
-                    Alert.severity != "info",
+                    Alert.severity != Severity.INFO,
                 )
             )
         )
         sites = _sites(session)
     escalated: list[int] = []
     for alert in candidates:
-        if SEVERITY_RANK.get(alert.severity, 1) < SEVERITY_RANK[settings.min_severity]:
+        if Severity.rank_of(alert.severity) < settings.min_severity.rank:
             continue
         delay = settings.escalation_delay_s(alert.severity)
         if now - alert.opened_at < timedelta(seconds=delay):
@@ -249,7 +250,7 @@ def start_escalations(
                 sa.update(Alert)
                 .where(
                     col(Alert.id) == alert.id,
-                    Alert.status == "open",
+                    Alert.status == AlertStatus.OPEN,
                     col(Alert.escalated_at).is_(None),
                 )
                 .values(escalated_at=now)
@@ -265,8 +266,12 @@ def start_escalations(
                 entity_id=str(alert.id),
                 reason=f"not acknowledged {fmt_duration(delay)} after it opened "
                 f"({alert.severity}); escalated to the second contact",
-                old_value={"status": "open", "escalated_at": None},
-                new_value={"status": "open", "escalated_at": now.isoformat(), "to": targets},
+                old_value={"status": AlertStatus.OPEN, "escalated_at": None},
+                new_value={
+                    "status": AlertStatus.OPEN,
+                    "escalated_at": now.isoformat(),
+                    "to": targets,
+                },
             )
             session.commit()
         assert alert.id is not None
@@ -288,13 +293,11 @@ def pending_deliveries(
     """Every delivery due now, grouped into digests where there are many."""
     with Session(engine) as session:
         alerts = list(
-            session.exec(select(Alert).where(Alert.status != "resolved").order_by(col(Alert.id)))
+            session.exec(
+                select(Alert).where(Alert.status != AlertStatus.RESOLVED).order_by(col(Alert.id))
+            )
         )
-        alerts = [
-            a
-            for a in alerts
-            if SEVERITY_RANK.get(a.severity, 1) >= SEVERITY_RANK[settings.min_severity]
-        ]
+        alerts = [a for a in alerts if Severity.rank_of(a.severity) >= settings.min_severity.rank]
         rows: dict[tuple[int, str, str, str], list[NotificationAttempt]] = defaultdict(list)
         ids = [a.id for a in alerts if a.id is not None]
         for start in range(0, len(ids), 500):
@@ -311,7 +314,7 @@ def pending_deliveries(
         assert alert.id is not None
         site = sites.of(alert)
         purposes: list[Purpose] = ["opened"]
-        if alert.escalated_at is not None and alert.status == "open":
+        if alert.escalated_at is not None and alert.status == AlertStatus.OPEN:
             purposes.append("escalation")
         for purpose in purposes:
             for channel in channels:

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from phase4.alerts.config import NotifySettings
+from phase4.monitor.core.statuses import PHANTOM_CAUSES, AlertCause, Severity
 from phase4.monitor.store.models import Alert
 
 Purpose = Literal["opened", "escalation"]
@@ -127,7 +128,8 @@ def _stream_label(stream: str) -> str:
 
 
 def _is_notice(alert: Alert) -> bool:
-    return alert.cause.startswith("new_condition") or alert.evidence.get("kind") == "notice"
+    notice = AlertCause.of(alert.cause) is AlertCause.NEW_CONDITION
+    return notice or alert.evidence.get("kind") == "notice"
 
 
 def headline(alert: Alert) -> str:
@@ -135,7 +137,7 @@ def headline(alert: Alert) -> str:
     ev = alert.evidence
     where = clean(alert.deployment_id, 100) if alert.deployment_id else _subject_of(alert).lower()
     stream = _stream_label(alert.stream)
-    if alert.cause == "probe_silence":
+    if alert.cause == AlertCause.PROBE_SILENCE:
         silence = _num(ev.get("silence_s"))
         length = f" for {fmt_duration(silence)}" if silence is not None else ""
         return f"{where}: no records received{length}"
@@ -153,7 +155,7 @@ def headline(alert: Alert) -> str:
         kind = ev.get("stream_kind")
         what = f"rate of {stream}" if kind == "binary" else stream
         return f"{where}: {what} {'rose' if direction == 'up' else 'fell'}"
-    if alert.cause in ("drift", "performance"):
+    if alert.cause in (AlertCause.DRIFT, AlertCause.PERFORMANCE):
         return f"{where}: the distribution of {stream} changed"
     return f"{where}: {clean(alert.title, 160)}"
 
@@ -162,7 +164,7 @@ def _what_changed(alert: Alert) -> list[str]:
     ev = alert.evidence
     stream = _stream_label(alert.stream)
     lines = [headline(alert) + "."]
-    if alert.cause == "probe_silence":
+    if alert.cause == AlertCause.PROBE_SILENCE:
         last = _when(ev.get("last_record_at"))
         if last is not None:
             lines.append(
@@ -206,7 +208,7 @@ def _since_when(alert: Alert) -> list[str]:
 
 def _how_sure(alert: Alert) -> list[str]:
     ev = alert.evidence
-    if alert.cause == "probe_silence":
+    if alert.cause == AlertCause.PROBE_SILENCE:
         lines = []
         silence = _num(ev.get("silence_s"))
         usual = _num(ev.get("usual_gap_s"))
@@ -397,13 +399,13 @@ _CLOSE = (
 def checklist(alert: Alert) -> list[str]:
     """What to check first, by cause and by what the stream measures."""
     cause, stream = alert.cause, alert.stream.lower()
-    if cause == "probe_silence":
+    if cause == AlertCause.PROBE_SILENCE:
         items = list(_SILENCE)
-    elif cause.startswith("phantom") or stream.startswith("phantom"):
+    elif AlertCause.of(cause) in PHANTOM_CAUSES or stream.startswith("phantom"):
         items = list(_PHANTOM)
     elif _is_notice(alert):
         items = list(_NEW_VALUE)
-    elif cause == "performance" or stream.startswith(("performance.", "estimated.")):
+    elif cause == AlertCause.PERFORMANCE or stream.startswith(("performance.", "estimated.")):
         items = list(_PERFORMANCE)
     else:
         field_name = stream.split("[", 1)[0]
@@ -523,9 +525,7 @@ def render_digest(
 ) -> Rendered:
     """One message for many alerts of one deployment: a summary line each, then each in full."""
     first = alerts[0][0]
-    worst = max(
-        (a.severity for a, _ in alerts), key=lambda s: {"critical": 2, "warning": 1}.get(s, 0)
-    )
+    worst = max((a.severity for a, _ in alerts), key=lambda s: Severity.rank_of(s, default=0))
     where = clean(first.deployment_id or "no deployment", 100)
     subject = clean(f"{_subject_prefix(worst, purpose)} {where}: {len(alerts)} new alerts", 200)
     summary = tuple(

@@ -17,9 +17,9 @@ from pydantic import BaseModel, Field
 from sqlmodel import col, select
 
 from phase4.monitor.api.deps import Access, Caller, SessionDep, path_id
-from phase4.monitor.api.errors import ApiError, error_responses, refused
+from phase4.monitor.api.errors import ApiError, error_responses
+from phase4.monitor.core.statuses import AlertCause, AlertStatus, Severity
 from phase4.monitor.domain.alert_actions import (
-    AlertActionError,
     SiteIndex,
     acknowledge_alert,
     alert_site,
@@ -30,15 +30,19 @@ from phase4.monitor.surveillance.reports import report_html
 
 router = APIRouter(prefix="/v1/alerts", tags=["alerts"])
 AlertId = Annotated[int, path_id("The alert's id")]
+CAUSES = ", ".join(
+    AlertCause.new_condition("<value>") if c is AlertCause.NEW_CONDITION else c.value
+    for c in AlertCause
+)
 
 
 class AlertOut(BaseModel):
     id: int
     deployment: str | None
     stream: str
-    cause: str
-    severity: str
-    status: str
+    cause: str = Field(description=f"Why it was raised: {CAUSES}.")
+    severity: Severity
+    status: AlertStatus
     title: str
     opened_at: datetime
     evidence: dict[str, Any]
@@ -57,8 +61,8 @@ class AlertOut(BaseModel):
             deployment=a.deployment_id,
             stream=a.stream,
             cause=a.cause,
-            severity=a.severity,
-            status=a.status,
+            severity=Severity(a.severity),
+            status=AlertStatus(a.status),
             title=a.title,
             opened_at=a.opened_at,
             evidence=a.evidence,
@@ -102,7 +106,7 @@ def list_alerts(
     session: SessionDep,
     caller: Caller,
     deployment: Annotated[str | None, Query(description="Only this deployment")] = None,
-    status: Annotated[str | None, Query(pattern="^(open|acknowledged|resolved)$")] = None,
+    status: Annotated[AlertStatus | None, Query(description="Only alerts in this state")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> list[AlertOut]:
     index = SiteIndex.read(session)
@@ -149,11 +153,7 @@ def _act(
 ) -> AlertOut:
     _alert(session, caller, alert_id)
     action = acknowledge_alert if verb == "acknowledge" else resolve_alert
-    try:
-        alert = action(session, alert_id, user=caller.principal.name, reason=body.reason)
-    except AlertActionError as exc:
-        session.rollback()
-        raise refused(exc) from exc
+    alert = action(session, alert_id, user=caller.principal.name, reason=body.reason)
     session.commit()
     return AlertOut.of(alert)
 

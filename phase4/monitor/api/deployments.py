@@ -1,4 +1,9 @@
-"""GET /v1/deployments (what is watched) and POST /v1/deployments (admin)."""
+"""GET /v1/deployments (what is watched) and POST /v1/deployments (admin).
+
+The body's ``monitoring`` is a ``MonitoringConfig``: a document that is not one is answered 422
+naming each field (``monitoring.streams[2].kind: ...``) before the route runs; a refused
+registration (an id taken by another site or model) is a ``RegistryError``, answered 422 by the
+app's one handler for refused actions."""
 
 from __future__ import annotations
 
@@ -7,8 +12,8 @@ from fastapi import APIRouter
 from sqlmodel import Session, col, select
 
 from phase4.monitor.api.deps import Authorized, Caller, SessionDep
-from phase4.monitor.api.errors import ApiError, error_responses
-from phase4.monitor.domain.registry import RegistryError, create_deployment
+from phase4.monitor.api.errors import error_responses
+from phase4.monitor.domain.registry import create_deployment
 from phase4.monitor.domain.schemas import DeploymentCreate, DeploymentOut
 from phase4.monitor.store.models import AIModel, Deployment, InferenceRecord
 
@@ -75,21 +80,18 @@ def list_deployments(session: SessionDep, caller: Caller) -> list[DeploymentOut]
 def post_deployment(
     body: DeploymentCreate, session: SessionDep, principal: Authorized
 ) -> DeploymentOut:
-    try:
-        deployment = create_deployment(
-            session,
-            deployment_id=body.id,
-            site_id=body.site_id,
-            site_name=body.site_name,
-            model_name=body.model_name,
-            model_version=body.model_version,
-            manufacturer=body.manufacturer,
-            intended_use=body.intended_use,
-            monitoring=body.monitoring,
-            reason=body.reason,
-            actor=principal.actor,
-        )
-    except RegistryError as exc:
-        raise ApiError(422, "invalid_request", str(exc)) from exc
+    deployment = create_deployment(
+        session,
+        deployment_id=body.id,
+        site_id=body.site_id,
+        site_name=body.site_name,
+        model_name=body.model_name,
+        model_version=body.model_version,
+        manufacturer=body.manufacturer,
+        intended_use=body.intended_use,
+        monitoring=body.monitoring,
+        reason=body.reason,
+        actor=principal.actor,
+    )
     session.commit()
     return _out(session, [deployment])[0]

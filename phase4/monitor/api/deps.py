@@ -49,8 +49,15 @@ def get_settings(request: Request) -> Settings:
 
 
 def get_session(engine: Annotated[Engine, Depends(get_engine)]) -> Iterator[Session]:
+    """The request's session. Whatever a route raises (a refused action, a validation error)
+    rolls back what it had written and releases its row locks before the error is answered,
+    so routes need not catch anything to roll back."""
     with Session(engine, expire_on_commit=False) as session:
-        yield session
+        try:
+            yield session
+        except Exception:
+            session.rollback()
+            raise
 
 
 SessionDep = Annotated[Session, Depends(get_session)]

@@ -1,9 +1,14 @@
 """One JSON error shape for every failure: {"error": {"code", "message", "details"}}.
 
-Domain errors (``ApiError``), request validation, HTTP errors (404, 405, 413) and the body
-parser's failures are answered by exception handlers. Anything else reaches
-``JsonFailures``, a pure ASGI middleware just inside Starlette's own error middleware, so that
-no failure is ever a plain-text 500 and no traceback with values reaches the server's log:
+Domain errors (``ApiError``), refused actions (``ActionRefused``, raised by the domain
+wherever a route calls it: 404, 409 or 422 as the refusal says), request validation, HTTP
+errors (404, 405, 413) and the body parser's failures are answered by exception handlers, so
+routes let them rise instead of wrapping them. A request validation error's message names
+each field as ``monitoring.streams[2].kind: ...`` (``phase4.monitor.core.problems``).
+
+Anything else reaches ``JsonFailures``, a pure ASGI middleware just inside Starlette's own
+error middleware, so that no failure is ever a plain-text 500 and no traceback with values
+reaches the server's log:
 
 - a busy or unreachable database (SQLite 'database is locked', PostgreSQL lock timeouts,
   serialisation failures, refused connections, an exhausted pool) is **503**
@@ -27,6 +32,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from phase4.monitor.core.problems import problem
 from phase4.monitor.core.refusals import ActionRefused
 from phase4.monitor.domain.schemas import ErrorResponse
 
@@ -184,14 +190,16 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         return JSONResponse(_body(exc.code, exc.message), exc.status_code, headers=exc.headers)
 
+    @app.exception_handler(ActionRefused)
+    async def _refused(_: Request, exc: ActionRefused) -> JSONResponse:
+        error = refused(exc)
+        return JSONResponse(_body(error.code, error.message), error.status_code)
+
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        details = [
-            {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", ""))} for e in exc.errors()
-        ]
-        summary = "; ".join(
-            f"{'.'.join(str(p) for p in d['loc'])}: {d['msg']}" for d in details[:5]
-        )
+        errors = list(exc.errors())
+        details = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", ""))} for e in errors]
+        summary = "; ".join(problem(e, _field_loc(e.get("loc", ()))) for e in errors[:5])
         return JSONResponse(_body("invalid_request", summary or "invalid request", details), 422)
 
     @app.exception_handler(StarletteHTTPException)
@@ -205,6 +213,13 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(_body(code, message), exc.status_code, headers=exc.headers)
 
     app.add_middleware(JsonFailures)
+
+
+def _field_loc(loc: Any) -> list[Any]:
+    """A body field's location as the client wrote it (without FastAPI's leading "body");
+    query, path and header locations keep theirs."""
+    parts = list(loc)
+    return parts[1:] if parts[:1] == ["body"] and len(parts) > 1 else parts
 
 
 def refused(exc: ActionRefused) -> ApiError:

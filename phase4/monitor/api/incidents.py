@@ -14,14 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import col, select
 
 from phase4.monitor.api.deps import MAX_DB_ID, Access, Caller, SessionDep, path_id
-from phase4.monitor.api.errors import ApiError, error_responses, refused
+from phase4.monitor.api.errors import ApiError, error_responses
 from phase4.monitor.domain.alert_actions import alert_site
-from phase4.monitor.domain.incidents import (
-    IncidentError,
-    close_incident,
-    mark_reported,
-    record_incident,
-)
+from phase4.monitor.domain.incidents import close_incident, mark_reported, record_incident
 from phase4.monitor.domain.schemas import WorldTime
 from phase4.monitor.store.models import Alert, Deployment, Incident
 
@@ -93,11 +88,6 @@ def _check_alert(session: SessionDep, caller: Access, alert_id: int, site: str) 
         )
 
 
-def _fail(session: SessionDep, exc: IncidentError) -> ApiError:
-    session.rollback()
-    return refused(exc)
-
-
 @router.get(
     "",
     response_model=list[IncidentOut],
@@ -125,20 +115,17 @@ def post_incident(body: IncidentIn, session: SessionDep, caller: Caller) -> Inci
     site = _check(session, caller, body.deployment)
     if body.alert_id is not None:
         _check_alert(session, caller, body.alert_id, site)
-    try:
-        incident = record_incident(
-            session,
-            deployment_id=body.deployment,
-            title=body.title,
-            description=body.description,
-            seriousness=body.seriousness,
-            aware_at=body.aware_at,
-            alert_id=body.alert_id,
-            remedial_action_needed=body.remedial_action_needed,
-            user=caller.principal.name,
-        )
-    except IncidentError as exc:
-        raise _fail(session, exc) from exc
+    incident = record_incident(
+        session,
+        deployment_id=body.deployment,
+        title=body.title,
+        description=body.description,
+        seriousness=body.seriousness,
+        aware_at=body.aware_at,
+        alert_id=body.alert_id,
+        remedial_action_needed=body.remedial_action_needed,
+        user=caller.principal.name,
+    )
     session.commit()
     return IncidentOut.model_validate(incident, from_attributes=True)
 
@@ -160,16 +147,13 @@ def post_report(
     incident_id: IncidentId, body: ReportIn, session: SessionDep, caller: Caller
 ) -> IncidentOut:
     _incident(session, caller, incident_id)
-    try:
-        incident = mark_reported(
-            session,
-            incident_id,
-            regime=body.regime,
-            reported_at=body.reported_at,
-            user=caller.principal.name,
-        )
-    except IncidentError as exc:
-        raise _fail(session, exc) from exc
+    incident = mark_reported(
+        session,
+        incident_id,
+        regime=body.regime,
+        reported_at=body.reported_at,
+        user=caller.principal.name,
+    )
     session.commit()
     return IncidentOut.model_validate(incident, from_attributes=True)
 
@@ -184,14 +168,11 @@ def post_close(
     incident_id: IncidentId, body: CloseIn, session: SessionDep, caller: Caller
 ) -> IncidentOut:
     _incident(session, caller, incident_id)
-    try:
-        incident = close_incident(
-            session,
-            incident_id,
-            corrective_action=body.corrective_action,
-            user=caller.principal.name,
-        )
-    except IncidentError as exc:
-        raise _fail(session, exc) from exc
+    incident = close_incident(
+        session,
+        incident_id,
+        corrective_action=body.corrective_action,
+        user=caller.principal.name,
+    )
     session.commit()
     return IncidentOut.model_validate(incident, from_attributes=True)

@@ -39,6 +39,7 @@ from prometheus_client.utils import floatToGoString
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
+from phase4.monitor.core.statuses import AlertStatus, Severity
 from phase4.monitor.core.verdicts import verdict_level as _verdict_level
 from phase4.monitor.domain.schemas import BatchResult, ProbeHealth
 from phase4.monitor.store.models import (
@@ -53,7 +54,7 @@ from phase4.monitor.store.models import (
     utcnow,
 )
 
-SEVERITIES = ("info", "warning", "critical")
+SEVERITIES = (Severity.INFO, Severity.WARNING, Severity.CRITICAL)
 # A deployment's status, for the fleet overview (exported one-hot, see _status):
 # no_data: no record yet; reference: records arrive but no stream is detecting yet (references
 # being collected); monitoring: at least one stream detecting, no open warning or critical
@@ -454,7 +455,7 @@ class StoreCollector(Collector):
             records = self._record_counts(session)
             open_alerts = session.execute(
                 sa.select(Alert.deployment_id, Alert.stream, Alert.severity, sa.func.count())
-                .where(Alert.status != "resolved")
+                .where(Alert.status != AlertStatus.RESOLVED)
                 .group_by(Alert.deployment_id, Alert.stream, Alert.severity)
             ).all()
             streams = self._detector_streams(session)
@@ -608,7 +609,7 @@ class StoreCollector(Collector):
         alerting = {
             dep
             for dep, _, severity, _ in snapshot.open_alerts
-            if dep and severity in ("warning", "critical")
+            if dep and severity in (Severity.WARNING, Severity.CRITICAL)
         }
         for dep_id, site_id, model_name, model_version in snapshot.deployments:
             info.add((dep_id, site_id, model_name, model_version), 1)

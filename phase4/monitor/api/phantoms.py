@@ -14,17 +14,12 @@ from pydantic import BaseModel
 from sqlmodel import col, select
 
 from phase4.monitor.api.deps import MAX_DB_ID, Authorized, Caller, SessionDep, SettingsDep, query_id
-from phase4.monitor.api.errors import ApiError, error_responses, refused
+from phase4.monitor.api.errors import ApiError, error_responses
 from phase4.monitor.domain.ingest import BatchTooLarge, ForbiddenWrite
 from phase4.monitor.domain.phantom_schemas import PhantomBatch, SignOffIn, ToleranceIn
 from phase4.monitor.domain.schemas import BatchResult
 from phase4.monitor.store.models import Device, PhantomResult, PhantomTolerance
-from phase4.monitor.surveillance.phantom_qc import (
-    PhantomError,
-    set_tolerance,
-    sign_off,
-    store_phantom_results,
-)
+from phase4.monitor.surveillance.phantom_qc import set_tolerance, sign_off, store_phantom_results
 
 router = APIRouter(tags=["phantom QC"])
 MAX_PHANTOM_BATCH = 100
@@ -131,11 +126,7 @@ def sign_off_result(
         raise ApiError(404, "not_found", f"no phantom result {result_id!r}")
     device = session.get(Device, result.device_id)
     caller.require_site(device.site_id if device else None, "phantom results")
-    try:
-        signed = sign_off(session, result_id, user=caller.principal.name, note=body.note)
-    except PhantomError as exc:
-        session.rollback()
-        raise refused(exc) from exc
+    signed = sign_off(session, result_id, user=caller.principal.name, note=body.note)
     session.commit()
     return PhantomResultOut.model_validate(signed, from_attributes=True)
 
@@ -200,22 +191,18 @@ def post_tolerance(body: ToleranceIn, session: SessionDep, caller: Caller) -> To
         site = device.site_id
     # A default (no device) is every site's: only a reviewer of all sites (or admin) sets it.
     caller.require_site(site, "phantom tolerances")
-    try:
-        tol = set_tolerance(
-            session,
-            kind=body.kind,
-            metric=body.metric,
-            device_id=body.device_id,
-            lower_action=body.lower_action,
-            lower_tolerance=body.lower_tolerance,
-            upper_tolerance=body.upper_tolerance,
-            upper_action=body.upper_action,
-            unit=body.unit,
-            actor=caller.principal.name,
-            reason=body.reason,
-        )
-    except PhantomError as exc:
-        session.rollback()
-        raise refused(exc) from exc
+    tol = set_tolerance(
+        session,
+        kind=body.kind,
+        metric=body.metric,
+        device_id=body.device_id,
+        lower_action=body.lower_action,
+        lower_tolerance=body.lower_tolerance,
+        upper_tolerance=body.upper_tolerance,
+        upper_action=body.upper_action,
+        unit=body.unit,
+        actor=caller.principal.name,
+        reason=body.reason,
+    )
     session.commit()
     return ToleranceOut.model_validate(tol, from_attributes=True)

@@ -13,13 +13,12 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from phase4.monitor.api.deps import Authorized, SessionDep, path_id
-from phase4.monitor.api.errors import error_responses, refused
+from phase4.monitor.api.errors import error_responses
 from phase4.monitor.domain.schemas import UtcTime
 from phase4.monitor.store.auth import (
     MAX_EXPIRY_DAYS,
     NAME_MAX_CHARS,
     Role,
-    TokenError,
     TokenInfo,
     issue_token,
     list_tokens,
@@ -100,18 +99,14 @@ def get_tokens(session: SessionDep, principal: Authorized) -> list[TokenOut]:
 def post_token(
     body: TokenCreate, response: Response, session: SessionDep, principal: Authorized
 ) -> TokenCreated:
-    try:
-        raw, info = issue_token(
-            session,
-            name=body.name,
-            role=body.role,
-            site_id=body.site_id,
-            actor=principal.actor,
-            expires_at=body.expiry(),
-        )
-    except TokenError as exc:
-        session.rollback()
-        raise refused(exc) from exc
+    raw, info = issue_token(
+        session,
+        name=body.name,
+        role=body.role,
+        site_id=body.site_id,
+        actor=principal.actor,
+        expires_at=body.expiry(),
+    )
     session.commit()
     response.headers["Cache-Control"] = "no-store"
     return TokenCreated(**TokenOut.of(info, utcnow()).model_dump(), token=raw)
@@ -126,10 +121,6 @@ def post_token(
 def revoke_token(
     token_id: TokenId, body: RevokeIn, session: SessionDep, principal: Authorized
 ) -> TokenOut:
-    try:
-        info = revoke(session, token_id, reason=body.reason, actor=principal.actor)
-    except TokenError as exc:
-        session.rollback()
-        raise refused(exc) from exc
+    info = revoke(session, token_id, reason=body.reason, actor=principal.actor)
     session.commit()
     return TokenOut.of(info, utcnow())

@@ -19,6 +19,7 @@ from typing import Any
 from sqlmodel import Session, select
 
 from phase4.monitor.core.refusals import ActionRefused
+from phase4.monitor.core.statuses import AlertStatus
 from phase4.monitor.store.audit import record_action
 from phase4.monitor.store.models import Alert, Deployment, Device, utcnow
 
@@ -90,11 +91,11 @@ def _load(session: Session, alert_id: int, reason: str) -> tuple[Alert, str]:
 def acknowledge_alert(session: Session, alert_id: int, *, user: str, reason: str) -> Alert:
     """``open`` → ``acknowledged``: a named person has taken the alert on."""
     alert, reason = _load(session, alert_id, reason)
-    if alert.status != "open":
+    if alert.status != AlertStatus.OPEN:
         by = alert.acknowledged_by or alert.resolved_by
         raise AlertActionError(f"alert {alert_id} is already {alert.status} (by {by})")
     old = _state(alert)
-    alert.status = "acknowledged"
+    alert.status = AlertStatus.ACKNOWLEDGED
     alert.acknowledged_by = user
     alert.acknowledged_at = utcnow()
     alert.acknowledgement = reason
@@ -115,13 +116,13 @@ def acknowledge_alert(session: Session, alert_id: int, *, user: str, reason: str
 def resolve_alert(session: Session, alert_id: int, *, user: str, reason: str) -> Alert:
     """``open`` or ``acknowledged`` → ``resolved``, with what was found and done."""
     alert, reason = _load(session, alert_id, reason)
-    if alert.status == "resolved":
+    if alert.status == AlertStatus.RESOLVED:
         raise AlertActionError(f"alert {alert_id} is already resolved (by {alert.resolved_by})")
     old = _state(alert)
     now = utcnow()
     if alert.acknowledged_at is None:
         alert.acknowledged_by, alert.acknowledged_at = user, now
-    alert.status = "resolved"
+    alert.status = AlertStatus.RESOLVED
     alert.resolved_by = user
     alert.resolved_at = now
     alert.resolution = reason

@@ -1,24 +1,29 @@
 """Sites, devices, AI models and deployments: what is being watched, and where.
 
-Every creation is an audited action.
+Every creation is an audited action. A deployment's monitoring configuration is a
+``MonitoringConfig`` (``phase4.monitor.core.monitoring``): a document that is not one is
+refused here, naming the field, before anything is written.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from sqlmodel import Session, select
 
+from phase4.monitor.core.monitoring import MonitoringConfig, MonitoringConfigError, parse_monitoring
+from phase4.monitor.core.refusals import ActionRefused
 from phase4.monitor.store.audit import record_action
 from phase4.monitor.store.models import AIModel, Deployment, Device, Site
 
 _SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,99}$")
 
 
-class RegistryError(ValueError):
-    """A registry change cannot be made as asked; the message says why."""
+class RegistryError(ActionRefused):
+    """A registry change cannot be made as asked; the message says why (422)."""
 
 
 def _check_slug(kind: str, value: str) -> None:
@@ -128,13 +133,19 @@ def create_deployment(
     site_name: str | None = None,
     manufacturer: str | None = None,
     intended_use: str | None = None,
-    monitoring: dict[str, Any] | None = None,
+    monitoring: MonitoringConfig | Mapping[str, Any] | None = None,
     accepted_at: datetime | None = None,
     reason: str | None = None,
 ) -> Deployment:
     """Create a deployment (and its site and model if new). Re-creating an identical one is a no-op;
-    re-using an id for a different site or model is refused."""
+    re-using an id for a different site or model is refused, and so is a ``monitoring`` that is
+    not a ``MonitoringConfig`` (the message names each field: ``monitoring.streams[2].kind:
+    ...``). What is stored is the configuration as validated, with the keys that were given."""
     _check_slug("deployment", deployment_id)
+    try:
+        config = parse_monitoring(monitoring)
+    except MonitoringConfigError as exc:
+        raise RegistryError(str(exc)) from None
     site = ensure_site(session, site_id, site_name, actor=actor)
     model = ensure_model(
         session,
@@ -155,7 +166,7 @@ def create_deployment(
         id=deployment_id,
         site_id=site.id,
         model_id=model.id or 0,
-        monitoring=monitoring or {},
+        monitoring=config.stored(),
         accepted_at=accepted_at,
     )
     session.add(deployment)

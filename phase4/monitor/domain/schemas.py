@@ -34,6 +34,7 @@ from phase4.monitor.core.limits import (
     check_text,
     check_time,
 )
+from phase4.monitor.core.monitoring import MonitoringConfig
 from phase4.monitor.core.privacy import phi_keys_in
 from phase4.monitor.store.models import utcnow
 
@@ -286,15 +287,19 @@ class DeploymentCreate(BaseModel):
     model_version: Annotated[Text, Field(min_length=1, max_length=64)]
     manufacturer: Annotated[Text, Field(max_length=200)] | None = None
     intended_use: Annotated[Text, Field(max_length=2000)] | None = None
-    monitoring: dict[str, Any] = Field(
-        default_factory=dict, description="JSON, nested at most PHASE4_MAX_JSON_DEPTH levels."
+    monitoring: MonitoringConfig = Field(
+        default_factory=MonitoringConfig,
+        description="The drift engine's configuration (docs/CONFIGURATION.md); an unknown key "
+        "or a value out of bounds is refused (422) naming the field.",
     )
     reason: Annotated[Text, Field(max_length=2000)] | None = None
 
-    @field_validator("monitoring")
+    @field_validator("monitoring", mode="before")
     @classmethod
-    def _monitoring_clean(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
-        check_json(v, "monitoring", limits_of(info))
+    def _monitoring_storable(cls, v: Any, info: ValidationInfo) -> Any:
+        """What the store can hold at all (depth, strings, numbers), before the contract."""
+        if isinstance(v, dict):
+            check_json(v, "monitoring", limits_of(info))
         return v
 
 

@@ -18,6 +18,8 @@ import sqlalchemy as sa
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
+from phase4.monitor.core.statuses import AlertStatus
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -180,6 +182,7 @@ class PhantomResult(SQLModel, table=True):
     kind: str = Field(max_length=32)
     acquired_at: datetime = ts_field()
     metrics: dict[str, Any] = json_field()
+    # metric → {"verdict": a PhantomVerdict, "value", "tolerance_version", "tolerance_device"}
     verdicts: dict[str, Any] = json_field()
     tolerance_version: int | None = None
     reviewed_by: str | None = Field(default=None, max_length=200)
@@ -226,9 +229,10 @@ class Alert(SQLModel, table=True):
     deployment_id: str | None = Field(default=None, foreign_key="deployment.id", max_length=100)
     device_id: int | None = Field(default=None, foreign_key="device.id")
     stream: str = Field(max_length=200)
+    # an AlertCause (``new_condition:<value>`` for a notice), a Severity, an AlertStatus
     cause: str = Field(max_length=100)
     severity: str = Field(max_length=16)
-    status: str = Field(default="open", max_length=16, index=True)
+    status: str = Field(default=AlertStatus.OPEN, max_length=16, index=True)
     title: str = Field(max_length=500)
     evidence: dict[str, Any] = json_field()
     opened_at: datetime = ts_field(default_now=True)

@@ -47,6 +47,7 @@ import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col, select
 
+from phase4.monitor.core.statuses import AlertStatus
 from phase4.monitor.store.locks import lock_alerts
 from phase4.monitor.store.models import Alert, Deployment, Device
 
@@ -72,7 +73,9 @@ def lock_open_alerts(session: Session, *owners: Owner) -> None:
     if not owners:
         return
     ids = session.exec(
-        select(Alert.id).where(sa.or_(*(_owned_by(o) for o in owners)), Alert.status != "resolved")
+        select(Alert.id).where(
+            sa.or_(*(_owned_by(o) for o in owners)), Alert.status != AlertStatus.RESOLVED
+        )
     )
     lock_alerts(session, sorted(i for i in ids if i is not None))
 
@@ -84,7 +87,7 @@ def open_alert(session: Session, owner: Owner, stream: str, cause: str) -> Alert
             _owned_by(owner),
             Alert.stream == stream,
             Alert.cause == cause,
-            Alert.status != "resolved",
+            Alert.status != AlertStatus.RESOLVED,
         )
     ).first()
 

@@ -11,6 +11,10 @@ One pass per deployment (``detect_deployment``):
    threshold, the budget arithmetic, the estimated start of the change, and what else happened
    in the deployment around then (the rule phantom QC shares: ``alerting``).
 
+The configuration is read through ``phase4.monitor.core.monitoring.MonitoringConfig``: a stored
+one that does not validate (written before the contract was enforced) is a ``ConfigError`` naming
+each field, which stops that deployment alone.
+
 Isolation: a value a stream cannot use is missing for it; a stream whose update raises is
 quarantined (``phase4.monitor.drift.streams``) with one alert; a deployment whose pass fails is
 rolled
@@ -35,6 +39,14 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from phase4.monitor.core.monitoring import (
+    MonitoringConfig,
+    MonitoringConfigError,
+    PerformanceConfig,
+    StreamConfig,
+    parse_monitoring,
+)
+from phase4.monitor.core.statuses import AlertCause, AlertStatus, Severity
 from phase4.monitor.drift.streams import (
     ConfigError,
     DeploymentMonitor,
@@ -58,9 +70,9 @@ log = logging.getLogger("phase4.detection")
 
 STATE_STREAM = "*"
 # Alert causes of detection's own failures (besides drift, performance, new_condition:...)
-STREAM_STOPPED = "stream_stopped"
-CONFIG_ERROR = "config_error"
-DETECTION_FAILED = "detection_failed"
+STREAM_STOPPED = AlertCause.STREAM_STOPPED
+CONFIG_ERROR = AlertCause.CONFIG_ERROR
+DETECTION_FAILED = AlertCause.DETECTION_FAILED
 STATE_DETECTOR = "deployment"
 PASS_BATCH = 5000  # records per chunk unless PHASE4_DETECTION_BATCH_RECORDS says otherwise
 # A chunk discarded because another pass wrote first is read again, this many times at most.
@@ -144,7 +156,7 @@ def infer_streams(
     return tuple(s for s in specs if s.field not in skip)
 
 
-def performance_streams(performance: Mapping[str, Any]) -> tuple[StreamSpec, ...]:
+def performance_streams(performance: PerformanceConfig) -> tuple[StreamSpec, ...]:
     """Labelled-performance streams: misses among true positives, false positives among true
     negatives (so sensitivity and specificity are watched separately), and Dice of edits."""
     specs = [
@@ -152,22 +164,22 @@ def performance_streams(performance: Mapping[str, Any]) -> tuple[StreamSpec, ...
             "performance.missed",
             "binary",
             source="feedback",
-            reference_size=int(performance.get("reference_size", 100)),
+            reference_size=performance.reference_size,
         ),
         StreamSpec(
             "performance.false_positive",
             "binary",
             source="feedback",
-            reference_size=int(performance.get("reference_size", 100)),
+            reference_size=performance.reference_size,
         ),
     ]
-    if performance.get("dice", True):
+    if performance.dice:
         specs.append(
             StreamSpec(
                 "performance.dice",
                 "numeric",
                 source="feedback",
-                reference_size=int(performance.get("reference_size", 100)),
+                reference_size=performance.reference_size,
             )
         )
     return tuple(specs)
@@ -197,41 +209,61 @@ def outcome_view(
     }
 
 
+def monitoring_of(deployment: Deployment) -> MonitoringConfig:
+    """The deployment's stored configuration, validated; ``ConfigError`` naming each field
+    when it is not a ``MonitoringConfig`` (a row written before the contract was enforced)."""
+    try:
+        return parse_monitoring(deployment.monitoring)
+    except MonitoringConfigError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _spec(stream: StreamConfig) -> StreamSpec:
+    return StreamSpec(
+        field=stream.field,
+        kind=stream.kind,
+        where=tuple(stream.where),
+        source=stream.source,
+        reference_size=stream.reference_size,
+        p1=stream.p1,
+        rate_ratio=stream.rate_ratio,
+    )
+
+
 def _config_for(
     deployment: Deployment, first_records: Sequence[Mapping[str, Any]]
 ) -> MonitorConfig:
-    monitoring = dict(deployment.monitoring or {})
+    """The drift engine's configuration from the deployment's validated one (streams inferred
+    from ``first_records`` when it lists none)."""
+    monitoring = monitoring_of(deployment)
     specs: tuple[StreamSpec, ...]
-    if monitoring.get("streams"):
-        specs = tuple(StreamSpec.from_dict(s) for s in monitoring["streams"])
+    if monitoring.streams:
+        specs = tuple(_spec(s) for s in monitoring.streams)
     else:
-        specs = infer_streams(first_records, exclude=monitoring.get("exclude", ()))
-    if monitoring.get("performance"):
-        specs += performance_streams(monitoring["performance"])
-    if (monitoring.get("performance") or {}).get("score"):
-        perf = monitoring["performance"]
-        monitoring["cbpe"] = {
-            "score": f"outputs.{perf['score']}",
-            "prediction": f"outputs.{perf.get('prediction', 'positive')}",
-            "reference_size": int(perf.get("cbpe_reference_size", 300)),
-            "window": int(perf.get("cbpe_window", 200)),
-        }
-    knobs = {
-        k: monitoring[k]
-        for k in (
-            "studies_per_day",
-            "false_alarms_per_year",
-            "reference_size",
-            "cusum_k",
-            "ewma_lambda",
-            "ks_window",
-            "chi_square_window",
-            "reference_events_min",
-            "cbpe",
-        )
-        if k in monitoring
-    }
-    return MonitorConfig(streams=specs, **knobs)
+        specs = infer_streams(first_records, exclude=monitoring.exclude)
+    cbpe = monitoring.cbpe.model_dump() if monitoring.cbpe is not None else None
+    perf = monitoring.performance
+    if perf is not None:
+        specs += performance_streams(perf)
+        if perf.score:
+            cbpe = {
+                "score": f"outputs.{perf.score}",
+                "prediction": f"outputs.{perf.prediction}",
+                "reference_size": perf.cbpe_reference_size,
+                "window": perf.cbpe_window,
+            }
+    return MonitorConfig(
+        streams=specs,
+        studies_per_day=monitoring.studies_per_day,
+        false_alarms_per_year=monitoring.false_alarms_per_year,
+        reference_size=monitoring.reference_size,
+        cusum_k=monitoring.cusum_k,
+        ewma_lambda=monitoring.ewma_lambda,
+        ks_window=monitoring.ks_window,
+        chi_square_window=monitoring.chi_square_window,
+        reference_events_min=monitoring.reference_events_min,
+        cbpe=cbpe,
+    )
 
 
 def load_state(
@@ -470,7 +502,8 @@ def _analyse(
 ) -> list[tuple[StreamAlarm, datetime]]:
     """Feed the chunk: records by acquisition time and labels by the time they were given,
     merged, as a live service would have seen them; a label never precedes its own record."""
-    performance = (deployment.monitoring or {}).get("performance") or {}
+    perf = monitoring_of(deployment).performance
+    performance = perf.model_dump() if perf is not None else {}
     alarms: list[tuple[StreamAlarm, datetime]] = []
     events: list[tuple[datetime, int, int, Any]] = [
         (r.acquired_at, 0, i, r) for i, r in enumerate(records)
@@ -503,7 +536,7 @@ def _pending_feedback(
 ) -> list[tuple[Feedback, dict[str, Any], datetime]]:
     """Unconsumed labelled outcomes whose record is already analysed or is in this pass, given
     no later than ``horizon`` (the last record of a full pass: later labels wait for the next)."""
-    if not (deployment.monitoring or {}).get("performance"):
+    if monitoring_of(deployment).performance is None:
         return []
     in_pass = [r.record_id for r in records]
     q = (
@@ -528,18 +561,18 @@ def _cause(alarm: StreamAlarm) -> str:
     if alarm.alarm.kind == "quarantine":
         return STREAM_STOPPED
     if alarm.alarm.kind == "notice":
-        return f"new_condition:{alarm.alarm.detail.get('value')}"
+        return AlertCause.new_condition(alarm.alarm.detail.get("value"))
     if alarm.stream.startswith("performance."):
-        return "performance"
-    return "drift"
+        return AlertCause.PERFORMANCE
+    return AlertCause.DRIFT
 
 
-def _severity(alarm: StreamAlarm) -> str:
+def _severity(alarm: StreamAlarm) -> Severity:
     if alarm.alarm.kind == "quarantine":
-        return "warning"
+        return Severity.WARNING
     if alarm.alarm.kind == "notice":
-        return "info" if alarm.kind != "categorical" else "warning"
-    return "critical" if alarm.stream.startswith("performance.") else "warning"
+        return Severity.INFO if alarm.kind != "categorical" else Severity.WARNING
+    return Severity.CRITICAL if alarm.stream.startswith("performance.") else Severity.WARNING
 
 
 def _title(alarm: StreamAlarm) -> str:
@@ -639,7 +672,7 @@ def _flag_deployment(engine: Engine, deployment_id: str, cause: str, title: str)
                     Alert.deployment_id == deployment_id,
                     Alert.stream == STATE_STREAM,
                     Alert.cause == cause,
-                    Alert.status != "resolved",
+                    Alert.status != AlertStatus.RESOLVED,
                 )
             ).first()
             if exists is not None:
@@ -649,7 +682,7 @@ def _flag_deployment(engine: Engine, deployment_id: str, cause: str, title: str)
                     deployment_id=deployment_id,
                     stream=STATE_STREAM,
                     cause=cause,
-                    severity="critical",
+                    severity=Severity.CRITICAL,
                     title=title[:500],
                     evidence={"timestamp": utcnow().isoformat(), "reason": title},
                 )
@@ -661,7 +694,7 @@ def _flag_deployment(engine: Engine, deployment_id: str, cause: str, title: str)
 
 def open_alerts(engine: Engine, deployment_id: str | None = None) -> list[Alert]:
     with Session(engine) as session:
-        q = select(Alert).where(Alert.status != "resolved")
+        q = select(Alert).where(Alert.status != AlertStatus.RESOLVED)
         if deployment_id:
             q = q.where(Alert.deployment_id == deployment_id)
         return list(session.exec(q.order_by(col(Alert.opened_at), col(Alert.id))))

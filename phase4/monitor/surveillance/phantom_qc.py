@@ -34,6 +34,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from phase4.monitor.core.refusals import ActionRefused
+from phase4.monitor.core.statuses import AlertCause, PhantomVerdict, Severity
 from phase4.monitor.domain.ingest import BatchTooLarge, ForbiddenWrite, describe_validation_error
 from phase4.monitor.domain.phantom_schemas import PhantomResultIn
 from phase4.monitor.domain.registry import ensure_device
@@ -60,6 +61,11 @@ REFERENCE_RESULTS = 20
 PHANTOM_CUSUM_K = 0.5
 # What a phantom QC budget is per device per year (all metrics of all kinds share it).
 PHANTOM_FALSE_ALARMS_PER_YEAR = 1.0
+# The alert a verdict beyond a level raises, and how severe it is.
+VERDICT_ALERTS = {
+    PhantomVerdict.OUTSIDE_TOLERANCE: (AlertCause.PHANTOM_TOLERANCE, Severity.WARNING),
+    PhantomVerdict.OUTSIDE_ACTION: (AlertCause.PHANTOM_ACTION, Severity.CRITICAL),
+}
 
 
 class PhantomError(ActionRefused):
@@ -178,20 +184,23 @@ def set_tolerance(
 
 
 def judge(session: Session, device_id: int, kind: str, metrics: dict[str, float]) -> dict[str, Any]:
-    """Each metric's verdict against the tolerance in force now, with that version."""
+    """Each metric's verdict against the tolerance in force now, with that version: what
+    ingest stores, so every verdict in the store is a ``PhantomVerdict``."""
     out: dict[str, Any] = {}
     for metric, value in sorted(metrics.items()):
         tol = tolerance_in_force(session, device_id, kind, metric)
         if tol is None:
-            out[metric] = {"verdict": "no_tolerance", "value": value}
+            out[metric] = {"verdict": PhantomVerdict.NO_TOLERANCE, "value": value}
             continue
         out[metric] = {
-            "verdict": tolerance_verdict(
-                value,
-                lower_action=tol.lower_action,
-                lower_tolerance=tol.lower_tolerance,
-                upper_tolerance=tol.upper_tolerance,
-                upper_action=tol.upper_action,
+            "verdict": PhantomVerdict(
+                tolerance_verdict(
+                    value,
+                    lower_action=tol.lower_action,
+                    lower_tolerance=tol.lower_tolerance,
+                    upper_tolerance=tol.upper_tolerance,
+                    upper_action=tol.upper_action,
+                )
             ),
             "value": value,
             "tolerance_version": tol.version,
@@ -398,13 +407,14 @@ def _chart_device(
             if r.id not in new_ids:
                 continue
             verdict = (r.verdicts.get(metric) or {}).get("verdict")
-            if verdict in ("tolerance", "action"):
+            if verdict in (PhantomVerdict.OUTSIDE_TOLERANCE, PhantomVerdict.OUTSIDE_ACTION):
+                cause, severity = VERDICT_ALERTS[verdict]
                 alert = raise_alert(
                     session,
                     device,
                     stream=f"phantom.{kind}.{metric}",
-                    cause=f"phantom_{verdict}",
-                    severity="critical" if verdict == "action" else "warning",
+                    cause=cause,
+                    severity=severity,
                     title=f"Phantom QC {kind} {metric} = {v:.4g} outside its {verdict} level "
                     f"on {device.model} ({device.site_id})",
                     evidence={
@@ -442,8 +452,8 @@ def _chart_device(
                     session,
                     device,
                     stream=f"phantom.{kind}.{metric}",
-                    cause="phantom_drift",
-                    severity="warning",
+                    cause=AlertCause.PHANTOM_DRIFT,
+                    severity=Severity.WARNING,
                     title=f"Phantom QC {kind} {metric} "
                     f"{'rose' if alarm.direction == 'up' else 'fell'} on {device.model} "
                     f"({device.site_id}), detected by cusum",
@@ -487,8 +497,8 @@ def _canary(
                     session,
                     device,
                     stream=f"canary.{kind}",
-                    cause="ai_canary",
-                    severity="critical",
+                    cause=AlertCause.AI_CANARY,
+                    severity=Severity.CRITICAL,
                     title=f"The AI's answer on the unchanged {kind} phantom changed on "
                     f"{device.model} ({device.site_id})",
                     evidence={

@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from phase4.monitor.core.statuses import AlertCause
 from phase4.monitor.drift.streams import MonitorConfig, read_field
 from phase4.monitor.store.models import (
     Alert,
@@ -33,7 +34,7 @@ from phase4.monitor.store.models import (
 )
 
 MIN_WINDOW = 100
-REPORTED_CAUSES = ("drift", "performance")
+REPORTED_CAUSES = (AlertCause.DRIFT, AlertCause.PERFORMANCE)
 
 
 def build_drift_report(reference: Any, current: Any) -> tuple[dict[str, Any], bytes]:

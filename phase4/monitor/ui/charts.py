@@ -12,6 +12,7 @@ from datetime import datetime
 import plotly.graph_objects as go
 from markupsafe import Markup
 
+from phase4.monitor.core.statuses import AlertStatus, PhantomVerdict, Severity
 from phase4.monitor.store.models import Alert
 from phase4.monitor.ui.queries import MetricChart, Series, StreamPath
 
@@ -25,7 +26,11 @@ COLORS = {
     "tolerance": "#e07b00",
     "action": "#b00020",
 }
-SEVERITY_COLORS = {"critical": "#b00020", "warning": "#e07b00", "info": "#1f5fa8"}
+SEVERITY_COLORS = {
+    Severity.CRITICAL: "#b00020",
+    Severity.WARNING: "#e07b00",
+    Severity.INFO: "#1f5fa8",
+}
 
 
 def _layout(fig: go.Figure, title: str, y_title: str, height: int = 320) -> None:
@@ -189,11 +194,11 @@ def metric_chart(chart: MetricChart) -> Markup:
             marker={"size": 5},
         )
     )
-    for verdicts, label, color in (
-        ({"action", "fail"}, "failed (action level)", COLORS["action"]),
-        ({"tolerance", "warning"}, "outside tolerance", COLORS["tolerance"]),
+    for verdict, label, color in (
+        (PhantomVerdict.OUTSIDE_ACTION, "failed (action level)", COLORS["action"]),
+        (PhantomVerdict.OUTSIDE_TOLERANCE, "outside tolerance", COLORS["tolerance"]),
     ):
-        idx = [i for i, v in enumerate(chart.verdicts) if v in verdicts]
+        idx = [i for i, v in enumerate(chart.verdicts) if v == verdict]
         if idx:
             fig.add_trace(
                 go.Scatter(
@@ -230,7 +235,9 @@ def alerts_timeline(alerts: Sequence[Alert]) -> Markup:
                 marker={
                     "color": SEVERITY_COLORS.get(severity, "#555"),
                     "size": 11,
-                    "symbol": ["circle" if a.status == "open" else "circle-open" for a in items],
+                    "symbol": [
+                        "circle" if a.status == AlertStatus.OPEN else "circle-open" for a in items
+                    ],
                 },
             )
         )

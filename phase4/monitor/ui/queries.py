@@ -22,6 +22,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, func, select
 
+from phase4.monitor.core.statuses import AlertStatus, PhantomVerdict, Severity
 from phase4.monitor.drift.detectors import BernoulliCusum, Cusum
 from phase4.monitor.drift.streams import DeploymentMonitor, Stream, _usable, read_field
 from phase4.monitor.store.auth import Principal
@@ -50,9 +51,9 @@ from phase4.monitor.surveillance.detection import (
 SILENT_AFTER = timedelta(hours=48)
 # The drift charts replay at most this many records (a longer history is not charted).
 MAX_REPLAY_RECORDS = 50_000
-FAILING_VERDICTS = {"action", "fail"}
-WARNING_VERDICTS = {"tolerance", "warning"}
-SEVERITIES = ("critical", "warning", "info")
+FAILING_VERDICTS = {PhantomVerdict.OUTSIDE_ACTION}
+WARNING_VERDICTS = {PhantomVerdict.OUTSIDE_TOLERANCE}
+SEVERITIES = (Severity.CRITICAL, Severity.WARNING, Severity.INFO)
 # Evidence keys never shown: identifiers of records, studies or phantom scans.
 HIDDEN_EVIDENCE_KEYS = {"result_id", "record_id", "study_pseudonym", "record_ids", "pseudonym"}
 
@@ -161,7 +162,7 @@ def fleet(session: Session, principal: Principal, now: datetime) -> list[Deploym
     unresolved: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(SEVERITIES, 0))
     for dep_id, severity, n in session.execute(
         sa.select(Alert.deployment_id, Alert.severity, func.count())
-        .where(Alert.status != "resolved", col(Alert.deployment_id).is_not(None))
+        .where(Alert.status != AlertStatus.RESOLVED, col(Alert.deployment_id).is_not(None))
         .group_by(Alert.deployment_id, Alert.severity)
     ):
         unresolved[dep_id][severity] = unresolved[dep_id].get(severity, 0) + int(n)
@@ -249,7 +250,7 @@ def worst_verdict(verdicts: Mapping[str, Any]) -> str:
         return "fail"
     if found & WARNING_VERDICTS:
         return "tolerance"
-    if "pass" in found:
+    if PhantomVerdict.PASS in found:
         return "pass"
     return "no tolerance" if found else "no verdict"
 
@@ -259,7 +260,7 @@ def devices(session: Session, principal: Principal) -> list[DeviceRow]:
     open_alerts: dict[int, int] = defaultdict(int)
     for dev_id, n in session.execute(
         sa.select(Alert.device_id, func.count())
-        .where(Alert.status != "resolved", col(Alert.device_id).is_not(None))
+        .where(Alert.status != AlertStatus.RESOLVED, col(Alert.device_id).is_not(None))
         .group_by(Alert.device_id)
     ):
         open_alerts[int(dev_id)] = int(n)

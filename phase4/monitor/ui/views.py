@@ -25,6 +25,8 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlmodel import Session, col, func, select
 
 from phase4.monitor.api.deps import SessionDep, path_id
+from phase4.monitor.core.refusals import ActionRefused
+from phase4.monitor.core.statuses import AlertStatus, PhantomVerdict
 from phase4.monitor.domain.alert_actions import AlertActionError, acknowledge_alert, resolve_alert
 from phase4.monitor.store.audit import verify_chain
 from phase4.monitor.store.auth import Principal, Role, TokenRefused, check_token
@@ -52,7 +54,7 @@ HERE = Path(__file__).parent
 STATIC = HERE / "static"
 AUDIT_PAGE_SIZE = 50
 ALERT_LIST_LIMIT = 500
-STATUS_FILTERS = ("unresolved", "open", "acknowledged", "resolved", "all")
+STATUS_FILTERS = ("unresolved", *AlertStatus, "all")
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
     "img-src 'self' data: blob:; font-src 'self' data:; connect-src 'self'; "
@@ -102,6 +104,8 @@ _env.filters["stamp"] = _fmt_stamp
 _env.filters["compact"] = _compact
 _env.globals["CSRF_FIELD"] = CSRF_FIELD
 _env.globals["plotly_version"] = plotly.__version__
+_env.globals["AlertStatus"] = AlertStatus
+_env.globals["PhantomVerdict"] = PhantomVerdict
 
 
 def _headers(response: Response) -> Response:
@@ -136,12 +140,15 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _page(func: F) -> F:
-    """Turn ``UiError`` into an HTML error page and ``LoginRequired`` into a redirect."""
+    """Turn ``UiError`` into an HTML error page and ``LoginRequired`` into a redirect; a
+    domain refusal (``ActionRefused``) a page does not handle itself is an HTML error page
+    with its status too, never the API's JSON error."""
 
-    def handle(request: Request, exc: UiError) -> Response:
+    def handle(request: Request, exc: UiError | ActionRefused) -> Response:
         if isinstance(exc, LoginRequired):
             return _headers(RedirectResponse(login_url(exc.next_path), status_code=303))
-        return render(request, "error.html", status_code=exc.status_code, message=exc.message)
+        message = exc.message if isinstance(exc, UiError) else str(exc)
+        return render(request, "error.html", status_code=exc.status_code, message=message)
 
     if inspect.iscoroutinefunction(func):
 
@@ -149,7 +156,7 @@ def _page(func: F) -> F:
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
             try:
                 return await func(*args, **kwargs)
-            except UiError as exc:
+            except (UiError, ActionRefused) as exc:
                 return handle(kwargs["request"], exc)
 
         return cast(F, async_wrapper)
@@ -158,7 +165,7 @@ def _page(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except UiError as exc:
+        except (UiError, ActionRefused) as exc:
             return handle(kwargs["request"], exc)
 
     return cast(F, wrapper)
@@ -348,7 +355,7 @@ def alerts_page(
         status = "unresolved"
     q = select(Alert)
     if status == "unresolved":
-        q = q.where(Alert.status != "resolved")
+        q = q.where(Alert.status != AlertStatus.RESOLVED)
     elif status != "all":
         q = q.where(Alert.status == status)
     if severity in queries.SEVERITIES:
@@ -430,7 +437,7 @@ def alert_page(
     request: Request, alert_id: AlertId, session: SessionDep, done: str | None = None
 ) -> Response:
     principal = principal_from_cookie(session, request)
-    done = done if done in ("acknowledged", "resolved") else None
+    done = done if done in (AlertStatus.ACKNOWLEDGED, AlertStatus.RESOLVED) else None
     return _alert_page(request, session, principal, alert_id, done=done)
 
 
@@ -453,7 +460,7 @@ def _act(
             request, session, principal, alert_id, error=str(exc), status_code=exc.status_code
         )
     session.commit()
-    done = "acknowledged" if verb == "acknowledge" else "resolved"
+    done = AlertStatus.ACKNOWLEDGED if verb == "acknowledge" else AlertStatus.RESOLVED
     return _headers(RedirectResponse(f"/ui/alerts/{alert_id}?done={done}", status_code=303))
 
 
