@@ -32,7 +32,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 test: $(STAMP) system-deps lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=10
 
 # frouros (a peer in the detection benchmark) declares numpy<2.2 and scipy<1.15 but runs on
 # ours (its p-values are checked against a replica): installed without its dependencies.

@@ -85,7 +85,7 @@ def test_uids_that_are_paths_are_refused_and_nothing_is_written_outside(
     # enough (64 characters) that a conformant SCU sends it.
     name = f"p4t-{uuid.uuid4().hex[:12]}"
     escape = "../" * 14
-    outside = Path(tempfile.mkdtemp(prefix="p4abs-", dir="/tmp"))
+    outside = Path(tempfile.mkdtemp(prefix="p4abs-"))
     hostile = [
         _ct(SeriesInstanceUID=f"{escape}{name}s", SOPInstanceUID=f"{escape}{name}"),
         _ct(SOPInstanceUID=f"{outside}/{name}"),  # absolute
