@@ -103,7 +103,6 @@ def numeric_config(n_streams: int = 1) -> Any:
 
 def time_calibration() -> dict[str, float]:
     """The one-off calibration at reference completion, for the default budget's ARL0."""
-    from phase4.monitor.drift import detectors
     from phase4.monitor.drift.budget import share
     from phase4.monitor.drift.detectors import BernoulliCusum, Cusum, Ewma
     from phase4.monitor.drift.streams import DETECTOR_WEIGHTS
@@ -125,8 +124,8 @@ def time_calibration() -> dict[str, float]:
         Cusum.calibrated(arl0_cusum, cfg.cusum_k, reference_size=REFERENCE_SIZE)
         Ewma.calibrated(arl0_ewma, cfg.ewma_lambda, reference_size=REFERENCE_SIZE)
         out[label] = time.perf_counter() - t
-    out["cusum_h"] = detectors._cusum_h(arl0_cusum, cfg.cusum_k, REFERENCE_SIZE)
-    out["ewma_l"] = detectors._ewma_l(arl0_ewma, cfg.ewma_lambda, REFERENCE_SIZE)
+    out["cusum_h"] = Cusum.calibrated(arl0_cusum, cfg.cusum_k, REFERENCE_SIZE).h
+    out["ewma_l"] = Ewma.calibrated(arl0_ewma, cfg.ewma_lambda, REFERENCE_SIZE).multiplier_l
     binary = share(streams=1, false_alarms_per_year=1.0, observations_per_day=20.0)
     t = time.perf_counter()
     BernoulliCusum.calibrated(50.5 / 501, 101 / 501, binary.arl0, (500, 50))
@@ -186,7 +185,7 @@ def warmed_monitor(kind: str, rng: np.random.Generator) -> Any:
 
 
 def time_streams(n: int, repeat: int, rng: np.random.Generator) -> dict[str, dict[str, float]]:
-    from phase4.monitor.drift.reference import z_to_uniform
+    from phase4.monitor.drift.reference import NumericReference, z_to_uniform
 
     out: dict[str, dict[str, float]] = {}
     values = rng.normal(2.2, 0.22, n).tolist()
@@ -214,7 +213,7 @@ def time_streams(n: int, repeat: int, rng: np.random.Generator) -> dict[str, dic
     # The parts of a numeric update, alone.
     mon = warmed_monitor("numeric", np.random.default_rng(1))
     stream = mon.streams["v0"]
-    ref = stream._numeric_ref
+    ref = NumericReference.from_dict(stream.reference)
     zs = [ref.z(v, i, "v0") for i, v in enumerate(values)]
     out["  part: NumericReference.z (normal score)"] = per_obs_us(
         lambda: [ref.z(v, i, "v0") for i, v in enumerate(values)], n, repeat
@@ -309,7 +308,7 @@ def state_sizes(rng: np.random.Generator) -> dict[str, Any]:
         "detectors_bytes": {"min": min(dets), "mean": statistics.mean(dets), "max": max(dets)},
         "max_bytes_while_collecting_reference": during_reference,
         "parts_bytes_at_end": parts,
-        "reference_knots": len(d["reference"]["probs"]),
+        "reference_knots": len(d["reference"]["knot_z"]),
     }
     bmon = warmed_monitor("binary", rng)
     bstream = bmon.streams["v0"]

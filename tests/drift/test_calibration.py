@@ -1,7 +1,7 @@
 """Detector calibration against published tables and against Monte Carlo of the streaming code.
 
-Tables: tests/reference/spc.py (Lucas & Crosier 1982 for the two-sided tabular CUSUM; Lucas &
-Saccucci 1990, Table 3, for the EWMA).
+Tables: J. M. Lucas & R. B. Crosier 1982, Technometrics 24:199–205, Table 1 (the two-sided
+tabular CUSUM, k = 0.5); J. M. Lucas & M. S. Saccucci 1990, Technometrics 32:1–12 (the EWMA).
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ def test_streaming_ewma_agrees_with_the_computed_arl() -> None:
     rng = np.random.default_rng(7)
     runs = 3000
     lengths = _run_lengths(
-        lambda: Ewma(limit=2.5, lam=0.2), lambda g: g.normal(0.5, 1.0), runs, rng
+        lambda: Ewma(multiplier_l=2.5, lam=0.2), lambda g: g.normal(0.5, 1.0), runs, rng
     )
     se = lengths.std(ddof=1) / math.sqrt(runs)
     # The Markov chain approximation is accurate to about 1%; allow for it beside the MC error.

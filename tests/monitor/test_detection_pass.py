@@ -13,7 +13,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from phase4.monitor.drift.detectors import BernoulliCusum, _bernoulli_design
+from phase4.monitor.drift.detectors import BernoulliCusum
+from phase4.monitor.drift.detectors.bernoulli import _bernoulli_design
 from phase4.monitor.store.models import Deployment, InferenceRecord
 from phase4.monitor.surveillance.detection import _unprocessed_records, detect_deployment
 from tests.conftest import Fixture

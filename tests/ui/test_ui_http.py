@@ -86,6 +86,9 @@ def test_every_page_renders_without_identifiers(
     text = ui_client.get(f"/ui/deployments/{ui_data.drifting}").text
     assert "The replay ends where the stored detector state is." in text
     assert "does not end where" not in text
+    # what the detectors and references say of themselves, not formulas of the page's own
+    assert "rate the chart was designed on, (events + ½)/(n + 1) = " in text
+    assert " of threshold " in text and "(limits ±" in text
     overview = ui_client.get("/ui").text
     for status in ("alerting", "silent", "not monitored yet"):
         assert f"badge-{status.replace(' ', '-')}" in overview

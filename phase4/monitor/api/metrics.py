@@ -23,6 +23,7 @@ then ``generate_latest`` of the in-process ones):
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -42,6 +43,9 @@ from sqlmodel import Session, col
 from phase4.monitor.core.statuses import AlertStatus, Severity
 from phase4.monitor.core.verdicts import verdict_level as _verdict_level
 from phase4.monitor.domain.schemas import BatchResult, ProbeHealth
+from phase4.monitor.drift.detectors import Detector, DetectorMode, Ewma, detector_from_dict
+from phase4.monitor.drift.reference import RateReference
+from phase4.monitor.drift.state import StreamState, upgrade_state
 from phase4.monitor.store.models import (
     AIModel,
     Alert,
@@ -53,6 +57,8 @@ from phase4.monitor.store.models import (
     PhantomTolerance,
     utcnow,
 )
+
+log = logging.getLogger("phase4.monitor.api")
 
 SEVERITIES = (Severity.INFO, Severity.WARNING, Severity.CRITICAL)
 # A deployment's status, for the fleet overview (exported one-hot, see _status):
@@ -216,52 +222,68 @@ def _finite(x: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _detector_sample(name: str, d: Mapping[str, Any]) -> tuple[float, float] | None:
-    """(statistic, threshold) of a sequential detector, as it stands (alarm when stat > thr).
+def _detectors(saved: Mapping[str, Any]) -> dict[str, Detector[Any]]:
+    """A saved stream's detectors. One whose saved state no detector class reads is left out
+    (detection quarantines its stream; /metrics shows the rest)."""
+    out: dict[str, Detector[Any]] = {}
+    for name, d in (saved.get("detectors") or {}).items():
+        try:
+            out[name] = detector_from_dict(name, d)
+        except (KeyError, TypeError, ValueError):
+            continue
+    return out
 
-    The windowed tests (ks, chi_square) have no running statistic between windows and are not
-    exported; new_category is a notice, not a statistic."""
-    try:
-        if name == "cusum":
-            return max(float(d["s_hi"]), float(d["s_lo"])), float(d["h"])
-        if name == "ewma":
-            lam = float(d["lam"])
-            return abs(float(d["z"])), float(d["limit"]) * math.sqrt(lam / (2 - lam))
-        if name == "bernoulli_cusum":
-            scale = float(d["down"]) / -math.log((1 - float(d["p1"])) / (1 - float(d["p0"])))
-            return float(d["s"]) / scale, float(d["h"]) / scale
-    except (KeyError, TypeError, ValueError, ZeroDivisionError):
-        return None
-    return None
+
+def _stream_sample(name: str, saved: Mapping[str, Any]) -> _StreamSample:
+    """A saved stream as /metrics shows it: its state, and each sequential detector's
+    statistic and threshold as the detector gives them (it alarms when the statistic passes the
+    threshold). The windowed tests have no running statistic between windows and a notice has
+    none: neither is exported."""
+    detectors = _detectors(saved)
+    samples = []
+    for det_name, det in sorted(detectors.items()):
+        if det.mode is not DetectorMode.SEQUENTIAL:
+            continue
+        statistic, threshold = float(det.statistic), float(det.threshold)
+        if math.isfinite(statistic) and math.isfinite(threshold):
+            samples.append((det_name, statistic, threshold))
+    ewma = detectors.get(Ewma.name)
+    reference = saved.get("reference")
+    rate = None
+    if isinstance(reference, Mapping) and saved["spec"]["kind"] == "binary":
+        # the rate the chart was designed on, (events + ½)/(n + 1), not events/n
+        rate = _finite(RateReference.from_dict(dict(reference)).rate)
+    return _StreamSample(
+        stream=name,
+        monitoring=StreamState(saved["state"]) is StreamState.MONITORING,
+        observations=int(saved.get("observations") or 0),
+        detectors=tuple(samples),
+        # the signed EWMA: the stream's shift from its reference, in reference SD
+        ewma_z=_finite(ewma.z) if isinstance(ewma, Ewma) else None,
+        reference_rate=rate,
+    )
 
 
 def extract_streams(state: Mapping[str, Any]) -> tuple[_StreamSample, ...]:
-    """What /metrics shows of one deployment's detector state (``DeploymentMonitor.to_dict``)."""
+    """What /metrics shows of one deployment's detector state (``DeploymentMonitor.to_dict``,
+    of any saved version): each stream's state, and its detectors' statistics and thresholds as
+    the detectors state them."""
+    if not state:
+        return ()
+    try:
+        streams = upgrade_state(state)["streams"]
+    except (KeyError, TypeError, ValueError) as exc:
+        # A state detection cannot read either (it alerts on it): no stream to show.
+        log.warning("a detector state could not be read for /metrics (%s)", type(exc).__name__)
+        return ()
     out = []
-    for name, s in sorted((state.get("streams") or {}).items()):
-        if not isinstance(s, Mapping):
+    for name, saved in sorted(streams.items()):
+        if not isinstance(saved, Mapping):
             continue
-        detectors = s.get("detectors") or {}
-        samples = []
-        for det, d in sorted(detectors.items()):
-            pair = _detector_sample(det, d) if isinstance(d, Mapping) else None
-            if pair is not None and all(math.isfinite(v) for v in pair):
-                samples.append((det, pair[0], pair[1]))
-        ewma = detectors.get("ewma")
-        reference = s.get("reference")
-        rate = None
-        if isinstance(reference, Mapping) and "events" in reference and reference.get("n"):
-            rate = _finite(float(reference["events"]) / float(reference["n"]))
-        out.append(
-            _StreamSample(
-                stream=str(name),
-                monitoring=reference is not None,
-                observations=int(s.get("observations") or 0),
-                detectors=tuple(samples),
-                ewma_z=_finite(ewma.get("z")) if isinstance(ewma, Mapping) else None,
-                reference_rate=rate,
-            )
-        )
+        try:
+            out.append(_stream_sample(str(name), saved))
+        except (KeyError, TypeError, ValueError, ArithmeticError):
+            continue  # a stream whose saved state is unreadable: detection quarantines it
     return tuple(out)
 
 
@@ -724,13 +746,15 @@ class StoreCollector(Collector):
         rate = _Family(
             "phase4_stream_reference_event_ratio",
             "gauge",
-            "Event rate of the binary stream's reference (e.g. the miss rate at acceptance).",
+            "Event rate of the binary stream's reference as its chart was designed on, "
+            "(events + 1/2) / (n + 1) (e.g. the miss rate at acceptance).",
             labels,
         )
         monitoring = _Family(
             "phase4_stream_monitoring",
             "gauge",
-            "1 when the stream's reference is complete and its detectors watch it, else 0.",
+            "1 when the stream's reference is complete and its detectors watch it; 0 while "
+            "it collects a reference, has given up, or is stopped (quarantined).",
             labels,
         )
         observations = _Family(

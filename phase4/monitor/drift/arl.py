@@ -1,11 +1,21 @@
 """Average run lengths (ARL) of control charts, computed numerically, and calibration to a target.
 
-- Tabular CUSUM on N(δ, 1) observations: the Page (1954) integral equation for the one-sided
-  chart, solved by the Nyström method with Gauss–Legendre quadrature (Vance 1986; Goel & Wu
-  1971). Two one-sided charts combine as 1/ARL = 1/ARL⁺ + 1/ARL⁻ (Lucas & Crosier 1982).
-- EWMA on N(δ, 1): the Markov chain approximation of Lucas & Saccucci (1990).
-- Bernoulli CUSUM (Reynolds & Stoumbos 1999): the chart on integer-scaled log-likelihood-ratio
-  increments is itself a finite Markov chain, so its ARL is exact for the scaled chart.
+- Tabular CUSUM on N(δ, 1) observations: Page's integral equation for the ARL of the one-sided
+  chart (E. S. Page 1954, "Continuous inspection schemes", Biometrika 41:100–115), solved by the
+  Nyström method with Gauss–Legendre quadrature (A. L. Goel & S. M. Wu 1971, Technometrics
+  13:221–230; L. C. Vance 1986, J. Quality Technology 18:189–193). Two one-sided charts combine
+  as 1/ARL = 1/ARL⁺ + 1/ARL⁻, as J. M. Lucas & R. B. Crosier (1982, Technometrics 24:199–205)
+  combine them for their Table 1, which this reproduces within 0.5%.
+- EWMA on N(δ, 1): the Markov chain approximation of J. M. Lucas & M. S. Saccucci (1990,
+  Technometrics 32:1–12), the method of D. Brook & D. A. Evans (1972, Biometrika 59:539–549).
+- Bernoulli CUSUM (M. R. Reynolds & Z. G. Stoumbos 1999, J. Quality Technology 31:87–108): the
+  chart on integer-scaled log-likelihood-ratio increments is itself a finite Markov chain
+  (Brook & Evans 1972), so its ARL is exact for the scaled chart.
+
+>>> round(cusum_arl(4.0, k=0.5), 1), round(cusum_arl(4.0, k=0.5, shift=1.0), 2)  # L&C: 168, 8.38
+(167.7, 8.38)
+>>> round(ewma_arl(2.814, 0.10))  # Lucas & Saccucci: 500
+499
 
 Calibration inverts these with a bracketing root finder: a threshold is never a guessed constant.
 It searches only the range where the numerical methods are validated (``CUSUM_H_MAX``,
@@ -65,9 +75,17 @@ def _gauss_legendre(n: int) -> tuple[np.ndarray, np.ndarray]:
 
 def cusum_arl_one_sided(h: float, k: float, shift: float = 0.0, nodes: int = 64) -> float:
     """ARL of the upper chart S_t = max(0, S_{t-1} + x_t - k), alarm when S_t > h, S_0 = 0,
-    with x_t ~ N(shift, 1).
+    with x_t ~ N(δ, 1), δ = ``shift``.
 
-    L(z) = 1 + L(0) Φ(k - z + μ... ) + ∫_0^h L(y) φ(y + k - z - shift) dy   (Page 1954)
+    L(z), the ARL from S = z, solves Page's (1954) integral equation
+
+        L(z) = 1 + L(0)·Φ(k − z − δ) + ∫₀ʰ L(y)·φ(y − z + k − δ) dy,    0 ≤ z ≤ h
+
+    (one step, then: back to 0 with probability Φ(k − z − δ), to y in (0, h] with density
+    φ(y − z + k − δ), beyond h: the alarm), and the ARL is L(0). Nyström (Goel & Wu 1971;
+    Vance 1986): the integral becomes the Gauss–Legendre sum Σ_j w_j·L(y_j)·φ(y_j − z + k − δ)
+    over nodes y_j in [0, h], and the equation at z = 0 and at each node is a linear system
+    for L(0) and the L(y_j).
 
     ``nodes`` is a minimum: the kernel is one standard deviation wide, so the rule uses at least
     2·h nodes (64 nodes over h = 60 misplace the ARL at a shift of 0.3 by 4%). An ARL beyond
@@ -94,7 +112,9 @@ def cusum_arl_one_sided(h: float, k: float, shift: float = 0.0, nodes: int = 64)
 
 
 def cusum_arl(h: float, k: float = 0.5, shift: float = 0.0, nodes: int = 64) -> float:
-    """ARL of the two-sided tabular CUSUM (two one-sided charts, same h and k)."""
+    """ARL of the two-sided tabular CUSUM (two one-sided charts, same h and k):
+    1/ARL = 1/ARL⁺(δ) + 1/ARL⁻(δ) with ARL⁻(δ) = ARL⁺(−δ), as Lucas & Crosier (1982) combine
+    them (it neglects the runs on which both sums are positive at once)."""
     up = cusum_arl_one_sided(h, k, shift, nodes)
     down = cusum_arl_one_sided(h, k, -shift, nodes)
     rate = 1.0 / up + 1.0 / down
@@ -109,12 +129,15 @@ def expected_false_alarm_rate(
 ) -> float:
     """E[1/ARL] over the errors of a reference estimated from ``reference_size`` in-control
     observations: the standardised data are then N(ε, σ²) rather than N(0, 1), with
-    ε ~ N(0, 1/n) and log σ ~ N(0, 1/(2n)) (Gauss–Hermite quadrature over both).
+    ε ~ N(0, 1/n) and log σ ~ N(0, 1/(2n)) (the large-sample distributions of a mean and of a
+    log standard deviation), integrated by Gauss–Hermite quadrature over both.
     ``arl_at(shift, sigma)`` gives the ARL for data N(shift, sigma²). With n = None the
     reference is known exactly.
 
-    A reference estimated from a finite sample shortens the in-control run length (Jones,
-    Champ & Rigdon 2004); calibrating to this expectation keeps the false-alarm *rate* on budget.
+    A reference estimated from a finite sample shortens the in-control run length (L. A. Jones,
+    C. W. Champ & S. E. Rigdon 2004, "The run length distribution of the CUSUM with estimated
+    parameters", J. Quality Technology 36:95–108); calibrating to this expectation keeps the
+    false-alarm *rate* on budget.
     """
     if reference_size is None:
         return 1.0 / arl_at(0.0, 1.0)
@@ -204,8 +227,16 @@ def _bracketed_root(
 
 def ewma_arl(limit_l: float, lam: float, shift: float = 0.0, states: int = 201) -> float:
     """ARL of the two-sided EWMA Z_t = λx_t + (1-λ)Z_{t-1}, Z_0 = 0, alarm when
-    |Z_t| > L·sqrt(λ/(2-λ)) (asymptotic limits), x_t ~ N(shift, 1). Markov chain with
-    ``states`` (odd) cells over the in-control region (Lucas & Saccucci 1990)."""
+    |Z_t| > L·sqrt(λ/(2-λ)) (asymptotic limits), x_t ~ N(δ, 1), δ = ``shift``.
+
+    Markov chain (Lucas & Saccucci 1990; Brook & Evans 1972): the in-control interval (−UCL,
+    UCL) is cut into ``states`` (odd) cells of width w = 2·UCL/states with centres c_i; from
+    c_i, Z moves into cell j = [l_j, u_j) with probability
+
+        P_ij = Φ((u_j − (1 − λ)c_i)/λ − δ) − Φ((l_j − (1 − λ)c_i)/λ − δ)
+
+    and the ARLs from each cell solve (I − P)·L = 1; the chart's is the middle cell's (Z_0 = 0).
+    """
     if states % 2 == 0:
         states += 1
     ucl = limit_l * math.sqrt(lam / (2 - lam))
@@ -263,6 +294,8 @@ class BernoulliCusumDesign:
 
 
 def _bernoulli_increments(p0: float, p1: float, resolution: int) -> tuple[int, int, float]:
+    """(up, down, c): the log-likelihood-ratio steps log(p1/p0) and −log((1 − p1)/(1 − p0))
+    scaled by c = resolution / (the smaller of the two) and rounded to integers (at least 1)."""
     llr_event = math.log(p1 / p0)
     llr_none = math.log((1 - p1) / (1 - p0))  # negative for p1 > p0
     scale = resolution / min(llr_event, -llr_none)
@@ -271,7 +304,9 @@ def _bernoulli_increments(p0: float, p1: float, resolution: int) -> tuple[int, i
 
 def bernoulli_cusum_arl(up: int, down: int, h: int, p: float) -> float:
     """Exact ARL of S_t = max(0, S_{t-1} + up·x_t - down·(1-x_t)), alarm when S_t ≥ h,
-    S_0 = 0, x_t ~ Bernoulli(p). The chain has h transient states and two moves from each.
+    S_0 = 0, x_t ~ Bernoulli(p). The chain (Brook & Evans 1972) has the h transient states
+    0..h−1 and two moves from each: to s + up (or the alarm) with probability p, to
+    max(0, s − down) with 1 − p; the ARLs solve (I − Q)·L = 1 and the chart's is L(0).
     An ARL beyond ``ARL_CEILING`` (where the system is singular in floating point) is infinity."""
     if h <= 0:
         return 1.0

@@ -15,9 +15,9 @@ The budget is divided in two steps.
    the dependence between detectors; detectors watching the same values overlap, so the stream
    in fact runs somewhat below its share.
 
-Unequal weights are a design choice (docs/STATISTICS.md, "Numeric streams"): most of a numeric
-stream's rate goes to the two CUSUMs that detect mean shifts (one for small, one for large
-shifts), less to the EWMA, and a small part to the distribution-shape test.
+Unequal weights are a design choice (docs/STATISTICS.md, "The false-alarm budget"): most of a
+numeric stream's rate goes to the CUSUM that detects small mean shifts, less to the EWMA (faster
+on large shifts), and a small part to the distribution-shape test.
 
 New-category notices are not statistical alarms (they are certain, not probable) and take no
 share of the budget.
@@ -102,22 +102,15 @@ class BudgetShare:
 
     @classmethod
     def from_numbers(cls, d: Mapping[str, Any]) -> BudgetShare:
-        """From :meth:`numbers`, or from a state saved before weights (whose
-        ``detectors_sharing`` detectors had equal shares and ``arl0`` each)."""
-        if "streams_sharing" in d:
-            return cls(
-                int(d["streams_sharing"]),
-                float(d["false_alarms_per_year"]),
-                float(d["observations_per_day"]),
-                float(d.get("stream_arl0", d["arl0"])),
-                float(d.get("weight", 1.0)),
-                d.get("detector"),
-            )
+        """From :meth:`numbers` (a state saved before weights is rewritten in this shape by
+        ``phase4.monitor.drift.state.upgrade_state``)."""
         return cls(
-            int(d["detectors_sharing"]),
+            int(d["streams_sharing"]),
             float(d["false_alarms_per_year"]),
             float(d["observations_per_day"]),
-            float(d["arl0"]),
+            float(d.get("stream_arl0", d["arl0"])),
+            float(d.get("weight", 1.0)),
+            d.get("detector"),
         )
 
 

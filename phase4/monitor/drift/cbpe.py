@@ -6,30 +6,38 @@ binary calls ŷ the expected confusion matrix is known without any label:
     E[TP] = Σ p·ŷ,   E[FN] = Σ p·(1-ŷ),   E[TN] = Σ (1-p)(1-ŷ),   E[FP] = Σ (1-p)·ŷ
     expected sensitivity = Σ p·ŷ / Σ p,   expected specificity = Σ (1-p)(1-ŷ) / Σ (1-p)
 
-The calibration is fitted once, by isotonic regression of confirmed truth on score, from the
-first labelled outcomes. The estimate moves when the case mix or the score distribution moves
-(more borderline scores mean more expected errors): exactly the early warning wanted while
-labels are weeks away. It cannot see a change in P(malignant | score) itself — that needs the
-labelled-performance streams.
+The calibration is fitted once, by isotonic regression of confirmed truth on score (B. Zadrozny
+& C. Elkan 2002, "Transforming classifier scores into accurate multiclass probability
+estimates", Proc. KDD '02:694–699), from the first labelled outcomes. The estimate moves when
+the case mix or the score distribution moves (more borderline scores mean more expected
+errors): exactly the early warning wanted while labels are weeks away. It cannot see a change
+in P(malignant | score) itself — that needs the labelled-performance streams.
 
 Each window's estimate is compared with the spread of estimates over windows drawn (bootstrap)
-from the labelled reference period; the limit is z = Φ⁻¹(1 - α/2) with α = window / ARL0, the
-per-look level of the false-alarm budget, as for the other windowed tests.
+from the labelled reference period, by one chart per metric
+(``phase4.monitor.drift.detectors.expected_performance``): the limit is z = Φ⁻¹(1 − α/2) with
+α = window / ARL0, the per-look level of the false-alarm budget, as for the other windowed
+tests. The spread is widened by √(1 + W/N): a window's estimate minus the reference mean varies
+as sd²·(1 + W/N), the reference mean being itself an estimate from the N labelled pairs on which
+the calibration was fitted.
 """
 
 from __future__ import annotations
 
 import math
 from bisect import bisect_right
-from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
 import numpy as np
 from scipy.special import ndtri
 
-from phase4.monitor.drift.detectors import Alarm
+from phase4.monitor.drift.detectors.base import Alarm
+from phase4.monitor.drift.detectors.expected_performance import ExpectedPerformanceChart
 
 BOOTSTRAP_WINDOWS = 400
+# the metrics estimated, in the order expected_rates returns them
+METRICS = ("sensitivity", "specificity")
 
 
 def _interp(xs: list[float], ys: list[float], x: float) -> float:
@@ -53,14 +61,16 @@ def expected_rates(p: np.ndarray, yhat: np.ndarray) -> tuple[float, float]:
 
 @dataclass
 class PerformanceEstimator:
-    """Expected sensitivity and specificity per window of unlabelled records."""
+    """Expected sensitivity and specificity per window of unlabelled records, each watched by
+    its :class:`ExpectedPerformanceChart` (the estimator is the charts' front end: it turns
+    records into window estimates; the charts decide)."""
 
-    name: ClassVar[str] = "cbpe"
     calibration_x: list[float]
     calibration_y: list[float]
     window: int
-    reference: dict[str, float]
-    z_limit: float
+    labelled_pairs: int
+    charts: dict[str, ExpectedPerformanceChart]
+    # the current window's calibrated probabilities and calls
     probs: list[float] = field(default_factory=list)
     calls: list[int] = field(default_factory=list)
     first: int = 0
@@ -96,22 +106,27 @@ class PerformanceEstimator:
             ]
         )
         alpha = min(0.5, window / arl0)
+        z_limit = float(ndtri(1 - alpha / 2))
         # A window's estimate minus the reference mean varies as sd²(1 + W/N): the reference
         # mean is itself an estimate from N labelled pairs, on which the calibration was fitted.
         inflation = math.sqrt(1 + window / len(p))
-        reference = {
-            "sensitivity_mean": float(np.nanmean(draws[:, 0])),
-            "sensitivity_sd": float(np.nanstd(draws[:, 0], ddof=1)) * inflation,
-            "specificity_mean": float(np.nanmean(draws[:, 1])),
-            "specificity_sd": float(np.nanstd(draws[:, 1], ddof=1)) * inflation,
-            "labelled_pairs": float(len(p)),
+        charts = {
+            metric: ExpectedPerformanceChart(
+                metric=metric,
+                mean=float(np.nanmean(draws[:, column])),
+                sd=float(np.nanstd(draws[:, column], ddof=1)) * inflation,
+                z_limit=z_limit,
+            )
+            for column, metric in enumerate(METRICS)
         }
-        return cls(cx, cy, window, reference, float(ndtri(1 - alpha / 2)))
+        return cls(cx, cy, window, len(p), charts)
 
     def probability(self, score: float) -> float:
         return _interp(self.calibration_x, self.calibration_y, score)
 
     def update(self, score: float, call: bool, index: int | None = None) -> list[Alarm]:
+        """Take one record's score and call; at the end of each window, the alarms of the two
+        charts (dated at the window's first record)."""
         i = self.n if index is None else index
         self.n += 1
         if not self.probs:
@@ -120,37 +135,21 @@ class PerformanceEstimator:
         self.calls.append(int(call))
         if len(self.probs) < self.window:
             return []
-        sens, spec = expected_rates(np.array(self.probs), np.array(self.calls, dtype=float))
+        estimates = expected_rates(np.array(self.probs), np.array(self.calls, dtype=float))
         self.probs, self.calls = [], []
         alarms = []
-        for metric, value in (("sensitivity", sens), ("specificity", spec)):
-            mean = self.reference[f"{metric}_mean"]
-            sd = self.reference[f"{metric}_sd"]
-            if math.isnan(value) or sd <= 0:
-                continue
-            z = (value - mean) / sd
-            if abs(z) > self.z_limit:
-                alarms.append(
-                    Alarm(
-                        self.name,
-                        i,
-                        z,
-                        self.z_limit,
-                        self.first,
-                        direction="up" if z > 0 else "down",
-                        detail={
-                            "metric": metric,
-                            "estimate": value,
-                            "reference_mean": mean,
-                            "reference_sd": sd,
-                        },
-                    )
-                )
+        for metric, value in zip(METRICS, estimates, strict=True):
+            alarm = self.charts[metric].update(value, i)
+            if alarm is not None:
+                alarms.append(replace(alarm, change_index_estimate=self.first))
         return alarms
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return asdict(self)  # the charts too (dataclasses), as their own to_dict
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PerformanceEstimator:
-        return cls(**d)
+        """From :meth:`to_dict` of the current state version (see
+        ``phase4.monitor.drift.state``)."""
+        charts = {m: ExpectedPerformanceChart.from_dict(c) for m, c in d["charts"].items()}
+        return cls(**{**d, "charts": charts})

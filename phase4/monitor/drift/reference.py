@@ -14,9 +14,15 @@ In control z ~ N(0, 1) whatever the feature's distribution, so one calibration s
   reference value (``continuous_z_cap``: ±3.09 for 500 values), which is all a reference of
   that size can say about such a value.
 - Discrete features (≤ 24 distinct reference values, e.g. lesion count): the randomised PIT
-  u ~ U(F(x⁻), F(x)) is exactly uniform in control (Brockwell 2007). The uniform is a
-  deterministic hash of the observation's index, so replays give identical results.
-Robust summaries (median, MAD) are kept for the evidence shown to people.
+  u ~ U(F(x⁻), F(x)) is exactly uniform in control (A. E. Brockwell 2007, "Universal
+  residuals: a multivariate transformation", Statistics & Probability Letters 77:1473–1478).
+  The uniform is a deterministic hash of the observation's index, so replays give identical
+  results.
+- Mixed features (a point mass holding ≥ 2% of the reference, and a continuum): F(x) is the
+  point masses' shares plus the continuous part's CDF weighted by its share, randomised within
+  a point mass's jump.
+The sample's median and MAD are kept for the evidence shown to people; the transform has its
+own constants (``location``, ``scale``), those of the continuous part.
 """
 
 from __future__ import annotations
@@ -48,23 +54,37 @@ def _uniform_from_index(salt: str, index: int) -> float:
 
 @dataclass(slots=True)
 class NumericReference:
-    """The in-control distribution of one numeric stream."""
+    """The in-control distribution of one numeric stream.
+
+    ``median`` and ``mad_sigma`` summarise the whole reference sample for people (its median and
+    its median absolute deviation × 1.4826). The transform to normal scores has its own
+    constants: ``location`` and ``scale`` standardise the continuous part of the sample (the
+    values outside any point mass) before the Yeo–Johnson transform; for a feature with a point
+    mass (TMTV: 0 for most studies) they differ from the sample's median and MAD.
+    """
 
     n: int
-    median: float
-    mad_sigma: float
+    # the sample's median and MAD·1.4826; None in a state saved before they were kept for a
+    # feature with a point mass (the state then held the continuous part's)
+    median: float | None
+    mad_sigma: float | None
     discrete: bool
-    # continuous: the knots' normal scores (in probs) at knots evenly spaced over knot_range
-    # = [first, last] (states saved before that kept the knots themselves in xs);
-    # discrete: levels (xs) and their CDF (probs)
-    xs: list[float] = field(default_factory=list)
-    probs: list[float] = field(default_factory=list)
+    # discrete: the distinct reference values and the empirical CDF at each
+    levels: list[float] = field(default_factory=list)
+    cdf: list[float] = field(default_factory=list)
+    # continuous: the normal scores at KNOTS knots evenly spaced over knot_range = [first,
+    # last] in the symmetrised scale; a reference saved before the knots were evenly spaced
+    # keeps their positions in knot_x instead of knot_range
+    knot_z: list[float] = field(default_factory=list)
+    knot_range: list[float] = field(default_factory=list)
+    knot_x: list[float] = field(default_factory=list)
+    # the symmetrising transform: y = YJ((x − location) / scale; yj_lambda)
+    location: float = 0.0
     scale: float = 1.0
     yj_lambda: float = 1.0
     # Point masses of a mixed feature (TMTV is exactly 0 for most studies): value and share.
     atoms: list[float] = field(default_factory=list)
     atom_probs: list[float] = field(default_factory=list)
-    knot_range: list[float] = field(default_factory=list)
     # Derived from n, not stored (see to_dict): the largest |z| a continuous value can score.
     z_cap: float = field(default=0.0, compare=False)
 
@@ -91,7 +111,14 @@ class NumericReference:
         continuous = x[~np.isin(x, levels[is_atom])]
         if levels.size <= DISCRETE_MAX_LEVELS or continuous.size < min_size:
             cdf = np.cumsum(counts) / x.size
-            return cls(x.size, median, mad_sigma, True, levels.tolist(), cdf.tolist())
+            return cls(
+                n=x.size,
+                median=median,
+                mad_sigma=mad_sigma,
+                discrete=True,
+                levels=levels.tolist(),
+                cdf=cdf.tolist(),
+            )
         ref = cls._fit_continuous(continuous, x.size, median, mad_sigma)
         ref.atoms = levels[is_atom].tolist()
         ref.atom_probs = (counts[is_atom] / x.size).tolist()
@@ -101,22 +128,27 @@ class NumericReference:
     def _fit_continuous(
         cls, x: np.ndarray, n: int, median: float, mad_sigma: float
     ) -> NumericReference:
-        median = float(np.median(x))
-        mad_sigma = float(stats.median_abs_deviation(x, scale="normal"))
+        """Fit the continuous part ``x`` of a reference of ``n`` values whose (whole-sample)
+        median and MAD·1.4826 are ``median`` and ``mad_sigma``."""
+        location = float(np.median(x))
+        robust_sd = float(stats.median_abs_deviation(x, scale="normal"))
         # Symmetrise first (Yeo-Johnson, fitted by maximum likelihood on robustly standardised
         # values), so that a Gaussian kernel's tails suit the data's; then smooth the CDF: a
         # kernel CDF has a smaller error than the empirical one, above all in the sparse tails
         # that decide a CUSUM's false-alarm rate. Evaluated once at knots, interpolated in z.
-        scale = mad_sigma if mad_sigma > 0 else float(np.std(x, ddof=1))
-        _, lam = stats.yeojohnson((x - median) / scale)
-        g = _yeo_johnson((x - median) / scale, float(lam))
+        scale = robust_sd if robust_sd > 0 else float(np.std(x, ddof=1))
+        _, lam = stats.yeojohnson((x - location) / scale)
+        g = _yeo_johnson((x - location) / scale, float(lam))
+        # Silverman's rule of thumb, 0.9·min(sd, IQR/1.349)·m^(−1/5) (B. W. Silverman 1986,
+        # "Density Estimation for Statistics and Data Analysis", Chapman & Hall, eq. 3.31)
         iqr_sigma = float(np.subtract(*np.percentile(g, [75, 25]))) / 1.349
         spread = min(float(np.std(g, ddof=1)), iqr_sigma) or float(np.std(g, ddof=1))
         bandwidth = 0.9 * spread * g.size ** (-0.2)
         # A kernel estimate's variance is the sample's plus bandwidth²: z would come out about
         # 3% too narrow, and every chart conservative by a third of its false-alarm rate. The
-        # sample is shrunk toward its mean first so the smoothed distribution keeps the
-        # sample's variance (Jones 1991).
+        # sample is shrunk toward its mean by 1/√(1 + b²/s²) first, so that the smoothed
+        # distribution keeps the sample's variance (M. C. Jones 1991, "On correcting for
+        # variance inflation in kernel density estimation", Comput. Stat. Data Anal. 11:3–15).
         sd = float(np.std(g, ddof=1))
         centre = float(np.mean(g))
         smooth = centre + (g - centre) / math.sqrt(1.0 + (bandwidth / sd) ** 2)
@@ -148,15 +180,15 @@ class NumericReference:
         zs = np.where(knots > hi_q, z_hi + (knots - hi_q) * slope_hi, zs)
         zs = np.where(knots < lo_q, z_lo + (knots - lo_q) * slope_lo, zs)
         return cls(
-            n,
-            median,
-            mad_sigma,
-            False,
-            [],
-            [float(f"{v:.7g}") for v in zs],
+            n=n,
+            median=median,
+            mad_sigma=mad_sigma,
+            discrete=False,
+            knot_z=[float(f"{v:.7g}") for v in zs],
+            knot_range=[first, last],
+            location=location,
             scale=scale,
             yj_lambda=float(lam),
-            knot_range=[first, last],
         )
 
     def z(self, value: float, index: int = 0, salt: str = "") -> float:
@@ -178,8 +210,10 @@ class NumericReference:
         return max(-Z_CLIP, min(Z_CLIP, float(ndtri(f))))
 
     def _z_continuous(self, value: float) -> float:
-        zs = self.probs  # continuous: probs holds the knots' normal scores
-        value = _yeo_johnson_scalar((value - self.median) / self.scale, self.yj_lambda)
+        """z of a continuous value: y = YJ((x − location)/scale; yj_lambda), then knot_z
+        interpolated linearly at y (extrapolated beyond the outer knots), capped at ±z_cap."""
+        zs = self.knot_z
+        value = _yeo_johnson_scalar((value - self.location) / self.scale, self.yj_lambda)
         if self.knot_range:
             first, last = self.knot_range
             step = (last - first) / (len(zs) - 1)
@@ -193,7 +227,7 @@ class NumericReference:
             z = zs[i] + (pos - i) * (zs[i + 1] - zs[i])
             cap = self.z_cap
             return cap if z > cap else -cap if z < -cap else z
-        xs = self.xs
+        xs = self.knot_x
         j = bisect_right(xs, value)
         if j == 0:
             j = 1
@@ -204,7 +238,9 @@ class NumericReference:
         return max(-self.z_cap, min(self.z_cap, z))
 
     def _z_discrete(self, value: float, index: int, salt: str) -> float:
-        levels, cdf = self.xs, self.probs
+        """The randomised PIT u = F(x⁻) + V·(F(x) − F(x⁻)), V ~ U(0, 1) from the index
+        (Brockwell 2007), as a normal score Φ⁻¹(u)."""
+        levels, cdf = self.levels, self.cdf
         below = bisect_left(levels, value)
         upto = bisect_right(levels, value)
         f_lo = cdf[below - 1] if below > 0 else 0.0
@@ -220,13 +256,37 @@ class NumericReference:
         u = min(max(u, 1e-12), 1 - 1e-12)
         return float(max(-Z_CLIP, min(Z_CLIP, ndtri(u))))
 
+    def describe(self) -> str:
+        """The reference in a line, for people."""
+        if self.median is None or self.mad_sigma is None:
+            text = f"n = {self.n}, median and robust SD not recorded (saved by an older version)"
+        else:
+            text = f"n = {self.n}, median {self.median:.4g}, robust SD {self.mad_sigma:.3g}"
+        if self.atoms:
+            masses = ", ".join(
+                f"{a:g} ({p:.0%})" for a, p in zip(self.atoms, self.atom_probs, strict=True)
+            )
+            text += f"; values exactly at {masses}"
+        return text
+
     def to_dict(self) -> dict[str, Any]:
+        """The fields that hold something; the others (a discrete reference's knots and
+        transform, a continuous one's levels, absent point masses) keep their defaults."""
         d = asdict(self)
         del d["z_cap"]
+        unused = ("knot_z", "knot_range", "knot_x", "location", "scale", "yj_lambda")
+        if self.discrete:
+            for key in unused:
+                del d[key]
+        for key in ("levels", "cdf", "knot_x", "atoms", "atom_probs"):
+            if key in d and not d[key]:
+                del d[key]
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> NumericReference:
+        """From :meth:`to_dict` of the current state version (see
+        ``phase4.monitor.drift.state``)."""
         return cls(**d)
 
 
@@ -256,8 +316,18 @@ class RateReference:
 
     @property
     def rate(self) -> float:
-        """Posterior mean under the Jeffreys prior: never exactly 0, even with no events."""
+        """(events + ½) / (n + 1): the posterior mean of the rate under the Jeffreys prior
+        Beta(½, ½) (H. Jeffreys 1946, "An invariant form for the prior probability in estimation
+        problems", Proc. R. Soc. A 186:453–461). Never exactly 0, even with no events; the
+        Bernoulli CUSUM is designed on it (its p0)."""
         return (self.events + 0.5) / (self.n + 1)
+
+    def describe(self) -> str:
+        """The reference in a line, for people, with the rate the chart was designed on."""
+        return (
+            f"n = {self.n}, {self.events} events; rate the chart was designed on, "
+            f"(events + ½)/(n + 1) = {self.rate:.2%}"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -287,6 +357,12 @@ class CategoricalReference:
     def n(self) -> int:
         return sum(self.counts.values())
 
+    def describe(self, top: int = 5) -> str:
+        """The ``top`` most frequent categories and their counts, for people."""
+        ranked = sorted(self.counts.items(), key=lambda kv: -kv[1])
+        text = "; ".join(f"{k}: {v}" for k, v in ranked[:top])
+        return text + (" …" if len(ranked) > top else "")
+
     def to_dict(self) -> dict[str, Any]:
         return {"counts": self.counts}
 
@@ -306,11 +382,15 @@ def _yeo_johnson(y: np.ndarray, lam: float) -> np.ndarray:
 
 
 def _yeo_johnson_scalar(y: float, lam: float) -> float:
-    """Yeo & Johnson (2000): a power transform defined for all real y."""
+    """The power transform of I.-K. Yeo & R. A. Johnson (2000, "A new family of power
+    transformations to improve normality or symmetry", Biometrika 87:954–959), defined for all
+    real y: ((y + 1)^λ − 1)/λ for y ≥ 0 (log(y + 1) at λ = 0), and
+    −((1 − y)^(2−λ) − 1)/(2 − λ) for y < 0 (−log(1 − y) at λ = 2)."""
     if y >= 0:
         return math.log1p(y) if abs(lam) < 1e-9 else ((y + 1) ** lam - 1) / lam
     return -math.log1p(-y) if abs(lam - 2) < 1e-9 else -((1 - y) ** (2 - lam) - 1) / (2 - lam)
 
 
 def z_to_uniform(z: float) -> float:
+    """Φ(z), the standard normal CDF (as ½·erfc(−z/√2), accurate in the lower tail)."""
     return 0.5 * math.erfc(-z / math.sqrt(2))

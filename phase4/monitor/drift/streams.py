@@ -10,11 +10,13 @@ Kinds and detectors:
 - binary: Bernoulli CUSUM for a rise from the reference rate p0 to p1;
 - categorical: new-category notice, and a windowed G-test against the reference counts.
 
-A stream whose detectors cannot be calibrated to its budget from the reference it has (a
-small reference whose own estimation error alone would overspend the false-alarm budget) is
-marked ``not_calibratable`` in its budget, with the reason, and keeps collecting a reference
-twice as large; after ``MAX_REFERENCE_GROWTH`` times the configured size it gives up, says so,
-and stops collecting. One stream's problem never stops the deployment's other streams.
+What a stream is doing is its ``state`` (:class:`StreamState`): collecting its reference,
+monitoring, collecting a larger one, abandoned, collecting again, or quarantined. A stream whose
+detectors cannot be calibrated to its budget from the reference it has (a small reference whose
+own estimation error alone would overspend the false-alarm budget) says why in its budget
+(``not_calibratable``) and keeps collecting a reference twice as large; after
+``MAX_REFERENCE_GROWTH`` times the configured size it gives up (``ABANDONED``), says so, and
+stops collecting. One stream's problem never stops the deployment's other streams.
 
 A value that cannot be one of the stream's observations (beyond float range, NaN, ±inf, a list
 where a number belongs) is missing for that stream, and counted (``unusable``). A stream whose
@@ -27,7 +29,7 @@ its reference is reset or uploaded, and the deployment's other streams go on
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -39,11 +41,15 @@ from phase4.monitor.drift.detectors import (
     Alarm,
     BernoulliCusum,
     Cusum,
+    Detector,
+    DetectorSummary,
     Ewma,
     NewCategory,
+    Trace,
     WindowedChiSquare,
     WindowedKS,
     detector_from_dict,
+    trace,
 )
 from phase4.monitor.drift.reference import (
     CategoricalReference,
@@ -52,6 +58,7 @@ from phase4.monitor.drift.reference import (
     ReferenceFitError,
     z_to_uniform,
 )
+from phase4.monitor.drift.state import STATE_VERSION, StreamState, upgrade_state
 
 StreamKind = Literal["numeric", "binary", "categorical"]
 STREAM_KINDS = ("numeric", "binary", "categorical")
@@ -71,6 +78,11 @@ MAX_REFERENCE_GROWTH = 16
 # A binary reference waits for reference_events_min events, but not past this many times
 # reference_size observations.
 BINARY_REFERENCE_CAP = 20
+# the states tested on every record, as module constants (an enum member looked up through its
+# class costs a tenth of a microsecond in Python 3.11)
+_MONITORING = StreamState.MONITORING
+_QUARANTINED = StreamState.QUARANTINED
+_ABANDONED = StreamState.ABANDONED
 
 
 class ConfigError(ValueError):
@@ -252,7 +264,9 @@ def _usable(kind: StreamKind, value: Any) -> Any:
 
 @dataclass(slots=True)
 class StreamAlarm:
-    """An alarm on a named stream, with timestamps for the alarm and the estimated change."""
+    """An alarm on a named stream, with timestamps for the alarm and the estimated change, the
+    budget arithmetic behind its threshold and the detector's description (its parameters and
+    rule, as ``Detector.describe`` gives them right after the alarm)."""
 
     stream: str
     kind: StreamKind
@@ -260,9 +274,11 @@ class StreamAlarm:
     at: str
     change_at: str | None
     budget: dict[str, Any] | None
+    description: DetectorSummary | None = None
 
     def to_dict(self) -> dict[str, Any]:
         a = self.alarm
+        described = self.description
         return {
             "stream": self.stream,
             "stream_kind": self.kind,
@@ -277,6 +293,15 @@ class StreamAlarm:
             "direction": a.direction,
             "detail": a.detail,
             "budget": self.budget,
+            **(
+                {
+                    "detector_rule": described.text,
+                    "detector_unit": described.unit,
+                    "detector_parameters": [p.to_dict() for p in described.parameters],
+                }
+                if described is not None
+                else {}
+            ),
         }
 
 
@@ -289,7 +314,7 @@ class Stream:
     seen_records: int = 0
     reference_values: list[Any] = field(default_factory=list)
     reference: dict[str, Any] | None = None
-    detectors: dict[str, Any] = field(default_factory=dict)
+    detectors: dict[str, Detector[Any]] = field(default_factory=dict)
     budget: dict[str, Any] | None = None
     times: dict[int, str] = field(default_factory=dict)
     observations: int = 0
@@ -299,11 +324,22 @@ class Stream:
     # set when an update raised: {"reason": plain words, "at": the record's time}; no update
     # reaches the stream again until its reference is reset or uploaded
     quarantine: dict[str, Any] | None = None
+    state: StreamState = StreamState.COLLECTING
     _numeric_ref: NumericReference | None = None
 
     @property
     def monitoring(self) -> bool:
-        return self.reference is not None
+        """The reference is complete and the detectors watch every observation."""
+        return self.state is StreamState.MONITORING
+
+    def observation(self, record: Mapping[str, Any]) -> Any:
+        """What this stream observes in ``record``: its field's value as the stream's kind, or
+        None when the record is outside the stream's subgroup, or the value missing or
+        unusable."""
+        spec = self.spec
+        if spec.where and any(read_field(record, k) != v for k, v in spec.where):
+            return None
+        return _usable(spec.kind, read_field(record, spec.field))
 
     def observe(
         self,
@@ -316,7 +352,7 @@ class Stream:
         spec = self.spec
         if spec.where and any(read_field(record, k) != v for k, v in spec.where):
             return []
-        if self.quarantine is not None:
+        if self.state is _QUARANTINED:
             return []
         self.seen_records += 1
         path = spec.field
@@ -327,8 +363,8 @@ class Stream:
                 self.unusable += 1
             return []
         self.observations += 1
-        if self.reference is None:
-            if self.budget is not None and self.budget.get("abandoned"):
+        if self.state is not _MONITORING:
+            if self.state is _ABANDONED:
                 return []
             self.reference_values.append(value)
             if self._reference_complete(config):
@@ -345,7 +381,15 @@ class Stream:
         if not found:
             return []
         alarms = [
-            StreamAlarm(spec.name, spec.kind, a, at, None, self._evidence(a.detector))
+            StreamAlarm(
+                spec.name,
+                spec.kind,
+                a,
+                at,
+                None,
+                self._evidence(a.detector),
+                self.detectors[a.detector].describe(),
+            )
             for a in found
         ]
         for sa in alarms:
@@ -356,7 +400,7 @@ class Stream:
     def _evidence(self, detector: str) -> dict[str, Any] | None:
         """The budget arithmetic behind ``detector``'s threshold, for an alarm's evidence."""
         budget = self.budget
-        if not budget or "arl0" not in budget:
+        if self.state is not StreamState.MONITORING or not budget:
             return None
         stream_share = BudgetShare.from_numbers(budget)
         weight = (budget.get("weights") or {}).get(detector)
@@ -371,7 +415,10 @@ class Stream:
         only when a detector may date a change to it: the start of a CUSUM side's excursion,
         an EWMA zero crossing, the first observation of a KS window."""
         detectors = self.detectors
-        cusum, ewma, ks = detectors["cusum"], detectors["ewma"], detectors["ks"]
+        # a numeric stream's detectors (annotated, not cast: this runs on every record)
+        cusum: Cusum = detectors["cusum"]  # type: ignore[assignment]
+        ewma: Ewma = detectors["ewma"]  # type: ignore[assignment]
+        ks: WindowedKS = detectors["ks"]  # type: ignore[assignment]
         z = (
             ref.z(value, row, self.spec.name)
             if ref.discrete or ref.atoms
@@ -413,10 +460,59 @@ class Stream:
         return self.reference_events >= config.reference_events_min
 
     def _live_starts(self) -> set[int]:
-        return set().union(*(d.candidate_starts() for d in self._detector_objects()))
+        return set().union(*(d.candidate_starts() for d in self.detectors.values()))
 
-    def _detector_objects(self) -> list[Any]:
-        return [o for o in self.detectors.values() if not isinstance(o, dict)]
+    def replay(self, detector: str, observations: Sequence[tuple[int, Any]]) -> Trace:
+        """``detector``'s run from a restart over ``observations`` ((row, value) pairs, as
+        :meth:`observation` gives values), fed as the stream feeds it (numeric values as normal
+        scores, or their PIT for the KS test). The stream is not changed."""
+        det = self.detectors[detector]
+        ref = self._numeric_ref
+        name = self.spec.name
+        if ref is None:
+            inputs: list[Any] = [value for _, value in observations]
+        elif detector == WindowedKS.name:
+            inputs = [z_to_uniform(ref.z(value, row, name)) for row, value in observations]
+        else:
+            inputs = [ref.z(value, row, name) for row, value in observations]
+        return trace(det, inputs)
+
+    def describe_state(self, reference_events_min: int) -> str:
+        """What the stream is doing, in words (``reference_events_min``: the events a binary
+        reference waits for)."""
+        have = len(self.reference_values)
+        budget = self.budget or {}
+        collecting = f"{have} of {self.reference_size} values"
+        if self.spec.kind == "binary" and have >= self.reference_size:
+            collecting += f"; waits for {reference_events_min} events"
+        state = self.state
+        if state is StreamState.MONITORING:
+            return "monitoring"
+        if state is StreamState.COLLECTING:
+            return f"collecting the reference ({collecting})"
+        if state is StreamState.COLLECTING_LARGER:
+            return (
+                f"collecting a larger reference ({collecting}): "
+                f"{budget.get('not_calibratable', '')}"
+            )
+        if state is StreamState.RECOLLECTING:
+            return (
+                f"collecting a new reference ({collecting}): {budget.get('unusable_reference', '')}"
+            )
+        if state is StreamState.ABANDONED:
+            return f"not monitored: {budget.get('not_calibratable', '')}"
+        return f"stopped: {(self.quarantine or {}).get('reason', '')}"
+
+    def describe_reference(self) -> str:
+        """The reference in a line, for people (or how far its collection is)."""
+        ref = self.reference
+        if ref is None:
+            return f"collecting: {len(self.reference_values)} of {self.reference_size} values"
+        if self.spec.kind == "numeric":
+            return (self._numeric_ref or NumericReference.from_dict(ref)).describe()
+        if self.spec.kind == "binary":
+            return RateReference.from_dict(ref).describe()
+        return CategoricalReference.from_dict(ref).describe()
 
     def _update(self, value: Any, row: int) -> list[Alarm]:
         out = []
@@ -445,8 +541,9 @@ class Stream:
         # kept with the state, so that evidence shows the split the thresholds were built with
         self.budget = {**budget.numbers(), **({"weights": weights} if len(weights) > 1 else {})}
         self.detectors = detectors
-        self.reference = self._reference_dict(values)
+        self.reference = self._reference_dict(values)  # ReferenceFitError: see observe
         self.reference_values = []
+        self.state = StreamState.MONITORING
 
     def _not_calibratable(
         self, exc: CalibrationError, budget: BudgetShare, config: MonitorConfig
@@ -463,8 +560,9 @@ class Stream:
         if 2 * self.reference_size <= MAX_REFERENCE_GROWTH * configured:
             self.reference_size *= 2
             state["next_reference_size"] = self.reference_size
+            self.state = StreamState.COLLECTING_LARGER
         else:
-            state["abandoned"] = True
+            self.state = StreamState.ABANDONED
             state["not_calibratable"] += (
                 f" Gave up after a reference of {len(self.reference_values)} values "
                 f"({MAX_REFERENCE_GROWTH} times the configured size); this stream is not "
@@ -496,10 +594,13 @@ class Stream:
             "observations": self.observations,
             "unusable": self.unusable,
             "quarantine": self.quarantine,
+            "state": self.state.value,
         }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Stream:
+        """From :meth:`to_dict` of the current state version (``DeploymentMonitor.from_dict``
+        upgrades older saved states first)."""
         spec = StreamSpec.from_dict(d["spec"])
         stream = cls(
             spec=spec,
@@ -511,8 +612,9 @@ class Stream:
             detectors={k: detector_from_dict(k, v) for k, v in d["detectors"].items()},
             times={int(k): v for k, v in d["times"].items()},
             observations=d["observations"],
-            unusable=int(d.get("unusable", 0)),
-            quarantine=d.get("quarantine"),
+            unusable=int(d["unusable"]),
+            quarantine=d["quarantine"],
+            state=StreamState(d["state"]),
         )
         if spec.kind == "numeric" and stream.reference is not None:
             stream._numeric_ref = NumericReference.from_dict(stream.reference)
@@ -551,13 +653,14 @@ def _quarantine_notice(
 
 
 def designed_p1(p0: float, rate_ratio: float) -> float:
-    """The rate a binary stream's chart is designed to detect when p1 is not configured."""
+    """The rate a binary stream's chart is designed to detect when p1 is not configured:
+    p1 = min(0.95, max(rate_ratio · p0, p0 + 0.01)) (at least a point above p0)."""
     return min(0.95, max(p0 * rate_ratio, p0 + 0.01))
 
 
 def _build_detectors(
     spec: StreamSpec, values: list[Any], budget: BudgetShare, config: MonitorConfig
-) -> dict[str, Any]:
+) -> dict[str, Detector[Any]]:
     n = len(values)
     weights = DETECTOR_WEIGHTS[spec.kind]
 
@@ -585,7 +688,7 @@ def _build_detectors(
         }
     ref_counts = CategoricalReference.fit(values).counts
     return {
-        "new_category": NewCategory(seen=sorted(ref_counts)),
+        "new_category": NewCategory(seen=sorted(ref_counts), reference_categories=len(ref_counts)),
         "chi_square": WindowedChiSquare.calibrated(
             budget.arl0, ref_counts, window=config.chi_square_window
         ),
@@ -651,6 +754,7 @@ class DeploymentMonitor:
                 stream.seen_records = 0
                 stream.observations = 0
                 stream.budget = {"unusable_reference": str(exc)}
+                stream.state = StreamState.RECOLLECTING
             except Exception as exc:  # one stream's failure stops only it
                 alarms.append(self._quarantine(stream, exc, row, stamp))
         return alarms
@@ -665,6 +769,7 @@ class DeploymentMonitor:
             "reference is reset or uploaded."
         )
         stream.quarantine = {"reason": reason, "at": stamp, "error": type(exc).__name__}
+        stream.state = StreamState.QUARANTINED
         return _quarantine_notice(stream.spec.name, stream.spec.kind, reason, exc, row, stamp)
 
     def _quarantine_cbpe(self, exc: Exception, row: int, stamp: str) -> StreamAlarm:
@@ -708,6 +813,7 @@ class DeploymentMonitor:
                 stamp,
                 self.cbpe_window_at,
                 self._cbpe_share().to_dict(),
+                self.cbpe.charts[a.detail["metric"]].describe(),
             )
             for a in found
         ]
@@ -733,6 +839,7 @@ class DeploymentMonitor:
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "state_version": STATE_VERSION,
             "cbpe_pairs": self.cbpe_pairs,
             "cbpe": self.cbpe.to_dict() if self.cbpe else None,
             "cbpe_window_at": self.cbpe_window_at,
@@ -744,14 +851,17 @@ class DeploymentMonitor:
         }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> DeploymentMonitor:
+    def from_dict(cls, saved: Mapping[str, Any]) -> DeploymentMonitor:
+        """From a saved state of any version (upgraded by
+        :func:`phase4.monitor.drift.state.upgrade_state`)."""
+        d = upgrade_state(saved)
         return cls(
             config=MonitorConfig.from_dict(d["config"]),
             streams={k: Stream.from_dict(v) for k, v in d["streams"].items()},
             records=d["records"],
-            feedback=d.get("feedback", 0),
-            cbpe_pairs=list(d.get("cbpe_pairs", [])),
-            cbpe=PerformanceEstimator.from_dict(d["cbpe"]) if d.get("cbpe") else None,
-            cbpe_window_at=d.get("cbpe_window_at"),
-            cbpe_quarantine=d.get("cbpe_quarantine"),
+            feedback=d["feedback"],
+            cbpe_pairs=list(d["cbpe_pairs"]),
+            cbpe=PerformanceEstimator.from_dict(d["cbpe"]) if d["cbpe"] else None,
+            cbpe_window_at=d["cbpe_window_at"],
+            cbpe_quarantine=d["cbpe_quarantine"],
         )

@@ -17,8 +17,7 @@ from phase4.monitor.store.models import Alert
 from phase4.monitor.ui.queries import MetricChart, Series, StreamPath
 
 COLORS = {
-    "upper": "#1f5fa8",
-    "lower": "#7a4fb0",
+    "series": "#1f5fa8",
     "threshold": "#b00020",
     "alarm": "#b00020",
     "change": "#e07b00",
@@ -54,33 +53,22 @@ def to_json(fig: go.Figure) -> Markup:
 
 def stream_chart(name: str, path: StreamPath, alerts: Sequence[Alert]) -> Markup:
     fig = go.Figure()
-    upper_label = "upper CUSUM" if path.lower is not None else "Bernoulli CUSUM (log-LR)"
     fig.add_trace(
         go.Scatter(
             x=path.times,
-            y=path.upper,
+            y=path.values,
             mode="lines",
-            name=upper_label,
-            line={"color": COLORS["upper"], "width": 1.5},
+            name=path.label,
+            line={"color": COLORS["series"], "width": 1.5},
         )
     )
-    if path.lower is not None:
-        fig.add_trace(
-            go.Scatter(
-                x=path.times,
-                y=path.lower,
-                mode="lines",
-                name="lower CUSUM",
-                line={"color": COLORS["lower"], "width": 1.5},
-            )
-        )
     if path.times:
         fig.add_trace(
             go.Scatter(
                 x=[path.times[0], path.times[-1]],
                 y=[path.threshold, path.threshold],
                 mode="lines",
-                name=f"threshold h = {path.threshold:.2f}",
+                name=f"threshold {path.threshold:.2f}",
                 line={"color": COLORS["threshold"], "dash": "dash"},
             )
         )
@@ -190,7 +178,7 @@ def metric_chart(chart: MetricChart) -> Markup:
                 f"{v} ({'signed off' if r else 'not signed off'})"
                 for v, r in zip(chart.verdicts, chart.reviewed, strict=True)
             ],
-            line={"color": COLORS["upper"], "width": 1.5},
+            line={"color": COLORS["series"], "width": 1.5},
             marker={"size": 5},
         )
     )

@@ -4,10 +4,12 @@ Nothing returned names a study or a record: deployments, sites, devices, streams
 
 The drift charts: the detector state keeps a stream's *current* statistics, not their history.
 The history is rebuilt by replaying the records the detector consumed, in the order it
-consumed them, through the stream's stored reference and its calibrated CUSUM (same threshold,
-same allowance, same normal scores). The replay's end point is compared with the stored state:
-the page says whether they agree, so a chart never silently shows a history the detector did
-not have (e.g. after records were deleted).
+consumed them, through the stream as it feeds its detector (its stored reference's normal
+scores) and a restarted copy of the charted detector (``Detector.replay``: same threshold, same
+parameters). The replay's end point is compared with the stored state: the page says whether
+they agree, so a chart never silently shows a history the detector did not have (e.g. after
+records were deleted). Every number shown of a detector comes from the detector
+(``statistic``, ``threshold``, ``describe()``); this module repeats no formula.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from sqlmodel import Session, col, func, select
 
 from phase4.monitor.core.statuses import AlertStatus, PhantomVerdict, Severity
 from phase4.monitor.drift.detectors import BernoulliCusum, Cusum
-from phase4.monitor.drift.streams import DeploymentMonitor, Stream, _usable, read_field
+from phase4.monitor.drift.state import StreamState, upgrade_state
+from phase4.monitor.drift.streams import DeploymentMonitor, Stream
 from phase4.monitor.store.auth import Principal
 from phase4.monitor.store.models import (
     AIModel,
@@ -54,6 +57,10 @@ MAX_REPLAY_RECORDS = 50_000
 FAILING_VERDICTS = {PhantomVerdict.OUTSIDE_ACTION}
 WARNING_VERDICTS = {PhantomVerdict.OUTSIDE_TOLERANCE}
 SEVERITIES = (Severity.CRITICAL, Severity.WARNING, Severity.INFO)
+# The detector each kind of stream is charted by: its main sequential detector (the CUSUM holds
+# most of a numeric stream's false-alarm share). Categorical streams have windowed tests and
+# notices only: nothing runs between windows to chart.
+CHARTED_DETECTOR = {"numeric": Cusum.name, "binary": BernoulliCusum.name}
 # Evidence keys never shown: identifiers of records, studies or phantom scans.
 HIDDEN_EVIDENCE_KEYS = {"result_id", "record_id", "study_pseudonym", "record_ids", "pseudonym"}
 
@@ -145,10 +152,14 @@ class DeviceRow:
 
 
 def _streams_ready(state: Mapping[str, Any] | None) -> tuple[int, int]:
+    """(streams monitoring, streams) of a saved detector state."""
     if not state:
         return 0, 0
-    streams = state.get("streams") or {}
-    ready = sum(1 for s in streams.values() if s.get("reference") is not None)
+    try:
+        streams = upgrade_state(state)["streams"]
+    except (KeyError, TypeError, ValueError):  # unreadable (detection alerts on it): none ready
+        return 0, 0
+    ready = sum(1 for s in streams.values() if s.get("state") == StreamState.MONITORING)
     return ready, len(streams)
 
 
@@ -295,15 +306,27 @@ def devices(session: Session, principal: Principal) -> list[DeviceRow]:
 
 @dataclass
 class StreamPath:
-    """A stream's detector statistic over the monitored observations (from the replay)."""
+    """A stream's charted detector statistic over the monitored observations (from the
+    replay), against its threshold."""
 
+    detector: str
+    label: str  # what the statistic is, with its unit
+    threshold: float
     times: list[str] = field(default_factory=list)
-    upper: list[float] = field(default_factory=list)
-    lower: list[float] | None = None
-    threshold: float = 0.0
+    values: list[float] = field(default_factory=list)
     alarms: list[tuple[str, float]] = field(default_factory=list)
     matches_state: bool = True
-    detector: str = "cusum"
+
+
+# The badge shown for each stream state (see the stylesheet's .badge-* colours).
+STATE_BADGES = {
+    StreamState.COLLECTING: "collecting",
+    StreamState.COLLECTING_LARGER: "collecting",
+    StreamState.RECOLLECTING: "collecting",
+    StreamState.MONITORING: "monitoring",
+    StreamState.ABANDONED: "not monitored",
+    StreamState.QUARANTINED: "stopped",
+}
 
 
 @dataclass
@@ -311,7 +334,8 @@ class StreamView:
     name: str
     kind: str
     source: str
-    state: str  # "monitoring" | "collecting the reference (n of N)" | ...
+    badge: str  # STATE_BADGES
+    state: str  # "monitoring" | "collecting the reference (n of N values)" | "stopped: ..."
     reference: str
     statistics: list[tuple[str, str]]
     path: StreamPath | None
@@ -353,88 +377,38 @@ def fed_records(
 
 
 def _replay(stream: Stream, fed: Sequence[tuple[datetime, dict[str, Any]]]) -> StreamPath | None:
-    spec = stream.spec
-    values: list[tuple[int, str, Any]] = []
+    name = CHARTED_DETECTOR.get(stream.spec.kind)
+    det = stream.detectors.get(name) if name else None
+    if name is None or det is None:
+        return None
+    observed = []
     for row, (at, rec) in enumerate(fed):
-        if any(read_field(rec, k) != v for k, v in spec.where):
-            continue
-        value = _usable(spec.kind, read_field(rec, spec.field))
+        value = stream.observation(rec)
         if value is not None:
-            values.append((row, at.isoformat(), value))
-    if spec.kind == "numeric":
-        det = stream.detectors.get("cusum")
-        ref = stream._numeric_ref
-        if not isinstance(det, Cusum) or ref is None:
-            return None
-        monitored = values[len(values) - det.n :] if det.n else []
-        path = StreamPath(threshold=det.h, lower=[], detector="cusum")
-        hi = lo = 0.0
-        for row, at, value in monitored:
-            z = ref.z(value, row, spec.name)
-            hi, lo = max(0.0, hi + z - det.k), max(0.0, lo - z - det.k)
-            path.times.append(at)
-            path.upper.append(hi)
-            assert path.lower is not None
-            path.lower.append(lo)
-            if hi > det.h or lo > det.h:
-                path.alarms.append((at, max(hi, lo)))
-                hi = lo = 0.0
-        path.matches_state = (
+            observed.append((row, at.isoformat(), value))
+    # the detector took the last det.n observations (the first ones formed the reference)
+    monitored = observed[len(observed) - det.n :] if det.n else []
+    run = stream.replay(name, [(row, value) for row, _, value in monitored])
+    times = [at for _, at, _ in monitored]
+    summary = det.describe()
+    return StreamPath(
+        detector=name,
+        label=f"{name} statistic ({summary.unit})",
+        threshold=det.threshold,
+        times=times,
+        values=run.path,
+        alarms=[(times[i], run.path[i]) for i in run.alarms],
+        matches_state=(
             len(monitored) == det.n
-            and math.isclose(hi, det.s_hi, abs_tol=1e-6)
-            and math.isclose(lo, det.s_lo, abs_tol=1e-6)
-        )
-        return path
-    if spec.kind == "binary":
-        det = stream.detectors.get("bernoulli_cusum")
-        if not isinstance(det, BernoulliCusum):
-            return None
-        monitored = values[len(values) - det.n :] if det.n else []
-        scale = det.scale
-        path = StreamPath(threshold=det.h / scale, detector="bernoulli_cusum")
-        s = 0
-        for _, at, value in monitored:
-            s = max(0, s + (det.up if value else -det.down))
-            path.times.append(at)
-            path.upper.append(s / scale)
-            if s >= det.h:
-                path.alarms.append((at, s / scale))
-                s = 0
-        path.matches_state = len(monitored) == det.n and s == det.s
-        return path
-    return None
-
-
-def _reference_text(stream: Stream) -> str:
-    ref = stream.reference
-    if ref is None:
-        return f"collecting: {len(stream.reference_values)} of {stream.reference_size} values"
-    if "median" in ref:
-        return f"n = {ref['n']}, median {ref['median']:.4g}, robust SD {ref['mad_sigma']:.3g}"
-    if "events" in ref:
-        n, events = int(ref["n"]), int(ref["events"])
-        return f"n = {n}, {events} events (rate {events / max(n, 1):.1%})"
-    counts = ref.get("counts") or {}
-    top = sorted(counts.items(), key=lambda kv: -kv[1])[:5]
-    return "; ".join(f"{k}: {v}" for k, v in top) + (" …" if len(counts) > 5 else "")
+            and run.end.n == det.n
+            and math.isclose(run.end.statistic, det.statistic, abs_tol=1e-6)
+        ),
+    )
 
 
 def _statistics(stream: Stream) -> list[tuple[str, str]]:
-    out = []
-    for name, det in stream.detectors.items():
-        if isinstance(det, Cusum):
-            out.append((name, f"{max(det.s_hi, det.s_lo):.2f} of threshold {det.h:.2f}"))
-        elif isinstance(det, BernoulliCusum):
-            out.append((name, f"{det.s / det.scale:.2f} of threshold {det.h / det.scale:.2f}"))
-        elif hasattr(det, "control_limit"):
-            out.append((name, f"{det.z:+.3f} (limits ±{det.control_limit:.3f})"))
-        elif hasattr(det, "critical_d"):
-            out.append((name, f"window {len(det.buffer)} of {det.window} filled"))
-        elif hasattr(det, "filled"):
-            out.append((name, f"window {det.filled} of {det.window} filled"))
-        elif hasattr(det, "seen"):
-            out.append((name, f"{len(det.seen)} categories known"))
-    return out
+    """Each detector and where it stands, in its own words."""
+    return [(name, det.describe().now) for name, det in stream.detectors.items()]
 
 
 def stream_views(
@@ -464,14 +438,8 @@ def stream_views(
         spec = stream.spec
         path = None
         stream_note = None
-        if stream.reference is None:
-            have = len(stream.reference_values)
-            state = f"collecting the reference ({have} of {stream.reference_size} values"
-            if spec.kind == "binary" and have >= stream.reference_size:
-                state += f"; waits for {monitor.config.reference_events_min} events"
-            state += ")"
-        else:
-            state = "monitoring"
+        state = stream.describe_state(monitor.config.reference_events_min)
+        if stream.monitoring:
             if spec.source == "feedback":
                 stream_note = "Labelled-performance stream: see the performance chart."
             elif spec.kind == "categorical":
@@ -486,8 +454,9 @@ def stream_views(
                 name=name,
                 kind=spec.kind,
                 source=spec.source,
+                badge=STATE_BADGES[stream.state],
                 state=state,
-                reference=_reference_text(stream),
+                reference=stream.describe_reference(),
                 statistics=_statistics(stream),
                 path=path,
                 note=stream_note,
@@ -714,12 +683,17 @@ def explain_evidence(alert: Alert) -> list[str]:
             "A new condition (scanner, reconstruction, protocol...) calls for revalidation."
         )
     elif isinstance(stat, int | float) and isinstance(thr, int | float):
+        unit = ev.get("detector_unit")
+        in_unit = f" {unit}" if isinstance(unit, str) and unit else ""
         out.append(
-            f"The {detector} detector's statistic reached {stat:.3g}, beyond its threshold "
-            f"{thr:.3g}, on {_when(ev.get('timestamp'))}."
+            f"The {detector} detector's statistic reached {abs(stat):.3g}{in_unit}, beyond its "
+            f"threshold {thr:.3g}, on {_when(ev.get('timestamp'))}."
         )
     elif isinstance(stat, int | float):
         out.append(f"{detector}: value {stat:.4g} on {_when(ev.get('timestamp'))}.")
+    rule = ev.get("detector_rule")
+    if isinstance(rule, str) and rule:
+        out.append(f"The detector: {rule}.")
     direction = ev.get("direction")
     if direction in ("up", "down"):
         out.append(f"The monitored quantity {'rose' if direction == 'up' else 'fell'}.")
@@ -774,6 +748,9 @@ def other_evidence(alert: Alert) -> list[tuple[str, str]]:
         "stream",
         "index",
         "change_index_estimate",
+        "detector_rule",
+        "detector_unit",
+        "detector_parameters",
     }
     out = []
     for k, v in sorted((alert.evidence or {}).items()):
