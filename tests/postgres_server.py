@@ -8,7 +8,10 @@ on a free loopback port only (``listen_addresses=127.0.0.1``), its Unix socket i
 (``-k``), without fsync (its data is thrown away). initdb refuses to run as root, so as root the
 server is run through ``runuser`` as an unprivileged user (``postgres``, else ``nobody``), who owns
 the directory. ``stop`` ends it (``pg_ctl stop -m fast``, then ``-m immediate``) and removes the
-directory; it also runs at interpreter exit if the session could not call it.
+directory; it also runs at interpreter exit if the session could not call it. A watchdog
+process (``WATCHDOG``) outlives a session killed outright (SIGKILL, no atexit): it polls the
+session's pid and, once the session is gone, stops the server and removes the directory, so the
+server never outlives the tests that started it.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -34,6 +38,23 @@ START_ATTEMPTS = 5  # a free port can be taken between our probe of it and the s
 START_TIMEOUT_S = 60
 STOP_TIMEOUT_S = 30
 DATABASE = "test"
+WATCHDOG_POLL_S = 1.0
+# Run by the watchdog: wait for the session's pid to go, then stop the cluster, remove it.
+WATCHDOG = """
+import os, shutil, subprocess, sys, time
+pid, poll, root, stop = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3], sys.argv[4:]
+while True:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        break
+    except PermissionError:
+        pass
+    time.sleep(poll)
+if os.path.isdir(root):
+    subprocess.run(stop, capture_output=True, timeout=60)
+    shutil.rmtree(root, ignore_errors=True)
+"""
 
 
 def find_binaries() -> Path | None:
@@ -105,7 +126,23 @@ class ThrowawayPostgres:
         else:
             raise RuntimeError(f"the throwaway PostgreSQL did not start:\n{failure}")
         self._create_database()
+        self._start_watchdog()
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{DATABASE}"
+
+    def _start_watchdog(self) -> None:
+        """A detached process that stops the server once this process is gone, however it
+        ended; a normal ``stop`` leaves it nothing to do (the directory is gone)."""
+        stop = [str(self.bindir / "pg_ctl"), "stop", "-D", str(self.data), "-m", "immediate"]
+        if self._as_user is not None:
+            stop = ["runuser", "-u", self._as_user, "--", *stop]
+        args = [str(os.getpid()), str(WATCHDOG_POLL_S), str(self.root), *stop]
+        subprocess.Popen(
+            [sys.executable, "-c", WATCHDOG, *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # not killed with the session's process group
+        )
 
     def stop(self) -> None:
         """Stops the server (also when its clients still hold connections) and removes it."""
