@@ -16,22 +16,33 @@ variables are ignored by both settings objects). Lists and mappings are JSON, fo
     PHASE4_WEBHOOK_SECRET=...
     PHASE4_CLOSED_DAYS='["2026-12-25", "2026-12-26", "2027-01-01"]'
     PHASE4_CLINIC_TIMEZONE=Europe/Berlin
+    PHASE4_PUBLIC_BASE_URL=https://phase4.hospital.example
 
 No SMTP host: the email channel is off. No webhook URL: the webhook channel is off. Both off:
 alerts are still opened and shown on the dashboard, and ``notify_pending`` says so in the log.
+No usable public address (``link_base_problem``): messages carry no link, say so, and the log
+says why once.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 from datetime import date, tzinfo
 from pathlib import Path
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, PrivateAttr, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from phase4.monitor.core.statuses import Severity
+
+log = logging.getLogger("phase4.alerts")
+# Linux's default ephemeral port range (net.ipv4.ip_local_port_range): ports the operating
+# system hands out for a moment, never a dashboard's lasting address.
+EPHEMERAL_PORTS = range(32768, 61000)
+NO_PUBLIC_ADDRESS = "no public address configured"
 
 
 class ClinicCalendar:
@@ -59,7 +70,8 @@ def _zone(where: str, name: str) -> tzinfo:
 class NotifySettings(BaseSettings):
     """Notification channels, recipients, escalation and the probe heartbeat."""
 
-    model_config = SettingsConfigDict(env_prefix="PHASE4_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="PHASE4_", extra="ignore", populate_by_name=True)
+    _links_warned: bool = PrivateAttr(False)
 
     # --- email (SMTP) ---------------------------------------------------------------------
     smtp_host: str | None = Field(
@@ -156,10 +168,20 @@ class NotifySettings(BaseSettings):
     )
 
     # --- links ----------------------------------------------------------------------------
-    dashboard_base_url: str = Field(
-        "http://127.0.0.1:8000",
-        description="Base of links in messages: <base>/ui/alerts/<id> and "
-        "<base>/v1/alerts/<id>/report.",
+    public_base_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("PHASE4_PUBLIC_BASE_URL", "PHASE4_DASHBOARD_BASE_URL"),
+        description="The address people open the dashboard at (e.g. "
+        "https://phase4.hospital.example): links in messages are <base>/ui/alerts/<id> and "
+        "<base>/v1/alerts/<id>/report. Unset, on an ephemeral port, or naming this machine only "
+        "(without allow_local_links): messages carry no link and say so. "
+        "PHASE4_DASHBOARD_BASE_URL is its older name.",
+    )
+    allow_local_links: bool = Field(
+        False,
+        description="Accept a public_base_url on localhost/127.0.0.1/::1: the people who read "
+        "the messages open the dashboard on this machine (a single-machine install, the demo "
+        "on a fixed port).",
     )
 
     # --- probe heartbeat ------------------------------------------------------------------
@@ -224,6 +246,8 @@ class NotifySettings(BaseSettings):
             raise ValueError("smtp_ssl and smtp_starttls exclude each other: choose one")
         if self.webhook_url and urlsplit(self.webhook_url).scheme not in {"http", "https"}:
             raise ValueError("webhook_url must be an http or https URL")
+        if self.public_base_url:
+            _check_base_url(self.public_base_url)
         for where, name in [("clinic_timezone", self.clinic_timezone)] + [
             (f"site_timezones[{site!r}]", zone) for site, zone in self.site_timezones.items()
         ]:
@@ -273,5 +297,76 @@ class NotifySettings(BaseSettings):
         port = f":{parts.port}" if parts.port else ""
         return f"{parts.scheme}://{host}{port}"
 
-    def dashboard_url(self, path: str) -> str:
-        return self.dashboard_base_url.rstrip("/") + path
+    @property
+    def links_problem(self) -> str | None:
+        """Why messages carry no link (None: they do): see ``link_base_problem``."""
+        return link_base_problem(self.public_base_url, allow_local=self.allow_local_links)
+
+    def links_base(self) -> str | None:
+        """The base of every link in messages, or None when links must be left out (logged as
+        a warning once per settings object: the service makes one at start)."""
+        problem = self.links_problem
+        if problem is None:
+            return (self.public_base_url or "").rstrip("/")
+        if not self._links_warned:
+            self._links_warned = True
+            log.warning("alert emails and webhooks carry no dashboard links: %s", problem)
+        return None
+
+    def dashboard_url(self, path: str) -> str | None:
+        """``path`` on the public address, or None when links must be left out."""
+        base = self.links_base()
+        return None if base is None else base + path
+
+
+def _check_base_url(url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ValueError(f"public_base_url {url!r} must be an http or https URL with a host")
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise ValueError(
+            f"public_base_url {url!r}: give scheme, host, port and path only (no query, "
+            "fragment or user)"
+        )
+    try:
+        parts.port  # noqa: B018  (raises on a port that is not a number in 0-65535)
+    except ValueError as exc:
+        raise ValueError(f"public_base_url {url!r}: {exc}") from exc
+
+
+def _is_this_machine(host: str) -> bool:
+    host = host.lower().rstrip(".")
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_unspecified
+
+
+def link_base_problem(url: str | None, *, allow_local: bool = False) -> str | None:
+    """Why links in messages must not be built on ``url`` (None: they may).
+
+    A message is read later and elsewhere: a link must reach the dashboard from the reader's
+    machine, days afterwards. An address on a port of the operating system's ephemeral range
+    (``EPHEMERAL_PORTS``) was handed out for a moment (a test server, the demo's free port) and
+    is gone when the process ends; an address of this machine only (localhost, 127.0.0.1, ::1)
+    reaches the reader's own computer, unless they work here (``allow_local``).
+    """
+    if not url:
+        return f"{NO_PUBLIC_ADDRESS} (set PHASE4_PUBLIC_BASE_URL)"
+    parts = urlsplit(url)
+    port = parts.port
+    if port is not None and port in EPHEMERAL_PORTS:
+        return (
+            f"{NO_PUBLIC_ADDRESS}: {url} is on port {port}, in the operating system's "
+            f"ephemeral range ({EPHEMERAL_PORTS.start}-{EPHEMERAL_PORTS.stop - 1}), an address "
+            "that lasts as long as one process"
+        )
+    if _is_this_machine(parts.hostname or "") and not allow_local:
+        return (
+            f"{NO_PUBLIC_ADDRESS}: {url} reaches only the reader's own machine (set "
+            "PHASE4_ALLOW_LOCAL_LINKS=true if people open the dashboard on this one)"
+        )
+    return None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+import os
 import shutil
 import time
 import uuid
@@ -107,6 +108,8 @@ class DemoResult:
     phantom_results: int = 0
     exports: dict[str, Path] = field(default_factory=dict)
     dashboard_url: str = ""
+    # Where the emails' links point, or why they carry none.
+    email_links: str = ""
     reviewer_token_file: Path | None = None
     # The synthetic patient identifiers the simulation gave its studies (which must never
     # reach the store, logs, metrics, emails or exports: the tests look for them).
@@ -225,14 +228,15 @@ def _run_demo(
     phi_values = {v for s in studies for v in s.phi.values() if isinstance(v, str) and v}
     settings = Settings(database_url=db_url, detection_interval_s=0)  # the demo runs it itself
     sink = LocalSMTPSink(folder=data_dir / "mail").__enter__()
+    links = _email_links(port)
     port = port or free_port()
     notify = NotifySettings(
         **sink.settings(),
         mail_from="phase4@demo.invalid",
         recipients=["physicist@site.example"],
         escalation_recipients=["head-of-physics@site.example"],
-        dashboard_base_url=f"http://127.0.0.1:{port}",
         heartbeat_enabled=False,  # a simulated year arrives in a minute: no gaps to learn
+        **links,
     )
     server = ThreadedServer(create_app(settings, engine=engine, notify=notify), port=port)
     server.start()
@@ -318,6 +322,7 @@ def _run_demo(
         exports=exports,
         phantom_results=phantoms,
         dashboard_url=f"{server.url}/ui",
+        email_links=notify.links_problem or f"to {notify.links_base()}",
         reviewer_token_file=token_file,
         phi_values=phi_values,
     )
@@ -325,6 +330,18 @@ def _run_demo(
     if keep_serving:
         _serve_until_interrupted(console, server, sink, result)
     return result
+
+
+def _email_links(port: int) -> dict[str, Any]:
+    """Where the demo's emails link to. An address in PHASE4_PUBLIC_BASE_URL wins; a port given
+    with ``--port`` is this machine's lasting address for the dashboard (``--serve``, or
+    ``phase4 serve`` on that port later); the default free port is gone when the demo ends, so
+    the emails then carry no link and say that no public address is configured."""
+    if "PHASE4_PUBLIC_BASE_URL" in os.environ or "PHASE4_DASHBOARD_BASE_URL" in os.environ:
+        return {}
+    if not port:
+        return {"public_base_url": None}
+    return {"public_base_url": f"http://127.0.0.1:{port}", "allow_local_links": True}
 
 
 def _all_alerts(engine: Any) -> list[Alert]:
@@ -526,6 +543,14 @@ def _summary(console: Console, result: DemoResult, data_dir: Path) -> None:
         f"({(data_dir / 'mail').resolve()}/*.eml); the physicist ({PHYSICIST}) acknowledged "
         "them and recorded an incident through the API."
     )
+    if result.email_links.startswith("to "):
+        console.print(f"The emails link {result.email_links}.")
+    else:
+        console.print(
+            f"The emails carry no link: {escape(result.email_links)}. `phase4 demo --serve "
+            "--port 8000` links them to the dashboard it serves; a hospital sets "
+            "PHASE4_PUBLIC_BASE_URL."
+        )
     for dep, folder in sorted(result.exports.items()):
         console.print(f"Export of {dep} (PDF, JSON, CSV, FHIR; manifest verified): {folder}")
     console.print("[bold]What changed during the year (injected by the simulation):[/]")

@@ -37,7 +37,7 @@ def settings_for(sink: LocalSMTPSink | None = None, **overrides: Any) -> NotifyS
         "retry_backoff_max_s": 0.05,
         "smtp_timeout_s": 5.0,
         "webhook_timeout_s": 5.0,
-        "dashboard_base_url": "http://phase4.test:8000",
+        "public_base_url": "http://phase4.test:8000",
     }
     if sink is not None:
         base.update(sink.settings())

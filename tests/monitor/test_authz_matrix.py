@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from httpx import Response
+from sqlmodel import select
 
 import phase4.monitor.ui
 from phase4.monitor.api.authz import (
@@ -34,7 +35,7 @@ from phase4.monitor.api.authz import (
 )
 from phase4.monitor.store.auth import Role, create_token
 from phase4.monitor.store.db import session_scope
-from phase4.monitor.store.models import Alert, Device, DriftReport, Incident
+from phase4.monitor.store.models import Alert, Device, DriftReport, Incident, PhantomResult
 from phase4.monitor.ui.security import COOKIE, csrf_token
 from tests.conftest import Fixture
 
@@ -143,6 +144,15 @@ def _phantom_result(env: Env) -> str:
     r = env.client.post("/v1/phantom-results", json={"results": [item]}, headers=env.admin())
     assert r.status_code == 200 and r.json()["created"] == 1, r.text
     return str(item["result_id"])
+
+
+def _phantom_row(env: Env) -> int:
+    """A fresh result of site A's scanner (``env.device_a``, stored by the API), by its row id:
+    the dashboard names results by row, never by their result id."""
+    result_id = _phantom_result(env)
+    with session_scope(env.world.engine) as s:
+        row = s.exec(select(PhantomResult).where(PhantomResult.result_id == result_id)).one()
+        return row.id or 0
 
 
 def _record(env: Env) -> dict[str, Any]:
@@ -296,6 +306,77 @@ UI_REQUESTS: dict[tuple[str, str], list[Build]] = {
     ],
     ("GET", "/ui/alerts/{alert_id}/report"): _both_alert_kinds("/ui/alerts/{}/report", report=True),
     ("GET", "/ui/audit"): [lambda env: Req("/ui/audit")],
+    ("GET", "/ui/incidents"): [lambda env: Req("/ui/incidents?status=all")],
+    ("GET", "/ui/incidents/new"): [
+        lambda env, d=d: Req(f"/ui/incidents/new?alert={_alert(env, d)}") for d in (False, True)
+    ],
+    ("POST", "/ui/incidents"): [
+        lambda env, d=d: Req(
+            "/ui/incidents",
+            form={
+                "deployment": env.world.deployment_a,
+                "title": "lesion missed after a detector fault",
+                "seriousness": "malfunction",
+                "aware_at": (NOW - timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M"),
+                "alert_id": str(_alert(env, d)),
+            },
+        )
+        for d in (False, True)
+    ],
+    ("GET", "/ui/incidents/{incident_id}"): [lambda env: Req(f"/ui/incidents/{_incident(env)}")],
+    ("POST", "/ui/incidents/{incident_id}/reports"): [
+        lambda env: Req(
+            f"/ui/incidents/{_incident(env)}/reports",
+            form={"regime": "eu_mdr", "reported_at": NOW.strftime("%Y-%m-%dT%H:%M")},
+        )
+    ],
+    ("POST", "/ui/incidents/{incident_id}/close"): [
+        lambda env: Req(
+            f"/ui/incidents/{_incident(env)}/close", form={"corrective_action": "rolled back"}
+        )
+    ],
+    ("GET", "/ui/devices/{device_id}/results"): [
+        lambda env: Req(f"/ui/devices/{env.device_a}/results?show=all")
+    ],
+    ("POST", "/ui/devices/{device_id}/results/sign-off"): [
+        lambda env: Req(
+            f"/ui/devices/{env.device_a}/results/sign-off",
+            form={"result": str(_phantom_row(env)), "note": "ok"},
+        )
+    ],
+    ("GET", "/ui/tolerances"): [lambda env: Req("/ui/tolerances")],
+    ("POST", "/ui/tolerances"): [
+        lambda env: Req(
+            "/ui/tolerances",
+            form={
+                "scope": str(env.device_a),
+                "kind": "flood",
+                "metric": "iu_ufov_pct",
+                "upper_tolerance": "4.0",
+                "upper_action": "5.0",
+                "reason": "NEMA NU 1 acceptance values",
+            },
+        )
+    ],
+    ("GET", "/ui/exports"): [lambda env: Req("/ui/exports")],
+    ("POST", "/ui/exports"): [
+        lambda env: Req(
+            "/ui/exports",
+            form={
+                "deployment": env.world.deployment_a,
+                "from": (NOW - timedelta(days=30)).date().isoformat(),
+                "to": NOW.date().isoformat(),
+                "format": "json",
+            },
+        )
+    ],
+    ("GET", "/ui/tokens"): [lambda env: Req("/ui/tokens")],
+    ("POST", "/ui/tokens"): [
+        lambda env: Req("/ui/tokens", form={"name": f"new-ui-{env.n()}", "role": "viewer"})
+    ],
+    ("POST", "/ui/tokens/{token_id}/revoke"): [
+        lambda env: Req(f"/ui/tokens/{_token_of_site_a(env)}/revoke", form=REASON)
+    ],
     # Public: reachable without a session.
     ("GET", "/ui/login"): [lambda env: Req("/ui/login")],
     ("POST", "/ui/login"): [lambda env: Req("/ui/login", form={"token": env.world.viewer})],

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from phase4.alerts.config import NotifySettings
+from phase4.alerts.config import NO_PUBLIC_ADDRESS, NotifySettings
 from phase4.monitor.core.statuses import PHANTOM_CAUSES, AlertCause, Severity
 from phase4.monitor.store.models import Alert
 
@@ -110,6 +110,7 @@ class Rendered:
     text: str
     html: str
     links: list[Link] = field(default_factory=list)
+    links_note: str | None = None  # why there is no link, when there is none
 
 
 # --- plain-language pieces --------------------------------------------------------------------
@@ -396,8 +397,9 @@ _CLOSE = (
 )
 
 
-def checklist(alert: Alert) -> list[str]:
-    """What to check first, by cause and by what the stream measures."""
+def what_to_check(alert: Alert) -> list[str]:
+    """What to check first, by cause and by what the stream measures (the email's section, the
+    webhook's ``checklist`` and the alert's page on the dashboard)."""
     cause, stream = alert.cause, alert.stream.lower()
     if cause == AlertCause.PROBE_SILENCE:
         items = list(_SILENCE)
@@ -416,7 +418,12 @@ def checklist(alert: Alert) -> list[str]:
         if field_name.startswith("outputs."):
             items = list(_OUTPUTS) + items
         items = items or list(_DEFAULT)
-    return [*items, _CLOSE]
+    return items
+
+
+def checklist(alert: Alert) -> list[str]:
+    """What to check first, then what to do when one knows more (the email's list)."""
+    return [*what_to_check(alert), _CLOSE]
 
 
 def _linked(alert: Alert, settings: NotifySettings) -> list[str]:
@@ -436,10 +443,26 @@ def _linked(alert: Alert, settings: NotifySettings) -> list[str]:
         when = f" (from {fmt_time(at)})" if at else ""
         kind = f", {clean(cause, 60)}" if isinstance(cause, str) else ""
         lines.append(
-            f"Alert {other}: {clean(stream, 100)}{kind}{when} - "
-            f"{settings.dashboard_url(f'/ui/alerts/{other}')}"
+            f"Alert {other}: {clean(stream, 100)}{kind}{when}"
+            + _dash_url(settings, f"/ui/alerts/{other}")
         )
     return lines
+
+
+def _dash_url(settings: NotifySettings, path: str) -> str:
+    """`` - <url>`` after a line, or nothing when links are left out."""
+    url = settings.dashboard_url(path)
+    return f" - {url}" if url else ""
+
+
+def links_note(settings: NotifySettings, what: str) -> str | None:
+    """The sentence a message carries instead of its links (None when it has links)."""
+    if settings.links_base() is not None:
+        return None
+    return (
+        f"No link: {NO_PUBLIC_ADDRESS} for the dashboard (PHASE4_PUBLIC_BASE_URL). "
+        f"Find {what} in the dashboard's alert list."
+    )
 
 
 # --- messages ---------------------------------------------------------------------------------
@@ -447,15 +470,14 @@ def _linked(alert: Alert, settings: NotifySettings) -> list[str]:
 
 def links(alert: Alert, ctx: AlertContext, settings: NotifySettings) -> list[Link]:
     """The alert's page; its drift report in the dashboard (a logged-in browser) and in the API
-    (a bearer token), when it has one."""
-    out = [
-        Link("Open the alert on the dashboard", settings.dashboard_url(f"/ui/alerts/{alert.id}"))
-    ]
+    (a bearer token), when it has one. None when no public address is configured."""
+    base = settings.links_base()
+    if base is None:
+        return []
+    out = [Link("Open the alert on the dashboard", f"{base}/ui/alerts/{alert.id}")]
     if ctx.has_report:
-        out.append(Link("Drift report", settings.dashboard_url(f"/ui/alerts/{alert.id}/report")))
-        out.append(
-            Link("Drift report (API)", settings.dashboard_url(f"/v1/alerts/{alert.id}/report"))
-        )
+        out.append(Link("Drift report", f"{base}/ui/alerts/{alert.id}/report"))
+        out.append(Link("Drift report (API)", f"{base}/v1/alerts/{alert.id}/report"))
     return out
 
 
@@ -515,7 +537,10 @@ def render_alert(
     )
     secs = sections(alert, ctx, settings, purpose)
     lnks = links(alert, ctx, settings)
-    return Rendered(subject, _text(subject, secs, lnks), _html(subject, secs, lnks), lnks)
+    note = links_note(settings, f"alert {alert.id}")
+    return Rendered(
+        subject, _text(subject, secs, lnks, note), _html(subject, secs, lnks, note), lnks, note
+    )
 
 
 def render_digest(
@@ -529,8 +554,8 @@ def render_digest(
     where = clean(first.deployment_id or "no deployment", 100)
     subject = clean(f"{_subject_prefix(worst, purpose)} {where}: {len(alerts)} new alerts", 200)
     summary = tuple(
-        f"Alert {a.id} ({clean(a.severity, 16)}): {headline(a)} - "
-        f"{settings.dashboard_url(f'/ui/alerts/{a.id}')}"
+        f"Alert {a.id} ({clean(a.severity, 16)}): {headline(a)}"
+        + _dash_url(settings, f"/ui/alerts/{a.id}")
         for a, _ in alerts
     )
     secs: list[Section] = [
@@ -543,13 +568,19 @@ def render_digest(
         ),
         Section("Alerts", summary, bullets=True),
     ]
-    all_links = [Link("All open alerts", settings.dashboard_url("/ui/alerts"))]
+    base = settings.links_base()
+    all_links = [] if base is None else [Link("All open alerts", f"{base}/ui/alerts")]
+    note = links_note(settings, "these alerts")
     for a, ctx in alerts:
         for s in sections(a, ctx, settings, purpose):
             heading = f"Alert {a.id}" if s.heading == "Alert" else f"Alert {a.id}: {s.heading}"
             secs.append(Section(heading, s.lines, s.bullets))
     return Rendered(
-        subject, _text(subject, secs, all_links), _html(subject, secs, all_links), all_links
+        subject,
+        _text(subject, secs, all_links, note),
+        _html(subject, secs, all_links, note),
+        all_links,
+        note,
     )
 
 
@@ -559,7 +590,9 @@ _FOOTER = (
 )
 
 
-def _text(subject: str, secs: Sequence[Section], lnks: Sequence[Link]) -> str:
+def _text(
+    subject: str, secs: Sequence[Section], lnks: Sequence[Link], note: str | None = None
+) -> str:
     parts = [subject, ""]
     for s in secs:
         parts.append(s.heading.upper())
@@ -567,11 +600,15 @@ def _text(subject: str, secs: Sequence[Section], lnks: Sequence[Link]) -> str:
         parts.append("")
     parts.append("LINKS")
     parts += [f"{link.label}: {link.url}" for link in lnks]
+    if note:
+        parts.append(note)
     parts += ["", "-- ", _FOOTER, ""]
     return "\n".join(parts)
 
 
-def _html(subject: str, secs: Sequence[Section], lnks: Sequence[Link]) -> str:
+def _html(
+    subject: str, secs: Sequence[Section], lnks: Sequence[Link], note: str | None = None
+) -> str:
     e = html.escape
     body = [f'<h2 style="font-family:sans-serif">{e(subject)}</h2>']
     for s in secs:
@@ -580,11 +617,16 @@ def _html(subject: str, secs: Sequence[Section], lnks: Sequence[Link]) -> str:
             body.append("<ul>" + "".join(f"<li>{e(line)}</li>" for line in s.lines) + "</ul>")
         else:
             body += [f'<p style="margin:2px 0">{e(line)}</p>' for line in s.lines]
-    body.append(
-        "<p>"
-        + " | ".join(f'<a href="{e(link.url, quote=True)}">{e(link.label)}</a>' for link in lnks)
-        + "</p>"
-    )
+    if lnks:
+        body.append(
+            "<p>"
+            + " | ".join(
+                f'<a href="{e(link.url, quote=True)}">{e(link.label)}</a>' for link in lnks
+            )
+            + "</p>"
+        )
+    if note:
+        body.append(f"<p><em>{e(note)}</em></p>")
     body.append(f'<hr><p style="color:#666;font-size:small">{e(_FOOTER)}</p>')
     return (
         '<!DOCTYPE html><html><head><meta charset="utf-8">'
@@ -623,10 +665,12 @@ def payload(
                 }
             )
     lnks = links(alert, ctx, settings)
+    note = links_note(settings, f"alert {alert.id}")
     event = "alert.escalated" if purpose == "escalation" else "alert.opened"
+    where = f" - {lnks[0].url}" if lnks else f" ({NO_PUBLIC_ADDRESS})"
     return {
         "event": event,
-        "text": f"{_subject_prefix(alert.severity, purpose)} {headline(alert)} - {lnks[0].url}",
+        "text": f"{_subject_prefix(alert.severity, purpose)} {headline(alert)}{where}",
         "alert": {
             "id": alert.id,
             "deployment": alert.deployment_id,
@@ -661,9 +705,10 @@ def payload(
             else None,
             "silence_s": _num(ev.get("silence_s")),
             "linked": linked,
-            "checklist": checklist(alert)[:-1],
+            "checklist": what_to_check(alert),
         },
         "links": dict(
             zip(("dashboard", "report", "report_api"), (k.url for k in lnks), strict=False)
         ),
+        "links_note": note,
     }

@@ -155,6 +155,22 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/ui/alerts/{alert_id}/resolve"): Rule(REVIEWERS, SiteRule.REVIEW, UI),
     ("GET", "/ui/alerts/{alert_id}/report"): Rule(PEOPLE, SiteRule.READ, UI),
     ("GET", "/ui/audit"): Rule(PEOPLE, SiteRule.UNBOUND, UI),
+    # The dashboard's workflow: the API's actions through forms, with the API's rules.
+    ("GET", "/ui/incidents"): Rule(PEOPLE, SiteRule.FILTER, UI),
+    ("GET", "/ui/incidents/new"): Rule(REVIEWERS, SiteRule.REVIEW, UI),
+    ("POST", "/ui/incidents"): Rule(REVIEWERS, SiteRule.REVIEW, UI),
+    ("GET", "/ui/incidents/{incident_id}"): Rule(PEOPLE, SiteRule.READ, UI),
+    ("POST", "/ui/incidents/{incident_id}/reports"): Rule(REVIEWERS, SiteRule.REVIEW, UI),
+    ("POST", "/ui/incidents/{incident_id}/close"): Rule(REVIEWERS, SiteRule.REVIEW, UI),
+    ("GET", "/ui/devices/{device_id}/results"): Rule(PEOPLE, SiteRule.READ, UI),
+    ("POST", "/ui/devices/{device_id}/results/sign-off"): Rule(REVIEWERS, SiteRule.REVIEW, UI),
+    ("GET", "/ui/tolerances"): Rule(PEOPLE, SiteRule.FILTER, UI),
+    ("POST", "/ui/tolerances"): Rule(REVIEWERS, SiteRule.REVIEW, UI),
+    ("GET", "/ui/exports"): Rule(PEOPLE, SiteRule.FILTER, UI),
+    ("POST", "/ui/exports"): Rule(REVIEWERS, SiteRule.REVIEW, UI),
+    ("GET", "/ui/tokens"): Rule(ADMINS, SiteRule.NONE, UI),
+    ("POST", "/ui/tokens"): Rule(ADMINS, SiteRule.NONE, UI),
+    ("POST", "/ui/tokens/{token_id}/revoke"): Rule(ADMINS, SiteRule.NONE, UI),
 }
 
 

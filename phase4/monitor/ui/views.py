@@ -32,7 +32,7 @@ from phase4.monitor.store.audit import verify_chain
 from phase4.monitor.store.auth import Principal, Role, TokenRefused, check_token
 from phase4.monitor.store.models import AIModel, Alert, AuditEntry, Deployment, Device
 from phase4.monitor.surveillance.reports import report_html
-from phase4.monitor.ui import charts, queries
+from phase4.monitor.ui import charts, queries, workflow
 from phase4.monitor.ui.security import (
     COOKIE,
     COOKIE_MAX_AGE_S,
@@ -428,6 +428,7 @@ def _alert_page(
         has_report=has_report,
         error=error,
         done=done,
+        **workflow.alert_context(session, principal, alert, site),
     )
 
 
