@@ -28,7 +28,7 @@ import math
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -57,6 +57,14 @@ from phase4.monitor.store.models import (
     PhantomTolerance,
     utcnow,
 )
+from phase4.monitor.surveillance.reference_outlook import (
+    ReferenceOutlook,
+    StreamNeed,
+    arrival_rate,
+    horizon_days,
+    outlook,
+    stream_needs,
+)
 
 log = logging.getLogger("phase4.monitor.api")
 
@@ -71,6 +79,7 @@ TOLERANCE_BOUNDS = ("lower_action", "lower_tolerance", "upper_tolerance", "upper
 # Deployment state rows written by phase4.monitor.surveillance.detection (one per deployment).
 STATE_STREAM = "*"
 STATE_DETECTOR = "deployment"
+DAY_S = 86400
 
 
 def device_label(site_id: str, model: str, serial: str) -> str:
@@ -353,13 +362,20 @@ class _Family:
 
 class _StateEntry:
     """A deployment's detector state as /metrics shows it, cached until the row changes: its
-    streams and, once rendered, the text lines of each stream family."""
+    streams, what its collecting streams still need, and, once rendered, the text lines of
+    each stream family."""
 
-    __slots__ = ("chunks", "streams", "updated_at")
+    __slots__ = ("chunks", "needs", "streams", "updated_at")
 
-    def __init__(self, updated_at: datetime | None, streams: tuple[_StreamSample, ...]) -> None:
+    def __init__(
+        self,
+        updated_at: datetime | None,
+        streams: tuple[_StreamSample, ...],
+        needs: tuple[StreamNeed, ...] = (),
+    ) -> None:
         self.updated_at = updated_at
         self.streams = streams
+        self.needs = needs
         self.chunks: tuple[str, ...] | None = None
 
 
@@ -397,6 +413,8 @@ class _StoreSnapshot:
     streams: Mapping[str, _StateEntry]
     phantoms: Mapping[tuple[int, str], Any]
     tolerances: Mapping[tuple[int | None, str, str], tuple[float | None, ...]]
+    # deployments with streams collecting a reference: when each will be complete
+    references: Mapping[str, ReferenceOutlook] = field(default_factory=dict)
 
 
 class StoreCollector(Collector):
@@ -483,7 +501,30 @@ class StoreCollector(Collector):
             streams = self._detector_streams(session)
             phantoms = self._latest_phantoms(session)
             tolerances = self._tolerances(session) if phantoms else {}
-        return _StoreSnapshot(now, deployments, records, open_alerts, streams, phantoms, tolerances)
+            references = self._reference_outlooks(session, streams, now)
+        return _StoreSnapshot(
+            now, deployments, records, open_alerts, streams, phantoms, tolerances, references
+        )
+
+    @staticmethod
+    def _reference_outlooks(
+        session: Session, streams: Mapping[str, _StateEntry], now: datetime
+    ) -> dict[str, ReferenceOutlook]:
+        """For the deployments with a stream collecting its reference (only those: a fleet
+        that is monitoring costs nothing), when each such stream will be complete at the rate
+        the deployment's studies are acquired (``phase4.monitor.surveillance.reference_outlook``;
+        two indexed queries per deployment)."""
+        collecting = sorted(dep for dep, entry in streams.items() if entry.needs)
+        out: dict[str, ReferenceOutlook] = {}
+        for i in range(0, len(collecting), 500):
+            for dep_id, accepted_at, monitoring in session.execute(
+                sa.select(Deployment.id, Deployment.accepted_at, Deployment.monitoring).where(
+                    col(Deployment.id).in_(collecting[i : i + 500])
+                )
+            ):
+                rate = arrival_rate(session, dep_id, accepted_at, now)
+                out[dep_id] = outlook(dep_id, streams[dep_id].needs, rate, horizon_days(monitoring))
+        return out
 
     def _record_counts(self, session: Session) -> dict[str, tuple[int, datetime | None]]:
         """Records per deployment and the newest one's arrival, at a cost that does not grow
@@ -597,7 +638,47 @@ class StoreCollector(Collector):
         return [
             *self._deployment_families(snapshot),
             *self._alert_families(snapshot.deployments, snapshot.open_alerts),
+            *self._reference_families(snapshot),
         ]
+
+    # -- references being collected ----------------------------------------------------------
+
+    @staticmethod
+    def _reference_families(snapshot: _StoreSnapshot) -> list[_Family]:
+        eta = _Family(
+            "phase4_stream_reference_eta_seconds",
+            "gauge",
+            "Seconds until the stream's reference is complete at the rate the deployment's "
+            "studies are acquired (last 30 days); +Inf when none arrives. Only streams "
+            "collecting a reference.",
+            ["deployment", "stream"],
+        )
+        hopeless = _Family(
+            "phase4_streams_reference_hopeless",
+            "gauge",
+            "Streams of the deployment whose reference will not be complete within its "
+            "reference_horizon_days at the rate its studies are acquired.",
+            ["deployment", "site"],
+        )
+        horizon = _Family(
+            "phase4_deployment_reference_horizon_seconds",
+            "gauge",
+            "The deployment's reference_horizon_days, in seconds (deployments with a stream "
+            "collecting its reference).",
+            ["deployment", "site"],
+        )
+        references = snapshot.references
+        for dep_id, site_id, _, _ in snapshot.deployments:
+            found = references.get(dep_id)
+            hopeless.add((dep_id, site_id), len(found.hopeless) if found is not None else 0)
+            if found is None:
+                continue
+            horizon.add((dep_id, site_id), found.horizon_days * DAY_S)
+            if found.rate is None:
+                continue
+            for s in found.streams:
+                eta.add((dep_id, s.need.stream), math.inf if s.days is None else s.days * DAY_S)
+        return [eta, hopeless, horizon]
 
     # -- deployments and records -----------------------------------------------------------
 
@@ -715,7 +796,9 @@ class StoreCollector(Collector):
                     col(DetectorState.deployment_id).in_(chunk),
                 )
             ):
-                cached[dep] = _StateEntry(updated, extract_streams(state or {}))
+                cached[dep] = _StateEntry(
+                    updated, extract_streams(state or {}), stream_needs(state or {})
+                )
         fresh = {d: cached[d] for d in versions if d in cached}
         with self._lock:
             self._streams = fresh
