@@ -280,27 +280,41 @@ def fleet(session: Session, principal: Principal, now: datetime) -> list[Deploym
     models = {m.id: m for m in session.exec(select(AIModel))}
     unresolved = _unresolved(session, Alert.deployment_id)
 
-    def acquired_since(since: datetime) -> dict[str, int]:
-        rows = session.execute(
-            sa.select(InferenceRecord.deployment_id, func.count())
-            .where(
-                col(InferenceRecord.acquired_at) >= since,
-                col(InferenceRecord.acquired_at) <= now,
-            )
-            .group_by(InferenceRecord.deployment_id)
-        )
-        return {d: int(n) for d, n in rows}
+    # Per deployment, correlated subqueries: each is a range (or one probe) of the index on
+    # (deployment_id, acquired_at), so the page costs the last week's records, not the table.
+    ir = InferenceRecord
 
-    day = acquired_since(now - timedelta(days=1))
-    week = acquired_since(now - timedelta(days=7))
-    newest = {
-        d: (_as_utc(arrived), _as_utc(acquired))
-        for d, arrived, acquired in session.execute(
+    def acquired(since: datetime) -> Any:
+        return (
+            sa.select(func.count())
+            .where(
+                col(ir.deployment_id) == col(Deployment.id),
+                col(ir.acquired_at) >= since,
+                col(ir.acquired_at) <= now,
+            )
+            .scalar_subquery()
+        )
+
+    last_acquired = (
+        sa.select(func.max(ir.acquired_at))
+        .where(col(ir.deployment_id) == col(Deployment.id))
+        .scalar_subquery()
+    )
+    counts = {
+        d: (int(day or 0), int(week or 0), _as_utc(newest))
+        for d, day, week, newest in session.execute(
             sa.select(
-                InferenceRecord.deployment_id,
-                func.max(InferenceRecord.received_at),
-                func.max(InferenceRecord.acquired_at),
-            ).group_by(InferenceRecord.deployment_id)
+                Deployment.id,
+                acquired(now - timedelta(days=1)),
+                acquired(now - timedelta(days=7)),
+                last_acquired,
+            )
+        )
+    }
+    arrived = {
+        d: _as_utc(t)
+        for d, t in session.execute(
+            sa.select(ir.deployment_id, func.max(ir.received_at)).group_by(ir.deployment_id)
         )
     }
     states = {
@@ -313,7 +327,8 @@ def fleet(session: Session, principal: Principal, now: datetime) -> list[Deploym
     }
     rows = []
     for d in deployments:
-        last_at, last_acquired = newest.get(d.id, (None, None))
+        last_at = arrived.get(d.id)
+        day, week, last_acquired_at = counts.get(d.id, (0, 0, None))
         ready, total = _streams_ready(states.get(d.id))
         if last_at is None:
             status, detail = "not monitored yet", "no record received"
@@ -335,9 +350,9 @@ def fleet(session: Session, principal: Principal, now: datetime) -> list[Deploym
                 status=status,
                 status_detail=detail,
                 alerts=open_alerts_of(unresolved.get(d.id, [])),
-                records_24h=day.get(d.id, 0),
-                records_7d=week.get(d.id, 0),
-                last_acquired_at=last_acquired,
+                records_24h=day,
+                records_7d=week,
+                last_acquired_at=last_acquired_at,
                 last_record_at=last_at,
                 since_last=ago(last_at, now),
             )
