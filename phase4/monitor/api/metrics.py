@@ -60,9 +60,10 @@ from phase4.monitor.store.models import (
 from phase4.monitor.surveillance.reference_outlook import (
     ReferenceOutlook,
     StreamNeed,
-    arrival_rate,
     horizon_days,
     outlook,
+    rate_columns,
+    rate_from,
     stream_needs,
 )
 
@@ -486,45 +487,46 @@ class StoreCollector(Collector):
     def _read(self, now: datetime | None = None) -> _StoreSnapshot:
         now = now or utcnow()
         with Session(self.engine) as session:
-            deployments = session.execute(
-                sa.select(Deployment.id, Deployment.site_id, AIModel.name, AIModel.version).join(
+            streams = self._detector_streams(session)
+            # The deployments with a stream collecting its reference also get, in the same
+            # query, their acquisition rate and configuration (behind a CASE: the others, a
+            # fleet that is monitoring, cost nothing).
+            collecting = sorted(dep for dep, entry in streams.items() if entry.needs)
+            wanted = col(Deployment.id).in_(collecting)
+            extra = [
+                sa.case((wanted, column), else_=None)
+                for column in (*rate_columns(now, col(Deployment.id)), col(Deployment.monitoring))
+            ]
+            rows = session.execute(
+                sa.select(
+                    Deployment.id, Deployment.site_id, AIModel.name, AIModel.version, *extra
+                ).join(
                     AIModel,
                     AIModel.id == Deployment.model_id,  # type: ignore[arg-type]
                 )
             ).all()
+            deployments = [tuple(row[:4]) for row in rows]
+            references = {
+                dep_id: outlook(
+                    dep_id,
+                    streams[dep_id].needs,
+                    rate_from(first, recent, now),
+                    horizon_days(monitoring),
+                )
+                for dep_id, _, _, _, first, recent, monitoring in rows
+                if dep_id in streams and streams[dep_id].needs
+            }
             records = self._record_counts(session)
             open_alerts = session.execute(
                 sa.select(Alert.deployment_id, Alert.stream, Alert.severity, sa.func.count())
                 .where(Alert.status != AlertStatus.RESOLVED)
                 .group_by(Alert.deployment_id, Alert.stream, Alert.severity)
             ).all()
-            streams = self._detector_streams(session)
             phantoms = self._latest_phantoms(session)
             tolerances = self._tolerances(session) if phantoms else {}
-            references = self._reference_outlooks(session, streams, now)
         return _StoreSnapshot(
             now, deployments, records, open_alerts, streams, phantoms, tolerances, references
         )
-
-    @staticmethod
-    def _reference_outlooks(
-        session: Session, streams: Mapping[str, _StateEntry], now: datetime
-    ) -> dict[str, ReferenceOutlook]:
-        """For the deployments with a stream collecting its reference (only those: a fleet
-        that is monitoring costs nothing), when each such stream will be complete at the rate
-        the deployment's studies are acquired (``phase4.monitor.surveillance.reference_outlook``;
-        two indexed queries per deployment)."""
-        collecting = sorted(dep for dep, entry in streams.items() if entry.needs)
-        out: dict[str, ReferenceOutlook] = {}
-        for i in range(0, len(collecting), 500):
-            for dep_id, accepted_at, monitoring in session.execute(
-                sa.select(Deployment.id, Deployment.accepted_at, Deployment.monitoring).where(
-                    col(Deployment.id).in_(collecting[i : i + 500])
-                )
-            ):
-                rate = arrival_rate(session, dep_id, accepted_at, now)
-                out[dep_id] = outlook(dep_id, streams[dep_id].needs, rate, horizon_days(monitoring))
-        return out
 
     def _record_counts(self, session: Session) -> dict[str, tuple[int, datetime | None]]:
         """Records per deployment and the newest one's arrival, at a cost that does not grow

@@ -13,9 +13,9 @@ The arithmetic, per deployment and stream:
 
 - **rate**: records per day by acquisition time (``acquired_at``; arrival time says nothing
   of the clinic's pace when a backlog is sent at once) over the last
-  :data:`RATE_WINDOW_DAYS` days, or since the first record (after ``accepted_at``) when that is
-  more recent; the window is counted in whole days (at least one) so that the estimate does not
-  move with the clock between two reads;
+  :data:`RATE_WINDOW_DAYS` days, or since the first record when that is more recent (records
+  before ``accepted_at`` count too: they tell the clinic's pace); the window is counted in whole
+  days (at least one) so that the estimate does not move with the clock between two reads;
 - **share**: the values a stream takes per record analysed so far (a subgroup stream, a field
   often missing, or labelled outcomes take fewer than one); one per record before any record
   was analysed;
@@ -248,29 +248,45 @@ def outlook(
     return ReferenceOutlook(deployment, horizon, rate, tuple(etas))
 
 
-def arrival_rate(
-    session: Session, deployment_id: str, accepted_at: datetime | None, now: datetime
-) -> ArrivalRate | None:
+def rate_columns(now: datetime, deployment_id: Any) -> tuple[Any, Any]:
+    """Two scalar subqueries for the deployment whose id is ``deployment_id`` (a value or a
+    column, to correlate them with a query of deployments): its first acquisition (one probe of
+    the (deployment, acquisition time) index) and the records acquired in the last
+    ``RATE_WINDOW_DAYS`` days (a range of it)."""
+    ir = InferenceRecord
+    first = (
+        sa.select(sa.func.min(ir.acquired_at))
+        .where(col(ir.deployment_id) == deployment_id)
+        .scalar_subquery()
+    )
+    recent = (
+        sa.select(sa.func.count())
+        .where(
+            col(ir.deployment_id) == deployment_id,
+            col(ir.acquired_at) >= now - timedelta(days=RATE_WINDOW_DAYS),
+            col(ir.acquired_at) <= now,
+        )
+        .scalar_subquery()
+    )
+    return first, recent
+
+
+def rate_from(first: Any, recent: Any, now: datetime) -> ArrivalRate | None:
+    """The rate from :func:`rate_columns`' values; None before the first record. The window
+    is the last ``RATE_WINDOW_DAYS`` days, or the days since the first record, whole days."""
+    first_at = _aware(first)
+    if first_at is None:
+        return None
+    start = max(first_at, now - timedelta(days=RATE_WINDOW_DAYS))
+    days = max(1, min(RATE_WINDOW_DAYS, math.ceil((now - start) / timedelta(days=1))))
+    return ArrivalRate(int(recent or 0), days)
+
+
+def arrival_rate(session: Session, deployment_id: str, now: datetime) -> ArrivalRate | None:
     """Records per day by acquisition time (see the module's docstring); None before the
     first record."""
-    base = sa.select(sa.func.min(InferenceRecord.acquired_at)).where(
-        InferenceRecord.deployment_id == deployment_id
-    )
-    if accepted_at is not None:
-        base = base.where(col(InferenceRecord.acquired_at) >= accepted_at)
-    first = _aware(session.execute(base).scalar())
-    if first is None:
-        return None
-    start = max(first, now - timedelta(days=RATE_WINDOW_DAYS))
-    days = max(1, min(RATE_WINDOW_DAYS, math.ceil((now - start) / timedelta(days=1))))
-    count = session.execute(
-        sa.select(sa.func.count()).where(
-            InferenceRecord.deployment_id == deployment_id,
-            col(InferenceRecord.acquired_at) >= start,
-            col(InferenceRecord.acquired_at) <= now,
-        )
-    ).scalar()
-    return ArrivalRate(int(count or 0), days)
+    first, recent = session.execute(sa.select(*rate_columns(now, deployment_id))).one()
+    return rate_from(first, recent, now)
 
 
 def _aware(value: Any) -> datetime | None:
@@ -292,5 +308,5 @@ def deployment_outlook(session: Session, deployment: Deployment, now: datetime) 
         )
     ).first()
     needs = stream_needs(row.state if row is not None else None)
-    rate = arrival_rate(session, deployment.id, deployment.accepted_at, now) if needs else None
+    rate = arrival_rate(session, deployment.id, now) if needs else None
     return outlook(deployment.id, needs, rate, horizon_days(deployment.monitoring))

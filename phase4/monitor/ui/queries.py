@@ -367,7 +367,7 @@ def _late_references(
     needs = stream_needs(state)
     if not needs:
         return None
-    rate = arrival_rate(session, deployment.id, deployment.accepted_at, now)
+    rate = arrival_rate(session, deployment.id, now)
     found = outlook(deployment.id, needs, rate, horizon_days(deployment.monitoring))
     n = len(found.hopeless)
     if not n:
