@@ -130,9 +130,17 @@ def test_checklists_follow_the_cause() -> None:
         title="Flood integral uniformity beyond its action level",
     )
     assert any("phantom result" in c for c in checklist(phantom))
-    rendered = render_alert(phantom, AlertContext(site_id="site-a"), settings_for())
-    assert "device 3: Flood integral uniformity beyond its action level" in rendered.subject
-    assert "Device 3 at site site-a" in rendered.text
+    named = AlertContext(site_id="site-a", device_name="SIEMENS Symbia Intevo (A1)")
+    rendered = render_alert(phantom, named, settings_for())
+    assert (
+        "Scanner SIEMENS Symbia Intevo (A1): Flood integral uniformity beyond its action level"
+        in rendered.subject
+    )
+    assert "Scanner SIEMENS Symbia Intevo (A1) at site site-a" in rendered.text
+    assert "device 3" not in rendered.subject.lower() + rendered.text.lower()
+    # without a name (the device row is gone) the id is still marked as a scanner's
+    bare = render_alert(phantom, AlertContext(site_id="site-a"), settings_for())
+    assert "Scanner #3: Flood" in bare.subject
     latency = _alert(stream="latency_s", evidence={})
     assert any("AI server" in c for c in checklist(latency))
 

@@ -42,6 +42,7 @@ ALL_FILES = {
             "phantom_devices",
             "phantom_failures",
             "alerts",
+            "reference_outlook",
             "incidents",
             "incident_clocks",
             "corrective_actions",
@@ -135,11 +136,15 @@ def test_export_writes_every_format_with_the_right_numbers(
     assert (resolved["status"], resolved["resolved_by"]) == ("resolved", "dr-curie")
     assert resolved["resolution"] == "Reconstruction reverted by the vendor"
     assert any(a["scope"] == "device" for a in alerts.values())
+    assert {a["device_name"] for a in alerts.values() if a["scope"] == "device"} == {
+        "Siemens Biograph Vision (PET-001)"
+    }
 
     qc = report["phantom_qc"]["summary"]
     assert qc == [
         {
             "device_id": w.device_id,
+            "device_name": "Siemens Biograph Vision (PET-001)",
             "kind": "flood",
             "results": 3,
             "pass": 2,

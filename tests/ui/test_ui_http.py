@@ -90,8 +90,9 @@ def test_every_page_renders_without_identifiers(
     assert "rate the chart was designed on, (events + ½)/(n + 1) = " in text
     assert " of threshold " in text and "(limits ±" in text
     overview = ui_client.get("/ui").text
-    for status in ("alerting", "silent", "not monitored yet"):
+    for status in ("monitoring", "silent", "not monitored yet"):
         assert f"badge-{status.replace(' ', '-')}" in overview
+    assert 'data-worst="warning"' in overview or 'data-worst="critical"' in overview
 
 
 def test_a_reviewer_acknowledges_then_resolves_with_csrf_and_a_reason(

@@ -20,6 +20,7 @@ from phase4.alerts.export import clocks
 from phase4.alerts.export.stats import NOT_RECORDED, POPULATION_DIMENSIONS, mean_ci, median, wilson
 from phase4.monitor.core.statuses import AlertCause
 from phase4.monitor.core.verdicts import verdict_level as _verdict_level
+from phase4.monitor.domain.device_names import device_name, unknown_device
 from phase4.monitor.store.audit import ChainVerdict, verify_chain
 from phase4.monitor.store.models import (
     AIModel,
@@ -34,6 +35,7 @@ from phase4.monitor.store.models import (
     PhantomResult,
     Site,
 )
+from phase4.monitor.surveillance.reference_outlook import deployment_outlook
 
 REPORT_FORMAT = "phase4-surveillance-report/1"
 # One labelled record: the AI's call, the truth, the Dice of an edit, the physician's verdict.
@@ -291,13 +293,18 @@ def _alerts(
     return list(session.exec(q))
 
 
-def _alert_row(alert: Alert, notifications: Mapping[int, Counter[str]]) -> dict[str, Any]:
+def _alert_row(
+    alert: Alert, notifications: Mapping[int, Counter[str]], names: Mapping[int, str]
+) -> dict[str, Any]:
     sent = notifications.get(alert.id or 0, Counter())
+    device = alert.device_id
+    name = None if device is None else names.get(device) or unknown_device(device)
     return {
         "alert_id": alert.id,
         "opened_at": iso(alert.opened_at),
         "scope": "deployment" if alert.deployment_id else "device",
-        "device_id": alert.device_id,
+        "device_id": device,
+        "device_name": name,
         "stream": alert.stream,
         "cause": alert.cause,
         "severity": alert.severity,
@@ -353,9 +360,11 @@ def _is_drift_finding(alert: Alert) -> bool:
 
 
 def _phantom_qc(session: Session, devices: list[Device], period: Period) -> dict[str, Any]:
+    names = {d.id: device_name(d) for d in devices if d.id is not None}
     device_rows = [
         {
             "device_id": d.id,
+            "name": device_name(d),
             "manufacturer": d.manufacturer,
             "model": d.model,
             "serial": d.serial,
@@ -382,6 +391,7 @@ def _phantom_qc(session: Session, devices: list[Device], period: Period) -> dict
                 (r.device_id, r.kind),
                 {
                     "device_id": r.device_id,
+                    "device_name": names.get(r.device_id),
                     "kind": r.kind,
                     "results": 0,
                     "pass": 0,
@@ -405,6 +415,7 @@ def _phantom_qc(session: Session, devices: list[Device], period: Period) -> dict
                 failures.append(
                     {
                         "device_id": r.device_id,
+                        "device_name": names.get(r.device_id),
                         "kind": r.kind,
                         "acquired_at": iso(r.acquired_at),
                         "level": "outside_action" if worst == 2 else "outside_tolerance",
@@ -542,6 +553,7 @@ def build_report(
     assert model is not None
     devices = _site_devices(session, deployment.site_id)
     device_ids = [d.id for d in devices if d.id is not None]
+    names = {d.id: device_name(d) for d in devices if d.id is not None}
     usage, population = _usage_and_population(session, deployment.id, period)
     alerts = _alerts(session, deployment.id, device_ids, period)
     notifications: dict[int, Counter[str]] = defaultdict(Counter)
@@ -651,7 +663,11 @@ def build_report(
         "performance": _performance(session, deployment, period),
         "drift_findings": [_drift_row(a) for a in alerts if _is_drift_finding(a)],
         "phantom_qc": _phantom_qc(session, devices, period),
-        "alerts": [_alert_row(a, notifications) for a in alerts],
+        "alerts": [_alert_row(a, notifications, names) for a in alerts],
+        "reference_outlook": {
+            "as_of": iso(generated_at),
+            **deployment_outlook(session, deployment, generated_at).to_dict(),
+        },
         "incidents": incidents,
         "corrective_actions": sorted(corrective, key=lambda c: str(c["at"])),
         "model_history": {

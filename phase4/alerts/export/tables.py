@@ -64,6 +64,7 @@ def tables(report: Mapping[str, Any]) -> dict[str, Table]:
         "opened_at",
         "scope",
         "device_id",
+        "device_name",
         "stream",
         "cause",
         "severity",
@@ -118,6 +119,7 @@ def tables(report: Mapping[str, Any]) -> dict[str, Table]:
     qc = report["phantom_qc"]
     qc_cols = [
         "device_id",
+        "device_name",
         "kind",
         "results",
         "pass",
@@ -127,6 +129,30 @@ def tables(report: Mapping[str, Any]) -> dict[str, Table]:
         "reviewed",
         "first_acquired_at",
         "last_acquired_at",
+    ]
+    outlook = report.get("reference_outlook") or {}
+    outlook_cols = [
+        "stream",
+        "values_held",
+        "reference_size",
+        "values_needed",
+        "values_per_record",
+        "eta_days",
+        "completes_within_horizon",
+        "horizon_days",
+        "records_per_day",
+        "rate_window_days",
+        "as_of",
+    ]
+    outlook_rows = [
+        {
+            **row,
+            "horizon_days": outlook.get("horizon_days"),
+            "records_per_day": outlook.get("records_per_day"),
+            "rate_window_days": outlook.get("rate_window_days"),
+            "as_of": outlook.get("as_of"),
+        }
+        for row in outlook.get("streams", [])
     ]
     history = report["model_history"]
     version_cols = [
@@ -159,12 +185,21 @@ def tables(report: Mapping[str, Any]) -> dict[str, Table]:
         "drift_findings": (drift_cols, report["drift_findings"]),
         "phantom_qc": (qc_cols, qc["summary"]),
         "phantom_devices": (
-            ["device_id", "manufacturer", "model", "serial", "modality", "software_versions"],
+            [
+                "device_id",
+                "name",
+                "manufacturer",
+                "model",
+                "serial",
+                "modality",
+                "software_versions",
+            ],
             qc["devices"],
         ),
         "phantom_failures": (
             [
                 "device_id",
+                "device_name",
                 "kind",
                 "acquired_at",
                 "level",
@@ -176,6 +211,7 @@ def tables(report: Mapping[str, Any]) -> dict[str, Table]:
             qc["failures"],
         ),
         "alerts": (alert_cols, report["alerts"]),
+        "reference_outlook": (outlook_cols, outlook_rows),
         "incidents": (incident_cols, report["incidents"]),
         "incident_clocks": (clock_cols, clock_rows),
         "corrective_actions": (

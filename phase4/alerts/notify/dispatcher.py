@@ -54,6 +54,7 @@ from phase4.alerts.notify.render import (
 )
 from phase4.alerts.notify.webhook import post_webhook
 from phase4.monitor.core.statuses import AlertStatus, Severity
+from phase4.monitor.domain.device_names import device_names
 from phase4.monitor.store.audit import record_action
 from phase4.monitor.store.locks import lock_alerts
 from phase4.monitor.store.models import (
@@ -193,13 +194,19 @@ def _recipients(
 
 
 class _Sites:
-    """Site of an alert: its deployment's, or its device's (phantom QC alerts)."""
+    """Site of an alert: its deployment's, or its device's (phantom QC alerts); and the
+    device's name, for the message."""
 
     def __init__(self, session: Session) -> None:
         self.deployments = {
             d: s for d, s in session.execute(sa.select(Deployment.id, Deployment.site_id))
         }
         self.devices = {d: s for d, s in session.execute(sa.select(Device.id, Device.site_id))}
+        self.device_names = device_names(session)
+
+    def context(self, alert: Alert, has_report: bool) -> AlertContext:
+        name = self.device_names.get(alert.device_id) if alert.device_id is not None else None
+        return AlertContext(site_id=self.of(alert), has_report=has_report, device_name=name)
 
     def of(self, alert: Alert) -> str | None:
         if alert.deployment_id is not None:
@@ -405,7 +412,7 @@ def _claim(
         )
         session.commit()
     return _Claimed(
-        [(a, AlertContext(site_id=sites.of(a), has_report=a.id in reported)) for a, _ in claimed],
+        [(a, sites.context(a, a.id in reported)) for a, _ in claimed],
         [r.id for _, r in claimed if r.id is not None],
     )
 

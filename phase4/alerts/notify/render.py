@@ -102,6 +102,8 @@ class AlertContext:
 
     site_id: str | None = None
     has_report: bool = False
+    # the scanner's name (``phase4.monitor.domain.device_names``) for a device's alert
+    device_name: str | None = None
 
 
 @dataclass
@@ -116,11 +118,13 @@ class Rendered:
 # --- plain-language pieces --------------------------------------------------------------------
 
 
-def _subject_of(alert: Alert) -> str:
+def _subject_of(alert: Alert, ctx: AlertContext | None = None) -> str:
     if alert.deployment_id:
         return f"Deployment {clean(alert.deployment_id, 100)}"
     if alert.device_id is not None:
-        return f"Device {alert.device_id}"
+        if ctx is not None and ctx.device_name:
+            return f"Scanner {clean(ctx.device_name, 120)}"
+        return f"Scanner #{alert.device_id}"
     return "No deployment"
 
 
@@ -133,10 +137,10 @@ def _is_notice(alert: Alert) -> bool:
     return notice or alert.evidence.get("kind") == "notice"
 
 
-def headline(alert: Alert) -> str:
-    """One line: what changed, in which deployment."""
+def headline(alert: Alert, ctx: AlertContext | None = None) -> str:
+    """One line: what changed, in which deployment (or on which scanner)."""
     ev = alert.evidence
-    where = clean(alert.deployment_id, 100) if alert.deployment_id else _subject_of(alert).lower()
+    where = clean(alert.deployment_id, 100) if alert.deployment_id else _subject_of(alert, ctx)
     stream = _stream_label(alert.stream)
     if alert.cause == AlertCause.PROBE_SILENCE:
         silence = _num(ev.get("silence_s"))
@@ -161,10 +165,10 @@ def headline(alert: Alert) -> str:
     return f"{where}: {clean(alert.title, 160)}"
 
 
-def _what_changed(alert: Alert) -> list[str]:
+def _what_changed(alert: Alert, ctx: AlertContext | None = None) -> list[str]:
     ev = alert.evidence
     stream = _stream_label(alert.stream)
-    lines = [headline(alert) + "."]
+    lines = [headline(alert, ctx) + "."]
     if alert.cause == AlertCause.PROBE_SILENCE:
         last = _when(ev.get("last_record_at"))
         if last is not None:
@@ -504,11 +508,11 @@ def sections(
             (
                 f"Alert {alert.id}, severity {clean(alert.severity, 16)}, status "
                 f"{clean(alert.status, 16)}.",
-                f"{_subject_of(alert)} at site {site}; stream {_stream_label(alert.stream)}.",
+                f"{_subject_of(alert, ctx)} at site {site}; stream {_stream_label(alert.stream)}.",
             ),
         )
     )
-    out.append(Section("What changed", tuple(_what_changed(alert))))
+    out.append(Section("What changed", tuple(_what_changed(alert, ctx))))
     out.append(Section("Since when", tuple(_since_when(alert))))
     sure = _how_sure(alert)
     if sure:
@@ -533,7 +537,8 @@ def render_alert(
 ) -> Rendered:
     """Subject, text and HTML of one alert."""
     subject = clean(
-        f"{_subject_prefix(alert.severity, purpose)} {headline(alert)} (alert {alert.id})", 200
+        f"{_subject_prefix(alert.severity, purpose)} {headline(alert, ctx)} (alert {alert.id})",
+        200,
     )
     secs = sections(alert, ctx, settings, purpose)
     lnks = links(alert, ctx, settings)
@@ -551,12 +556,18 @@ def render_digest(
     """One message for many alerts of one deployment: a summary line each, then each in full."""
     first = alerts[0][0]
     worst = max((a.severity for a, _ in alerts), key=lambda s: Severity.rank_of(s, default=0))
-    where = clean(first.deployment_id or "no deployment", 100)
+    scanners = {ctx.device_name for a, ctx in alerts if a.deployment_id is None}
+    if first.deployment_id:
+        where = clean(first.deployment_id, 100)
+    elif len(scanners) == 1 and None not in scanners:
+        where = _subject_of(first, alerts[0][1])
+    else:
+        where = "scanners"
     subject = clean(f"{_subject_prefix(worst, purpose)} {where}: {len(alerts)} new alerts", 200)
     summary = tuple(
-        f"Alert {a.id} ({clean(a.severity, 16)}): {headline(a)}"
+        f"Alert {a.id} ({clean(a.severity, 16)}): {headline(a, ctx)}"
         + _dash_url(settings, f"/ui/alerts/{a.id}")
-        for a, _ in alerts
+        for a, ctx in alerts
     )
     secs: list[Section] = [
         Section(
@@ -670,7 +681,7 @@ def payload(
     where = f" - {lnks[0].url}" if lnks else f" ({NO_PUBLIC_ADDRESS})"
     return {
         "event": event,
-        "text": f"{_subject_prefix(alert.severity, purpose)} {headline(alert)}{where}",
+        "text": f"{_subject_prefix(alert.severity, purpose)} {headline(alert, ctx)}{where}",
         "alert": {
             "id": alert.id,
             "deployment": alert.deployment_id,
@@ -679,7 +690,7 @@ def payload(
             "cause": clean(alert.cause, 100),
             "severity": alert.severity,
             "status": alert.status,
-            "headline": headline(alert),
+            "headline": headline(alert, ctx),
             "opened_at": _iso(alert.opened_at),
             "escalated_at": _iso(alert.escalated_at),
             "change_at": _iso(change),

@@ -28,7 +28,7 @@ import math
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -57,6 +57,15 @@ from phase4.monitor.store.models import (
     PhantomTolerance,
     utcnow,
 )
+from phase4.monitor.surveillance.reference_outlook import (
+    ReferenceOutlook,
+    StreamNeed,
+    horizon_days,
+    outlook,
+    rate_columns,
+    rate_from,
+    stream_needs,
+)
 
 log = logging.getLogger("phase4.monitor.api")
 
@@ -71,6 +80,7 @@ TOLERANCE_BOUNDS = ("lower_action", "lower_tolerance", "upper_tolerance", "upper
 # Deployment state rows written by phase4.monitor.surveillance.detection (one per deployment).
 STATE_STREAM = "*"
 STATE_DETECTOR = "deployment"
+DAY_S = 86400
 
 
 def device_label(site_id: str, model: str, serial: str) -> str:
@@ -353,13 +363,20 @@ class _Family:
 
 class _StateEntry:
     """A deployment's detector state as /metrics shows it, cached until the row changes: its
-    streams and, once rendered, the text lines of each stream family."""
+    streams, what its collecting streams still need, and, once rendered, the text lines of
+    each stream family."""
 
-    __slots__ = ("chunks", "streams", "updated_at")
+    __slots__ = ("chunks", "needs", "streams", "updated_at")
 
-    def __init__(self, updated_at: datetime | None, streams: tuple[_StreamSample, ...]) -> None:
+    def __init__(
+        self,
+        updated_at: datetime | None,
+        streams: tuple[_StreamSample, ...],
+        needs: tuple[StreamNeed, ...] = (),
+    ) -> None:
         self.updated_at = updated_at
         self.streams = streams
+        self.needs = needs
         self.chunks: tuple[str, ...] | None = None
 
 
@@ -397,6 +414,8 @@ class _StoreSnapshot:
     streams: Mapping[str, _StateEntry]
     phantoms: Mapping[tuple[int, str], Any]
     tolerances: Mapping[tuple[int | None, str, str], tuple[float | None, ...]]
+    # deployments with streams collecting a reference: when each will be complete
+    references: Mapping[str, ReferenceOutlook] = field(default_factory=dict)
 
 
 class StoreCollector(Collector):
@@ -468,22 +487,46 @@ class StoreCollector(Collector):
     def _read(self, now: datetime | None = None) -> _StoreSnapshot:
         now = now or utcnow()
         with Session(self.engine) as session:
-            deployments = session.execute(
-                sa.select(Deployment.id, Deployment.site_id, AIModel.name, AIModel.version).join(
+            streams = self._detector_streams(session)
+            # The deployments with a stream collecting its reference also get, in the same
+            # query, their acquisition rate and configuration (behind a CASE: the others, a
+            # fleet that is monitoring, cost nothing).
+            collecting = sorted(dep for dep, entry in streams.items() if entry.needs)
+            wanted = col(Deployment.id).in_(collecting)
+            extra = [
+                sa.case((wanted, column), else_=None)
+                for column in (*rate_columns(now, col(Deployment.id)), col(Deployment.monitoring))
+            ]
+            rows = session.execute(
+                sa.select(
+                    Deployment.id, Deployment.site_id, AIModel.name, AIModel.version, *extra
+                ).join(
                     AIModel,
                     AIModel.id == Deployment.model_id,  # type: ignore[arg-type]
                 )
             ).all()
+            deployments = [tuple(row[:4]) for row in rows]
+            references = {
+                dep_id: outlook(
+                    dep_id,
+                    streams[dep_id].needs,
+                    rate_from(first, recent, now),
+                    horizon_days(monitoring),
+                )
+                for dep_id, _, _, _, first, recent, monitoring in rows
+                if dep_id in streams and streams[dep_id].needs
+            }
             records = self._record_counts(session)
             open_alerts = session.execute(
                 sa.select(Alert.deployment_id, Alert.stream, Alert.severity, sa.func.count())
                 .where(Alert.status != AlertStatus.RESOLVED)
                 .group_by(Alert.deployment_id, Alert.stream, Alert.severity)
             ).all()
-            streams = self._detector_streams(session)
             phantoms = self._latest_phantoms(session)
             tolerances = self._tolerances(session) if phantoms else {}
-        return _StoreSnapshot(now, deployments, records, open_alerts, streams, phantoms, tolerances)
+        return _StoreSnapshot(
+            now, deployments, records, open_alerts, streams, phantoms, tolerances, references
+        )
 
     def _record_counts(self, session: Session) -> dict[str, tuple[int, datetime | None]]:
         """Records per deployment and the newest one's arrival, at a cost that does not grow
@@ -597,7 +640,47 @@ class StoreCollector(Collector):
         return [
             *self._deployment_families(snapshot),
             *self._alert_families(snapshot.deployments, snapshot.open_alerts),
+            *self._reference_families(snapshot),
         ]
+
+    # -- references being collected ----------------------------------------------------------
+
+    @staticmethod
+    def _reference_families(snapshot: _StoreSnapshot) -> list[_Family]:
+        eta = _Family(
+            "phase4_stream_reference_eta_seconds",
+            "gauge",
+            "Seconds until the stream's reference is complete at the rate the deployment's "
+            "studies are acquired (last 30 days); +Inf when none arrives. Only streams "
+            "collecting a reference.",
+            ["deployment", "stream"],
+        )
+        hopeless = _Family(
+            "phase4_streams_reference_hopeless",
+            "gauge",
+            "Streams of the deployment whose reference will not be complete within its "
+            "reference_horizon_days at the rate its studies are acquired.",
+            ["deployment", "site"],
+        )
+        horizon = _Family(
+            "phase4_deployment_reference_horizon_seconds",
+            "gauge",
+            "The deployment's reference_horizon_days, in seconds (deployments with a stream "
+            "collecting its reference).",
+            ["deployment", "site"],
+        )
+        references = snapshot.references
+        for dep_id, site_id, _, _ in snapshot.deployments:
+            found = references.get(dep_id)
+            hopeless.add((dep_id, site_id), len(found.hopeless) if found is not None else 0)
+            if found is None:
+                continue
+            horizon.add((dep_id, site_id), found.horizon_days * DAY_S)
+            if found.rate is None:
+                continue
+            for s in found.streams:
+                eta.add((dep_id, s.need.stream), math.inf if s.days is None else s.days * DAY_S)
+        return [eta, hopeless, horizon]
 
     # -- deployments and records -----------------------------------------------------------
 
@@ -715,7 +798,9 @@ class StoreCollector(Collector):
                     col(DetectorState.deployment_id).in_(chunk),
                 )
             ):
-                cached[dep] = _StateEntry(updated, extract_streams(state or {}))
+                cached[dep] = _StateEntry(
+                    updated, extract_streams(state or {}), stream_needs(state or {})
+                )
         fresh = {d: cached[d] for d in versions if d in cached}
         with self._lock:
             self._streams = fresh

@@ -180,6 +180,13 @@ class MonitoringConfig(_Strict):
     reference_events_min: int = Field(
         50, ge=1, description="Events a binary stream's reference waits for."
     )
+    reference_horizon_days: int = Field(
+        90,
+        ge=1,
+        le=3650,
+        description="A stream whose reference will not be complete within this many days, at "
+        "the rate studies are acquired, is flagged (deployment page, /metrics, export).",
+    )
 
     @field_validator("streams", "exclude", mode="before")
     @classmethod

@@ -6,15 +6,17 @@ Each function returns the figure's JSON, escaped so that it can sit inside a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 import plotly.graph_objects as go
 from markupsafe import Markup
 
 from phase4.monitor.core.statuses import AlertStatus, PhantomVerdict, Severity
+from phase4.monitor.domain.device_names import unknown_device
 from phase4.monitor.store.models import Alert
-from phase4.monitor.ui.queries import MetricChart, Series, StreamPath
+from phase4.monitor.ui.queries import CanaryChart, MetricChart, Series, SiteEvent, StreamPath
 
 COLORS = {
     "series": "#1f5fa8",
@@ -24,7 +26,12 @@ COLORS = {
     "ok": "#2e7d32",
     "tolerance": "#e07b00",
     "action": "#b00020",
+    "event": "#6a3d9a",
 }
+# The EARL accreditation bands on NEMA IQ recovery charts (phase4.phantoms.earl).
+EARL_COLORS = {"EARL1": "#1f5fa8", "EARL2": "#2e7d32"}
+# A value axis spans at least ±2% of the values' centre (or the levels drawn, if wider).
+MIN_RELATIVE_SPAN = 0.02
 SEVERITY_COLORS = {
     Severity.CRITICAL: "#b00020",
     Severity.WARNING: "#e07b00",
@@ -140,10 +147,11 @@ def series_chart(title: str, series: Sequence[Series], y_title: str, percent: bo
     return to_json(fig)
 
 
-def metric_chart(chart: MetricChart) -> Markup:
+def metric_chart(chart: MetricChart, events: Sequence[SiteEvent] = ()) -> Markup:
     fig = go.Figure()
     tol = chart.tolerance
     x0, x1 = chart.times[0], chart.times[-1]
+    levels: list[float] = []
     if tol is not None:
         if tol.lower_tolerance is not None or tol.upper_tolerance is not None:
             lo = _first(tol.lower_tolerance, tol.lower_action, min(chart.values))
@@ -159,6 +167,7 @@ def metric_chart(chart: MetricChart) -> Markup:
         ):
             if value is None:
                 continue
+            levels.append(value)
             fig.add_trace(
                 go.Scatter(
                     x=[x0, x1],
@@ -168,6 +177,18 @@ def metric_chart(chart: MetricChart) -> Markup:
                     line={"color": color, "dash": "dash" if label == "tolerance" else "solid"},
                 )
             )
+    for standard, (lo, hi) in chart.earl.items():
+        levels += [lo, hi]
+        fig.add_hrect(
+            y0=lo,
+            y1=hi,
+            fillcolor=EARL_COLORS.get(standard, "#888"),
+            opacity=0.14,
+            line={"color": EARL_COLORS.get(standard, "#888"), "width": 1, "dash": "dot"},
+            layer="below",
+            name=f"{standard} band {lo:g}–{hi:g}",
+            showlegend=True,
+        )
     fig.add_trace(
         go.Scatter(
             x=chart.times,
@@ -197,8 +218,93 @@ def metric_chart(chart: MetricChart) -> Markup:
                     marker={"color": color, "size": 12, "symbol": "x"},
                 )
             )
+    _mark_events(fig, events, x0)
     unit = f" ({tol.unit})" if tol is not None and tol.unit else ""
     _layout(fig, f"{chart.kind}: {chart.metric}", f"{chart.metric}{unit}")
+    y_range = value_range(chart.values, levels)
+    if y_range is not None:
+        fig.update_yaxes(range=y_range, autorange=False)
+    return to_json(fig)
+
+
+def value_range(
+    values: Sequence[float], levels: Sequence[float] = (), min_relative: float = MIN_RELATIVE_SPAN
+) -> list[float] | None:
+    """A y-axis range that shows the values and the levels drawn (tolerance, action, EARL
+    bands) and spans at least ±``min_relative`` of the values' centre: a change of 2e-8
+    (rounding) is then drawn as the flat line it is, not as a step across the whole chart.
+    None (plotly's own range) when everything is zero."""
+    finite = [v for v in (*values, *levels) if math.isfinite(v)]
+    if not finite:
+        return None
+    data = [v for v in values if math.isfinite(v)] or finite
+    centre = (min(data) + max(data)) / 2
+    half = abs(centre) * min_relative
+    lo, hi = min(*finite, centre - half), max(*finite, centre + half)
+    if not hi > lo:
+        return None
+    pad = (hi - lo) * 0.06
+    return [lo - pad, hi + pad]
+
+
+def _mark_events(fig: go.Figure, events: Sequence[SiteEvent], since: str) -> None:
+    """The site's events (new reconstruction, scanner, protocol values an AI deployment saw)
+    as labelled vertical lines, from the chart's first point on."""
+    first = _epoch_ms(since)
+    for e in events:
+        at = _epoch_ms(e.at)
+        if at < first:
+            continue
+        fig.add_vline(
+            x=at,
+            line={"color": COLORS["event"], "dash": "dashdot", "width": 1.5},
+            annotation_text=f"{e.label} (alert {e.alert_id})",
+            annotation_position="top right",
+            annotation_font={"size": 10, "color": COLORS["event"]},
+        )
+
+
+def canary_chart(chart: CanaryChart, events: Sequence[SiteEvent] = ()) -> Markup:
+    """Per sphere, the AI's SUVmax over the true SUV on each canary scan, with the canary's
+    alerts and the site's events."""
+    fig = go.Figure()
+    for diameter, ratios in sorted(chart.spheres.items()):
+        volumes = chart.volumes.get(diameter, [None] * len(ratios))
+        fig.add_trace(
+            go.Scatter(
+                x=chart.times,
+                y=ratios,
+                mode="lines+markers",
+                name=f"{diameter:g} mm sphere",
+                customdata=[
+                    [f"{v:.2f}" if v is not None else "not found", f"{d} of {t}"]
+                    for v, d, t in zip(volumes, chart.detected, chart.total, strict=True)
+                ],
+                hovertemplate="%{x}: SUVmax ratio %{y:.3f}, volume ratio %{customdata[0]}, "
+                "spheres found %{customdata[1]}<extra>" + f"{diameter:g} mm</extra>",
+                marker={"size": 5},
+            )
+        )
+    for at, words, _ in chart.alerts:
+        fig.add_vline(
+            x=_epoch_ms(at),
+            line={"color": COLORS["alarm"], "dash": "dot", "width": 2},
+            annotation_text=f"canary {words}",
+            annotation_position="bottom right",
+            annotation_font={"size": 10, "color": COLORS["alarm"]},
+        )
+    if chart.times:
+        _mark_events(fig, events, chart.times[0])
+    _layout(
+        fig,
+        f"AI canary on the {chart.kind} phantom: the AI's SUVmax / true SUV per sphere",
+        "AI SUVmax / true SUV",
+        height=360,
+    )
+    ratios = [v for series in chart.spheres.values() for v in series if v is not None]
+    y_range = value_range(ratios)
+    if y_range is not None:
+        fig.update_yaxes(range=y_range, autorange=False)
     return to_json(fig)
 
 
@@ -206,7 +312,7 @@ def _first(*values: float | None) -> float:
     return next(v for v in values if v is not None)
 
 
-def alerts_timeline(alerts: Sequence[Alert]) -> Markup:
+def alerts_timeline(alerts: Sequence[Alert], device_names: Mapping[int, str]) -> Markup:
     fig = go.Figure()
     by_sev: dict[str, list[Alert]] = {}
     for a in alerts:
@@ -215,7 +321,7 @@ def alerts_timeline(alerts: Sequence[Alert]) -> Markup:
         fig.add_trace(
             go.Scatter(
                 x=[a.opened_at.isoformat() for a in items],
-                y=[_subject(a) for a in items],
+                y=[_subject(a, device_names) for a in items],
                 mode="markers",
                 name=severity,
                 text=[f"#{a.id} {a.status}: {a.title}" for a in items],
@@ -234,7 +340,9 @@ def alerts_timeline(alerts: Sequence[Alert]) -> Markup:
     return to_json(fig)
 
 
-def _subject(a: Alert) -> str:
+def _subject(a: Alert, device_names: Mapping[int, str]) -> str:
     if a.deployment_id:
         return a.deployment_id
-    return f"device {a.device_id}" if a.device_id is not None else "-"
+    if a.device_id is None:
+        return "-"
+    return device_names.get(a.device_id) or unknown_device(a.device_id)

@@ -15,6 +15,7 @@ records were deleted). Every number shown of a detector comes from the detector
 from __future__ import annotations
 
 import math
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,7 +25,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, func, select
 
-from phase4.monitor.core.statuses import AlertStatus, PhantomVerdict, Severity
+from phase4.monitor.core.statuses import AlertCause, AlertStatus, PhantomVerdict, Severity
+from phase4.monitor.core.verdicts import verdict_level
+from phase4.monitor.domain.device_names import device_name
 from phase4.monitor.drift.detectors import BernoulliCusum, Cusum
 from phase4.monitor.drift.state import StreamState, upgrade_state
 from phase4.monitor.drift.streams import DeploymentMonitor, Stream
@@ -48,6 +51,16 @@ from phase4.monitor.surveillance.detection import (
     outcome_view,
     record_view,
 )
+from phase4.monitor.surveillance.reference_outlook import (
+    ReferenceOutlook,
+    arrival_rate,
+    deployment_outlook,
+    horizon_days,
+    outlook,
+    stream_needs,
+)
+from phase4.phantoms.canary import match_lesions
+from phase4.phantoms.earl import EARL_BANDS, SPHERE_DIAMETERS_MM, band
 
 # A deployment whose last record is older than this is "silent": the probe, the AI or the
 # scanner stopped (weekends included: two days without a study is unusual at any PET site).
@@ -125,17 +138,47 @@ def readable_alerts(session: Session, principal: Principal, alerts: Iterable[Ale
 
 
 @dataclass
+class OpenAlerts:
+    """A deployment's or a scanner's unresolved alerts: counts by severity, the worst severity
+    (``ok`` when none) and since when its earliest alert's change began (world time: the
+    change date in the evidence, not when the monitor happened to open the alert)."""
+
+    counts: dict[str, int]
+    worst: str  # critical | warning | info | ok
+    since: datetime | None
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def words(self) -> str | None:
+        """'critical alert open since 1 Sep 2026', '2 warning alerts open, the first since ...'."""
+        if self.worst == "ok":
+            return None
+        n = self.counts.get(self.worst, 0)
+        since = f" since {day_words(self.since)}" if self.since is not None else ""
+        if n == 1:
+            return f"{self.worst} alert open{since}"
+        return f"{n} {self.worst} alerts open, the first{since}"
+
+
+@dataclass
 class DeploymentRow:
     id: str
     site_id: str
     model: str
-    status: str  # ok | alerting | silent | not monitored yet
+    status: str  # monitoring | silent | not monitored yet
     status_detail: str
-    open_alerts: dict[str, int]
-    records_24h: int
-    records_7d: int
-    last_record_at: datetime | None
+    alerts: OpenAlerts
+    records_24h: int  # acquired in the last 24 h (not: arrived)
+    records_7d: int  # acquired in the last 7 days
+    last_acquired_at: datetime | None
+    last_record_at: datetime | None  # newest arrival
     since_last: str
+
+    @property
+    def open_alerts(self) -> dict[str, int]:
+        return self.alerts.counts
 
 
 @dataclass
@@ -146,9 +189,64 @@ class DeviceRow:
     modality: str
     results: int
     last_result_at: datetime | None
-    latest_verdict: str
+    verdict: str  # critical | warning | info | ok | no tolerance | no results
+    reasons: list[str]
     unsigned: int
-    open_alerts: int
+    alerts: OpenAlerts
+
+    @property
+    def open_alerts(self) -> int:
+        return self.alerts.total
+
+
+# How many of each phantom kind's latest results the scanner's verdict looks at: one good
+# result after three failures is not "pass".
+RECENT_RESULTS = 4
+# The severity a result's worst level gives the scanner's verdict (1 tolerance, 2 action).
+LEVEL_SEVERITY = {1: Severity.WARNING, 2: Severity.CRITICAL}
+
+
+def day_words(when: datetime) -> str:
+    """'1 Sep 2026' (UTC)."""
+    return f"{when.day} {when.strftime('%b %Y')}"
+
+
+def change_start(alert: Alert) -> datetime:
+    """When the alert's change began in the world: the evidence's estimated start, else the
+    alarm's time (both acquisition times), else when the alert was opened."""
+    ev = alert.evidence or {}
+    for key in ("change_timestamp", "timestamp"):
+        stamp = ev.get(key)
+        if isinstance(stamp, str):
+            try:
+                found = _as_utc(datetime.fromisoformat(stamp))
+            except ValueError:
+                continue
+            if found is not None:
+                return found
+    return _as_utc(alert.opened_at) or alert.opened_at
+
+
+def _severity_rank(severity: str) -> int:
+    return Severity.rank_of(severity, default=-1)
+
+
+def open_alerts_of(alerts: Iterable[Alert]) -> OpenAlerts:
+    """Counts, worst severity and its since-when of unresolved ``alerts``."""
+    counts = dict.fromkeys(SEVERITIES, 0)
+    starts: dict[str, datetime] = {}
+    for a in alerts:
+        if a.status == AlertStatus.RESOLVED:
+            continue
+        counts[a.severity] = counts.get(a.severity, 0) + 1
+        start = change_start(a)
+        if a.severity not in starts or start < starts[a.severity]:
+            starts[a.severity] = start
+    present = [sev for sev, n in counts.items() if n]
+    if not present:
+        return OpenAlerts(counts, "ok", None)
+    worst = max(present, key=_severity_rank)
+    return OpenAlerts(counts, str(worst), starts.get(worst))
 
 
 def _streams_ready(state: Mapping[str, Any] | None) -> tuple[int, int]:
@@ -163,6 +261,16 @@ def _streams_ready(state: Mapping[str, Any] | None) -> tuple[int, int]:
     return ready, len(streams)
 
 
+def _unresolved(session: Session, owner: Any) -> dict[Any, list[Alert]]:
+    """Unresolved alerts grouped by ``owner`` (``Alert.deployment_id`` or ``Alert.device_id``)."""
+    out: dict[Any, list[Alert]] = defaultdict(list)
+    for a in session.exec(
+        select(Alert).where(Alert.status != AlertStatus.RESOLVED, col(owner).is_not(None))
+    ):
+        out[getattr(a, owner.key)].append(a)
+    return out
+
+
 def fleet(session: Session, principal: Principal, now: datetime) -> list[DeploymentRow]:
     deployments = [
         d
@@ -170,29 +278,43 @@ def fleet(session: Session, principal: Principal, now: datetime) -> list[Deploym
         if principal.can_read_site(d.site_id)
     ]
     models = {m.id: m for m in session.exec(select(AIModel))}
-    unresolved: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(SEVERITIES, 0))
-    for dep_id, severity, n in session.execute(
-        sa.select(Alert.deployment_id, Alert.severity, func.count())
-        .where(Alert.status != AlertStatus.RESOLVED, col(Alert.deployment_id).is_not(None))
-        .group_by(Alert.deployment_id, Alert.severity)
-    ):
-        unresolved[dep_id][severity] = unresolved[dep_id].get(severity, 0) + int(n)
+    unresolved = _unresolved(session, Alert.deployment_id)
 
-    def counts_since(since: datetime) -> dict[str, int]:
-        rows = session.execute(
-            sa.select(InferenceRecord.deployment_id, func.count())
-            .where(col(InferenceRecord.received_at) >= since)
-            .group_by(InferenceRecord.deployment_id)
+    # Per deployment, correlated subqueries: each is a range (or one probe) of the index on
+    # (deployment_id, acquired_at), so the page costs the last week's records, not the table.
+    ir = InferenceRecord
+
+    def acquired(since: datetime) -> Any:
+        return (
+            sa.select(func.count())
+            .where(
+                col(ir.deployment_id) == col(Deployment.id),
+                col(ir.acquired_at) >= since,
+                col(ir.acquired_at) <= now,
+            )
+            .scalar_subquery()
         )
-        return {d: int(n) for d, n in rows}
 
-    day, week = counts_since(now - timedelta(days=1)), counts_since(now - timedelta(days=7))
-    last = {
-        d: t
-        for d, t in session.execute(
+    last_acquired = (
+        sa.select(func.max(ir.acquired_at))
+        .where(col(ir.deployment_id) == col(Deployment.id))
+        .scalar_subquery()
+    )
+    counts = {
+        d: (int(day or 0), int(week or 0), _as_utc(newest))
+        for d, day, week, newest in session.execute(
             sa.select(
-                InferenceRecord.deployment_id, func.max(InferenceRecord.received_at)
-            ).group_by(InferenceRecord.deployment_id)
+                Deployment.id,
+                acquired(now - timedelta(days=1)),
+                acquired(now - timedelta(days=7)),
+                last_acquired,
+            )
+        )
+    }
+    arrived = {
+        d: _as_utc(t)
+        for d, t in session.execute(
+            sa.select(ir.deployment_id, func.max(ir.received_at)).group_by(ir.deployment_id)
         )
     }
     states = {
@@ -205,20 +327,20 @@ def fleet(session: Session, principal: Principal, now: datetime) -> list[Deploym
     }
     rows = []
     for d in deployments:
-        last_at = _as_utc(last.get(d.id))
-        alerts = unresolved.get(d.id, dict.fromkeys(SEVERITIES, 0))
+        last_at = arrived.get(d.id)
+        day, week, last_acquired_at = counts.get(d.id, (0, 0, None))
         ready, total = _streams_ready(states.get(d.id))
-        n_alerts = sum(alerts.values())
-        if n_alerts:
-            status, detail = "alerting", f"{n_alerts} alert(s) not resolved"
-        elif last_at is None:
+        if last_at is None:
             status, detail = "not monitored yet", "no record received"
         elif now - last_at > SILENT_AFTER:
             status, detail = "silent", f"no record for {ago(last_at, now)}"
         elif ready == 0:
             status, detail = "not monitored yet", "collecting the reference"
         else:
-            status, detail = "ok", f"{ready} of {total} streams monitored"
+            status, detail = "monitoring", f"{ready} of {total} streams monitored"
+        late = _late_references(session, d, states.get(d.id), now)
+        if late:
+            detail += f"; {late}"
         model = models.get(d.model_id)
         rows.append(
             DeploymentRow(
@@ -227,14 +349,37 @@ def fleet(session: Session, principal: Principal, now: datetime) -> list[Deploym
                 model=f"{model.name} {model.version}" if model else "?",
                 status=status,
                 status_detail=detail,
-                open_alerts=alerts,
-                records_24h=day.get(d.id, 0),
-                records_7d=week.get(d.id, 0),
+                alerts=open_alerts_of(unresolved.get(d.id, [])),
+                records_24h=day,
+                records_7d=week,
+                last_acquired_at=last_acquired_at,
                 last_record_at=last_at,
                 since_last=ago(last_at, now),
             )
         )
     return rows
+
+
+def _late_references(
+    session: Session, deployment: Deployment, state: Mapping[str, Any] | None, now: datetime
+) -> str | None:
+    """'68 streams will not complete their reference within 90 days', or None."""
+    needs = stream_needs(state)
+    if not needs:
+        return None
+    rate = arrival_rate(session, deployment.id, now)
+    found = outlook(deployment.id, needs, rate, horizon_days(deployment.monitoring))
+    n = len(found.hopeless)
+    if not n:
+        return None
+    what = "streams will not complete their" if n > 1 else "stream will not complete its"
+    return f"{n} {what} reference within {found.horizon_days} days"
+
+
+def reference_flag(session: Session, deployment: Deployment, now: datetime) -> ReferenceOutlook:
+    """The deployment's collecting streams and when each will be complete (the page flags
+    those that will not be within the horizon)."""
+    return deployment_outlook(session, deployment, now)
 
 
 def _as_utc(value: Any) -> datetime | None:
@@ -266,15 +411,50 @@ def worst_verdict(verdicts: Mapping[str, Any]) -> str:
     return "no tolerance" if found else "no verdict"
 
 
+def result_level(result: PhantomResult) -> int | None:
+    """The worst level of a result's metrics: 0 pass, 1 tolerance, 2 action; None when no
+    metric had a tolerance."""
+    levels = [lv for lv in map(verdict_level, (result.verdicts or {}).values()) if lv is not None]
+    return max(levels) if levels else None
+
+
+def scanner_verdict(
+    recent: Mapping[str, Sequence[PhantomResult]], alerts: OpenAlerts
+) -> tuple[str, list[str]]:
+    """The scanner's verdict and why: the worst of its open alerts' severity and of each
+    phantom kind's last ``RECENT_RESULTS`` results (outside tolerance: warning, beyond an
+    action level: critical), never the last result alone."""
+    reasons: list[str] = []
+    worst = -1
+    judged = False
+    for kind, results in sorted(recent.items()):
+        levels = [result_level(r) for r in results]
+        known = [lv for lv in levels if lv is not None]
+        if not known:
+            continue
+        judged = True
+        outside = sum(1 for lv in known if lv >= 1)
+        beyond = sum(1 for lv in known if lv >= 2)
+        if outside:
+            words = f"{outside} of last {len(results)} {kind} results outside tolerance"
+            if beyond:
+                words += f" ({beyond} beyond the action level)"
+            reasons.append(words)
+            worst = max(worst, LEVEL_SEVERITY[max(known)].rank)
+    alert_words = alerts.words()
+    if alert_words:
+        reasons.append(alert_words)
+        worst = max(worst, _severity_rank(alerts.worst))
+    if worst >= 0:
+        return str(next(s for s in Severity if s.rank == worst)), reasons
+    if judged:
+        return "ok", [f"last {RECENT_RESULTS} results of each kind within tolerance"]
+    return "no tolerance", ["no result was judged against a tolerance"]
+
+
 def devices(session: Session, principal: Principal) -> list[DeviceRow]:
     out = []
-    open_alerts: dict[int, int] = defaultdict(int)
-    for dev_id, n in session.execute(
-        sa.select(Alert.device_id, func.count())
-        .where(Alert.status != AlertStatus.RESOLVED, col(Alert.device_id).is_not(None))
-        .group_by(Alert.device_id)
-    ):
-        open_alerts[int(dev_id)] = int(n)
+    unresolved = _unresolved(session, Alert.device_id)
     for d in session.exec(select(Device).order_by(col(Device.site_id), col(Device.id))):
         if d.id is None or not principal.can_read_site(d.site_id):
             continue
@@ -282,20 +462,29 @@ def devices(session: Session, principal: Principal) -> list[DeviceRow]:
             session.exec(
                 select(PhantomResult)
                 .where(PhantomResult.device_id == d.id)
-                .order_by(col(PhantomResult.acquired_at).desc())
+                .order_by(col(PhantomResult.acquired_at).desc(), col(PhantomResult.id).desc())
             )
         )
+        recent: dict[str, list[PhantomResult]] = defaultdict(list)
+        for r in results:
+            if len(recent[r.kind]) < RECENT_RESULTS:
+                recent[r.kind].append(r)
+        alerts = open_alerts_of(unresolved.get(d.id, []))
+        verdict, reasons = scanner_verdict(recent, alerts)
+        if not results and alerts.worst == "ok":
+            verdict, reasons = "no results", []
         out.append(
             DeviceRow(
                 id=d.id,
                 site_id=d.site_id,
-                name=f"{d.manufacturer} {d.model} ({d.serial})",
+                name=device_name(d),
                 modality=d.modality,
                 results=len(results),
                 last_result_at=results[0].acquired_at if results else None,
-                latest_verdict=worst_verdict(results[0].verdicts) if results else "no results",
+                verdict=verdict,
+                reasons=reasons,
                 unsigned=sum(1 for r in results if r.reviewed_by is None),
-                open_alerts=open_alerts.get(d.id, 0),
+                alerts=alerts,
             )
         )
     return out
@@ -580,6 +769,22 @@ def performance_series(session: Session, deployment: Deployment) -> list[Series]
 
 # --- devices --------------------------------------------------------------------------------------
 
+# A NEMA IQ recovery coefficient per sphere, as phase4.phantoms.nema_iq names it: rc_max_37mm.
+NEMA_RECOVERY = re.compile(r"^(rc_mean|rc_max)_(\d+(?:\.\d+)?)mm$")
+# At most this many site events (new values: a reconstruction, a scanner, a protocol) marked
+# on a scanner's charts, the most recent.
+MAX_SITE_EVENTS = 12
+
+
+@dataclass
+class SiteEvent:
+    """Something that changed at the scanner's site, as an AI deployment there saw it (a new
+    value alert: a new reconstruction, protocol or software), marked on the scanner's charts."""
+
+    at: str  # ISO time the change began (acquisition time)
+    label: str
+    alert_id: int
+
 
 @dataclass
 class MetricChart:
@@ -590,6 +795,28 @@ class MetricChart:
     verdicts: list[str]
     tolerance: PhantomTolerance | None
     reviewed: list[bool]
+    # EARL1/EARL2 acceptance band of a NEMA IQ recovery coefficient (standard -> (lower,
+    # upper)); empty for any other metric
+    earl: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def earl_words(self) -> str:
+        """'EARL1 0.95-1.16 (latest inside), EARL2 1.05-1.29 (latest outside)'."""
+        if not self.earl or not self.values:
+            return ""
+        latest = self.values[-1]
+        return ", ".join(
+            f"{std} {lo:g}–{hi:g} (latest {'inside' if lo <= latest <= hi else 'outside'})"
+            for std, (lo, hi) in self.earl.items()
+        )
+
+
+def earl_bands(metric: str) -> dict[str, tuple[float, float]]:
+    """The EARL1 and EARL2 bands of a NEMA IQ recovery coefficient (``rc_max_37mm``), from
+    ``phase4.phantoms.earl``; empty for any other metric or sphere."""
+    m = NEMA_RECOVERY.match(metric)
+    if m is None or float(m.group(2)) not in SPHERE_DIAMETERS_MM:
+        return {}
+    return {std: band(std, m.group(1), float(m.group(2))) for std in EARL_BANDS}
 
 
 def tolerance_for(
@@ -638,7 +865,14 @@ def device_charts(
             key = (r.kind, metric)
             if key not in charts:
                 charts[key] = MetricChart(
-                    r.kind, metric, [], [], [], tolerance_for(session, device_id, *key), []
+                    r.kind,
+                    metric,
+                    [],
+                    [],
+                    [],
+                    tolerance_for(session, device_id, *key),
+                    [],
+                    earl_bands(metric),
                 )
             c = charts[key]
             c.times.append(r.acquired_at.isoformat())
@@ -646,6 +880,86 @@ def device_charts(
             c.verdicts.append(verdict_of(r.verdicts.get(metric)))
             c.reviewed.append(r.reviewed_by is not None)
     return [charts[k] for k in sorted(charts)], list(reversed(results))
+
+
+def site_events(session: Session, device: Device) -> list[SiteEvent]:
+    """The new-value alerts (a new reconstruction, scanner, protocol...) of the AI deployments
+    at the device's site, the most recent ``MAX_SITE_EVENTS``, oldest first."""
+    deployments = select(Deployment.id).where(Deployment.site_id == device.site_id)
+    notices = [
+        a
+        for a in session.exec(
+            select(Alert).where(col(Alert.deployment_id).in_(deployments)).order_by(col(Alert.id))
+        )
+        if AlertCause.of(a.cause) is AlertCause.NEW_CONDITION
+    ]
+    events = []
+    for a in notices:
+        detail = (a.evidence or {}).get("detail") or {}
+        value = detail.get("value") if isinstance(detail, Mapping) else None
+        if value is None and ":" in a.cause:
+            value = a.cause.split(":", 1)[1]
+        what = a.stream.split("[", 1)[0].rsplit(".", 1)[-1].replace("_", " ")
+        shown = f" {str(value)[:40]!r}" if value is not None else ""
+        events.append(SiteEvent(change_start(a).isoformat(), f"new {what}{shown}", a.id or 0))
+    events.sort(key=lambda e: e.at)
+    return events[-MAX_SITE_EVENTS:]
+
+
+@dataclass
+class CanaryChart:
+    """The AI's answers on a phantom whose truth is known (the canary), over time: per sphere,
+    the AI's SUVmax over the true SUV, and the spheres it found."""
+
+    kind: str
+    times: list[str] = field(default_factory=list)
+    spheres: dict[float, list[float | None]] = field(default_factory=dict)
+    volumes: dict[float, list[float | None]] = field(default_factory=dict)
+    detected: list[int] = field(default_factory=list)
+    total: list[int] = field(default_factory=list)
+    alerts: list[tuple[str, str, int]] = field(default_factory=list)  # (at, words, alert id)
+
+
+def canary_charts(session: Session, device_id: int) -> list[CanaryChart]:
+    """One chart per phantom kind that went through the AI (results holding the truth and the
+    AI's outputs), with the canary's alerts (``phase4.monitor.surveillance.phantom_qc``)."""
+    results = session.exec(
+        select(PhantomResult)
+        .where(PhantomResult.device_id == device_id, col(PhantomResult.ai_outputs).is_not(None))
+        .order_by(col(PhantomResult.acquired_at), col(PhantomResult.id))
+    )
+    charts: dict[str, CanaryChart] = {}
+    for r in results:
+        truth = (r.metrics or {}).get("_truth")
+        if not isinstance(truth, Mapping) or not isinstance(r.ai_outputs, Mapping):
+            continue
+        try:
+            matches, _ = match_lesions(truth, r.ai_outputs)
+        except (ValueError, TypeError):
+            continue  # a malformed answer: the canary pass reports it
+        c = charts.setdefault(r.kind, CanaryChart(r.kind))
+        row = len(c.times)
+        c.times.append(r.acquired_at.isoformat())
+        for m in matches:
+            for store, value in ((c.spheres, m.suv_max_ratio), (c.volumes, m.volume_ratio)):
+                series = store.setdefault(m.diameter_mm, [None] * row)
+                series.extend([None] * (row - len(series)))
+                series.append(value)
+        c.detected.append(sum(m.detected for m in matches))
+        c.total.append(len(matches))
+    for c in charts.values():
+        for store in (c.spheres, c.volumes):
+            for series in store.values():
+                series.extend([None] * (len(c.times) - len(series)))
+    for a in session.exec(
+        select(Alert)
+        .where(Alert.device_id == device_id, col(Alert.stream).startswith("canary."))
+        .order_by(col(Alert.id))
+    ):
+        c = charts.get(a.stream.removeprefix("canary."))
+        if c is not None:
+            c.alerts.append((change_start(a).isoformat(), f"alert {a.id} ({a.status})", a.id or 0))
+    return [charts[k] for k in sorted(charts)]
 
 
 # --- alerts ---------------------------------------------------------------------------------------

@@ -28,9 +28,11 @@ from phase4.monitor.api.deps import SessionDep, path_id
 from phase4.monitor.core.refusals import ActionRefused
 from phase4.monitor.core.statuses import AlertStatus, PhantomVerdict
 from phase4.monitor.domain.alert_actions import AlertActionError, acknowledge_alert, resolve_alert
+from phase4.monitor.domain.device_names import device_name, device_names, name_of_device
 from phase4.monitor.store.audit import verify_chain
 from phase4.monitor.store.auth import Principal, Role, TokenRefused, check_token
 from phase4.monitor.store.models import AIModel, Alert, AuditEntry, Deployment, Device
+from phase4.monitor.surveillance.reference_outlook import duration_words
 from phase4.monitor.surveillance.reports import report_html
 from phase4.monitor.ui import charts, queries, workflow
 from phase4.monitor.ui.security import (
@@ -101,6 +103,8 @@ def _compact(value: Any, limit: int = 400) -> str:
 
 _env.filters["when"] = _fmt_when
 _env.filters["stamp"] = _fmt_stamp
+_env.filters["day"] = queries.day_words
+_env.globals["duration"] = duration_words
 _env.filters["compact"] = _compact
 _env.globals["CSRF_FIELD"] = CSRF_FIELD
 _env.globals["plotly_version"] = plotly.__version__
@@ -248,6 +252,7 @@ def overview(request: Request, session: SessionDep) -> Response:
         deployments=queries.fleet(session, principal, now),
         devices=queries.devices(session, principal),
         silent_after_h=int(queries.SILENT_AFTER.total_seconds() // 3600),
+        recent_results=queries.RECENT_RESULTS,
     )
 
 
@@ -267,6 +272,7 @@ def deployment_page(request: Request, deployment_id: str, session: SessionDep) -
     dep = _deployment(session, principal, deployment_id)
     model = session.get(AIModel, dep.model_id)
     state_row, monitor = queries.load_monitor(session, dep.id)
+    reference_outlook = queries.reference_flag(session, dep, queries.now_utc())
     streams, replay_note = queries.stream_views(session, dep, monitor)
     figures: dict[str, Any] = {}
     for i, s in enumerate(streams):
@@ -296,6 +302,7 @@ def deployment_page(request: Request, deployment_id: str, session: SessionDep) -
         title=f"Deployment {dep.id}",
         dep=dep,
         model=model,
+        reference_outlook=reference_outlook,
         state_row=state_row,
         monitor=monitor,
         streams=streams,
@@ -317,7 +324,11 @@ def device_page(request: Request, device_id: DeviceId, session: SessionDep) -> R
     if not principal.can_read_site(device.site_id):
         raise UiError(403, f"{principal.name} may not read site {device.site_id!r}")
     metric_charts, results = queries.device_charts(session, device_id)
-    figures = {f"metric-{i}": charts.metric_chart(c) for i, c in enumerate(metric_charts)}
+    events = queries.site_events(session, device)
+    figures = {f"metric-{i}": charts.metric_chart(c, events) for i, c in enumerate(metric_charts)}
+    canaries = queries.canary_charts(session, device_id)
+    for i, c in enumerate(canaries):
+        figures[f"canary-{i}"] = charts.canary_chart(c, events)
     alerts = list(
         session.exec(
             select(Alert)
@@ -329,9 +340,12 @@ def device_page(request: Request, device_id: DeviceId, session: SessionDep) -> R
         request,
         "device.html",
         principal=principal,
-        title=f"Device {device.manufacturer} {device.model}",
+        title=device_name(device),
         device=device,
+        device_name=device_name(device),
         metric_charts=metric_charts,
+        canaries=canaries,
+        events=events,
         figures=figures,
         results=results[:60],
         results_total=len(results),
@@ -373,7 +387,8 @@ def alerts_page(
         for d in session.exec(select(Deployment).order_by(col(Deployment.id)))
         if principal.can_read_site(d.site_id)
     ]
-    figures = {"timeline": charts.alerts_timeline(alerts)} if alerts else {}
+    names = device_names(session, (a.device_id for a in alerts))
+    figures = {"timeline": charts.alerts_timeline(alerts, names)} if alerts else {}
     return render(
         request,
         "alerts.html",
@@ -387,6 +402,7 @@ def alerts_page(
         deployments=deployments,
         statuses=STATUS_FILTERS,
         severities=queries.SEVERITIES,
+        device_names=names,
     )
 
 
@@ -420,6 +436,9 @@ def _alert_page(
         title=f"Alert {alert.id}",
         alert=alert,
         site=site,
+        device_name=(
+            name_of_device(session, alert.device_id) if alert.device_id is not None else None
+        ),
         can_review=principal.can_review_site(site),
         sentences=queries.explain_evidence(alert),
         other=queries.other_evidence(alert),
