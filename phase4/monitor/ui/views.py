@@ -32,7 +32,7 @@ from phase4.monitor.store.audit import verify_chain
 from phase4.monitor.store.auth import Principal, Role, TokenRefused, check_token
 from phase4.monitor.store.models import AIModel, Alert, AuditEntry, Deployment, Device
 from phase4.monitor.surveillance.reports import report_html
-from phase4.monitor.ui import charts, queries
+from phase4.monitor.ui import charts, queries, timeseries
 from phase4.monitor.ui.security import (
     COOKIE,
     COOKIE_MAX_AGE_S,
@@ -267,21 +267,22 @@ def deployment_page(request: Request, deployment_id: str, session: SessionDep) -
     dep = _deployment(session, principal, deployment_id)
     model = session.get(AIModel, dep.model_id)
     state_row, monitor = queries.load_monitor(session, dep.id)
-    streams, replay_note = queries.stream_views(session, dep, monitor)
+    streams = queries.stream_views(session, dep, monitor)
     figures: dict[str, Any] = {}
-    for i, s in enumerate(streams):
+    for i, s in enumerate(streams.views):
+        if s.quantity is not None and s.quantity.summary.times:
+            figures[f"stream-{i}"] = charts.quantity_chart(s.quantity, s.events)
         if s.path is not None and s.path.times:
-            figures[f"stream-{i}"] = charts.stream_chart(s.name, s.path, s.alerts)
-    outputs = queries.output_series(session, dep.id)
-    if outputs:
-        figures["outputs"] = charts.series_chart(
-            "Model outputs over time", outputs, "share / mean", percent=False
-        )
-    performance = queries.performance_series(session, dep)
-    if performance:
-        figures["performance"] = charts.series_chart(
-            "Performance from labelled feedback", performance, "", percent=True
-        )
+            episodes = s.quantity.episodes if s.quantity else timeseries.episodes_of(s.alerts)
+            figures[f"stream-{i}-statistic"] = charts.stream_chart(s.name, s.path, episodes)
+    outputs = timeseries.output_charts(session, dep.id)
+    for j, q in enumerate(outputs):
+        figures[f"output-{j}"] = charts.quantity_chart(q, height=300)
+    performance = timeseries.performance_series(session, dep)
+    if performance is not None and performance.series:
+        figures["performance"] = charts.performance_chart(performance)
+    if performance is not None and (dice := charts.dice_chart(performance)) is not None:
+        figures["dice"] = dice
     alerts = list(
         session.exec(
             select(Alert)
@@ -299,7 +300,6 @@ def deployment_page(request: Request, deployment_id: str, session: SessionDep) -
         state_row=state_row,
         monitor=monitor,
         streams=streams,
-        replay_note=replay_note,
         figures=figures,
         outputs=outputs,
         performance=performance,
