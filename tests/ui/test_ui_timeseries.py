@@ -144,6 +144,17 @@ def test_collecting_streams_in_one_line() -> None:
     one.add(Stream(spec=config.streams[0], reference_size=300, reference_values=[1.0] * 12), 50)
     one.add(Stream(spec=config.streams[1], reference_size=500, reference_values=[1.0] * 80), 50)
     assert one.line == "2 streams collecting their reference: 12 to 80 of 300 to 500 values so far."
+    missed = Stream(
+        spec=StreamSpec("performance.missed", "binary", source="feedback"),
+        reference_size=100,
+        reference_values=[False] * 7,
+    )
+    one.add(missed, 50)
+    assert one.line.endswith(
+        "; 1 labelled-performance stream collecting its reference: 7 of 100 labelled outcomes "
+        "so far."
+    )
+    assert one.all_names == ["features.f0", "features.f1", "performance.missed"]
 
 
 def test_the_validated_baseline_is_read_only_when_it_is_stated() -> None:

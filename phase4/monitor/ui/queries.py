@@ -494,7 +494,7 @@ def stream_views(
     views = []
     for name, stream in monitor.streams.items():
         spec = stream.spec
-        if spec.source == "record" and collecting(stream):
+        if collecting(stream):
             summary.add(stream, monitor.config.reference_events_min)
             continue
         path = quantity = None

@@ -512,9 +512,9 @@ def within(events: Sequence[Event], first: str | None, last: str | None) -> list
 class CollectingSummary:
     """The streams still collecting their reference, in one line (not one panel each)."""
 
-    names: list[str] = field(default_factory=list)
-    have: list[int] = field(default_factory=list)
-    sizes: list[int] = field(default_factory=list)
+    # (name, values so far, reference size) of record streams and of labelled-outcome streams
+    records: list[tuple[str, int, int]] = field(default_factory=list)
+    labelled: list[tuple[str, int, int]] = field(default_factory=list)
     # yes/no streams with their values, waiting for enough events
     waiting: list[str] = field(default_factory=list)
     events_min: int = 0
@@ -525,23 +525,27 @@ class CollectingSummary:
             self.waiting.append(stream.spec.name)
             self.events_min = events_min
             return
-        self.names.append(stream.spec.name)
-        self.have.append(have)
-        self.sizes.append(stream.reference_size)
+        group = self.labelled if stream.spec.source == "feedback" else self.records
+        group.append((stream.spec.name, have, stream.reference_size))
 
     def __bool__(self) -> bool:
-        return bool(self.names or self.waiting)
+        return bool(self.records or self.labelled or self.waiting)
 
     @property
     def line(self) -> str:
         """``67 streams collecting their reference: 74 of 500 values so far``."""
         parts = []
-        if self.names:
-            n = len(self.names)
-            have = _span(self.have)
-            size = _span(self.sizes)
-            streams = "stream collecting its" if n == 1 else "streams collecting their"
-            parts.append(f"{n} {streams} reference: {have} of {size} values so far")
+        for group, noun, values in (
+            (self.records, "stream", "values"),
+            (self.labelled, "labelled-performance stream", "labelled outcomes"),
+        ):
+            if not group:
+                continue
+            n = len(group)
+            have = _span([h for _, h, _ in group])
+            size = _span([s for _, _, s in group])
+            whose = f"{noun} collecting its" if n == 1 else f"{noun}s collecting their"
+            parts.append(f"{n} {whose} reference: {have} of {size} {values} so far")
         if self.waiting:
             n = len(self.waiting)
             parts.append(
@@ -552,7 +556,7 @@ class CollectingSummary:
 
     @property
     def all_names(self) -> list[str]:
-        return self.names + self.waiting
+        return [name for name, _, _ in self.records + self.labelled] + self.waiting
 
 
 def _span(xs: Sequence[int]) -> str:
