@@ -44,7 +44,7 @@ def test_daily_median_and_quartiles_or_each_value() -> None:
     assert s.bucket == "day" and s.banded
     assert s.centre == [4.0, 4.0, 4.0] and s.low == [2.0] * 3 and s.high == [6.0] * 3
     assert s.counts == [9, 9, 9] and s.labels[0] == "2026-03-02"
-    assert s.times[0] == "2026-03-02 12:00:00"  # drawn in the middle of its day
+    assert s.times[0] == "2026-03-02 00:40:00"  # drawn at its values' mean time
     few = [(T0 + timedelta(days=d), 1.0 + d) for d in range(10)]
     s = numeric_summary(few)
     assert s.bucket == "value" and not s.banded and s.centre == [1.0 + d for d in range(10)]

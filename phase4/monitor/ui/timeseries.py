@@ -112,20 +112,28 @@ def _month(t: datetime) -> date:
 
 Bucket = Literal["day", "week", "month"]
 BUCKETS: dict[str, Callable[[datetime], date]] = {"day": _day, "week": _week, "month": _month}
-# Where a bucket's value is drawn: the middle of its day, week or month.
-MIDDLES = {"day": timedelta(hours=12), "week": timedelta(days=3.5), "month": timedelta(days=15)}
 
 
-def bucket_point(name: str, start: date) -> tuple[str, str]:
-    """(where the bucket is drawn, what it is called): ``2026-06-05``, ``week of 2026-06-01``,
-    ``2026-06``."""
-    middle = datetime(start.year, start.month, start.day, tzinfo=UTC) + MIDDLES[name]
-    label = {
-        "day": start.isoformat(),
-        "week": f"week of {start.isoformat()}",
-        "month": start.isoformat()[:7],
-    }[name]
-    return _t(middle), label
+def bucket_label(name: str, start: date) -> str:
+    """``2026-06-05``, ``week of 2026-06-01``, ``2026-06``."""
+    if name == "week":
+        return f"week of {start.isoformat()}"
+    return start.isoformat()[:7] if name == "month" else start.isoformat()
+
+
+def grouped(values: Iterable[Timed], key: Callable[[datetime], date]) -> dict[date, list[Timed]]:
+    out: dict[date, list[Timed]] = defaultdict(list)
+    for t, v in values:
+        out[key(t)].append((t, v))
+    return out
+
+
+def mean_time(cell: Sequence[Timed]) -> str:
+    """Where a bucket is drawn: the mean acquisition time of its values (inside the bucket, and
+    inside the data for a bucket the data only partly fills)."""
+    first = min(t for t, _ in cell)
+    offset = sum((t - first).total_seconds() for t, _ in cell) / len(cell)
+    return _t(first + timedelta(seconds=offset))
 
 
 def rate_bucket(times: Sequence[datetime], denominator: int, least: int) -> Bucket:
@@ -275,9 +283,7 @@ def _date(stamp: str | None) -> str:
 
 def numeric_summary(values: Sequence[Timed]) -> Summary:
     """Per day: median and quartiles; each value when fewer than POINTS_BELOW_PER_DAY a day."""
-    by_day: dict[date, list[float]] = defaultdict(list)
-    for t, v in values:
-        by_day[t.date()].append(float(v))
+    by_day = grouped(values, _day)
     if not by_day or len(values) / len(by_day) < POINTS_BELOW_PER_DAY:
         ordered = sorted(values, key=lambda tv: tv[0])
         times = [_t(t) for t, _ in ordered]
@@ -286,11 +292,10 @@ def numeric_summary(values: Sequence[Timed]) -> Summary:
         )
     out = Summary("day")
     for day in sorted(by_day):
-        xs = by_day[day]
+        xs = [float(v) for _, v in by_day[day]]
         q1, q2, q3 = _quartiles(xs)
-        at, label = bucket_point("day", day)
-        out.times.append(at)
-        out.labels.append(label)
+        out.times.append(mean_time(by_day[day]))
+        out.labels.append(bucket_label("day", day))
         out.centre.append(q2)
         out.low.append(q1)
         out.high.append(q3)
@@ -310,19 +315,13 @@ def rate_summary(values: Sequence[Timed], least: int = RATE_MIN_PER_BUCKET) -> S
     95% interval."""
     times = [t for t, _ in values]
     name = rate_bucket(times, len(values), least)
-    key = BUCKETS[name]
-    events: dict[date, list[int]] = defaultdict(lambda: [0, 0])
-    for t, v in values:
-        cell = events[key(t)]
-        cell[0] += bool(v)
-        cell[1] += 1
+    cells = grouped(values, BUCKETS[name])
     out = Summary(name)
-    for b in sorted(events):
-        k, n = events[b]
+    for b in sorted(cells):
+        k, n = sum(bool(v) for _, v in cells[b]), len(cells[b])
         w = wilson(k, n)
-        at, label = bucket_point(name, b)
-        out.times.append(at)
-        out.labels.append(label)
+        out.times.append(mean_time(cells[b]))
+        out.labels.append(bucket_label(name, b))
         out.centre.append(w["value"])
         out.low.append(w["ci_low"])
         out.high.append(w["ci_high"])
@@ -761,17 +760,13 @@ def performance_series(session: Session, deployment: Deployment) -> Performance 
         values = outcomes[metric]
         if not values:
             continue
-        cells: dict[date, list[int]] = defaultdict(lambda: [0, 0])
-        for t, ok in values:
-            cells[key(t)][0] += bool(ok)
-            cells[key(t)][1] += 1
+        cells = grouped(values, key)
         s = RateSeries(metric, what)
         for b in sorted(cells):
-            k, n = cells[b]
+            k, n = sum(bool(ok) for _, ok in cells[b]), len(cells[b])
             w = wilson(k, n)
-            at, label = bucket_point(name, b)
-            s.times.append(at)
-            s.labels.append(label)
+            s.times.append(mean_time(cells[b]))
+            s.labels.append(bucket_label(name, b))
             s.values.append(w["value"])
             s.low.append(w["ci_low"])
             s.high.append(w["ci_high"])
@@ -780,15 +775,12 @@ def performance_series(session: Session, deployment: Deployment) -> Performance 
         series.append(s)
     dice_series = None
     if dice:
-        cells_d: dict[date, list[float]] = defaultdict(list)
-        for t, v in dice:
-            cells_d[key(t)].append(v)
+        cells_d = grouped(dice, key)
         dice_series = RateSeries("mean Dice of edits", "mean ± 1.96 SD/√n")
         for b in sorted(cells_d):
-            m = mean_ci(cells_d[b])
-            at, label = bucket_point(name, b)
-            dice_series.times.append(at)
-            dice_series.labels.append(label)
+            m = mean_ci([float(v) for _, v in cells_d[b]])
+            dice_series.times.append(mean_time(cells_d[b]))
+            dice_series.labels.append(bucket_label(name, b))
             dice_series.values.append(m["mean"])
             dice_series.low.append(m["ci_low"] if m["ci_low"] is not None else m["mean"])
             dice_series.high.append(m["ci_high"] if m["ci_high"] is not None else m["mean"])
