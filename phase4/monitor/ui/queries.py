@@ -2,8 +2,11 @@
 
 Nothing returned names a study or a record: deployments, sites, devices, streams and numbers only.
 
-The drift charts: the detector state keeps a stream's *current* statistics, not their history.
-The history is rebuilt by replaying the records the detector consumed, in the order it
+A deployment's streams are charted as their quantities against their references
+(``phase4.monitor.ui.timeseries``), from the records the detector consumed, read here once.
+
+The statistic charts: the detector state keeps a stream's *current* statistics, not their
+history. The history is rebuilt by replaying the records the detector consumed, in the order it
 consumed them, through the stream as it feeds its detector (its stored reference's normal
 scores) and a restarted copy of the charted detector (``Detector.replay``: same threshold, same
 parameters). The replay's end point is compared with the stored state: the page says whether
@@ -47,6 +50,7 @@ from phase4.monitor.surveillance.detection import (
     record_view,
 )
 from phase4.monitor.ui.timeseries import (
+    MAX_RECORDS,
     CollectingSummary,
     Event,
     QuantityChart,
@@ -63,8 +67,9 @@ from phase4.monitor.ui.timeseries import (
 # A deployment whose last record is older than this is "silent": the probe, the AI or the
 # scanner stopped (weekends included: two days without a study is unusual at any PET site).
 SILENT_AFTER = timedelta(hours=48)
-# The drift charts replay at most this many records (a longer history is not charted).
-MAX_REPLAY_RECORDS = 50_000
+# The statistic charts replay at most this many records (a longer history is not replayed; the
+# quantity charts then show the latest this many).
+MAX_REPLAY_RECORDS = MAX_RECORDS
 FAILING_VERDICTS = {PhantomVerdict.OUTSIDE_ACTION}
 WARNING_VERDICTS = {PhantomVerdict.OUTSIDE_TOLERANCE}
 SEVERITIES = (Severity.CRITICAL, Severity.WARNING, Severity.INFO)
@@ -355,10 +360,6 @@ class StreamView:
     # the quantity itself against its reference (numeric and yes/no record streams)
     quantity: QuantityChart | None = None
     events: list[Event] = field(default_factory=list)
-
-    @property
-    def alerted(self) -> bool:
-        return bool(self.alerts)
 
 
 @dataclass
