@@ -2,8 +2,11 @@
 
 Nothing returned names a study or a record: deployments, sites, devices, streams and numbers only.
 
-The drift charts: the detector state keeps a stream's *current* statistics, not their history.
-The history is rebuilt by replaying the records the detector consumed, in the order it
+A deployment's streams are charted as their quantities against their references
+(``phase4.monitor.ui.timeseries``), from the records the detector consumed, read here once.
+
+The statistic charts: the detector state keeps a stream's *current* statistics, not their
+history. The history is rebuilt by replaying the records the detector consumed, in the order it
 consumed them, through the stream as it feeds its detector (its stored reference's normal
 scores) and a restarted copy of the charted detector (``Detector.replay``: same threshold, same
 parameters). The replay's end point is compared with the stored state: the page says whether
@@ -38,7 +41,6 @@ from phase4.monitor.store.models import (
     Deployment,
     DetectorState,
     Device,
-    Feedback,
     InferenceRecord,
     NotificationAttempt,
     PhantomResult,
@@ -48,7 +50,6 @@ from phase4.monitor.surveillance.detection import (
     STATE_DETECTOR,
     STATE_STREAM,
     load_state,
-    outcome_view,
     record_view,
 )
 from phase4.monitor.surveillance.reference_outlook import (
@@ -59,14 +60,29 @@ from phase4.monitor.surveillance.reference_outlook import (
     outlook,
     stream_needs,
 )
+from phase4.monitor.ui.timeseries import (
+    MAX_RECORDS,
+    CollectingSummary,
+    Event,
+    QuantityChart,
+    as_utc,
+    chart_time,
+    collecting,
+    episodes_of,
+    quantity_chart,
+    site_events,
+    unresolved,
+    within,
+)
 from phase4.phantoms.canary import match_lesions
 from phase4.phantoms.earl import EARL_BANDS, SPHERE_DIAMETERS_MM, band
 
 # A deployment whose last record is older than this is "silent": the probe, the AI or the
 # scanner stopped (weekends included: two days without a study is unusual at any PET site).
 SILENT_AFTER = timedelta(hours=48)
-# The drift charts replay at most this many records (a longer history is not charted).
-MAX_REPLAY_RECORDS = 50_000
+# The statistic charts replay at most this many records (a longer history is not replayed; the
+# quantity charts then show the latest this many).
+MAX_REPLAY_RECORDS = MAX_RECORDS
 FAILING_VERDICTS = {PhantomVerdict.OUTSIDE_ACTION}
 WARNING_VERDICTS = {PhantomVerdict.OUTSIDE_TOLERANCE}
 SEVERITIES = (Severity.CRITICAL, Severity.WARNING, Severity.INFO)
@@ -524,20 +540,26 @@ class StreamView:
     kind: str
     source: str
     badge: str  # STATE_BADGES
-    state: str  # "monitoring" | "collecting the reference (n of N values)" | "stopped: ..."
+    state: str  # "monitoring" | "collecting a larger reference (...)" | "stopped: ..."
     reference: str
     statistics: list[tuple[str, str]]
     path: StreamPath | None
     note: str | None
     alerts: list[Alert]
+    # the quantity itself against its reference (numeric and yes/no record streams)
+    quantity: QuantityChart | None = None
+    events: list[Event] = field(default_factory=list)
 
 
 @dataclass
-class Series:
-    label: str
-    times: list[str]
-    values: list[float | None]
-    counts: list[int]
+class DeploymentStreams:
+    """A deployment's streams as the page shows them: alerted streams first, each with its
+    quantity chart; the streams still collecting their first reference in one summary."""
+
+    views: list[StreamView]
+    collecting: CollectingSummary
+    note: str | None  # why no statistic history is drawn, when it is not
+    quantity_note: str | None  # when the quantity charts show only the latest records
 
 
 def load_monitor(session: Session, deployment_id: str) -> tuple[DetectorState | None, Any]:
@@ -562,23 +584,39 @@ def fed_records(
     ).limit(count)
     rows = list(session.exec(q))
     rows.reverse()
-    return [(r.acquired_at, record_view(r)) for r in rows]
+    return [(as_utc(r.acquired_at), record_view(r)) for r in rows]
 
 
-def _replay(stream: Stream, fed: Sequence[tuple[datetime, dict[str, Any]]]) -> StreamPath | None:
-    name = CHARTED_DETECTOR.get(stream.spec.kind)
-    det = stream.detectors.get(name) if name else None
-    if name is None or det is None:
-        return None
-    observed = []
+Observed = list[tuple[int, datetime, Any]]
+
+
+def _observed(stream: Stream, fed: Sequence[tuple[datetime, dict[str, Any]]]) -> Observed:
+    """The stream's observations among the consumed records: (row, acquired_at, value)."""
+    out = []
     for row, (at, rec) in enumerate(fed):
         value = stream.observation(rec)
         if value is not None:
-            observed.append((row, at.isoformat(), value))
-    # the detector took the last det.n observations (the first ones formed the reference)
-    monitored = observed[len(observed) - det.n :] if det.n else []
+            out.append((row, at, value))
+    return out
+
+
+def _monitored(stream: Stream, observed: Observed) -> Observed | None:
+    """The observations the charted detector took (the first ones formed the reference)."""
+    name = CHARTED_DETECTOR.get(stream.spec.kind)
+    det = stream.detectors.get(name) if name else None
+    if det is None:
+        return None
+    return observed[max(len(observed) - det.n, 0) :] if det.n else []
+
+
+def _replay(stream: Stream, observed: Observed) -> StreamPath | None:
+    name = CHARTED_DETECTOR.get(stream.spec.kind)
+    det = stream.detectors.get(name) if name else None
+    monitored = _monitored(stream, observed)
+    if name is None or det is None or monitored is None:
+        return None
     run = stream.replay(name, [(row, value) for row, _, value in monitored])
-    times = [at for _, at, _ in monitored]
+    times = [chart_time(at) or "" for _, at, _ in monitored]
     summary = det.describe()
     return StreamPath(
         detector=name,
@@ -600,12 +638,27 @@ def _statistics(stream: Stream) -> list[tuple[str, str]]:
     return [(name, det.describe().now) for name, det in stream.detectors.items()]
 
 
+def _order(view: StreamView) -> tuple[int, int, str, str]:
+    """Alerted streams first, those with a chart of their quantity before those without (so
+    the page's first chart is an alerted stream's quantity); within them, an alert not
+    resolved first, then the earliest change. Then the other charted streams, then the rest;
+    by name within each."""
+    first = min((e.start for e in episodes_of(view.alerts) if e.start), default="~")
+    charted = view.quantity is not None
+    if view.alerts:
+        return (0 if charted else 1), (0 if unresolved(view.alerts) else 1), first, view.name
+    return (2 if charted else 3), 0, "", view.name
+
+
 def stream_views(
     session: Session, deployment: Deployment, monitor: DeploymentMonitor | None
-) -> tuple[list[StreamView], str | None]:
-    """Each stream with its state and (for numeric and binary record streams) its history."""
+) -> DeploymentStreams:
+    """Each stream with its state, its quantity over time against its reference and (for
+    numeric and yes/no record streams) its detector's statistic replayed; the streams still
+    collecting their first reference summarised."""
+    empty = CollectingSummary()
     if monitor is None:
-        return [], None
+        return DeploymentStreams([], empty, None, None)
     alerts = list(
         session.exec(
             select(Alert)
@@ -613,158 +666,70 @@ def stream_views(
             .order_by(col(Alert.opened_at), col(Alert.id))
         )
     )
-    note = None
+    events = site_events(session, deployment, alerts)
+    note = quantity_note = None
     fed: list[tuple[datetime, dict[str, Any]]] = []
     if monitor.records > MAX_REPLAY_RECORDS:
         note = (
             f"The detector has consumed {monitor.records:,} records; the charts replay at most "
             f"{MAX_REPLAY_RECORDS:,}, so no statistic history is drawn."
         )
-    elif monitor.records:
-        fed = fed_records(session, deployment, monitor.records)
+        quantity_note = (
+            f"The quantity charts show the latest {MAX_REPLAY_RECORDS:,} of the "
+            f"{monitor.records:,} records analysed."
+        )
+    if monitor.records:
+        fed = fed_records(session, deployment, min(monitor.records, MAX_REPLAY_RECORDS))
+    summary = CollectingSummary()
     views = []
     for name, stream in monitor.streams.items():
         spec = stream.spec
-        path = None
+        if collecting(stream):
+            summary.add(stream, monitor.config.reference_events_min)
+            continue
+        path = quantity = None
         stream_note = None
-        state = stream.describe_state(monitor.config.reference_events_min)
+        own = [a for a in alerts if a.stream == name]
         if stream.monitoring:
             if spec.source == "feedback":
                 stream_note = "Labelled-performance stream: see the performance chart."
             elif spec.kind == "categorical":
                 stream_note = (
-                    "Categorical stream: watched by windowed G-tests and new-value notices; "
-                    "no running statistic to chart."
+                    "Categorical stream: watched by windowed G-tests and new-value notices "
+                    "(its new values are marked on the charts as events); no running "
+                    "statistic to chart."
                 )
-            elif fed or not monitor.records:
-                path = _replay(stream, fed)
+            else:
+                observed = _observed(stream, fed)
+                monitored = _monitored(stream, observed)
+                # the first monitored observation, when the records read go back that far
+                det = stream.detectors.get(CHARTED_DETECTOR[spec.kind])
+                started = (
+                    monitored[0][1]
+                    if monitored and det is not None and len(observed) >= det.n
+                    else None
+                )
+                quantity = quantity_chart(stream, [(at, v) for _, at, v in observed], own, started)
+                if note is None:
+                    path = _replay(stream, observed)
         views.append(
             StreamView(
                 name=name,
                 kind=spec.kind,
                 source=spec.source,
                 badge=STATE_BADGES[stream.state],
-                state=state,
+                state=stream.describe_state(monitor.config.reference_events_min),
                 reference=stream.describe_reference(),
                 statistics=_statistics(stream),
                 path=path,
                 note=stream_note,
-                alerts=[a for a in alerts if a.stream == name],
+                alerts=own,
+                quantity=quantity,
+                events=within(events, quantity.first, quantity.last) if quantity else [],
             )
         )
-    return views, note
-
-
-def _bucketer(times: Sequence[datetime]) -> tuple[str, Any]:
-    """Days for a short history, ISO weeks (from Monday) for a long one."""
-    if times and (max(times) - min(times)) > timedelta(days=120):
-        return "week", lambda t: (t - timedelta(days=t.weekday())).date().isoformat()
-    return "day", lambda t: t.date().isoformat()
-
-
-def output_series(session: Session, deployment_id: str, limit_keys: int = 4) -> list[Series]:
-    """Per day (or week): the share of True for each yes/no output (e.g. the AI-positive rate),
-    the mean of each numeric output, and the share of records with an inference error."""
-    rows = session.execute(
-        sa.select(InferenceRecord.acquired_at, InferenceRecord.outputs, InferenceRecord.error)
-        .where(InferenceRecord.deployment_id == deployment_id)
-        .order_by(col(InferenceRecord.acquired_at))
-    ).all()
-    if not rows:
-        return []
-    times = [_as_utc(t) or now_utc() for t, _, _ in rows]
-    _, bucket = _bucketer(times)
-    kinds: dict[str, str] = {}
-    for _, outputs, _ in rows[:500]:
-        for k, v in (outputs or {}).items():
-            if isinstance(v, bool):
-                kinds.setdefault(k, "binary")
-            elif isinstance(v, int | float):
-                kinds.setdefault(k, "numeric")
-    keys = sorted(kinds, key=lambda k: (kinds[k] != "binary", k))[:limit_keys]
-    sums: dict[str, dict[str, list[float]]] = {k: defaultdict(list) for k in keys}
-    errors: dict[str, list[float]] = defaultdict(list)
-    for t, (_, outputs, error) in zip(times, rows, strict=True):
-        b = bucket(t)
-        errors[b].append(1.0 if error else 0.0)
-        for k in keys:
-            v = (outputs or {}).get(k)
-            if isinstance(v, bool | int | float) and math.isfinite(float(v)):
-                sums[k][b].append(float(v))
-    out = []
-    for k in keys:
-        label = f"share of {k} = true" if kinds[k] == "binary" else f"mean {k}"
-        buckets = sorted(sums[k])
-        out.append(
-            Series(
-                label,
-                buckets,
-                [sum(v) / len(v) for v in (sums[k][b] for b in buckets)],
-                [len(sums[k][b]) for b in buckets],
-            )
-        )
-    buckets = sorted(errors)
-    out.append(
-        Series(
-            "share of inference errors",
-            buckets,
-            [sum(errors[b]) / len(errors[b]) for b in buckets],
-            [len(errors[b]) for b in buckets],
-        )
-    )
-    return out
-
-
-def performance_series(session: Session, deployment: Deployment) -> list[Series]:
-    """From labelled feedback (by the study's acquisition day or week): sensitivity among
-    confirmed positives and specificity among confirmed negatives, as the drift engine defines
-    misses and false positives (``phase4.monitor.surveillance.detection.outcome_view``)."""
-    performance = (deployment.monitoring or {}).get("performance") or {}
-    rows = session.execute(
-        sa.select(Feedback, InferenceRecord.outputs, InferenceRecord.acquired_at)
-        .join(InferenceRecord, col(InferenceRecord.record_id) == col(Feedback.record_id))
-        .where(InferenceRecord.deployment_id == deployment.id)
-        .order_by(col(InferenceRecord.acquired_at))
-    ).all()
-    if not rows:
-        return []
-    times = [_as_utc(t) or now_utc() for _, _, t in rows]
-    _, bucket = _bucketer(times)
-    pos: dict[str, list[bool]] = defaultdict(list)
-    neg: dict[str, list[bool]] = defaultdict(list)
-    dice: dict[str, list[float]] = defaultdict(list)
-    for t, (fb, outputs, _) in zip(times, rows, strict=True):
-        view = outcome_view(outputs or {}, fb, performance)["performance"]
-        b = bucket(t)
-        if view["missed"] is not None:
-            pos[b].append(not view["missed"])
-        if view["false_positive"] is not None:
-            neg[b].append(not view["false_positive"])
-        if isinstance(fb.dice, int | float):
-            dice[b].append(float(fb.dice))
-    out = []
-    for label, data in (("sensitivity", pos), ("specificity", neg)):
-        if data:
-            buckets = sorted(data)
-            out.append(
-                Series(
-                    label,
-                    buckets,
-                    [sum(data[b]) / len(data[b]) for b in buckets],
-                    [len(data[b]) for b in buckets],
-                )
-            )
-    if dice:
-        buckets = sorted(dice)
-        out.append(
-            Series(
-                "mean Dice of edits",
-                buckets,
-                [sum(dice[b]) / len(dice[b]) for b in buckets],
-                [len(dice[b]) for b in buckets],
-            )
-        )
-    return out
+    views.sort(key=_order)
+    return DeploymentStreams(views, summary, note, quantity_note)
 
 
 # --- devices --------------------------------------------------------------------------------------
@@ -882,7 +847,7 @@ def device_charts(
     return [charts[k] for k in sorted(charts)], list(reversed(results))
 
 
-def site_events(session: Session, device: Device) -> list[SiteEvent]:
+def device_site_events(session: Session, device: Device) -> list[SiteEvent]:
     """The new-value alerts (a new reconstruction, scanner, protocol...) of the AI deployments
     at the device's site, the most recent ``MAX_SITE_EVENTS``, oldest first."""
     deployments = select(Deployment.id).where(Deployment.site_id == device.site_id)

@@ -34,7 +34,7 @@ from phase4.monitor.store.auth import Principal, Role, TokenRefused, check_token
 from phase4.monitor.store.models import AIModel, Alert, AuditEntry, Deployment, Device
 from phase4.monitor.surveillance.reference_outlook import duration_words
 from phase4.monitor.surveillance.reports import report_html
-from phase4.monitor.ui import charts, queries, workflow
+from phase4.monitor.ui import charts, queries, timeseries, workflow
 from phase4.monitor.ui.security import (
     COOKIE,
     COOKIE_MAX_AGE_S,
@@ -273,21 +273,22 @@ def deployment_page(request: Request, deployment_id: str, session: SessionDep) -
     model = session.get(AIModel, dep.model_id)
     state_row, monitor = queries.load_monitor(session, dep.id)
     reference_outlook = queries.reference_flag(session, dep, queries.now_utc())
-    streams, replay_note = queries.stream_views(session, dep, monitor)
+    streams = queries.stream_views(session, dep, monitor)
     figures: dict[str, Any] = {}
-    for i, s in enumerate(streams):
+    for i, s in enumerate(streams.views):
+        if s.quantity is not None and s.quantity.summary.times:
+            figures[f"stream-{i}"] = charts.quantity_chart(s.quantity, s.events)
         if s.path is not None and s.path.times:
-            figures[f"stream-{i}"] = charts.stream_chart(s.name, s.path, s.alerts)
-    outputs = queries.output_series(session, dep.id)
-    if outputs:
-        figures["outputs"] = charts.series_chart(
-            "Model outputs over time", outputs, "share / mean", percent=False
-        )
-    performance = queries.performance_series(session, dep)
-    if performance:
-        figures["performance"] = charts.series_chart(
-            "Performance from labelled feedback", performance, "", percent=True
-        )
+            episodes = s.quantity.episodes if s.quantity else timeseries.episodes_of(s.alerts)
+            figures[f"stream-{i}-statistic"] = charts.stream_chart(s.name, s.path, episodes)
+    outputs = timeseries.output_charts(session, dep.id)
+    for j, q in enumerate(outputs):
+        figures[f"output-{j}"] = charts.quantity_chart(q, height=300)
+    performance = timeseries.performance_series(session, dep)
+    if performance is not None and performance.series:
+        figures["performance"] = charts.performance_chart(performance)
+    if performance is not None and (dice := charts.dice_chart(performance)) is not None:
+        figures["dice"] = dice
     alerts = list(
         session.exec(
             select(Alert)
@@ -306,7 +307,6 @@ def deployment_page(request: Request, deployment_id: str, session: SessionDep) -
         state_row=state_row,
         monitor=monitor,
         streams=streams,
-        replay_note=replay_note,
         figures=figures,
         outputs=outputs,
         performance=performance,
@@ -324,7 +324,7 @@ def device_page(request: Request, device_id: DeviceId, session: SessionDep) -> R
     if not principal.can_read_site(device.site_id):
         raise UiError(403, f"{principal.name} may not read site {device.site_id!r}")
     metric_charts, results = queries.device_charts(session, device_id)
-    events = queries.site_events(session, device)
+    events = queries.device_site_events(session, device)
     figures = {f"metric-{i}": charts.metric_chart(c, events) for i, c in enumerate(metric_charts)}
     canaries = queries.canary_charts(session, device_id)
     for i, c in enumerate(canaries):

@@ -13,4 +13,15 @@ document.addEventListener("DOMContentLoaded", function () {
       responsive: true,
     });
   });
+  // A chart drawn inside a closed <details> has no width yet: fit it when it is opened.
+  document.querySelectorAll("details").forEach(function (details) {
+    details.addEventListener("toggle", function () {
+      if (!details.open || typeof Plotly === "undefined") {
+        return;
+      }
+      details.querySelectorAll(".js-plotly-plot").forEach(function (plot) {
+        Plotly.Plots.resize(plot);
+      });
+    });
+  });
 });
