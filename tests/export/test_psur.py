@@ -362,9 +362,9 @@ def test_pdf_renders_with_its_sections_and_figures(psur_world: PsurWorld, tmp_pa
         raise AssertionError(f"{words!r} on no page")
 
     first = Image.open(pages[page_of("Figure 1:") - 1])
-    assert _colour_pixels(first, figures.BAND) > 300  # the 95 % bands
-    assert _colour_pixels(first, figures.BLUE, 25) > 30  # the monthly estimates
-    assert _colour_pixels(first, figures.GREEN, 30) > 20  # the validated value
+    assert _colour_pixels(first, figures.GREEN, 30) > 20  # the validated values
+    # the world's months have fewer than 30 labelled cases each: hollow marks, no band
+    assert _colour_pixels(first, figures.THIN, 10) > 10
     second = Image.open(pages[page_of("Figure 2:") - 1])
     assert _colour_pixels(second, figures.BAR, 20) > 300  # studies per month
     assert _colour_pixels(second, figures.ORANGE, 40) > 5  # drift findings
@@ -414,3 +414,39 @@ def test_pdf_and_json_carry_the_same_numbers(psur_world: PsurWorld, tmp_path: Pa
     assert f"{100 * episode['deviation']:+.1f} % from the tolerance centre" in text
     assert _flat(report["conclusions"]["benefit_risk"]["text"]) in text
     assert " ms (" in text and "e-0" not in text  # latency in ms, never in powers of ten
+
+
+@needs_poppler
+def test_the_performance_figure_draws_bands_estimates_and_months_below(tmp_path: Path) -> None:
+    from fpdf import FPDF
+
+    from phase4.alerts.export import figures
+    from phase4.alerts.export.stats import wilson
+
+    def month(k: int, successes: int, n: int) -> dict[str, Any]:
+        block = wilson(successes, n)
+        return {"month": f"2026-{k:02d}", "sensitivity": block, "specificity": block, "ppv": block}
+
+    months = [month(k, 90, 100) for k in range(1, 7)] + [month(7, 60, 100), month(8, 3, 5)]
+    baseline = wilson(180, 200)
+    comparison = {
+        "margin": 0.05,
+        "metrics": [
+            {"metric": m, "baseline": baseline, "months_below": ["2026-07"]}
+            for m in ("sensitivity", "specificity", "ppv")
+        ],
+    }
+    pdf = FPDF(orientation="L", format="A4")
+    pdf.add_page()
+    figures.performance_figure(pdf, months, comparison)
+    (tmp_path / "figure.pdf").write_bytes(bytes(pdf.output()))
+    subprocess.run(
+        ["pdftoppm", "-png", "-r", "50", str(tmp_path / "figure.pdf"), str(tmp_path / "f")],
+        check=True,
+    )
+    (page,) = (Image.open(p) for p in tmp_path.glob("f-*.png"))
+    assert _colour_pixels(page, figures.BAND) > 300  # the 95 % bands
+    assert _colour_pixels(page, figures.BLUE, 25) > 30  # the monthly estimates
+    assert _colour_pixels(page, figures.RED, 30) > 5  # the month below
+    assert _colour_pixels(page, figures.GREEN, 30) > 20  # the validated value
+    assert _colour_pixels(page, figures.THIN, 10) > 5  # the month with 5 cases

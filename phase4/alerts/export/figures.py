@@ -24,6 +24,8 @@ from typing import Any
 
 from fpdf import FPDF
 
+from phase4.alerts.export.psur import MIN_LABELLED
+
 BLUE = (31, 94, 168)
 BAND = (190, 212, 240)
 GREEN = (0, 128, 64)
@@ -33,6 +35,7 @@ PURPLE = (120, 60, 160)
 BAR = (120, 150, 190)
 AXIS = (60, 60, 60)
 GRID = (215, 215, 215)
+THIN = (150, 150, 150)
 PERFORMANCE_HEIGHT = 56.0  # mm, the panels and their legend
 
 
@@ -68,9 +71,14 @@ def performance_panel(
     baseline: Mapping[str, Any] | None,
     margin: float,
     below: Sequence[str],
+    min_n: int = MIN_LABELLED,
 ) -> None:
     """One metric per month: estimate and 95 % band, the validated value (and less the margin)."""
-    points = [(i, m[metric]) for i, m in enumerate(months) if m[metric].get("value") is not None]
+    known = [(i, m[metric]) for i, m in enumerate(months) if m[metric].get("value") is not None]
+    # A month with too few labelled cases is shown as a hollow grey mark, without its band,
+    # and does not set the scale: its interval is too wide to say anything.
+    points = [(i, b) for i, b in known if b["n"] >= min_n]
+    thin = [(i, b) for i, b in known if b["n"] < min_n]
     lows = [b["ci_low"] for _, b in points]
     if baseline is not None:
         lows.append(baseline["value"] - margin)
@@ -145,6 +153,10 @@ def performance_panel(
         month = months[i]["month"]
         pdf.set_fill_color(*(RED if month in below else BLUE))
         pdf.rect(px(i) - 0.7, py(b["value"]) - 0.7, 1.4, 1.4, style="F")
+    pdf.set_draw_color(*THIN)
+    pdf.set_line_width(0.3)
+    for i, b in thin:
+        pdf.rect(px(i) - 0.7, py(b["value"]) - 0.7, 1.4, 1.4, style="D")
     pdf.set_line_width(0.2)
     pdf.set_draw_color(0)
 
@@ -182,6 +194,7 @@ def performance_figure(
             (BAND, "95 % Wilson interval"),
             (GREEN, "validated value (dashed), less the plan's margin (dotted)"),
             (RED, "month below the validated value"),
+            (THIN, f"month with fewer than {MIN_LABELLED} labelled cases (no band)"),
         ],
     )
     return h + 5
