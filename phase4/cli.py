@@ -387,13 +387,166 @@ def deployment_create(
     out.print(f"deployment {deployment_id} ready")
 
 
-def _read_json(text_or_path: str) -> Any:
+def _proportion(text: str | None, option: str) -> dict[str, Any] | None:
+    """``0.92/412`` or ``92%/412``: a validated proportion and its n."""
+    if text is None:
+        return None
+    value, _, n = text.partition("/")
+    try:
+        share = float(value.rstrip("% ")) / (100 if value.strip().endswith("%") else 1)
+        cases = int(n)
+    except ValueError:
+        raise _fail(
+            f"{option} {text!r}: give the value and its n, e.g. 0.92/412 or 92%/412"
+        ) from None
+    return {"value": share, "n": cases}
+
+
+@deployment_app.command("identity")
+def deployment_identity(
+    deployment_id: Annotated[str, typer.Argument(help="Deployment id, e.g. lesion-ai@site-a")],
+    identity: Annotated[
+        str | None,
+        typer.Option(
+            help="The whole identity (docs/EXPORTS.md): a JSON file, or the JSON itself when "
+            "it starts with '{'. It replaces the stored one; the options below are laid over it.",
+        ),
+    ] = None,
+    manufacturer: Annotated[str | None, typer.Option(help="Legal manufacturer.")] = None,
+    device_name: Annotated[str | None, typer.Option(help="Device (trade) name and model.")] = None,
+    basic_udi_di: Annotated[str | None, typer.Option(help="Basic UDI-DI (MDR Art. 27).")] = None,
+    mdr_class: Annotated[
+        str | None, typer.Option(help="MDR risk class: I, Is, Im, Ir, IIa, IIb or III.")
+    ] = None,
+    classification_rule: Annotated[
+        str | None, typer.Option(help="e.g. 'Annex VIII Rule 11'.")
+    ] = None,
+    ai_act_high_risk: Annotated[
+        bool | None,
+        typer.Option(
+            "--ai-act-high-risk/--not-ai-act-high-risk",
+            help="A high-risk AI system under AI Act Art. 6(1).",
+        ),
+    ] = None,
+    notified_body_name: Annotated[str | None, typer.Option(help="Notified body's name.")] = None,
+    notified_body_number: Annotated[
+        str | None, typer.Option(help="Its four-digit number (NANDO).")
+    ] = None,
+    certificate: Annotated[str | None, typer.Option(help="The certificate's number.")] = None,
+    intended_use: Annotated[str | None, typer.Option(help="Intended use (MDR Art. 2(12)).")] = None,
+    pms_plan_id: Annotated[str | None, typer.Option(help="PMS plan document id.")] = None,
+    pms_plan_version: Annotated[str | None, typer.Option(help="PMS plan version.")] = None,
+    baseline_sensitivity: Annotated[
+        str | None, typer.Option(help="Validated sensitivity and its n: 0.92/412 or 92%/412.")
+    ] = None,
+    baseline_specificity: Annotated[
+        str | None, typer.Option(help="Validated specificity and its n.")
+    ] = None,
+    baseline_ppv: Annotated[str | None, typer.Option(help="Validated PPV and its n.")] = None,
+    baseline_source: Annotated[
+        str | None, typer.Option(help="The validation study (document, section, population).")
+    ] = None,
+    baseline_margin: Annotated[
+        float | None,
+        typer.Option(help="Shortfall the PMS plan tolerates, absolute (0.05 = 5 points)."),
+    ] = None,
+    accepted_on: Annotated[
+        str | None, typer.Option(help="Accepted for clinical use on (YYYY-MM-DD).")
+    ] = None,
+    accepted_by: Annotated[str | None, typer.Option(help="Accepted by (name, role).")] = None,
+    acceptance_reference: Annotated[
+        str | None, typer.Option(help="The acceptance record's reference.")
+    ] = None,
+    reason: Annotated[str | None, typer.Option(help="Why (kept in the audit trail).")] = None,
+    actor: Annotated[str, typer.Option(help="Who makes the change (kept in the audit).")] = "cli",
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Show or set a deployment's device identity, intended use, PMS plan and validated baseline
+    (what the post-market surveillance report names the device by). Without options it shows
+    the stored identity; each change is audited."""
+    import json
+
+    from phase4.monitor.core.device_identity import (
+        DeviceIdentityError,
+        merge_identity,
+        parse_identity,
+    )
+    from phase4.monitor.domain.device_identity import (
+        IdentityRefused,
+        device_identity,
+        identity_record,
+        set_device_identity,
+    )
+
+    changes: dict[str, Any] = {
+        "manufacturer": manufacturer,
+        "device_name": device_name,
+        "basic_udi_di": basic_udi_di,
+        "mdr_class": mdr_class,
+        "classification_rule": classification_rule,
+        "ai_act_high_risk": ai_act_high_risk,
+        "intended_use": intended_use,
+        "notified_body": {
+            "name": notified_body_name,
+            "number": notified_body_number,
+            "certificate": certificate,
+        },
+        "pms_plan": {"document_id": pms_plan_id, "version": pms_plan_version},
+        "validated_baseline": {
+            "sensitivity": _proportion(baseline_sensitivity, "--baseline-sensitivity"),
+            "specificity": _proportion(baseline_specificity, "--baseline-specificity"),
+            "ppv": _proportion(baseline_ppv, "--baseline-ppv"),
+            "source": baseline_source,
+            "margin": baseline_margin,
+        },
+        "clinical_acceptance": {
+            "accepted_on": accepted_on,
+            "accepted_by": accepted_by,
+            "reference": acceptance_reference,
+        },
+    }
+    # None is "not given" on the command line: only what was given changes.
+    changes = {
+        k: ({kk: vv for kk, vv in v.items() if vv is not None} if isinstance(v, dict) else v)
+        for k, v in changes.items()
+    }
+    changes = {k: v for k, v in changes.items() if v not in (None, {})}
+    document = None if identity is None else _read_json(identity, "--identity")
+    engine = create_db_engine(_upgraded_url(database_url))
+    try:
+        with session_scope(engine) as session:
+            if document is None and not changes:
+                row = identity_record(session, deployment_id)
+                if row is None:
+                    raise _fail(f"no device identity recorded for {deployment_id!r}", code=1)
+                out.print_json(
+                    json.dumps(
+                        {
+                            "deployment_id": deployment_id,
+                            "identity": row.identity,
+                            "updated_by": row.updated_by,
+                            "updated_at": row.updated_at.isoformat(),
+                        }
+                    )
+                )
+                return
+            base = parse_identity(document) if document is not None else None
+            if base is None:
+                base = device_identity(session, deployment_id)
+            new = merge_identity(base, changes)
+            set_device_identity(session, deployment_id, new, actor=actor, reason=reason)
+    except (DeviceIdentityError, IdentityRefused) as exc:
+        raise _fail(str(exc)) from exc
+    out.print(f"device identity of {deployment_id} recorded")
+
+
+def _read_json(text_or_path: str, option: str = "--monitoring") -> Any:
     """The JSON given inline (text starting with '{') or in the file it names; a document that
     is not JSON ends the command with one line saying where."""
     import json
 
     inline = text_or_path.lstrip().startswith("{")
-    where = "--monitoring" if inline else text_or_path
+    where = option if inline else text_or_path
     text = text_or_path if inline else Path(text_or_path).read_text(encoding="utf-8")
     try:
         return json.loads(text)

@@ -35,13 +35,17 @@ from phase4.demo.phantoms import send_phantoms
 from phase4.demo.simulate import (
     Change,
     LesionAI,
+    SiteProfile,
     Study,
     default_changes,
     default_sites,
+    patient_age_band,
+    patient_sex,
     simulate_site,
 )
 from phase4.monitor.core.settings import Settings, sqlite_url
 from phase4.monitor.core.statuses import AlertCause, AlertStatus, Severity
+from phase4.monitor.domain.device_identity import set_device_identity
 from phase4.monitor.domain.registry import create_deployment
 from phase4.monitor.server import ThreadedServer, free_port
 from phase4.monitor.store.auth import Role, create_token
@@ -85,8 +89,11 @@ def monitoring_config(studies_per_day: float) -> dict[str, Any]:
             "dice": False,
         },
         # The demo's AI is a stand-in whose latency is this machine's own timing of a Python
-        # call: it varies with the machine's load, not with anything clinical.
-        "exclude": ["latency_s"],
+        # call: it varies with the machine's load, not with anything clinical. The patient's
+        # sex and age band are reported per period in the surveillance report's subgroup
+        # tables; they are left out of the drift streams so that the false-alarm budget stays
+        # on the streams the simulation changes.
+        "exclude": ["latency_s", "features.patient_sex", "features.patient_age_band"],
     }
 
 
@@ -120,12 +127,52 @@ def deployment_id(site_id: str) -> str:
     return f"lesion-ai@{site_id}"
 
 
+def device_identity(site: SiteProfile, accepted_on: date) -> dict[str, Any]:
+    """The deployed AI's identity as its (fictitious) manufacturer declares it, its PMS plan,
+    the baseline of its (fictitious) validation study, and the site's acceptance on the first
+    simulated day. The baseline is the simulated AI's own performance before any change, as a
+    validation study on a few hundred studies would have measured it."""
+    return {
+        "manufacturer": LesionAI.manufacturer,
+        "device_name": f"{LesionAI.name} (lesion detection and malignancy scoring, demo)",
+        "basic_udi_di": "DEMO-BUDI-PLD-2",
+        "mdr_class": "IIb",
+        "classification_rule": "Annex VIII Rule 11",
+        "ai_act_high_risk": True,
+        "notified_body": {
+            "name": "Demo Notified Body (fictitious)",
+            "number": "0000",
+            "certificate": "DEMO-CERT-PLD-2",
+        },
+        "intended_use": f"{LesionAI.intended_use}, in adults referred for oncological FDG-PET/CT, "
+        "as a second reader for nuclear medicine physicians",
+        "pms_plan": {"document_id": "PMS-PLAN-PLD-001", "version": "3.0"},
+        "validated_baseline": {
+            "sensitivity": {"value": 0.89, "n": 412},
+            "specificity": {"value": 0.88, "n": 505},
+            "ppv": {"value": 0.86, "n": 426},
+            "source": "Clinical evaluation report CER-PLD-2 v2, sect. 6.3: retrospective "
+            "validation on 917 FDG-PET/CT studies from 3 centres (demo figures)",
+            "margin": 0.05,
+        },
+        "clinical_acceptance": {
+            "accepted_on": accepted_on.isoformat(),
+            "accepted_by": f"{PHYSICIST}, medical physicist, for the AI committee of {site.name}",
+            "reference": f"AIC-{site.site_id}-001",
+        },
+    }
+
+
 def probe_features(study: Study) -> dict[str, Any]:
     """What the probe extracts from the model's input. It hands over the whole header on purpose,
-    identifiers included, to show that the probe strips them before anything leaves."""
+    identifiers included, to show that the probe strips them before anything leaves; the
+    patient's sex and age band (never the birth date) are kept for the subgroup tables."""
     features = {k: study.header[k] for k in HEADER_FEATURES}
     features.update({"liver_suvmean": study.image["liver_suvmean"]})
     features.update({"image_noise_cv": study.image["image_noise_cv"]})
+    features.update(
+        {"patient_sex": patient_sex(study), "patient_age_band": patient_age_band(study)}
+    )
     features.update(study.phi)
     return features
 
@@ -208,6 +255,13 @@ def _run_demo(
                 actor="demo",
                 reason="demo: AI accepted into clinical use after local validation",
                 monitoring=monitoring_config(studies_per_day),
+            )
+            set_device_identity(
+                session,
+                deployment_id(site.site_id),
+                device_identity(site, start),
+                actor="demo",
+                reason="demo: the manufacturer's declaration and the site's acceptance record",
             )
             tokens[site.site_id] = create_token(
                 session,

@@ -9,7 +9,10 @@ Magnitudes, of the size reported for real changes:
 - Uptake time: tumour FDG keeps accumulating; SUVmax rises ~0.6%/min around 60 min here.
 
 Patients carry synthetic names, IDs, birth dates and accession numbers *on purpose*: the probe
-must strip them at the edge, and the tests check that none reaches the store.
+must strip them at the edge, and the tests check that none reaches the store. What the site
+hands the monitor about the patient is coarse: the sex (DICOM PatientSex, here taken from the
+synthetic given name) and an age band computed at the edge from the birth date on the day of
+the study (never the birth date itself), the bands of the surveillance report's subgroups.
 """
 
 from __future__ import annotations
@@ -143,8 +146,30 @@ def _uid(rng: np.random.Generator) -> str:
     return "2.25." + str(int(rng.integers(10**17, 10**18))) + str(int(rng.integers(10**17, 10**18)))
 
 
+GIVEN_NAMES = ["ANNA", "JONAS", "MARIA", "PIETER", "SOFIA", "LUCA", "EMMA", "NOAH"]
+FEMALE_GIVEN_NAMES = frozenset({"ANNA", "MARIA", "SOFIA", "EMMA"})
+
+
+def patient_sex(study: Study) -> str:
+    """DICOM PatientSex (F or M) of the study's synthetic patient."""
+    given = study.phi["PatientName"].split("^", 1)[1]
+    return "F" if given in FEMALE_GIVEN_NAMES else "M"
+
+
+def patient_age_band(study: Study) -> str:
+    """The patient's age band on the day of the study, computed where the birth date is known
+    (the site) so that only the band travels: the surveillance report's bands."""
+    birth = datetime.strptime(study.phi["PatientBirthDate"], "%Y%m%d").date()
+    on = study.acquired_at.date()
+    age = on.year - birth.year - ((on.month, on.day) < (birth.month, birth.day))
+    for upper, label in ((18, "<18"), (40, "18-39"), (65, "40-64"), (80, "65-79")):
+        if age < upper:
+            return label
+    return "80+"
+
+
 def _synthetic_phi(rng: np.random.Generator) -> dict[str, str]:
-    given = ["ANNA", "JONAS", "MARIA", "PIETER", "SOFIA", "LUCA", "EMMA", "NOAH"]
+    given = GIVEN_NAMES
     family = ["DEVRIES", "MUELLER", "ROSSI", "NOWAK", "DUBOIS", "JANSEN", "SILVA", "BERG"]
     birth = date(1940, 1, 1) + timedelta(days=int(rng.integers(0, 365 * 60)))
     return {

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import email
 import io
+import json
 import logging
 import re
 import zlib
@@ -134,6 +135,37 @@ def test_exports_hold_every_format_and_their_manifests_verify(demo: DemoRun) -> 
         assert verify_manifest(folder, key=DEMO_AUDIT_KEY).ok
     site_b = (demo.result.exports["lesion-ai@site-b"] / "report.json").read_text()
     assert "Lesion AI outputs shifted after a reconstruction upgrade" in site_b
+
+
+def test_exports_name_the_device_fill_the_subgroups_and_flag_what_is_open(
+    demo: DemoRun,
+) -> None:
+    reports = {
+        dep: json.loads((folder / "report.json").read_text())
+        for dep, folder in demo.result.exports.items()
+    }
+    for report in reports.values():
+        assert report["identity"]["recorded"] and report["identity"]["missing"] == []
+        assert report["acceptance"]["accepted_on"] == demo.result.start.isoformat()
+        assert report["baseline_comparison"]["available"]
+        for dim in ("sex", "age_band"):
+            bands = {r["band"]: r["records"] for r in report["population"]["dimensions"][dim]}
+            assert bands["not recorded"] == 0 and sum(bands.values()) > 0, dim
+        assert {r["band"] for r in report["subgroups"]["dimensions"]["sex"]} == {"male", "female"}
+
+    def codes(dep: str) -> set[str]:
+        return {i["code"] for i in reports[dep]["conclusions"]["open_items"]}
+
+    # Site A: the dose calibrator's phantom failures last weeks and no incident is recorded.
+    assert "sustained_finding_without_incident" in codes("lesion-ai@site-a")
+    # Site B: the resolution says the AI was paused, yet studies went on after the finding.
+    assert "usage_after_pause" in codes("lesion-ai@site-b")
+    # ...and its specificity fell after the upgrade (over the whole period or in its months).
+    assert codes("lesion-ai@site-b") & {
+        "specificity_below_baseline",
+        "specificity_months_below_baseline",
+    }
+    assert "usage_after_pause" not in codes("lesion-ai@site-a")
 
 
 def test_demo_detects_its_changes_and_ends_with_the_dashboard_url(demo: DemoRun) -> None:

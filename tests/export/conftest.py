@@ -253,3 +253,111 @@ def build_export_world(fx: Fixture) -> ExportWorld:
 @pytest.fixture
 def export_world(world: Fixture) -> ExportWorld:
     return build_export_world(world)
+
+
+# --- the surveillance report's own world: identity, a pause, a sustained phantom finding ----
+
+IDENTITY = {
+    "manufacturer": "Example Medical AI B.V.",
+    "device_name": "PETLesionDetect",
+    "basic_udi_di": "TEST-BUDI-PLD-2",
+    "mdr_class": "IIb",
+    "classification_rule": "Annex VIII Rule 11",
+    "ai_act_high_risk": True,
+    "notified_body": {"name": "Test Notified Body", "number": "0123"},
+    "intended_use": "Detection of FDG-avid lesions in whole-body PET/CT",
+    "pms_plan": {"document_id": "PMS-PLAN-TEST", "version": "2.1"},
+    "validated_baseline": {
+        "sensitivity": {"value": 0.9, "n": 200},
+        "specificity": {"value": 0.6, "n": 250},
+        "ppv": {"value": 0.55, "n": 180},
+        "source": "Clinical evaluation report CER-TEST sect. 6",
+        "margin": 0.05,
+    },
+    "clinical_acceptance": {"accepted_on": "2025-01-15", "accepted_by": "dr-curie, physicist"},
+}
+PAUSE_TEXT = "Vendor informed; AI paused pending revalidation."
+
+
+@dataclass
+class PsurWorld(ExportWorld):
+    pause_alert_id: int = 0
+    episode_from: date | None = None
+
+
+def build_psur_world(fx: Fixture) -> PsurWorld:
+    """The export world plus: a device identity with a validated baseline (the observed
+    sensitivity, 50 %, falls below its 90 %), an alert resolved with "AI paused" while records
+    went on arriving, and 16 days of cylinder results outside tolerance (8 % low) with no
+    incident recorded after them."""
+    from phase4.monitor.domain.device_identity import set_device_identity
+    from phase4.monitor.store.models import PhantomTolerance
+
+    w = build_export_world(fx)
+    with session_scope(fx.engine) as s:
+        set_device_identity(s, w.deployment, IDENTITY, actor="qa:grace", reason="from the IFU")
+        s.add(
+            PhantomTolerance(
+                kind="cylinder",
+                metric="recovery_ratio",
+                version=1,
+                lower_action=0.9,
+                lower_tolerance=0.95,
+                upper_tolerance=1.05,
+                upper_action=1.1,
+                unit="measured/expected",
+                created_by="physicist:ada",
+            )
+        )
+        episode_from = w.start + timedelta(days=24)
+        for k in range(16):
+            failing = k != 7  # one pass inside the episode: it ends the run, not the episode
+            value = 0.99 if not failing else 0.92
+            s.add(
+                PhantomResult(
+                    result_id=f"cyl-{k}",
+                    device_id=w.device_id,
+                    kind="cylinder",
+                    acquired_at=_at(episode_from + timedelta(days=k), 7),
+                    metrics={"recovery_ratio": value},
+                    verdicts={
+                        "recovery_ratio": {
+                            "verdict": "tolerance" if failing else "pass",
+                            "value": value,
+                        }
+                    },
+                )
+            )
+        pause = Alert(
+            deployment_id=w.deployment,
+            stream="outputs.malignancy_score",
+            cause="drift",
+            severity="warning",
+            title="outputs.malignancy_score rose (detected by cusum)",
+            evidence={
+                "detector": "cusum",
+                "direction": "up",
+                "timestamp": _at(w.start + timedelta(days=16)).isoformat(),
+                "change_timestamp": _at(w.start + timedelta(days=15)).isoformat(),
+                "statistic": 9.0,
+                "threshold": 5.0,
+            },
+            opened_at=_at(w.start + timedelta(days=16)),
+            status="resolved",
+            resolved_by="dr-curie",
+            resolved_at=utcnow(),
+            resolution=PAUSE_TEXT,
+        )
+        s.add(pause)
+        s.flush()
+        pause_id = pause.id or 0
+    return PsurWorld(
+        **{f: getattr(w, f) for f in w.__dataclass_fields__},
+        pause_alert_id=pause_id,
+        episode_from=episode_from,
+    )
+
+
+@pytest.fixture
+def psur_world(world: Fixture) -> PsurWorld:
+    return build_psur_world(world)

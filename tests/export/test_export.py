@@ -34,6 +34,11 @@ ALL_FILES = {
     *(
         f"csv/{n}.csv"
         for n in (
+            "identity",
+            "baseline_comparison",
+            "subgroups",
+            "phantom_episodes",
+            "open_items",
             "usage",
             "population",
             "performance",

@@ -38,13 +38,15 @@ def admin_app(tmp_path_factory: pytest.TempPathFactory) -> Any:
 # (422) and this one check is off for these operations only: a cursor is opaque (only one this
 # API returned is valid); a deployment's `monitoring` may not list one stream twice (the same
 # field and subgroup) and its strings obey the limits of docs/API.md (no NUL or lone
-# surrogate); a deployment's id must be a slug; a token's site must be one the
+# surrogate), and so do a device identity's (which names a deployment that must exist); a
+# deployment's id must be a slug; a token's site must be one the
 # store holds, and a probe token must name one; a tolerance needs at least one level, and its
 # levels in order (lower action <= lower tolerance <= upper tolerance <= upper action); a time
 # of the world (an incident's awareness, a report) lies between 1970 and the monitor's clock.
 OPAQUE_INPUTS = {
     "GET /v1/records": [positive_data_acceptance],
     "POST /v1/deployments": [positive_data_acceptance],
+    "PUT /v1/deployments/{deployment_id}/identity": [positive_data_acceptance],
     "POST /v1/tokens": [positive_data_acceptance],
     "POST /v1/phantom-tolerances": [positive_data_acceptance],
     "POST /v1/incidents": [positive_data_acceptance],

@@ -33,6 +33,7 @@ from phase4.monitor.api.authz import (
     is_dashboard,
     markdown_table,
 )
+from phase4.monitor.domain.device_identity import set_device_identity
 from phase4.monitor.store.auth import Role, create_token
 from phase4.monitor.store.db import session_scope
 from phase4.monitor.store.models import Alert, Device, DriftReport, Incident, PhantomResult
@@ -182,6 +183,14 @@ def _token_of_site_a(env: Env) -> int:
     return max(t["id"] for t in r.json())
 
 
+def _identity_of_site_a(env: Env) -> str:
+    with session_scope(env.world.engine) as s:
+        set_device_identity(
+            s, env.world.deployment_a, {"manufacturer": "Example Medical AI"}, actor="test"
+        )
+    return env.world.deployment_a
+
+
 REASON = {"reason": "checked the flood and the dose calibrator"}
 Build = Callable[[Env], Req]
 
@@ -224,6 +233,15 @@ REQUESTS: dict[tuple[str, str], list[Build]] = {
                 "model_name": "PETLesionDetect",
                 "model_version": "2.1.0",
             },
+        )
+    ],
+    ("GET", "/v1/deployments/{deployment_id}/identity"): [
+        lambda env: Req(f"/v1/deployments/{_identity_of_site_a(env)}/identity")
+    ],
+    ("PUT", "/v1/deployments/{deployment_id}/identity"): [
+        lambda env: Req(
+            f"/v1/deployments/{env.world.deployment_a}/identity",
+            {"identity": {"manufacturer": f"Maker {env.n()}"}, "reason": "from the IFU"},
         )
     ],
     ("GET", "/v1/alerts"): [lambda env: Req("/v1/alerts")],
@@ -487,6 +505,8 @@ def test_every_dashboard_cell_answers_as_the_table_says(env: Env) -> None:
         ("GET", "/ui/alerts/{}", None),
         ("GET", "/ui/devices/{}", None),
         ("GET", "/ui/deployments/nowhere-{}", None),
+        ("GET", "/v1/deployments/nowhere-{}/identity", None),
+        ("PUT", "/v1/deployments/nowhere-{}/identity", {"identity": {}}),
     ],
 )
 def test_an_id_that_names_nothing_is_404_for_who_may_call(

@@ -7,6 +7,8 @@ records contribute only counts, months, coarse population bands and labelled out
 
 from __future__ import annotations
 
+import math
+import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -16,8 +18,22 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from phase4.alerts.export import clocks
-from phase4.alerts.export.stats import NOT_RECORDED, POPULATION_DIMENSIONS, mean_ci, median, wilson
+from phase4.alerts.export import clocks, psur
+from phase4.alerts.export.stats import (
+    NOT_RECORDED,
+    POPULATION_DIMENSIONS,
+    age_band,
+    mean_ci,
+    median,
+    scanner_band,
+    sex_band,
+    wilson,
+)
+from phase4.monitor.core.device_identity import (
+    DeviceIdentity,
+    DeviceIdentityError,
+    parse_identity,
+)
 from phase4.monitor.core.statuses import AlertCause
 from phase4.monitor.core.verdicts import verdict_level as _verdict_level
 from phase4.monitor.domain.device_names import device_name, unknown_device
@@ -28,11 +44,13 @@ from phase4.monitor.store.models import (
     AuditEntry,
     Deployment,
     Device,
+    DeviceIdentityRecord,
     Feedback,
     Incident,
     InferenceRecord,
     NotificationAttempt,
     PhantomResult,
+    PhantomTolerance,
     Site,
 )
 from phase4.monitor.surveillance.reference_outlook import deployment_outlook
@@ -103,6 +121,10 @@ def _month(value: datetime) -> str:
 # --- usage and population -------------------------------------------------------------------
 
 
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else seconds * 1000.0
+
+
 def _usage_and_population(
     session: Session, deployment_id: str, period: Period
 ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -141,6 +163,8 @@ def _usage_and_population(
         "records": total,
         "errors": sum(errors.values()),
         "latency_s_median": median(all_latencies),
+        "latency_ms_median": _ms(median(all_latencies)),
+        "latency_records": len(all_latencies),
         "by_month": [
             {
                 "month": m,
@@ -148,6 +172,7 @@ def _usage_and_population(
                 "errors": errors[m],
                 "error_rate": (errors[m] / records[m]) if records[m] else None,
                 "latency_s_median": median(latencies[m]),
+                "latency_ms_median": _ms(median(latencies[m])),
             }
             for m in months
         ],
@@ -224,7 +249,14 @@ def _performance_block(rows: Iterable[Outcome]) -> dict[str, Any]:
     }
 
 
-def _performance(session: Session, deployment: Deployment, period: Period) -> dict[str, Any]:
+SUBGROUP_DIMENSIONS = ("site", "scanner", "sex", "age_band")
+
+
+def _performance(
+    session: Session, deployment: Deployment, period: Period
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The labelled performance, overall and per month, and the same per subgroup (site,
+    scanner, sex, age band) over the whole period."""
     performance = dict((deployment.monitoring or {}).get("performance") or {})
     q = (
         sa.select(
@@ -234,6 +266,7 @@ def _performance(session: Session, deployment: Deployment, period: Period) -> di
             Feedback.dice,
             InferenceRecord.outputs,
             InferenceRecord.acquired_at,
+            InferenceRecord.features,
         )
         .join(InferenceRecord, col(InferenceRecord.record_id) == col(Feedback.record_id))
         .where(
@@ -244,14 +277,35 @@ def _performance(session: Session, deployment: Deployment, period: Period) -> di
         )
         .order_by(col(Feedback.given_at), col(Feedback.id))
     )
-    latest: dict[str, tuple[str, Outcome]] = {}
-    for record_id, verdict, truth, dice, outputs, acquired_at in session.execute(q):
+    latest: dict[str, tuple[str, Outcome, tuple[str, ...]]] = {}
+    for record_id, verdict, truth, dice, outputs, acquired_at, features in session.execute(q):
         predicted, actual = labelled_call(outputs or {}, verdict, truth, performance)
+        feats = features if isinstance(features, Mapping) else {}
+        groups = (deployment.site_id, scanner_band(feats), sex_band(feats), age_band(feats))
         # The latest verdict on a record stands (keyed by record, never exported).
-        latest[record_id] = (_month(acquired_at), (predicted, actual, dice, verdict))
+        latest[record_id] = (_month(acquired_at), (predicted, actual, dice, verdict), groups)
     by_month: dict[str, list[Outcome]] = defaultdict(list)
-    for month, row in latest.values():
+    by_group: dict[str, dict[str, list[Outcome]]] = {
+        d: defaultdict(list) for d in SUBGROUP_DIMENSIONS
+    }
+    for month, row, groups in latest.values():
         by_month[month].append(row)
+        for dim, band in zip(SUBGROUP_DIMENSIONS, groups, strict=True):
+            by_group[dim][band].append(row)
+    subgroups = {
+        "definition": "performance over the whole period per subgroup: the deployment's site, "
+        "the scanner model the record names, the patient's sex and age band (as the probe "
+        "recorded them); 95 % Wilson intervals",
+        "dimensions": {
+            dim: [
+                {"band": band, **_subgroup_block(rows)}
+                for band, rows in sorted(
+                    by_group[dim].items(), key=lambda kv: _band_order(dim, kv[0])
+                )
+            ]
+            for dim in SUBGROUP_DIMENSIONS
+        },
+    }
     return {
         "definition": {
             "prediction": f"outputs.{performance.get('prediction', 'positive')}",
@@ -260,9 +314,30 @@ def _performance(session: Session, deployment: Deployment, period: Period) -> di
             "the latest feedback per record",
             "intervals": "95 % Wilson score (proportions); mean ± 1.96·sd/√n (Dice)",
         },
-        "overall": _performance_block(row for _, row in latest.values()),
+        "overall": _performance_block(row for _, row, _ in latest.values()),
         "by_month": [{"month": m, **_performance_block(by_month[m])} for m in period.months()],
+    }, subgroups
+
+
+def _subgroup_block(rows: list[Outcome]) -> dict[str, Any]:
+    block = _performance_block(rows)
+    return {
+        "feedback": block["feedback"],
+        "confusion": block["confusion"],
+        "sensitivity": block["sensitivity"],
+        "specificity": block["specificity"],
+        "ppv": block["ppv"],
     }
+
+
+def _band_order(dimension: str, band: str) -> tuple[int, str]:
+    """Known bands in their natural order, others alphabetically, 'not recorded' last."""
+    order = POPULATION_DIMENSIONS[dimension][1] if dimension in POPULATION_DIMENSIONS else ()
+    if band == NOT_RECORDED:
+        return (2, band)
+    if band in order:
+        return (0, f"{order.index(band):03d}")
+    return (1, band)
 
 
 # --- alerts, drift, phantoms ----------------------------------------------------------------
@@ -302,6 +377,7 @@ def _alert_row(
     return {
         "alert_id": alert.id,
         "opened_at": iso(alert.opened_at),
+        "detected_at": _detected_at(alert),
         "scope": "deployment" if alert.deployment_id else "device",
         "device_id": device,
         "device_name": name,
@@ -322,9 +398,56 @@ def _alert_row(
     }
 
 
+def _first_of(mapping: Mapping[str, Any], *keys: str) -> Any:
+    for key in keys:
+        value = mapping.get(key)
+        if value is not None and value != "":
+            return value
+    return None
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _change_size(ev: Mapping[str, Any], change: Mapping[str, Any]) -> str | None:
+    """The size of the change in words: the evidence's own ``change`` when it says it, else
+    what the alarm's detail holds (a new value, an estimate against its reference, a relative
+    change, a p-value), else the statistic against its threshold."""
+    said = _first_of(change, "text", "summary", "size_text")
+    if isinstance(said, str):
+        return said
+    size = _number(_first_of(change, "size", "magnitude", "delta", "difference"))
+    if size is not None:
+        unit = change.get("unit")
+        return f"{size:+.4g}" + (f" {unit}" if unit else "")
+    relative = _number(_first_of(change, "relative", "relative_change"))
+    if relative is None:
+        relative = _number(ev.get("relative_change"))
+    if relative is not None:
+        return f"{100 * relative:+.1f} % (relative)"
+    detail = ev.get("detail") if isinstance(ev.get("detail"), Mapping) else {}
+    if "value" in detail and ev.get("kind") == "notice":
+        return f"new value {detail['value']!r}"
+    estimate, reference = _number(detail.get("estimate")), _number(detail.get("reference_mean"))
+    if estimate is not None and reference is not None:
+        return f"estimate {estimate:.3g} against {reference:.3g} in the reference"
+    p_value = _number(detail.get("p_value"))
+    if p_value is not None:
+        return f"p = {p_value:.2g} against the reference"
+    statistic, threshold = _number(ev.get("statistic")), _number(ev.get("threshold"))
+    if statistic is not None and threshold is not None and threshold:
+        return f"statistic {abs(statistic):.3g} against threshold {threshold:.3g}"
+    return None
+
+
 def _drift_row(alert: Alert) -> dict[str, Any]:
     ev = alert.evidence or {}
     linked = ev.get("linked") or []
+    change = ev.get("change") if isinstance(ev.get("change"), Mapping) else {}
+    headline = ev.get("headline")
     return {
         "alert_id": alert.id,
         "opened_at": iso(alert.opened_at),
@@ -332,6 +455,13 @@ def _drift_row(alert: Alert) -> dict[str, Any]:
         "cause": alert.cause,
         "severity": alert.severity,
         "title": alert.title,
+        "headline": headline if isinstance(headline, str) and headline else alert.title,
+        "change_start": _first_of(change, "start", "began", "start_at", "change_at")
+        or ev.get("change_timestamp"),
+        "detected_at": _first_of(change, "detected", "detected_at", "alarm_at")
+        or ev.get("timestamp")
+        or iso(alert.opened_at),
+        "change_size": _change_size(ev, change),
         "detector": ev.get("detector"),
         "direction": ev.get("direction"),
         "alarm_at": ev.get("timestamp"),
@@ -376,6 +506,9 @@ def _phantom_qc(session: Session, devices: list[Device], period: Period) -> dict
     ids = [d.id for d in devices if d.id is not None]
     summary: dict[tuple[int, str], dict[str, Any]] = {}
     failures: list[dict[str, Any]] = []
+    series: dict[tuple[int, str], list[tuple[datetime, int | None, dict[str, Any]]]] = defaultdict(
+        list
+    )
     if ids:
         q = (
             select(PhantomResult)
@@ -406,6 +539,7 @@ def _phantom_qc(session: Session, devices: list[Device], period: Period) -> dict
             levels = [_verdict_level(v) for v in (r.verdicts or {}).values()]
             known = [lv for lv in levels if lv is not None]
             worst = max(known) if known else None
+            series[(r.device_id, r.kind)].append((r.acquired_at, worst, r.verdicts or {}))
             row["results"] += 1
             key = {0: "pass", 1: "outside_tolerance", 2: "outside_action", None: "no_verdict"}
             row[key[worst]] += 1
@@ -429,11 +563,160 @@ def _phantom_qc(session: Session, devices: list[Device], period: Period) -> dict
                         "review_note": r.review_note,
                     }
                 )
+    by_device = []
+    for d in devices:
+        kinds = sorted(k for (dev, k) in series if dev == d.id)
+        if not kinds:
+            continue
+        rows = [
+            s for k in kinds for s in summary.values() if (s["device_id"], s["kind"]) == (d.id, k)
+        ]
+        runs = [_longest_run(k, series[(d.id or 0, k)]) for k in kinds]
+        episodes = [
+            e for k in kinds for e in _episodes(session, d.id or 0, k, series[(d.id or 0, k)])
+        ]
+        by_device.append(
+            {
+                "device_id": d.id,
+                "scanner": f"{d.manufacturer} {d.model} ({d.serial})",
+                "results": sum(r["results"] for r in rows),
+                "failures": sum(r["outside_tolerance"] + r["outside_action"] for r in rows),
+                "outside_tolerance": sum(r["outside_tolerance"] for r in rows),
+                "outside_action": sum(r["outside_action"] for r in rows),
+                "reviewed": sum(r["reviewed"] for r in rows),
+                "longest_run": max(runs, key=lambda r: (r["results"], r["days"]), default=None),
+                "episode": max(episodes, key=lambda e: (e["failures"], e["days"]), default=None),
+            }
+        )
     return {
         "devices": device_rows,
         "summary": [summary[k] for k in sorted(summary)],
         "failures": failures,
+        "by_device": by_device,
+        "definitions": {
+            "longest_run": "the most consecutive results of one phantom kind outside tolerance "
+            "or action level (a passing result ends a run)",
+            "episode": "for one metric, from its first to its last result outside tolerance in "
+            "the period: the results in that span, how many failed, and the mean value's "
+            "deviation from the tolerance band's centre (else from the median of the passing "
+            "results before the span)",
+            "sustained": f"an episode of at least {SUSTAINED_DAYS} days and {SUSTAINED_FAILURES} "
+            "failures, most results in it failing",
+        },
     }
+
+
+SUSTAINED_DAYS = 14
+SUSTAINED_FAILURES = 5
+
+
+def _days(a: datetime, b: datetime) -> float:
+    return round((b - a).total_seconds() / 86400, 1)
+
+
+def _longest_run(
+    kind: str, results: list[tuple[datetime, int | None, dict[str, Any]]]
+) -> dict[str, Any]:
+    best: dict[str, Any] = {"kind": kind, "results": 0, "from": None, "to": None, "days": 0.0}
+    start: datetime | None = None
+    count = 0
+    for at, worst, _ in results:
+        if worst is not None and worst >= 1:
+            start = at if count == 0 else start
+            count += 1
+            if start is not None and count > best["results"]:
+                best = {
+                    "kind": kind,
+                    "results": count,
+                    "from": iso(start),
+                    "to": iso(at),
+                    "days": _days(start, at),
+                }
+        elif worst is not None:
+            count = 0
+    return best
+
+
+def _episodes(
+    session: Session,
+    device_id: int,
+    kind: str,
+    results: list[tuple[datetime, int | None, dict[str, Any]]],
+) -> list[dict[str, Any]]:
+    """Per metric of one device and phantom kind: its span of failures, with the deviation."""
+    by_metric: dict[str, list[tuple[datetime, int | None, float | None]]] = defaultdict(list)
+    for at, _, verdicts in results:
+        for metric, entry in verdicts.items():
+            value = entry.get("value") if isinstance(entry, Mapping) else None
+            by_metric[metric].append((at, _verdict_level(entry), _number(value)))
+    out = []
+    for metric, rows in sorted(by_metric.items()):
+        failing = [at for at, level, _ in rows if level is not None and level >= 1]
+        if not failing:
+            continue
+        first, last = failing[0], failing[-1]
+        inside = [(at, level, v) for at, level, v in rows if first <= at <= last]
+        values = [v for _, _, v in inside if v is not None]
+        reference, reference_kind = _episode_reference(
+            session, device_id, kind, metric, rows, first
+        )
+        mean = sum(values) / len(values) if values else None
+        deviation = (
+            mean / reference - 1 if mean is not None and reference not in (None, 0) else None
+        )
+        days = _days(first, last)
+        n_fail = len(failing)
+        out.append(
+            {
+                "kind": kind,
+                "metric": metric,
+                "from": iso(first),
+                "to": iso(last),
+                "days": days,
+                "results": len(inside),
+                "failures": n_fail,
+                "failure_share": n_fail / len(inside) if inside else None,
+                "mean_value": mean,
+                "reference": reference,
+                "reference_kind": reference_kind,
+                "deviation": deviation,
+                "sustained": days >= SUSTAINED_DAYS
+                and n_fail >= SUSTAINED_FAILURES
+                and n_fail * 2 > len(inside),
+            }
+        )
+    return out
+
+
+def _episode_reference(
+    session: Session,
+    device_id: int,
+    kind: str,
+    metric: str,
+    rows: list[tuple[datetime, int | None, float | None]],
+    first: datetime,
+) -> tuple[float | None, str | None]:
+    tol = None
+    for owner in (
+        PhantomTolerance.device_id == device_id,
+        col(PhantomTolerance.device_id).is_(None),
+    ):
+        # The device's own latest tolerance, else the latest default (as phantom QC judges).
+        tol = (
+            tol
+            or session.exec(
+                select(PhantomTolerance)
+                .where(owner, PhantomTolerance.kind == kind, PhantomTolerance.metric == metric)
+                .order_by(col(PhantomTolerance.version).desc())
+                .limit(1)
+            ).first()
+        )
+    if tol is not None and tol.lower_tolerance is not None and tol.upper_tolerance is not None:
+        return (tol.lower_tolerance + tol.upper_tolerance) / 2, "tolerance centre"
+    before = [v for at, level, v in rows if at < first and level == 0 and v is not None]
+    if before:
+        return median(before), "median of the passing results before"
+    return None, None
 
 
 # --- incidents ------------------------------------------------------------------------------
@@ -555,6 +838,7 @@ def build_report(
     device_ids = [d.id for d in devices if d.id is not None]
     names = {d.id: device_name(d) for d in devices if d.id is not None}
     usage, population = _usage_and_population(session, deployment.id, period)
+    performance, subgroups = _performance(session, deployment, period)
     alerts = _alerts(session, deployment.id, device_ids, period)
     notifications: dict[int, Counter[str]] = defaultdict(Counter)
     if alerts:
@@ -636,9 +920,33 @@ def build_report(
     ]
     audit_in_period = [_audit_row(e) for e in entries if e.at >= period.lo]
 
-    return {
+    alert_rows = [_alert_row(a, notifications, names) for a in alerts]
+    detected = {a["alert_id"]: a["detected_at"] for a in alert_rows}
+    pauses = psur.pause_statements(alert_rows, incidents, detected)
+    for pause in pauses:
+        _count_usage_after(session, deployment.id, period, pause)
+    usage["pauses"] = pauses
+
+    identity_row = session.get(DeviceIdentityRecord, deployment.id)
+    identity: DeviceIdentity | None = None
+    identity_problem: str | None = None
+    if identity_row is not None:
+        try:
+            identity = parse_identity(identity_row.identity)
+        except DeviceIdentityError as exc:
+            identity_problem = str(exc)
+    model_dict = {
+        "name": model.name,
+        "version": model.version,
+        "manufacturer": model.manufacturer,
+        "intended_use": model.intended_use,
+        "udi": model.udi,
+    }
+    phantom_qc = _phantom_qc(session, devices, period)
+    report: dict[str, Any] = {
         "format": REPORT_FORMAT,
         "title": "Post-market surveillance report",
+        "regulatory_basis": list(psur.REGULATORY_BASIS),
         "generated_at": iso(generated_at),
         "generated_by": generated_by,
         "clocks_as_of": as_of.isoformat(),
@@ -649,21 +957,24 @@ def build_report(
             "site_name": site.name if site else None,
             "accepted_at": iso(deployment.accepted_at),
             "created_at": iso(deployment.created_at),
-            "model": {
-                "name": model.name,
-                "version": model.version,
-                "manufacturer": model.manufacturer,
-                "intended_use": model.intended_use,
-                "udi": model.udi,
-            },
+            "model": model_dict,
             "monitoring": redact(deployment.monitoring or {}),
         },
+        "identity": psur.identity_section(
+            identity,
+            updated_by=identity_row.updated_by if identity_row else None,
+            updated_at=iso(identity_row.updated_at) if identity_row else None,
+            model=model_dict,
+            problem=identity_problem,
+        ),
+        "acceptance": psur.acceptance_section(iso(deployment.accepted_at), identity),
         "usage": usage,
         "population": population,
-        "performance": _performance(session, deployment, period),
+        "performance": performance,
+        "subgroups": subgroups,
         "drift_findings": [_drift_row(a) for a in alerts if _is_drift_finding(a)],
-        "phantom_qc": _phantom_qc(session, devices, period),
-        "alerts": [_alert_row(a, notifications, names) for a in alerts],
+        "phantom_qc": phantom_qc,
+        "alerts": alert_rows,
         "reference_outlook": {
             "as_of": iso(generated_at),
             **deployment_outlook(session, deployment, generated_at).to_dict(),
@@ -695,3 +1006,165 @@ def build_report(
             "chain": _chain_dict(verify_chain(session)),
         },
     }
+    report["data_sources"] = _data_sources(report, identity_row)
+    _subgroup_shares(report)
+    for finding in report["drift_findings"]:
+        if finding["change_size"] is None or finding["change_size"].startswith("statistic"):
+            _measure_change(session, deployment.id, period, finding)
+    psur.assess(report, as_of)
+    return report
+
+
+def _subgroup_shares(report: dict[str, Any]) -> None:
+    """Each subgroup's share of the period's studies (labelled or not)."""
+    total = report["usage"]["records"]
+    for dim, rows in report["subgroups"]["dimensions"].items():
+        served = {r["band"]: r["share"] for r in report["population"]["dimensions"].get(dim, [])}
+        for row in rows:
+            row["share_of_studies"] = (
+                (1.0 if total else None) if dim == "site" else served.get(row["band"])
+            )
+
+
+_PLAIN_STREAM = re.compile(r"^(features|outputs)\.([A-Za-z0-9_]{1,100})$")
+CHANGE_WINDOW = timedelta(days=30)
+
+
+def _measure_change(
+    session: Session, deployment_id: str, period: Period, finding: dict[str, Any]
+) -> None:
+    """The size of a numeric stream's change, measured on the records: its mean over the 30
+    days before the estimated start against its mean from the start to 30 days after it (or
+    the detection, if later). Only for a plain ``features.<key>`` or ``outputs.<key>`` stream
+    whose evidence does not say the size itself."""
+    match = _PLAIN_STREAM.match(finding["stream"] or "")
+    start_s = finding["change_start"] or finding["detected_at"]
+    if match is None or not start_s:
+        return
+    column = InferenceRecord.features if match.group(1) == "features" else InferenceRecord.outputs
+    key = match.group(2)
+    start = _aware(str(start_s))
+    detected = _aware(str(finding["detected_at"])) if finding["detected_at"] else start
+    end = max(start + CHANGE_WINDOW, detected)
+
+    def values(lo: datetime, hi: datetime) -> list[float]:
+        q = sa.select(column).where(
+            InferenceRecord.deployment_id == deployment_id,
+            col(InferenceRecord.acquired_at) >= lo,
+            col(InferenceRecord.acquired_at) < hi,
+        )
+        out = []
+        for (doc,) in session.execute(q):
+            value = doc.get(key) if isinstance(doc, Mapping) else None
+            if isinstance(value, int | float) and math.isfinite(value):  # booleans: 0 or 1
+                out.append(float(value))
+        return out
+
+    before = values(start - CHANGE_WINDOW, start)
+    after = values(start, min(end, period.hi))
+    if len(before) < 10 or len(after) < 10:
+        return
+    mean_before, mean_after = sum(before) / len(before), sum(after) / len(after)
+    relative = mean_after / mean_before - 1 if mean_before else None
+    finding["change_measured"] = {
+        "mean_before": mean_before,
+        "mean_after": mean_after,
+        "relative": relative,
+        "n_before": len(before),
+        "n_after": len(after),
+        "window": "30 days before the estimated start; from it to 30 days after (or the "
+        "detection, if later)",
+    }
+    finding["change_size"] = f"mean {mean_before:.4g} -> {mean_after:.4g}" + (
+        f" ({100 * relative:+.1f} %)" if relative is not None else ""
+    )
+
+
+def _detected_at(alert: Alert) -> str | None:
+    """When the finding was detected: the evidence's own change record, else its alarm time,
+    else when the alert opened."""
+    ev = alert.evidence or {}
+    change = ev.get("change") if isinstance(ev.get("change"), Mapping) else {}
+    stamp = _first_of(change, "detected", "detected_at", "alarm_at") or ev.get("timestamp")
+    return str(stamp) if stamp else iso(alert.opened_at)
+
+
+def _aware(stamp: str) -> datetime:
+    at = datetime.fromisoformat(stamp)
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
+def _count_usage_after(
+    session: Session, deployment_id: str, period: Period, pause: dict[str, Any]
+) -> None:
+    """Records acquired in the period after the finding and after the pause was written."""
+
+    def count(after: datetime) -> int:
+        q = sa.select(sa.func.count()).where(
+            InferenceRecord.deployment_id == deployment_id,
+            col(InferenceRecord.acquired_at) >= max(after, period.lo),
+            col(InferenceRecord.acquired_at) < period.hi,
+        )
+        return int(session.execute(q).scalar_one())
+
+    finding_at = _aware(pause["finding_at"])
+    recorded_at = _aware(pause["recorded_at"])
+    pause["records_after_finding"] = count(finding_at)
+    pause["records_after_recorded"] = count(recorded_at)
+    span_days = (period.hi - max(finding_at, period.lo)).total_seconds() / 86400
+    pause["records_per_month_after_finding"] = (
+        pause["records_after_finding"] / (span_days / 30.44) if span_days >= 1 else None
+    )
+
+
+def _data_sources(report: dict[str, Any], identity_row: DeviceIdentityRecord | None) -> list:
+    qc = report["phantom_qc"]
+    return [
+        {
+            "source": "Inference records",
+            "how": "the probe beside the AI at the site (identifiers removed at the edge)",
+            "count": report["usage"]["records"],
+            "unit": "studies",
+        },
+        {
+            "source": "Physician feedback and ground truth",
+            "how": "RIS/reporting integration through the API",
+            "count": report["performance"]["overall"]["feedback"],
+            "unit": "labelled studies",
+        },
+        {
+            "source": "Phantom quality control",
+            "how": "the site's scanners' daily and weekly phantoms",
+            "count": sum(s["results"] for s in qc["summary"]),
+            "unit": f"results from {len(qc['by_device'])} scanner(s)",
+        },
+        {
+            "source": "Drift and QC alerts",
+            "how": "phase4's detectors on the records, feedback and phantoms",
+            "count": len(report["alerts"]),
+            "unit": "alerts open in the period",
+        },
+        {
+            "source": "Incident register",
+            "how": "recorded by named reviewers",
+            "count": len(report["incidents"]),
+            "unit": "incidents",
+        },
+        {
+            "source": "Audit trail",
+            "how": "hash-chained, verified at export",
+            "count": len(report["audit"]["entries"]),
+            "unit": "entries in the period",
+        },
+        {
+            "source": "Device identity",
+            "how": "recorded by "
+            + (
+                f"{identity_row.updated_by} on {identity_row.updated_at:%Y-%m-%d}"
+                if identity_row
+                else "nobody"
+            ),
+            "count": 1 if identity_row else 0,
+            "unit": "record",
+        },
+    ]

@@ -12,7 +12,13 @@ Z95 = 1.959963984540054  # two-sided 95 %
 # Feature keys the population section reads (the first present wins). Only coarse bands leave
 # the store: a sex category, an age band and a weight band, counted over the whole period.
 SEX_KEYS = ("patient_sex", "sex", "PatientSex")
+# An age band given at the edge (the probe's identifiers policy: no birth date, at most a band)
+# is taken as it is; an age in years is banded here.
+AGE_BAND_KEYS = ("patient_age_band", "age_band")
 AGE_KEYS = ("patient_age_y", "age_y", "age_years", "patient_age", "age", "PatientAge")
+# The scanner a record was acquired on, for the subgroup tables.
+SCANNER_KEYS = ("scanner_model", "ManufacturerModelName", "scanner")
+BAND_CHARS_MAX = 40
 WEIGHT_KEYS = ("patient_weight_kg", "weight_kg", "weight_bin_kg", "PatientWeight")
 
 AGE_BANDS: tuple[tuple[float, str], ...] = (
@@ -115,6 +121,10 @@ def sex_band(features: Mapping[str, Any]) -> str:
 
 
 def age_band(features: Mapping[str, Any]) -> str:
+    given = _first(features, AGE_BAND_KEYS)
+    if given is not None:
+        text = str(given).strip()
+        return text[:BAND_CHARS_MAX] if text else NOT_RECORDED
     value = _first(features, AGE_KEYS)
     if value is None:
         return NOT_RECORDED
@@ -134,8 +144,14 @@ def weight_band(features: Mapping[str, Any]) -> str:
     return _band(number, WEIGHT_BANDS)
 
 
+def scanner_band(features: Mapping[str, Any]) -> str:
+    value = _first(features, SCANNER_KEYS)
+    return NOT_RECORDED if value is None else str(value).strip()[:BAND_CHARS_MAX] or NOT_RECORDED
+
+
 POPULATION_DIMENSIONS = {
     "sex": (sex_band, ("male", "female", "other")),
     "age_band": (age_band, tuple(label for _, label in AGE_BANDS)),
     "weight_band": (weight_band, tuple(label for _, label in WEIGHT_BANDS)),
+    "scanner": (scanner_band, ()),
 }

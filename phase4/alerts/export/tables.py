@@ -12,6 +12,9 @@ from phase4.monitor.store.audit import canonical_json
 Table = tuple[list[str], list[dict[str, Any]]]
 
 
+_CI_SUFFIXES = ("", "_ci_low", "_ci_high", "_n")
+
+
 def _ci(block: Mapping[str, Any], prefix: str) -> dict[str, Any]:
     return {
         f"{prefix}": block.get("value", block.get("mean")),
@@ -31,7 +34,14 @@ def _performance_row(label: str, block: Mapping[str, Any]) -> dict[str, Any]:
 
 def tables(report: Mapping[str, Any]) -> dict[str, Table]:
     """File stem -> (columns, rows). Nested values are written as canonical JSON."""
-    usage_cols = ["month", "records", "errors", "error_rate", "latency_s_median"]
+    usage_cols = [
+        "month",
+        "records",
+        "errors",
+        "error_rate",
+        "latency_s_median",
+        "latency_ms_median",
+    ]
     population_rows = [
         {"dimension": dim, **row}
         for dim, rows in report["population"]["dimensions"].items()
@@ -53,6 +63,10 @@ def tables(report: Mapping[str, Any]) -> dict[str, Table]:
         "direction",
         "alarm_at",
         "estimated_change_at",
+        "headline",
+        "change_start",
+        "detected_at",
+        "change_size",
         "statistic",
         "threshold",
         "repeats",
@@ -62,6 +76,7 @@ def tables(report: Mapping[str, Any]) -> dict[str, Table]:
     alert_cols = [
         "alert_id",
         "opened_at",
+        "detected_at",
         "scope",
         "device_id",
         "device_name",
@@ -178,7 +193,105 @@ def tables(report: Mapping[str, Any]) -> dict[str, Table]:
         "prev_hash",
         "entry_hash",
     ]
+    subgroup_rows = [
+        {
+            "dimension": dim,
+            "band": row["band"],
+            "share_of_studies": row.get("share_of_studies"),
+            "feedback": row["feedback"],
+            **row["confusion"],
+            **_ci(row["sensitivity"], "sensitivity"),
+            **_ci(row["specificity"], "specificity"),
+            **_ci(row["ppv"], "ppv"),
+        }
+        for dim, rows in report["subgroups"]["dimensions"].items()
+        for row in rows
+    ]
+    subgroup_cols = [
+        "dimension",
+        "band",
+        "share_of_studies",
+        "feedback",
+        "tp",
+        "fp",
+        "tn",
+        "fn",
+        *(f"{m}{s}" for m in ("sensitivity", "specificity", "ppv") for s in _CI_SUFFIXES),
+    ]
+    comparison = report["baseline_comparison"]
+    baseline_rows = [
+        {
+            "metric": row["metric"],
+            **_ci(row["baseline"] or {}, "validated"),
+            **_ci(row["observed"], "observed"),
+            "difference": row["difference"],
+            "margin": comparison["margin"],
+            "verdict": row["verdict"],
+            "months_below": row["months_below"],
+            "source": comparison["source"],
+        }
+        for row in comparison["metrics"]
+    ]
+    baseline_cols = [
+        *(f"{p}{s}" for p in ("validated", "observed") for s in _CI_SUFFIXES),
+        "difference",
+        "margin",
+        "verdict",
+        "months_below",
+        "source",
+    ]
+    identity = report["identity"]
+    identity_rows = [
+        {"field": key, "value": identity.get(key)}
+        for key in (
+            "manufacturer",
+            "device_name",
+            "model_version",
+            "basic_udi_di",
+            "mdr_class",
+            "classification_rule",
+            "ai_act_high_risk",
+            "notified_body",
+            "intended_use",
+            "pms_plan",
+            "psur_every_months",
+            "validated_baseline",
+            "updated_by",
+            "updated_at",
+            "missing",
+        )
+    ] + [{"field": f"acceptance.{k}", "value": v} for k, v in report["acceptance"].items()]
+    episode_rows = [
+        {"device_id": d["device_id"], "scanner": d["scanner"], **(d["episode"] or {})}
+        for d in qc["by_device"]
+        if d["episode"]
+    ]
+    episode_cols = [
+        "device_id",
+        "scanner",
+        "kind",
+        "metric",
+        "from",
+        "to",
+        "days",
+        "results",
+        "failures",
+        "failure_share",
+        "mean_value",
+        "reference",
+        "reference_kind",
+        "deviation",
+        "sustained",
+    ]
     return {
+        "identity": (["field", "value"], identity_rows),
+        "baseline_comparison": (["metric", *baseline_cols], baseline_rows),
+        "subgroups": (subgroup_cols, subgroup_rows),
+        "phantom_episodes": (episode_cols, episode_rows),
+        "open_items": (
+            ["number", "severity", "section", "code", "text"],
+            report["conclusions"]["open_items"],
+        ),
         "usage": (usage_cols, report["usage"]["by_month"]),
         "population": (["dimension", "band", "records", "share"], population_rows),
         "performance": (perf_cols, perf_rows),

@@ -101,6 +101,13 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/v1/feedback"): Rule(WRITERS, SiteRule.WRITE, INGEST),
     ("GET", "/v1/deployments"): Rule(ANY_TOKEN, SiteRule.FILTER, "phase4.monitor.api.deployments"),
     ("POST", "/v1/deployments"): Rule(ADMINS, SiteRule.NONE, "phase4.monitor.api.deployments"),
+    # A deployment's device identity: read where its site may be read; set by an admin.
+    ("GET", "/v1/deployments/{deployment_id}/identity"): Rule(
+        ANY_TOKEN, SiteRule.READ, "phase4.monitor.api.deployments"
+    ),
+    ("PUT", "/v1/deployments/{deployment_id}/identity"): Rule(
+        ADMINS, SiteRule.NONE, "phase4.monitor.api.deployments"
+    ),
     # Alerts: a deployment's site, or a device's for phantom QC and canary alerts.
     ("GET", "/v1/alerts"): Rule(ANY_TOKEN, SiteRule.FILTER, "phase4.monitor.api.alerts"),
     ("GET", "/v1/alerts/{alert_id}"): Rule(ANY_TOKEN, SiteRule.READ, "phase4.monitor.api.alerts"),

@@ -368,3 +368,15 @@ class ApiToken(SQLModel, table=True):
     # Updated at most once a minute (phase4.monitor.store.auth.LAST_USED_RESOLUTION_S), not per
     # request.
     last_used_at: datetime | None = ts_field(nullable=True)
+
+
+class DeviceIdentityRecord(SQLModel, table=True):
+    """A deployment's device identity, intended use, PMS plan and validated baseline: a
+    ``DeviceIdentity`` (``phase4.monitor.core.device_identity``) as JSON, one row per
+    deployment, replaced as a whole by each audited change."""
+
+    __tablename__ = "device_identity"
+    deployment_id: str = Field(primary_key=True, foreign_key="deployment.id", max_length=100)
+    identity: dict[str, Any] = json_field()
+    updated_by: str = Field(max_length=200)
+    updated_at: datetime = ts_field(default_now=True)
