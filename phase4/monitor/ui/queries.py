@@ -48,6 +48,7 @@ from phase4.monitor.surveillance.detection import (
     outcome_view,
     record_view,
 )
+from phase4.monitor.surveillance.reports import report_sentence
 
 # A deployment whose last record is older than this is "silent": the probe, the AI or the
 # scanner stopped (weekends included: two days without a study is unusual at any PET site).
@@ -718,13 +719,9 @@ def explain_evidence(alert: Alert) -> list[str]:
             f"The same stream alarmed {ev['repeats']} more time(s) since, last on "
             f"{_when(ev.get('last_timestamp'))}."
         )
-    report = ev.get("report")
-    if isinstance(report, Mapping) and report.get("drifted_columns") is not None:
-        out.append(
-            f"The data-drift report found {report['drifted_columns']} drifted column(s), "
-            f"comparing {report.get('current_rows')} recent records with "
-            f"{report.get('reference_rows')} reference records."
-        )
+    report = report_sentence(ev.get("report"))
+    if report:
+        out.append(report)
     return out
 
 
