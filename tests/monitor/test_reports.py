@@ -218,13 +218,14 @@ def test_the_less_sensitive_explanation_appears_exactly_when_the_window_test_doe
         seen.add(rejects)
         if explained:
             text = _text(opening[opening.index('id="less-sensitive"') :])
-            assert re.search(r"The (CUSUM|EWMA) accumulates evidence over \d+ records", text)
+            assert re.search(r"The (CUSUM|EWMA) accumulates evidence", text)
             assert re.search(
                 r"A two-sample test on the \d+ records since the change, against 200 reference "
-                r"records, would detect a change of this size with probability \d+(\.\d)?%",
+                r"records, would detect a change of this size with probability "
+                r"(more than |less than )?\d+(\.\d)?%",
                 text,
             )
-            assert "with 80% probability" in text and "reference SD (about" in text
+            assert "with 80% probability" in text and "reference SD, about" in text
             sensitivity = row.summary["subject"]["sensitivity"]
             assert 0 <= sensitivity["power"] <= 1 and sensitivity["detectable"] > 0
     assert seen == {True, False}, "one report agrees, the other does not"

@@ -217,6 +217,7 @@ class Sensitivity:
     detectable_unit: float | None = None
     observed: float | None = None  # the window's own shift on the same scale as ``shift``
     reference_rate: float | None = None
+    smoothing: float | None = None  # an EWMA's λ
 
 
 @dataclass
@@ -310,7 +311,7 @@ def numeric_chart(reference: Sequence[float], window: Sequence[float], unit: str
     """Both windows' histograms (share of each window per bin) on shared bins, with medians."""
     ref, win = np.asarray(reference, float), np.asarray(window, float)
     both = np.concatenate([ref, win])
-    lo, hi = np.percentile(both, [0.5, 99.5])
+    lo, hi = float(both.min()), float(both.max())
     if hi <= lo:
         lo, hi = float(both.min()) - 0.5, float(both.max()) + 0.5
     edges = np.linspace(lo, hi, 26)
@@ -454,7 +455,15 @@ def _size(s: Sensitivity, unit: str, value: float | None, in_unit: float | None)
     if s.kind == "binary":
         return fmt_share(value)
     sd = f"{fmt(abs(value), digits=2)} reference SD"
-    return f"{sd} (about {fmt(abs(in_unit), unit)})" if in_unit is not None and unit else sd
+    return f"{sd}, about {fmt(abs(in_unit), unit)}" if in_unit is not None and unit else sd
+
+
+def fmt_probability(p: float) -> str:
+    if p > 0.999:
+        return "more than 99.9%"
+    if p < 0.001:
+        return "less than 0.1%"
+    return fmt_share(p)
 
 
 def sensitivity_paragraphs(page: ReportPage, subject: Subject) -> list[str]:
@@ -463,6 +472,7 @@ def sensitivity_paragraphs(page: ReportPage, subject: Subject) -> list[str]:
     c, s = subject.comparison, subject.sensitivity
     det = detector_words(page.detector)
     u = page.unit_word
+    one = u[:-1]  # "record", "labelled outcome"
     if s is None:
         return [
             f"That is not a contradiction. The {det} weighs each of the {u} since its change "
@@ -472,16 +482,36 @@ def sensitivity_paragraphs(page: ReportPage, subject: Subject) -> list[str]:
         ]
     if s.kind == "binary":
         found = (
-            f"found a rate of {fmt_share(s.shift)} against the reference's "
+            f"a rate of {fmt_share(s.shift)} against the reference's "
             f"{fmt_share(s.reference_rate)} ({s.shift_source})"
         )
     else:
-        found = f"found a shift of {_size(s, c.unit, s.shift, s.shift_unit)} ({s.shift_source})"
+        found = f"a shift of {_size(s, c.unit, s.shift, s.shift_unit)} ({s.shift_source})"
+    if s.detector in ("cusum", "bernoulli_cusum"):
+        first = (
+            f"The {det} accumulates evidence over {s.accumulated} {u}, from its estimate of "
+            f"the change's start to the detection, and found {found}."
+        )
+    elif s.detector == "ewma" and s.smoothing:
+        lam = s.smoothing
+        first = (
+            f"The EWMA accumulates evidence with fading weights — each {one} weighs "
+            f"{fmt(1 - lam, digits=2)} times the one after it, so that its value is as precise "
+            f"as a plain mean of the last {round((2 - lam) / lam)} {u} (Montgomery 2009, §9.2) — "
+            "and at the "
+            f"alarm found {found}; it dates the change {s.accumulated} {u} before the "
+            "detection."
+        )
+    else:
+        first = (
+            f"The {det} alarmed on the {s.accumulated} {u} since its estimate of the change's "
+            f"start and found {found}."
+        )
     out = [
-        f"The {det} accumulates evidence over {s.accumulated} {u}, from its estimate of the "
-        f"change's start to the detection, and {found}. A two-sample test on the {s.window} "
-        f"{u} since the change, against {s.reference} reference {u}, would detect a change of "
-        f"this size with probability {fmt_share(s.power)}."
+        first,
+        f"A two-sample test on the {s.window} {u} since the change, against {s.reference} "
+        f"reference {u}, would detect a change of this size with probability "
+        f"{fmt_probability(s.power)}.",
     ]
     target = f"{round(100 * POWER_TARGET)}%"
     if s.detectable is None:
@@ -565,6 +595,7 @@ STYLE = """
 #phase4-report .no{color:#52606d}
 #phase4-report svg.dist{font:12px system-ui,sans-serif;fill:#3e4c59;max-width:100%;height:auto}
 #phase4-report .pair{display:flex;gap:28px;flex-wrap:wrap;align-items:flex-start}
+#phase4-report .pair>svg,#phase4-report table.numbers{flex:0 0 auto;width:auto}
 #phase4-report code{font-size:13px}
 #phase4-report .explain p{margin:6px 0}
 #phase4-report .small{font-size:13px;color:#52606d}

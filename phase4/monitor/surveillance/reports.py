@@ -481,6 +481,7 @@ def _sensitivity(
         shift_unit=shift * sd,
         detectable_unit=detectable * sd,
         observed=abs(observed),
+        smoothing=_param(ev, "lambda") if detector == "ewma" else None,
     )
 
 
