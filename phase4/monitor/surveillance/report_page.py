@@ -473,6 +473,14 @@ def sensitivity_paragraphs(page: ReportPage, subject: Subject) -> list[str]:
     det = detector_words(page.detector)
     u = page.unit_word
     one = u[:-1]  # "record", "labelled outcome"
+    if s is None and page.detector in ("chi_square", "ks"):
+        return [
+            f"The {det} judged its own window of {u}, the one that ended at its alarm, at a "
+            "level set by the false-alarm budget; this test judges the "
+            f"{c.test.n_window if c.test else 0} {u} from the change estimate on, against the "
+            "reference: a change confined to part of that span is diluted in it. Look at the "
+            "stream's chart on the deployment's page before acting."
+        ]
     if s is None:
         return [
             f"That is not a contradiction. The {det} weighs each of the {u} since its change "
