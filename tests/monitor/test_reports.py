@@ -19,6 +19,7 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
+from phase4.monitor.drift.window_tests import WindowTest
 from phase4.monitor.store.db import session_scope
 from phase4.monitor.store.models import (
     Alert,
@@ -28,6 +29,13 @@ from phase4.monitor.store.models import (
     InferenceRecord,
 )
 from phase4.monitor.surveillance.detection import detect_deployment
+from phase4.monitor.surveillance.report_page import (
+    Comparison,
+    ReportPage,
+    Sensitivity,
+    Subject,
+    render,
+)
 from phase4.monitor.surveillance.reports import (
     MIN_WINDOW,
     attach_reports,
@@ -369,3 +377,71 @@ def test_the_alert_page_sentence_reads_every_version_of_the_evidence(
     else:
         assert sentence is not None and words in sentence
         assert not RAW_DICT.search(sentence)
+
+
+def _page(test: WindowTest, sensitivity: Sensitivity | None, detector: str) -> str:
+    kind = "numeric" if test.test == "ks" else "binary"
+    values: list[Any] = [1.0, 2.0, 3.0] if kind == "numeric" else [True, False, False]
+    comparison = Comparison("features.injected_activity_mbq", kind, values, values, test)
+    subject = Subject(comparison.field, comparison.field, comparison, None, sensitivity)
+    now = datetime(2026, 8, 18, tzinfo=UTC)
+    page = ReportPage(
+        alert_id=1,
+        title="features.injected_activity_mbq rose",
+        stream=comparison.field,
+        detector=detector,
+        detected_at=now,
+        change_at=now - timedelta(days=4),
+        since_records=34,
+        since_values=34,
+        after_records=16,
+        after_values=16,
+        wanted=MIN_WINDOW,
+        extension_open=False,
+        extend_until=now,
+        reference_records=500,
+        reference_values=500,
+        reference_from=None,
+        reference_to=None,
+        reference_note=None,
+        unit_word="records",
+        subject=subject,
+        others=[],
+        built_at=now,
+    )
+    return _text(render(page))
+
+
+@pytest.mark.parametrize("p_value", [0.001, 0.04, 0.06, 0.5])
+@pytest.mark.parametrize("detector", ["cusum", "ewma", "ks", "bernoulli_cusum"])
+def test_the_page_explains_exactly_the_window_tests_that_do_not_reject(
+    p_value: float, detector: str
+) -> None:
+    binary = detector == "bernoulli_cusum"
+    test = WindowTest("z" if binary else "ks", 0.2, p_value, 500, 50)
+    sensitivity = Sensitivity(
+        detector=detector,
+        accumulated=34,
+        window=50,
+        reference=500,
+        kind="binary" if binary else "numeric",
+        shift=None if detector == "ks" else 0.3 if binary else 0.6,
+        shift_source="its estimate",
+        power=None if detector == "ks" else 0.55,
+        detectable=0.35 if binary else 0.5,
+        shift_unit=None if binary or detector == "ks" else 31.0,
+        detectable_unit=None if binary else 26.0,
+        reference_rate=0.1 if binary else None,
+        smoothing=0.2 if detector == "ewma" else None,
+    )
+    text = _page(test, sensitivity if p_value >= 0.05 else None, detector)
+    rejects = p_value < 0.05
+    assert ("agrees with the alert" in text) is rejects
+    assert ("does not reject at the 5% level" in text) is not rejects
+    explanation = "with 80% probability" in text
+    assert explanation is not rejects
+    if not rejects and detector != "ks":
+        assert "would detect a change of this size with probability 55.0%" in text
+        assert "0.60 reference SD, about 31.0 MBq" in text or binary
+    if not rejects and detector == "ks":
+        assert "judged its own window" in text and "probability 55" not in text

@@ -200,18 +200,19 @@ class Sensitivity:
 
     ``shift`` is what the detector found: for a number, a shift in reference SD of normal
     scores (``shift_unit`` the same in the feature's unit, about); for a yes/no, the window's
-    rate (``reference_rate`` the reference's). ``power``: the window test's probability of
-    rejecting at that shift with these sample sizes; ``detectable``: the shift (or rate) it
-    detects with 80% probability (None: none on that side)."""
+    rate (``reference_rate`` the reference's); None for a windowed detector, which states no
+    shift of its own. ``power``: the window test's probability of rejecting at that shift with
+    these sample sizes; ``detectable``: the shift (or rate) it detects with 80% probability
+    (None: none on that side)."""
 
     detector: str
     accumulated: int
     window: int
     reference: int
     kind: str
-    shift: float
+    shift: float | None
     shift_source: str
-    power: float
+    power: float | None
     detectable: float | None
     shift_unit: float | None = None
     detectable_unit: float | None = None
@@ -473,21 +474,30 @@ def sensitivity_paragraphs(page: ReportPage, subject: Subject) -> list[str]:
     det = detector_words(page.detector)
     u = page.unit_word
     one = u[:-1]  # "record", "labelled outcome"
-    if s is None and page.detector in ("chi_square", "ks"):
-        return [
-            f"The {det} judged its own window of {u}, the one that ended at its alarm, at a "
-            "level set by the false-alarm budget; this test judges the "
-            f"{c.test.n_window if c.test else 0} {u} from the change estimate on, against the "
-            "reference: a change confined to part of that span is diluted in it. Look at the "
-            "stream's chart on the deployment's page before acting."
-        ]
-    if s is None:
-        return [
-            f"That is not a contradiction. The {det} weighs each of the {u} since its change "
-            "estimate as it arrives and alarms when the accumulated evidence crosses its "
-            f"threshold; a test of one window counts those {u} once, with a threshold set for "
-            "a single look."
-        ]
+    target = f"{round(100 * POWER_TARGET)}%"
+    if s is None or s.shift is None or s.power is None:
+        if page.detector in ("chi_square", "ks", "cbpe"):
+            out = [
+                f"The {det} judged its own window of {u}, the one that ended at its alarm, at "
+                "a level set by the false-alarm budget; this test judges the "
+                f"{c.test.n_window if c.test else 0} {u} from the change estimate on, against "
+                "the reference: a change confined to part of that span is diluted in it."
+            ]
+        else:
+            out = [
+                f"That is not a contradiction. The {det} weighs each of the {u} since its "
+                "change estimate as it arrives and alarms when the accumulated evidence "
+                f"crosses its threshold; a test of one window counts those {u} once, with a "
+                "threshold set for a single look."
+            ]
+        if s is not None and s.detectable is not None and s.kind == "numeric":
+            out.append(
+                f"A two-sample test of {s.window} {u} against {s.reference} reference {u} "
+                f"detects with {target} probability only shifts of at least "
+                f"{_size(s, c.unit, s.detectable, s.detectable_unit)}."
+            )
+        out.append("Look at the stream's chart on the deployment's page before acting.")
+        return out
     if s.kind == "binary":
         found = (
             f"a rate of {fmt_share(s.shift)} against the reference's "
@@ -521,7 +531,6 @@ def sensitivity_paragraphs(page: ReportPage, subject: Subject) -> list[str]:
         f"reference {u}, would detect a change of this size with probability "
         f"{fmt_probability(s.power)}.",
     ]
-    target = f"{round(100 * POWER_TARGET)}%"
     if s.detectable is None:
         out.append(
             f"With {s.window} {u} it detects no rate on that side with {target} probability."

@@ -465,8 +465,11 @@ def _sensitivity(
         shift = abs(float(statistic))
         source = "the EWMA's value at the alarm, its estimate of the current mean"
     else:
-        shift = abs(observed)
-        source = "the difference of the windows' means over the reference SD"
+        # A windowed detector (KS, the performance estimate) states no shift of its own; the
+        # power at the window's own shift would only restate its p-value (Hoenig & Heisey
+        # 2001, "The abuse of power", American Statistician 55:19-24): the smallest detectable
+        # shift alone is given.
+        shift, source = None, ""
     detectable = ks_detectable_shift(n, m)
     return Sensitivity(
         detector=detector,
@@ -476,9 +479,9 @@ def _sensitivity(
         kind="numeric",
         shift=shift,
         shift_source=source,
-        power=ks_power(shift, n, m),
+        power=ks_power(shift, n, m) if shift is not None else None,
         detectable=detectable,
-        shift_unit=shift * sd,
+        shift_unit=shift * sd if shift is not None else None,
         detectable_unit=detectable * sd,
         observed=abs(observed),
         smoothing=_param(ev, "lambda") if detector == "ewma" else None,
