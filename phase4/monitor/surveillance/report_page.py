@@ -139,7 +139,9 @@ class Comparison:
         if self.kind == "numeric":
             return float(self.test.statistic)
         ref, win = shares(self.reference), shares(self.window)
-        return 0.5 * sum(abs(ref.get(k, 0.0) - win.get(k, 0.0)) for k in set(ref) | set(win))
+        return 0.5 * sum(
+            abs(ref.get(k, 0.0) - win.get(k, 0.0)) for k in sorted(set(ref) | set(win))
+        )
 
     def order_key(self) -> tuple[int, float, float]:
         """Most changed first: smallest p-value, ties (p-values that underflow) by distance;
@@ -173,7 +175,11 @@ class Comparison:
         if self.kind == "binary":
             d = win_s.get("true", 0.0) - ref_s.get("true", 0.0)
             return f"{fmt_signed(100 * d)} points"
-        key = max(set(ref_s) | set(win_s), key=lambda k: abs(win_s.get(k, 0) - ref_s.get(k, 0)))
+        # the category whose share moved most; on a tie, one the reference never had
+        key = max(
+            sorted(set(ref_s) | set(win_s)),
+            key=lambda k: (round(abs(win_s.get(k, 0) - ref_s.get(k, 0)), 12), k not in ref_s),
+        )
         return (
             f"{escape_short(key)}: {fmt_share(ref_s.get(key, 0.0))} → "
             f"{fmt_share(win_s.get(key, 0.0))}"
@@ -284,7 +290,7 @@ def drifted_words(count: int, of: int) -> str:
 
 # --- charts ----------------------------------------------------------------------------------
 
-W, H = 660, 230
+W, H = 600, 230
 LEFT, RIGHT, TOP, BOTTOM = 56, 16, 28, 44
 
 
@@ -380,7 +386,7 @@ def numeric_chart(reference: Sequence[float], window: Sequence[float], unit: str
 def shares_chart(reference: Sequence[Any], window: Sequence[Any], limit: int = 8) -> str:
     """Each category's share of both windows, as paired horizontal bars."""
     ref, win = shares(reference), shares(window)
-    keys = sorted(set(ref) | set(win), key=lambda k: -max(ref.get(k, 0), win.get(k, 0)))
+    keys = sorted(set(ref) | set(win), key=lambda k: (-max(ref.get(k, 0), win.get(k, 0)), k))
     if len(keys) > limit:
         rest = keys[limit - 1 :]
         keys = keys[: limit - 1]
@@ -685,7 +691,9 @@ def _numbers_table(c: Comparison) -> str:
     else:
         ref_s, win_s = shares(c.reference), shares(c.window)
         rows.append(("values", f"{len(c.reference):,}", f"{len(c.window):,}"))
-        keys = sorted(set(ref_s) | set(win_s), key=lambda k: -max(ref_s.get(k, 0), win_s.get(k, 0)))
+        keys = sorted(
+            set(ref_s) | set(win_s), key=lambda k: (-max(ref_s.get(k, 0), win_s.get(k, 0)), k)
+        )
         for k in keys[:8]:
             label = {"true": "yes", "false": "no"}.get(k, k) if c.kind == "binary" else k
             rows.append(
