@@ -617,7 +617,7 @@ STYLE = """
 #phase4-report .yes{color:#b42318;font-weight:600}
 #phase4-report .no{color:#52606d}
 #phase4-report svg.dist{font:12px system-ui,sans-serif;fill:#3e4c59;max-width:100%;height:auto}
-#phase4-report .pair{display:flex;gap:28px;flex-wrap:wrap;align-items:flex-start}
+#phase4-report .pair{display:flex;gap:20px;flex-wrap:wrap;align-items:flex-start}
 #phase4-report .pair>svg,#phase4-report table.numbers{flex:0 0 auto;width:auto}
 #phase4-report code{font-size:13px}
 #phase4-report .explain p{margin:6px 0}
@@ -687,7 +687,7 @@ def _numbers_table(c: Comparison) -> str:
                     fmt(float(np.percentile(win, q)), c.unit),
                 )
             )
-        rows.append(("change of the median", "", c.change()))
+        rows.append(("change of the median", "", c.change().removeprefix("median ")))
     else:
         ref_s, win_s = shares(c.reference), shares(c.window)
         rows.append(("values", f"{len(c.reference):,}", f"{len(c.window):,}"))
