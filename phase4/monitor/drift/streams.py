@@ -262,6 +262,13 @@ def _usable(kind: StreamKind, value: Any) -> Any:
     return None  # a list or an object is not a category
 
 
+def observation_of(kind: StreamKind, value: Any) -> Any:
+    """``value`` as a stream of ``kind`` observes it (a float, a bool or a category), or None
+    when it is missing or unusable: what the stream's detectors are fed, for the drift reports'
+    window tests to compare the same values."""
+    return _usable(kind, value)
+
+
 @dataclass(slots=True)
 class StreamAlarm:
     """An alarm on a named stream, with timestamps for the alarm and the estimated change, the

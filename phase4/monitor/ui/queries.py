@@ -60,6 +60,7 @@ from phase4.monitor.surveillance.reference_outlook import (
     outlook,
     stream_needs,
 )
+from phase4.monitor.surveillance.reports import report_sentence
 from phase4.monitor.ui.timeseries import (
     MAX_RECORDS,
     CollectingSummary,
@@ -997,13 +998,9 @@ def explain_evidence(alert: Alert) -> list[str]:
             f"The same stream alarmed {ev['repeats']} more time(s) since, last on "
             f"{_when(ev.get('last_timestamp'))}."
         )
-    report = ev.get("report")
-    if isinstance(report, Mapping) and report.get("drifted_columns") is not None:
-        out.append(
-            f"The data-drift report found {report['drifted_columns']} drifted column(s), "
-            f"comparing {report.get('current_rows')} recent records with "
-            f"{report.get('reference_rows')} reference records."
-        )
+    report = report_sentence(ev.get("report"))
+    if report:
+        out.append(report)
     return out
 
 
