@@ -219,6 +219,28 @@ def short_size(change: Mapping[str, Any] | None) -> str:
     return ""
 
 
+def size_text(change: Mapping[str, Any] | None) -> str:
+    """The size with its interval, signed, for a table: '−7.8% (95% CI −8.6 to −6.9%)',
+    '+17.4 points (95% CI 12.5 to 22.1)'; '' without a size.
+
+    >>> size_text({"stated": "pct", "size": -7.75, "ci95": [-8.62, -6.87]})
+    '−7.8% (95% CI −8.6 to −6.9%)'
+    """
+    shown = short_size(change)
+    if not shown or change is None:
+        return ""
+    ci = _interval(change)
+    if ci is None:
+        return shown
+    stated = change.get("stated")
+    if stated in ("pct", "points"):
+        decimals, unit = 1, "%" if stated == "pct" else ""
+    else:
+        decimals = _decimals((ci[1] - ci[0]) / 2, float(change.get("size") or 0))
+        unit = f" {change['unit']}" if change.get("unit") else ""
+    return f"{shown} (95% CI {_fmt(ci[0], decimals)} to {_fmt(ci[1], decimals)}{unit})"
+
+
 @dataclass(frozen=True, slots=True)
 class Linked:
     """A linked alert in words ('injected activity +8.0%') and when its change began."""
