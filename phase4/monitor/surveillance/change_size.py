@@ -2,16 +2,18 @@
 since the change began, in the stream's unit, with a 95% confidence interval.
 
 When the drift pass opens an alert it calls :func:`stream_change`, which reads the stream's
-values acquired from the estimated start of the change (``change_timestamp``) to the detection
-(``timestamp``), exactly as the pass fed them (``observations``), and compares them with the
-stream's reference (``phase4.monitor.drift.magnitude``: Welch and Fieller for numeric streams,
-Wilson and Newcombe for rates and shares). At each later pass in which the alert repeats, the
-size is computed again over every value from the start of the change to the last repeat
-(``last_timestamp``), so the estimate sharpens as the change persists; the cost is bounded: at
-most ``AFTER_MAX`` values since the change are read (the first ones: the estimate no longer moves
-much beyond them and no further read happens once they are in), and at most ``SCAN_MAX`` rows
-per read. The result is kept in ``evidence["change"]`` (the keys are listed in docs/ALERTS.md,
-"Size of change").
+values acquired from the estimated start of the change (``change_timestamp``) through the last
+record the pass has analysed (in a live pass, the study that raised the alarm: the detection),
+exactly as the pass fed them (``observations``), and compares them with the stream's reference
+(``phase4.monitor.drift.magnitude``: Welch and Fieller for numeric streams, Wilson and Newcombe
+for rates and shares). At each later pass that feeds the stream while the alert is open (it
+repeats, or new values arrive), the size is computed again over every value since the start of
+the change, so the estimate sharpens as the change persists, and loses the bias of the first
+window, which the detector chose because its values ran high (a size stated at the first alarm
+tends to overstate the change). The cost is bounded: at most ``AFTER_MAX`` values since the
+change are read (the first ones: the estimate no longer moves much beyond them, and no further
+read happens once they are in), and at most ``SCAN_MAX`` rows per read. The result is kept in
+``evidence["change"]`` (the keys are listed in docs/ALERTS.md, "Size of change").
 
 The reference of a numeric stream: its detector state keeps only its summary (n, median), not its
 values; the values are read back from the store, the stream's first n observations from the
@@ -211,13 +213,18 @@ def reference_moments(
     return Moments.of(before), "before"
 
 
-def _window(evidence: Mapping[str, Any], now: datetime) -> tuple[datetime, datetime, datetime]:
-    """(began, detected, through): the change's start, the first alarm, the last repeat (the
-    present at most)."""
+def _window(
+    evidence: Mapping[str, Any], now: datetime, analysed: datetime | None = None
+) -> tuple[datetime, datetime, datetime]:
+    """(began, detected, through): the change's start, the first alarm, and the last value
+    counted: the last repeat, or the last record the pass has analysed when later (the present
+    at most)."""
     detected = as_utc(evidence.get("timestamp")) or now
     began = as_utc(evidence.get("change_timestamp")) or detected
-    through = as_utc(evidence.get("last_timestamp")) or detected
-    return began, detected, min(max(through, detected), now)
+    through = max(as_utc(evidence.get("last_timestamp")) or detected, detected)
+    if analysed is not None:
+        through = max(through, as_utc(analysed) or through)
+    return began, detected, min(through, now)
 
 
 def _frame(
@@ -274,12 +281,15 @@ def stream_change(
     quantity: Quantity,
     *,
     now: datetime,
+    analysed: datetime | None = None,
 ) -> dict[str, Any] | None:
     """The size of a drift alert's change (``evidence["change"]``), or None when it has none
-    (a notice, a stopped stream, a stream without reference, no value since the change). A
-    previous result in ``evidence["change"]`` gives the reference's moments, and is returned as
-    it is once it holds ``AFTER_MAX`` values."""
-    began, detected, through = _window(evidence, now)
+    (a notice, a stopped stream, a stream without reference, no value since the change): every
+    value from the change's start through the last one the pass has analysed (``analysed``;
+    without it, through the alert's last alarm). A previous result in ``evidence["change"]``
+    gives the reference's moments, and is returned as it is once it holds ``AFTER_MAX``
+    values."""
+    began, detected, through = _window(evidence, now, analysed)
     prior = evidence.get("change") if isinstance(evidence.get("change"), Mapping) else None
     if evidence.get("kind") in ("notice", "quarantine") or began > through:
         return None

@@ -407,7 +407,10 @@ def _pass_chunk(
             return False
         # On SQLite nothing is held here: the driver opens a transaction only at the first
         # write, so the reads above took no lock and the analysis runs outside any transaction.
+        observed = {name: stream.observations for name, stream in monitor.streams.items()}
         alarms = _analyse(monitor, deployment, records, feedback)
+        # the streams this chunk fed: their open alerts' sizes are measured again
+        fed = {n for n, stream in monitor.streams.items() if stream.observations != observed[n]}
         now = utcnow()
         if sqlite:
             lock_deployment(session, deployment_id)  # the write lock, from here to commit
@@ -422,9 +425,9 @@ def _pass_chunk(
             now,
             records[-1].acquired_at if records else None,
         )
-        if alarms:
+        if alarms or fed:
             # the deployment's open alerts, and its site's scanners' (whose headlines name the
-            # alerts opened here), in id order (lock order: ``alerting``)
+            # alerts opened or sized here), in id order (lock order: ``alerting``)
             site_devices = session.exec(
                 select(Device).where(Device.site_id == deployment.site_id).order_by(col(Device.id))
             )
@@ -437,8 +440,22 @@ def _pass_chunk(
             current = alert or open_alert(session, deployment, alarm.stream, _cause(alarm))
             if current is not None and current.id is not None:
                 touched[current.id] = current
-        # the size of each change, and each alert's headline, once per chunk (not per repeat)
-        describe_drift_alerts(session, deployment, monitor.streams, list(touched.values()), now)
+        # the size of each change, and each alert's headline, once per chunk (not per repeat):
+        # the alerts opened or repeated, and the open ones whose stream got values
+        for alert in _open_drift_alerts(session, deployment_id, fed):
+            touched.setdefault(alert.id or 0, alert)
+        analysed = max(
+            [r.acquired_at for r in records[-1:]] + [fb.given_at for fb, _, _ in feedback],
+            default=None,
+        )
+        describe_drift_alerts(
+            session,
+            deployment,
+            monitor.streams,
+            list(touched.values()),
+            now,
+            analysed=min(analysed, now) if analysed is not None else None,
+        )
         if started is not None:
             record_action(
                 session,
@@ -454,6 +471,25 @@ def _pass_chunk(
         result.feedback += len(feedback)
         result.alarms += [a for a, _ in alarms]
         return full
+
+
+def _open_drift_alerts(session: Session, deployment_id: str, streams: set[str]) -> list[Alert]:
+    """The deployment's open drift and performance alerts on ``streams`` (whose change has a
+    size measured from the stream's values)."""
+    if not streams:
+        return []
+    return list(
+        session.exec(
+            select(Alert)
+            .where(
+                Alert.deployment_id == deployment_id,
+                Alert.status != AlertStatus.RESOLVED,
+                col(Alert.stream).in_(sorted(streams)),
+                col(Alert.cause).in_([AlertCause.DRIFT, AlertCause.PERFORMANCE]),
+            )
+            .order_by(col(Alert.id))
+        )
+    )
 
 
 def _current_state(

@@ -252,8 +252,9 @@ def write_headline(session: Session, alert: Alert, now: datetime | None = None) 
         names=_names(session, alert),
         linked=linked_of(session, alert),
     )[:HEADLINE_CHARS_MAX]
-    alert.evidence = {**(alert.evidence or {}), "headline": text}
-    session.add(alert)
+    if (alert.evidence or {}).get("headline") != text:  # no row written for the same words
+        alert.evidence = {**(alert.evidence or {}), "headline": text}
+        session.add(alert)
     return text
 
 
@@ -323,9 +324,12 @@ def describe_drift_alerts(
     streams: Mapping[str, Stream],
     alerts: list[Alert],
     now: datetime | None = None,
+    *,
+    analysed: datetime | None = None,
 ) -> None:
-    """Size the change of each of the deployment's alerts a pass opened or repeated
-    (``evidence["change"]``), then write their headlines (after all sizes, so that one alert's
+    """Size the change of each of the deployment's alerts a pass opened, repeated or fed
+    (``evidence["change"]``, over the values since the change through ``analysed``, the last
+    record the pass analysed), then write their headlines (after all sizes, so that one alert's
     headline names the fresh size of another)."""
     now = now or utcnow()
     names = _names_of(deployment)
@@ -333,9 +337,15 @@ def describe_drift_alerts(
         evidence = dict(alert.evidence or {})
         quantity = quantity_of(alert.stream, names)
         change = stream_change(
-            session, deployment, streams.get(alert.stream), evidence, quantity, now=now
+            session,
+            deployment,
+            streams.get(alert.stream),
+            evidence,
+            quantity,
+            now=now,
+            analysed=analysed,
         )
-        if change is not None:
+        if change is not None and change != evidence.get("change"):
             evidence["change"] = change
             alert.evidence = evidence
             session.add(alert)
