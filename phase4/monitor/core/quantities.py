@@ -175,15 +175,19 @@ def quantity_of(stream: str, overrides: Mapping[str, Mapping[str, Any]] | None =
     or field -> label, unit, relative); a stream's own entry wins over its field's."""
     match = _SUBGROUP.match(stream)
     field = match.group("field") if match else stream
-    quantity = _default(field)
+    quantity = _said(_default(field), (overrides or {}).get(field))
     if match:
         quantity = replace(quantity, label=f"{quantity.label} ({match.group('cond')})")
-    for key in (field, stream):
-        given = (overrides or {}).get(key)
-        if isinstance(given, Mapping):
-            said = {k: given.get(k) for k in ("label", "unit", "unit_note", "relative")}
-            quantity = replace(quantity, **{k: v for k, v in said.items() if v is not None})
+        quantity = _said(quantity, (overrides or {}).get(stream))
     return quantity
+
+
+def _said(quantity: Quantity, given: Any) -> Quantity:
+    """``quantity`` with what a configuration says of it."""
+    if not isinstance(given, Mapping):
+        return quantity
+    said = {k: given.get(k) for k in ("label", "unit", "unit_note", "relative")}
+    return replace(quantity, **{k: v for k, v in said.items() if v is not None})
 
 
 def _default(field: str) -> Quantity:
