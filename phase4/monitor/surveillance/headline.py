@@ -160,7 +160,8 @@ def _linking(session: Session, alert: Alert) -> list[Alert]:
         owners = col(Alert.deployment_id).in_(deployments)
     else:
         return []
-    query = sa.select(Alert).where(owners, col(Alert.id) != alert.id).order_by(col(Alert.id))
+    # only an alert opened later links this one (``alerting``): ids grow
+    query = sa.select(Alert).where(owners, col(Alert.id) > alert.id).order_by(col(Alert.id))
     return [a for a in session.execute(query).scalars() if alert.id in _link_ids(a)]
 
 
