@@ -121,7 +121,7 @@ def test_checklists_follow_the_cause() -> None:
     silence = _alert(stream="probe.heartbeat", cause="probe_silence", evidence={"silence_s": 7200})
     assert any("probe process" in c for c in checklist(silence))
     assert (
-        "No records from the probe of lesion-ai@site-a for 2.0 h"
+        "No records received from the probe of lesion-ai@site-a for 2.0 h"
         in render_alert(silence, AlertContext(), settings_for()).subject
     )
     perf = _alert(stream="performance.missed", cause="performance", severity="critical")

@@ -93,6 +93,22 @@ def delay_days(began: datetime | None, detected: datetime | None) -> float | Non
     return round(max(0.0, (detected - began).total_seconds()) / 86400, 1)
 
 
+def duration_words(seconds: float) -> str:
+    """'45 s', '12 min', '2.0 h', '2.8 days'.
+
+    >>> duration_words(7200), duration_words(3 * 86400 - 17280)
+    ('2.0 h', '2.8 days')
+    """
+    seconds = max(0.0, seconds)
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 48 * 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
 def _delay_words(began: datetime, detected: datetime) -> str:
     days = (detected.astimezone(UTC).date() - began.astimezone(UTC).date()).days
     if days <= 0:

@@ -38,6 +38,7 @@ from phase4.monitor.core.headline import (
     clean,
     day_or_future,
     delay_days,
+    duration_words,
     event_sentence,
     limit_sentence,
     notice_sentence,
@@ -198,8 +199,9 @@ def compose(
         last = as_utc(ev.get("last_record_at"))
         since = day_or_future(last, now)
         silence = _num(ev.get("silence_s"))
-        hours = f" for {silence / 3600:.1f} h" if silence is not None else ""
-        text = f"No records from the probe of {clean(alert.deployment_id or '?', 100)}{hours}"
+        length = f" for {duration_words(silence)}" if silence is not None else ""
+        who = clean(alert.deployment_id or "?", 100)
+        text = f"No records received from the probe of {who}{length}"
         return text + (f" (the last acquired {since})." if since else ".")
     if cause in (AlertCause.PHANTOM_TOLERANCE, AlertCause.PHANTOM_ACTION):
         value = _num(ev.get("statistic"))
