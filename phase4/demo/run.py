@@ -52,6 +52,7 @@ from phase4.monitor.store.auth import Role, create_token
 from phase4.monitor.store.db import create_db_engine, session_scope, upgrade
 from phase4.monitor.store.models import Alert
 from phase4.monitor.surveillance.detection import PassResult, detect_all
+from phase4.monitor.surveillance.headline import headline
 from phase4.monitor.surveillance.phantom_qc import process_phantom_qc
 from phase4.monitor.surveillance.reports import attach_reports
 from phase4.probes import Probe, pseudonymise
@@ -653,17 +654,8 @@ def _phantom_summary(console: Console, result: DemoResult) -> None:
         f"and a NEMA IQ phantom through the AI every Monday, per scanner); "
         f"{len(device_alerts)} scanner alerts:"
     )
-    for alert in device_alerts:
-        ev = alert.evidence
-        console.print(
-            f"  {SEVERITY_MARK[alert.severity]} {escape(alert.title)}\n"
-            f"      began ~{_day(ev.get('change_timestamp'))}, detected {_day(ev.get('timestamp'))}"
-        )
-        for link in ev.get("linked", [])[:3]:
-            console.print(
-                f"      linked to the AI's alert in {link.get('deployment')}: "
-                f"{escape(link['what'])} ({_day(link['at'])})"
-            )
+    for alert in device_alerts:  # the headline says when, how much and linked to what
+        console.print(f"  {SEVERITY_MARK[alert.severity]} {escape(headline(alert))}")
 
 
 def _detection_summary(console: Console, result: DemoResult) -> None:
@@ -681,17 +673,13 @@ def _detection_summary(console: Console, result: DemoResult) -> None:
     for dep in sorted({a.deployment_id for a in result.alerts if a.deployment_id}):
         console.print(f"[bold]{dep}[/]")
         for alert in (a for a in result.alerts if a.deployment_id == dep):
-            ev = alert.evidence
             change = _explained_by(alert, result)
             false_alarms += change is None
             verdict = f"[green]{change.kind}[/]" if change else "[magenta]false alarm[/]"
             console.print(
-                f"  {SEVERITY_MARK[alert.severity]} {escape(alert.title)}\n"
-                f"      began ~{_day(ev.get('change_timestamp'))}, detected "
-                f"{_day(ev.get('timestamp'))}; truth: {verdict}"
+                f"  {SEVERITY_MARK[alert.severity]} {escape(headline(alert))}\n"
+                f"      truth: {verdict}"
             )
-            for link in ev.get("linked", [])[:2]:
-                console.print(f"      linked: {escape(link['what'])} ({_day(link['at'])})")
     _phantom_summary(console, result)
     monitored = [d for d in result.records_by_deployment if d != DICOM_DEPLOYMENT]
     years = len(monitored) * result.days / 365  # the DICOM share never fills a reference

@@ -41,7 +41,7 @@ def test_a_message_is_multipart_alternative_with_text_and_html(tmp_path: Path) -
     assert got.rcpt_tos == ("physicist@example.org",)
     assert got.mail_from == "phase4@hospital.example"
     assert got.message.get_content_type() == "multipart/alternative"
-    assert got.subject.startswith("[phase4 WARNING] lesion-ai@site-a")
+    assert got.subject.startswith("[phase4 WARNING] Injected activity at site-a rose")
     assert "What to check first".upper() in got.part("plain")
     assert "<h3" in got.part("html")
     assert got.message["Auto-Submitted"] == "auto-generated"

@@ -106,7 +106,7 @@ def test_a_silence_opens_one_alert_which_resumption_resolves(
     # The silence is mailed like any alert, with the probe checklist.
     notify_pending(world.engine, settings, now=monday)
     [m] = sink.wait_for(1)
-    assert "no records received" in m.subject
+    assert "No records received from the probe of lesion-ai@site-a for 2.8 days" in m.subject
     assert "probe process" in m.part("plain")
 
     # Records resume: the alert is resolved by phase4, audited, with when they resumed.

@@ -37,10 +37,15 @@ def _alert(**kw: Any) -> Alert:
 def test_a_drift_alert_says_what_since_when_how_sure_and_what_to_check() -> None:
     settings = settings_for()
     r = render_alert(_alert(), AlertContext(site_id="site-a"), settings)
-    assert r.subject == (
-        "[phase4 WARNING] lesion-ai@site-a: features.injected_activity_mbq rose (alert 42)"
+    # the headline: world dates and the delay (no size: this evidence predates sizes)
+    sentence = (
+        "Injected activity at site-a rose from about 10 Mar (detected 12 Mar 2026, 2 days later)"
     )
+    assert r.subject == f"[phase4 WARNING] {sentence} (alert 42)"
     text = r.text
+    assert text.splitlines()[0] == sentence + "."
+    assert "Delay from the change's start to its detection: 2.1 days." in text
+    assert "2026-03-12" not in text.split("Since when".upper())[0]  # no processing time first
     assert "Estimated start of the change: 2026-03-10 09:00 UTC" in text
     assert "reached 9.3, beyond its threshold of 6.1" in text
     assert "at most 1 false alarm(s) per deployment per year" in text
@@ -110,13 +115,13 @@ def test_checklists_follow_the_cause() -> None:
     )
     assert any("revalidate" in c for c in checklist(notice))
     assert (
-        "new value 'Vision 600' in features.scanner_model"
+        "New scanner model in lesion-ai@site-a: 'Vision 600'"
         in render_alert(notice, AlertContext(), settings_for()).subject
     )
     silence = _alert(stream="probe.heartbeat", cause="probe_silence", evidence={"silence_s": 7200})
     assert any("probe process" in c for c in checklist(silence))
     assert (
-        "no records received for 2.0 h"
+        "No records received from the probe of lesion-ai@site-a for 2.0 h"
         in render_alert(silence, AlertContext(), settings_for()).subject
     )
     perf = _alert(stream="performance.missed", cause="performance", severity="critical")
@@ -180,3 +185,48 @@ def test_a_silence_over_a_closed_day_says_how_much_was_closed() -> None:
     evidence["closed_s"] = 0.0
     plain = render_alert(alert, AlertContext(site_id="site-a"), settings_for()).text
     assert "not counted" not in plain
+
+
+def test_a_stored_headline_heads_the_email_and_the_webhook_with_the_size_as_data() -> None:
+    evidence = drift_evidence()
+    sentence = (
+        "Injected activity at University Hospital A rose 8.1% (95% CI 6.0 to 10.2%) from about "
+        "10 Mar (detected 12 Mar 2026, 2 days later); linked to: new reconstruction 'Q' from "
+        "the same day."
+    )
+    evidence["headline"] = sentence
+    evidence["change"] = {
+        "kind": "numeric",
+        "stated": "pct",
+        "size": 8.1,
+        "ci95": [6.0, 10.2],
+        "before": 274.0,
+        "after": 296.2,
+        "n_before": 500,
+        "n_after": 40,
+        "quantity": "injected activity",
+        "unit": "MBq",
+        "method": "difference of means with Welch's 95% interval",
+        "began": "2026-03-10T09:00:00+00:00",
+        "detected": "2026-03-12T10:20:00+00:00",
+        "through": "2999-01-01T00:00:00+00:00",  # a clock gone wrong: never shown as a date
+        "free_text": "DECOY",
+    }
+    evidence["last_timestamp"] = "2999-01-01T00:00:00+00:00"
+    evidence["repeats"] = 3
+    alert = _alert(evidence=evidence)
+    r = render_alert(alert, AlertContext(site_id="site-a"), settings_for())
+    assert r.text.splitlines()[0] == sentence
+    assert r.subject == (
+        "[phase4 WARNING] Injected activity at University Hospital A rose 8.1% (95% CI 6.0 to "
+        "10.2%) from about 10 Mar (detected 12 Mar 2026, 2 days later) (alert 42)"
+    )
+    assert "Before: mean 274 MBq; since the change: mean 296 MBq (500 reference values; 40" in (
+        r.text
+    )
+    assert "2999" not in r.text and "a date in the future" in r.text
+    web = payload(alert, AlertContext(site_id="site-a"), settings_for())
+    assert web["headline"] == web["alert"]["headline"] == sentence
+    assert web["change"]["size"] == 8.1 and web["change"]["ci95"] == [6.0, 10.2]
+    assert web["change"]["through"] is None and "free_text" not in web["change"]
+    assert web["alert"]["delay_days"] == 2.1

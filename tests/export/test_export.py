@@ -131,6 +131,10 @@ def test_export_writes_every_format_with_the_right_numbers(
     drift = {d["alert_id"]: d for d in report["drift_findings"]}
     found = drift[w.drift_alert_id]
     assert found["estimated_change_at"].startswith((w.start + timedelta(days=10)).isoformat())
+    # the finding in world dates first: the change's start, its detection and the delay
+    assert found["change_began"].startswith((w.start + timedelta(days=10)).isoformat())
+    assert found["detected"] is not None and found["delay_days"] is not None
+    assert found["headline"].endswith(".") and "(detected " in found["headline"]
     assert found["linked"][0]["stream"] == "features.image_noise_cv"
     assert found["repeats"] == 2
     assert "B only" not in json.dumps(report)

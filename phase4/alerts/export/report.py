@@ -34,6 +34,7 @@ from phase4.monitor.core.device_identity import (
     DeviceIdentityError,
     parse_identity,
 )
+from phase4.monitor.core.headline import size_text
 from phase4.monitor.core.statuses import AlertCause
 from phase4.monitor.core.verdicts import verdict_level as _verdict_level
 from phase4.monitor.domain.device_names import device_name, unknown_device
@@ -53,6 +54,7 @@ from phase4.monitor.store.models import (
     PhantomTolerance,
     Site,
 )
+from phase4.monitor.surveillance.headline import headline, world_times
 from phase4.monitor.surveillance.reference_outlook import deployment_outlook
 
 REPORT_FORMAT = "phase4-surveillance-report/1"
@@ -443,6 +445,31 @@ def _change_size(ev: Mapping[str, Any], change: Mapping[str, Any]) -> str | None
     return None
 
 
+def _change_columns(alert: Alert) -> dict[str, Any]:
+    """A finding's times of the world (the change's estimated start, its detection, the delay;
+    none after the present) and the size of its change with its 95% interval."""
+    times = world_times(alert)
+    raw = (alert.evidence or {}).get("change")
+    change = raw if isinstance(raw, Mapping) else {}
+    ci = change.get("ci95") if isinstance(change.get("ci95"), list) else [None, None]
+    stated = change.get("stated")
+    unit = {"pct": "%", "points": "percentage points"}.get(str(stated), change.get("unit"))
+    return {
+        "change_began": iso(times.began),
+        "detected": iso(times.detected),
+        "delay_days": times.delay_days,
+        "headline": headline(alert),
+        "quantity": change.get("quantity"),
+        "size": size_text(change) or None,
+        "size_value": change.get("size"),
+        "size_ci95_low": ci[0] if len(ci) == 2 else None,
+        "size_ci95_high": ci[1] if len(ci) == 2 else None,
+        "size_unit": unit or None,
+        "n_before": change.get("n_before"),
+        "n_after": change.get("n_after"),
+    }
+
+
 def _drift_row(alert: Alert) -> dict[str, Any]:
     ev = alert.evidence or {}
     linked = ev.get("linked") or []
@@ -450,6 +477,7 @@ def _drift_row(alert: Alert) -> dict[str, Any]:
     headline = ev.get("headline")
     return {
         "alert_id": alert.id,
+        **_change_columns(alert),
         "opened_at": iso(alert.opened_at),
         "stream": alert.stream,
         "cause": alert.cause,

@@ -54,7 +54,19 @@ def tables(report: Mapping[str, Any]) -> dict[str, Table]:
     perf_cols = list(perf_rows[0])
     drift_cols = [
         "alert_id",
-        "opened_at",
+        # world times and the size first; when phase4 processed it (opened_at) is for the audit
+        "change_began",
+        "detected",
+        "delay_days",
+        "headline",
+        "quantity",
+        "size",
+        "size_value",
+        "size_ci95_low",
+        "size_ci95_high",
+        "size_unit",
+        "n_before",
+        "n_after",
         "stream",
         "cause",
         "severity",
@@ -72,6 +84,7 @@ def tables(report: Mapping[str, Any]) -> dict[str, Table]:
         "repeats",
         "status",
         "linked",
+        "opened_at",
     ]
     alert_cols = [
         "alert_id",

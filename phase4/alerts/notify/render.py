@@ -1,7 +1,10 @@
 """An alert in words a person can act on: subject, plain text and HTML, and the webhook payload.
 
-What changed, since when, how sure (statistic against threshold, and the false-alarm budget in
-plain words), what to check first, what else happened around then, and where to look.
+The alert's headline (``phase4.monitor.surveillance.headline``: what changed, by how much with
+its 95% interval, since when and linked to what, in world dates) is the subject (without its
+linked alerts) and the message's first line, and the webhook's ``headline``; then what changed,
+since when, how sure (statistic against threshold, and the false-alarm budget in plain words),
+what to check first, what else happened around then, and where to look.
 
 Only known evidence keys are read, each checked for its type; free strings are cleaned of control
 characters, shortened and (in HTML) escaped. Nothing else from the evidence is copied into a
@@ -21,8 +24,11 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from phase4.alerts.config import NO_PUBLIC_ADDRESS, NotifySettings
+from phase4.monitor.core.headline import FUTURE
 from phase4.monitor.core.statuses import PHANTOM_CAUSES, AlertCause, Severity
-from phase4.monitor.store.models import Alert
+from phase4.monitor.store.models import Alert, utcnow
+from phase4.monitor.surveillance.headline import headline as alert_headline
+from phase4.monitor.surveillance.headline import subject_line, world_times
 
 Purpose = Literal["opened", "escalation"]
 
@@ -63,6 +69,9 @@ def _when(value: Any) -> datetime | None:
 
 
 def fmt_time(value: datetime) -> str:
+    """A world time; one after the present is never shown as a time."""
+    if value > utcnow():
+        return FUTURE
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
@@ -137,38 +146,43 @@ def _is_notice(alert: Alert) -> bool:
     return notice or alert.evidence.get("kind") == "notice"
 
 
-def headline(alert: Alert, ctx: AlertContext | None = None) -> str:
-    """One line: what changed, in which deployment (or on which scanner)."""
-    ev = alert.evidence
-    where = clean(alert.deployment_id, 100) if alert.deployment_id else _subject_of(alert, ctx)
-    stream = _stream_label(alert.stream)
-    if alert.cause == AlertCause.PROBE_SILENCE:
-        silence = _num(ev.get("silence_s"))
-        length = f" for {fmt_duration(silence)}" if silence is not None else ""
-        return f"{where}: no records received{length}"
-    if _is_notice(alert):
-        value = (
-            (ev.get("detail") or {}).get("value") if isinstance(ev.get("detail"), dict) else None
+def headline(alert: Alert, site: str | None = None) -> str:
+    """The alert's sentence (``phase4.monitor.surveillance.headline``), as every surface says it."""
+    return alert_headline(alert, site=site)
+
+
+def _size_lines(ev: Mapping[str, Any]) -> list[str]:
+    """The numbers behind the headline's size: each side's mean or rate and its count."""
+    change = ev.get("change")
+    if not isinstance(change, dict):
+        return []
+    n_before, n_after = _num(change.get("n_before")), _num(change.get("n_after"))
+    before, after = _num(change.get("before")), _num(change.get("after"))
+    unit = clean(change.get("unit") or "", 20)
+    unit = f" {unit}" if unit and unit != "%" else unit
+    kind = change.get("kind")
+    lines = []
+    if before is not None and after is not None:
+        if kind in ("binary", "categorical", "estimate"):
+            text = f"Before: {100 * before:.1f}%; since the change: {100 * after:.1f}%"
+        else:
+            text = f"Before: mean {_g(before)}{unit}; since the change: mean {_g(after)}{unit}"
+        counts = (
+            f" ({int(n_before):,} reference values; {int(n_after):,} since the change)"
+            if n_before is not None and n_after is not None
+            else ""
         )
-        shown = f" {clean(value, 60)!r}" if isinstance(value, str | int | float | bool) else ""
-        return f"{where}: new value{shown} in {stream}"
-    direction = ev.get("direction")
-    if stream.startswith("estimated."):
-        verb = {"up": "rose", "down": "fell"}.get(str(direction), "changed")
-        return f"{where}: estimated {stream.removeprefix('estimated.')} {verb}"
-    if direction in ("up", "down"):
-        kind = ev.get("stream_kind")
-        what = f"rate of {stream}" if kind == "binary" else stream
-        return f"{where}: {what} {'rose' if direction == 'up' else 'fell'}"
-    if alert.cause in (AlertCause.DRIFT, AlertCause.PERFORMANCE):
-        return f"{where}: the distribution of {stream} changed"
-    return f"{where}: {clean(alert.title, 160)}"
+        lines.append(text + counts + ".")
+    method = change.get("method")
+    if isinstance(method, str):
+        lines.append(f"How the size was estimated: {clean(method, 300)}.")
+    return lines
 
 
 def _what_changed(alert: Alert, ctx: AlertContext | None = None) -> list[str]:
     ev = alert.evidence
     stream = _stream_label(alert.stream)
-    lines = [headline(alert, ctx) + "."]
+    lines = _size_lines(ev)
     if alert.cause == AlertCause.PROBE_SILENCE:
         last = _when(ev.get("last_record_at"))
         if last is not None:
@@ -201,13 +215,20 @@ def _what_changed(alert: Alert, ctx: AlertContext | None = None) -> list[str]:
 
 
 def _since_when(alert: Alert) -> list[str]:
+    """World times only (the studies', the scans'): when phase4 processed them is in the audit
+    trail, not here."""
     ev = alert.evidence
-    lines = [f"Alert opened at {fmt_time(alert.opened_at)}."]
+    lines = []
+    if alert.cause == AlertCause.PROBE_SILENCE:
+        lines.append(f"Noticed at {fmt_time(alert.opened_at)}.")
     change, fired = _when(ev.get("change_timestamp")), _when(ev.get("timestamp"))
     if change is not None:
         lines.append(f"Estimated start of the change: {fmt_time(change)}.")
     if fired is not None and fired != change:
         lines.append(f"Detected on the study acquired at {fmt_time(fired)}.")
+    delay = world_times(alert).delay_days
+    if delay is not None and change is not None and fired is not None and fired != change:
+        lines.append(f"Delay from the change's start to its detection: {delay:g} days.")
     return lines
 
 
@@ -536,15 +557,20 @@ def render_alert(
     purpose: Purpose = "opened",
 ) -> Rendered:
     """Subject, text and HTML of one alert."""
-    subject = clean(
-        f"{_subject_prefix(alert.severity, purpose)} {headline(alert, ctx)} (alert {alert.id})",
-        200,
-    )
+    line = subject_line(alert, site=ctx.site_id)
+    if alert.deployment_id is None and alert.device_id is not None:
+        line = f"{_subject_of(alert, ctx)}: {line}"  # the scanner by name, first
+    subject = clean(f"{_subject_prefix(alert.severity, purpose)} {line} (alert {alert.id})", 200)
+    first = headline(alert, ctx.site_id)
     secs = sections(alert, ctx, settings, purpose)
     lnks = links(alert, ctx, settings)
     note = links_note(settings, f"alert {alert.id}")
     return Rendered(
-        subject, _text(subject, secs, lnks, note), _html(subject, secs, lnks, note), lnks, note
+        subject,
+        _text(first, secs, lnks, note),
+        _html(first, secs, lnks, subject, note),
+        lnks,
+        note,
     )
 
 
@@ -565,7 +591,7 @@ def render_digest(
         where = "scanners"
     subject = clean(f"{_subject_prefix(worst, purpose)} {where}: {len(alerts)} new alerts", 200)
     summary = tuple(
-        f"Alert {a.id} ({clean(a.severity, 16)}): {headline(a, ctx)}"
+        f"Alert {a.id} ({clean(a.severity, 16)}): {headline(a, ctx.site_id)}"
         + _dash_url(settings, f"/ui/alerts/{a.id}")
         for a, ctx in alerts
     )
@@ -589,7 +615,7 @@ def render_digest(
     return Rendered(
         subject,
         _text(subject, secs, all_links, note),
-        _html(subject, secs, all_links, note),
+        _html(subject, secs, all_links, note=note),
         all_links,
         note,
     )
@@ -602,9 +628,10 @@ _FOOTER = (
 
 
 def _text(
-    subject: str, secs: Sequence[Section], lnks: Sequence[Link], note: str | None = None
+    first: str, secs: Sequence[Section], lnks: Sequence[Link], note: str | None = None
 ) -> str:
-    parts = [subject, ""]
+    """The plain text: ``first`` (an alert's headline, a digest's subject) on the first line."""
+    parts = [first, ""]
     for s in secs:
         parts.append(s.heading.upper())
         parts += [f"  - {line}" if s.bullets else line for line in s.lines]
@@ -618,10 +645,15 @@ def _text(
 
 
 def _html(
-    subject: str, secs: Sequence[Section], lnks: Sequence[Link], note: str | None = None
+    first: str,
+    secs: Sequence[Section],
+    lnks: Sequence[Link],
+    subject: str | None = None,
+    note: str | None = None,
 ) -> str:
     e = html.escape
-    body = [f'<h2 style="font-family:sans-serif">{e(subject)}</h2>']
+    subject = subject or first
+    body = [f'<h2 style="font-family:sans-serif">{e(first)}</h2>']
     for s in secs:
         body.append(f'<h3 style="font-family:sans-serif;margin-bottom:4px">{e(s.heading)}</h3>')
         if s.bullets:
@@ -662,8 +694,8 @@ def payload(
     (``text``: Slack/Mattermost-compatible incoming webhooks show it)."""
     ev: Mapping[str, Any] = alert.evidence
     budget = ev.get("budget") if isinstance(ev.get("budget"), dict) else {}
-    change = _when(ev.get("change_timestamp"))
-    fired = _when(ev.get("timestamp"))
+    times = world_times(alert)
+    change, fired = times.began, times.detected
     linked = []
     for item in ev.get("linked") or []:
         if isinstance(item, dict) and isinstance(item.get("alert_id"), int):
@@ -681,7 +713,10 @@ def payload(
     where = f" - {lnks[0].url}" if lnks else f" ({NO_PUBLIC_ADDRESS})"
     return {
         "event": event,
-        "text": f"{_subject_prefix(alert.severity, purpose)} {headline(alert, ctx)}{where}",
+        "text": f"{_subject_prefix(alert.severity, purpose)} "
+        f"{subject_line(alert, site=ctx.site_id)}{where}",
+        "headline": headline(alert, ctx.site_id),
+        "change": change_data(ev),
         "alert": {
             "id": alert.id,
             "deployment": alert.deployment_id,
@@ -690,11 +725,12 @@ def payload(
             "cause": clean(alert.cause, 100),
             "severity": alert.severity,
             "status": alert.status,
-            "headline": headline(alert, ctx),
+            "headline": headline(alert, ctx.site_id),
             "opened_at": _iso(alert.opened_at),
             "escalated_at": _iso(alert.escalated_at),
             "change_at": _iso(change),
             "detected_at": _iso(fired),
+            "delay_days": times.delay_days,
             "detector": clean(ev["detector"], 40) if isinstance(ev.get("detector"), str) else None,
             "direction": ev.get("direction") if ev.get("direction") in ("up", "down") else None,
             "statistic": _num(ev.get("statistic")),
@@ -723,3 +759,43 @@ def payload(
         ),
         "links_note": note,
     }
+
+
+_CHANGE_NUMBERS = (
+    "size",
+    "before",
+    "after",
+    "delta",
+    "delta_pct",
+    "n_before",
+    "n_after",
+    "delay_days",
+    "level",
+)
+_CHANGE_INTERVALS = ("ci95", "delta_ci95", "delta_pct_ci95", "before_ci95", "after_ci95")
+_CHANGE_WORDS = ("kind", "stated", "quantity", "unit", "unit_note", "category", "method")
+
+
+def change_data(ev: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The size of the change (``evidence["change"]``) as data: its known keys, each checked for
+    its type (numbers finite, intervals of two numbers, words cleaned), times of the world
+    (none after the present)."""
+    change = ev.get("change")
+    if not isinstance(change, dict):
+        return None
+    out: dict[str, Any] = {k: _num(change.get(k)) for k in _CHANGE_NUMBERS if k in change}
+    for k in _CHANGE_INTERVALS:
+        ci = change.get(k)
+        if isinstance(ci, list) and len(ci) == 2:
+            low, high = _num(ci[0]), _num(ci[1])
+            out[k] = [low, high] if low is not None and high is not None else None
+    for k in _CHANGE_WORDS:
+        if isinstance(change.get(k), str):
+            out[k] = clean(change[k], 300 if k == "method" else 80)
+    if isinstance(change.get("new"), bool):
+        out["new"] = change["new"]
+    now = utcnow()
+    for k in ("began", "detected", "through"):
+        when = _when(change.get(k))
+        out[k] = _iso(when) if when is not None and when <= now else None
+    return out

@@ -26,6 +26,7 @@ from phase4.monitor.domain.alert_actions import (
     resolve_alert,
 )
 from phase4.monitor.store.models import Alert, NotificationAttempt
+from phase4.monitor.surveillance.headline import detected_order, headline, world_times
 from phase4.monitor.surveillance.reports import report_html
 
 router = APIRouter(prefix="/v1/alerts", tags=["alerts"])
@@ -43,8 +44,24 @@ class AlertOut(BaseModel):
     cause: str = Field(description=f"Why it was raised: {CAUSES}.")
     severity: Severity
     status: AlertStatus
+    headline: str = Field(
+        description="The alert in one sentence: what changed, by how much (with its 95% "
+        "interval), from when, detected when, linked to what (docs/ALERTS.md)."
+    )
+    change_began: datetime | None = Field(
+        description="When the change began (estimated; the studies' or scans' time). Null "
+        "when unknown, or when the time lies after the present (a clock is wrong)."
+    )
+    detected: datetime | None = Field(
+        description="When it was detected: the time of the study or scan that raised it. "
+        "Null as for change_began."
+    )
+    delay_days: float | None = Field(description="Days from change_began to detected.")
     title: str
-    opened_at: datetime
+    opened_at: datetime = Field(
+        description="When phase4 processed the alarm and opened the alert (audit): not when "
+        "the change happened."
+    )
     evidence: dict[str, Any]
     acknowledged_by: str | None = None
     acknowledged_at: datetime | None = None
@@ -55,7 +72,8 @@ class AlertOut(BaseModel):
     escalated_at: datetime | None = None
 
     @classmethod
-    def of(cls, a: Alert) -> AlertOut:
+    def of(cls, a: Alert, site: str | None = None) -> AlertOut:
+        times = world_times(a)
         return cls(
             id=a.id or 0,
             deployment=a.deployment_id,
@@ -63,6 +81,10 @@ class AlertOut(BaseModel):
             cause=a.cause,
             severity=Severity(a.severity),
             status=AlertStatus(a.status),
+            headline=headline(a, site=site),
+            change_began=times.began,
+            detected=times.detected,
+            delay_days=times.delay_days,
             title=a.title,
             opened_at=a.opened_at,
             evidence=a.evidence,
@@ -99,7 +121,7 @@ class AlertAction(BaseModel):
 @router.get(
     "",
     response_model=list[AlertOut],
-    summary="Alerts, newest first, with their evidence",
+    summary="Alerts, latest detection first (world time), with their headline and evidence",
     responses=error_responses(401, 403, 422),
 )
 def list_alerts(
@@ -115,8 +137,8 @@ def list_alerts(
         q = q.where(Alert.deployment_id == deployment)
     if status:
         q = q.where(Alert.status == status)
-    rows = session.exec(q.order_by(col(Alert.opened_at).desc(), col(Alert.id).desc()).limit(limit))
-    return [AlertOut.of(a) for a, site in index.sites_of(rows) if caller.sees(site)]
+    rows = session.exec(q.order_by(detected_order().desc(), col(Alert.id).desc()).limit(limit))
+    return [AlertOut.of(a, site) for a, site in index.sites_of(rows) if caller.sees(site)]
 
 
 def _alert(session: SessionDep, caller: Access, alert_id: int) -> Alert:
@@ -141,7 +163,7 @@ def get_alert(alert_id: AlertId, session: SessionDep, caller: Caller) -> AlertDe
         .where(NotificationAttempt.alert_id == alert_id)
         .order_by(col(NotificationAttempt.at), col(NotificationAttempt.id))
     )
-    detail = AlertDetail.model_validate(AlertOut.of(alert).model_dump())
+    detail = AlertDetail.model_validate(AlertOut.of(alert, alert_site(session, alert)).model_dump())
     detail.notifications = [
         NotificationOut.model_validate(n, from_attributes=True) for n in attempts
     ]
@@ -155,7 +177,7 @@ def _act(
     action = acknowledge_alert if verb == "acknowledge" else resolve_alert
     alert = action(session, alert_id, user=caller.principal.name, reason=body.reason)
     session.commit()
-    return AlertOut.of(alert)
+    return AlertOut.of(alert, alert_site(session, alert))
 
 
 @router.post(

@@ -147,6 +147,26 @@ class CbpeConfig(_Strict):
     window: int = Field(200, ge=WINDOW_MIN)
 
 
+class QuantityConfig(_Strict):
+    """How people read one stream (``phase4.monitor.core.quantities``); what is not given comes
+    from the stream's field name."""
+
+    label: Annotated[Text, Field(min_length=1, max_length=120)] | None = Field(
+        None, description="Display name, lower case unless a name or acronym: 'liver SUVmean'."
+    )
+    unit: Annotated[Text, Field(max_length=40)] | None = Field(
+        None, description="Unit symbol: 'SUV', 'MBq', 's'; '' for a dimensionless quantity."
+    )
+    unit_note: Annotated[Text, Field(max_length=120)] | None = Field(
+        None, description="What the unit is, when the symbol says too little: 'g/mL'."
+    )
+    relative: bool | None = Field(
+        None,
+        description="Whether a change reads as a percentage of the reference (ratio scales); "
+        "false: stated in the unit (percentages, scores, HU).",
+    )
+
+
 class MonitoringConfig(_Strict):
     """What ``deployment.monitoring`` may hold; every key is optional."""
 
@@ -188,10 +208,26 @@ class MonitoringConfig(_Strict):
         "the rate studies are acquired, is flagged (deployment page, /metrics, export).",
     )
 
+    quantities: dict[FieldPath, QuantityConfig] = Field(
+        default_factory=dict,
+        description="Display names and units of streams, by stream or field "
+        "(e.g. {'features.liver_suvmean': {'label': 'liver SUVmean', 'unit': 'SUV'}}); a "
+        "stream not listed is named from its field (phase4/monitor/core/quantities.py).",
+    )
+
     @field_validator("streams", "exclude", mode="before")
     @classmethod
     def _null_is_empty(cls, value: Any) -> Any:
         return [] if value is None else value
+
+    @field_validator("quantities", mode="before")
+    @classmethod
+    def _null_is_no_names(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+    def quantity_names(self) -> dict[str, dict[str, Any]]:
+        """``quantities`` as plain mappings, for ``phase4.monitor.core.quantities.quantity_of``."""
+        return {k: v.model_dump(exclude_none=True) for k, v in self.quantities.items()}
 
     @field_validator("performance", mode="before")
     @classmethod

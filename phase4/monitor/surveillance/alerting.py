@@ -19,17 +19,20 @@ images shares. Both follow the same rule, kept here so that they cannot drift ap
   alert lists the alerts of the deployments at the device's site begun within 14 days either
   side of its change (:func:`device_links`). Of two related alerts, the one opened second links
   the first (if the first began within its window); nothing is added to an alert's links after
-  it opened, and repeats do not recompute them.
+  it opened, and repeats do not recompute them. The headline (``headline``) names links both
+  ways: an alert's sentence is written again when an alert opened later links it.
 - **No audit entry.** Opening an alert or counting a repeat writes none: an alert's audit
   history starts with what a person (or the escalation) does to it
   (``phase4.monitor.domain.alert_actions``), and a pass audits only its own changes of state.
 - **Lock order** (``phase4.monitor.store.locks``, and "Lock order" in
   ``phase4.monitor.store.audit``): the owner first (the drift pass holds its deployment's lock),
-  then the owner's open alerts in id order (:func:`lock_open_alerts`), taken before the first
-  repeat updates one, then the audit trail last. Repeats update alerts in the order alarms
-  come; without the id-ordered lock, a dispatcher claiming the same alerts in id order could
-  deadlock with the pass. The phantom QC pass holds its phantom results, not a deployment, and
-  does not take the id-ordered lock.
+  then, in one id-ordered lock (:func:`lock_open_alerts`), the open alerts of the owner and of
+  the owners at its site whose headlines it may write again (the drift pass: the site's
+  scanners'; phantom QC: the deployments' at its scanners' sites), taken before the first
+  repeat updates one, then the audit trail last. Repeats and headlines update alerts in the
+  order alarms come; without the id-ordered lock, a dispatcher claiming the same alerts in id
+  order, or the other pass, could deadlock with the pass. The phantom QC pass holds its phantom
+  results, not a deployment.
 
 The alert's other fields (severity, title, the evidence of the alarm) are the caller's: each
 pass knows what its alarms mean. Two alerts follow another rule and do not use this module: a

@@ -9,7 +9,10 @@ One pass per deployment (``detect_deployment``):
    once even when it arrives late or a pass is interrupted;
 4. turn alarms into alerts (one open alert per stream and cause), with evidence: statistic,
    threshold, the budget arithmetic, the estimated start of the change, and what else happened
-   in the deployment around then (the rule phantom QC shares: ``alerting``).
+   in the deployment around then (the rule phantom QC shares: ``alerting``);
+5. size each change the chunk alarmed on, from the store (``change_size``: the stream's reference
+   against its values since the change began), and write each such alert's one-sentence
+   headline (``headline``), once per chunk however often the alert repeated in it.
 
 The configuration is read through ``phase4.monitor.core.monitoring.MonitoringConfig``: a stored
 one that does not validate (written before the contract was enforced) is a ``ConfigError`` naming
@@ -60,11 +63,14 @@ from phase4.monitor.store.models import (
     Alert,
     Deployment,
     DetectorState,
+    Device,
     Feedback,
     InferenceRecord,
     utcnow,
 )
-from phase4.monitor.surveillance.alerting import lock_open_alerts, raise_alert
+from phase4.monitor.surveillance.alerting import lock_open_alerts, open_alert, raise_alert
+from phase4.monitor.surveillance.headline import describe_drift_alerts
+from phase4.monitor.surveillance.observations import outcome_view, record_view
 
 log = logging.getLogger("phase4.detection")
 
@@ -106,17 +112,6 @@ class PassResult:
     failed: bool = False
     # another worker was analysing the deployment: this pass left it to that worker
     skipped: bool = False
-
-
-def record_view(r: Any) -> dict[str, Any]:
-    """What the detectors see of a record (an ``InferenceRecord`` or a row of its columns)."""
-    return {
-        "features": r.features,
-        "outputs": r.outputs,
-        "error": r.error,
-        "inference_error": r.error is not None,
-        "latency_s": r.latency_s,
-    }
 
 
 def infer_streams(
@@ -183,30 +178,6 @@ def performance_streams(performance: PerformanceConfig) -> tuple[StreamSpec, ...
             )
         )
     return tuple(specs)
-
-
-def outcome_view(
-    outputs: Mapping[str, Any], feedback: Feedback, performance: Mapping[str, Any]
-) -> dict[str, Any]:
-    """One labelled outcome: was the AI's call a miss, a false positive, how good its contour."""
-    prediction_key = str(performance.get("prediction", "positive"))
-    truth_key = str(performance.get("truth", "malignant"))
-    if not isinstance(outputs, Mapping):  # whatever the store holds: no outputs to judge
-        outputs = {}
-    ground_truth = feedback.ground_truth if isinstance(feedback.ground_truth, Mapping) else {}
-    predicted = outputs.get(prediction_key)
-    truth = ground_truth.get(truth_key)
-    if feedback.verdict == "rejected" and truth is None and isinstance(predicted, bool):
-        truth = not predicted  # a rejected call without stated truth: the AI was wrong
-    if feedback.verdict == "accepted" and truth is None and isinstance(predicted, bool):
-        truth = predicted
-    missed = (not predicted) if truth is True and isinstance(predicted, bool) else None
-    false_pos = bool(predicted) if truth is False and isinstance(predicted, bool) else None
-    score = outputs.get(str(performance.get("score", ""))) if performance.get("score") else None
-    return {
-        "performance": {"missed": missed, "false_positive": false_pos, "dice": feedback.dice},
-        "cbpe": {"score": score, "truth": truth, "call": predicted},
-    }
 
 
 def monitoring_of(deployment: Deployment) -> MonitoringConfig:
@@ -436,7 +407,10 @@ def _pass_chunk(
             return False
         # On SQLite nothing is held here: the driver opens a transaction only at the first
         # write, so the reads above took no lock and the analysis runs outside any transaction.
+        observed = {name: stream.observations for name, stream in monitor.streams.items()}
         alarms = _analyse(monitor, deployment, records, feedback)
+        # the streams this chunk fed: their open alerts' sizes are measured again
+        fed = {n for n, stream in monitor.streams.items() if stream.observations != observed[n]}
         now = utcnow()
         if sqlite:
             lock_deployment(session, deployment_id)  # the write lock, from here to commit
@@ -451,12 +425,37 @@ def _pass_chunk(
             now,
             records[-1].acquired_at if records else None,
         )
-        if alarms:
-            lock_open_alerts(session, deployment)
+        if alarms or fed:
+            # the deployment's open alerts, and its site's scanners' (whose headlines name the
+            # alerts opened or sized here), in id order (lock order: ``alerting``)
+            site_devices = session.exec(
+                select(Device).where(Device.site_id == deployment.site_id).order_by(col(Device.id))
+            )
+            lock_open_alerts(session, deployment, *site_devices)
+        touched: dict[int, Alert] = {}
         for alarm, _ in alarms:
             alert = _raise_alert(session, deployment, alarm)
             if alert is not None and alert.id is not None:
                 result.alerts_opened.append(alert.id)
+            current = alert or open_alert(session, deployment, alarm.stream, _cause(alarm))
+            if current is not None and current.id is not None:
+                touched[current.id] = current
+        # the size of each change, and each alert's headline, once per chunk (not per repeat):
+        # the alerts opened or repeated, and the open ones whose stream got values
+        for alert in _open_drift_alerts(session, deployment_id, fed):
+            touched.setdefault(alert.id or 0, alert)
+        analysed = max(
+            [r.acquired_at for r in records[-1:]] + [fb.given_at for fb, _, _ in feedback],
+            default=None,
+        )
+        describe_drift_alerts(
+            session,
+            deployment,
+            monitor.streams,
+            list(touched.values()),
+            now,
+            analysed=min(analysed, now) if analysed is not None else None,
+        )
         if started is not None:
             record_action(
                 session,
@@ -472,6 +471,25 @@ def _pass_chunk(
         result.feedback += len(feedback)
         result.alarms += [a for a, _ in alarms]
         return full
+
+
+def _open_drift_alerts(session: Session, deployment_id: str, streams: set[str]) -> list[Alert]:
+    """The deployment's open drift and performance alerts on ``streams`` (whose change has a
+    size measured from the stream's values)."""
+    if not streams:
+        return []
+    return list(
+        session.exec(
+            select(Alert)
+            .where(
+                Alert.deployment_id == deployment_id,
+                Alert.status != AlertStatus.RESOLVED,
+                col(Alert.stream).in_(sorted(streams)),
+                col(Alert.cause).in_([AlertCause.DRIFT, AlertCause.PERFORMANCE]),
+            )
+            .order_by(col(Alert.id))
+        )
+    )
 
 
 def _current_state(

@@ -33,6 +33,8 @@ from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from phase4.monitor.core.headline import as_utc
+from phase4.monitor.core.quantities import quantity_of
 from phase4.monitor.core.refusals import ActionRefused
 from phase4.monitor.core.statuses import AlertCause, PhantomVerdict, Severity
 from phase4.monitor.domain.ingest import BatchTooLarge, ForbiddenWrite, describe_validation_error
@@ -44,12 +46,16 @@ from phase4.monitor.drift.detectors import Cusum
 from phase4.monitor.store.audit import record_action
 from phase4.monitor.store.auth import Principal
 from phase4.monitor.store.models import (
+    Alert,
+    Deployment,
     Device,
     PhantomResult,
     PhantomTolerance,
     utcnow,
 )
-from phase4.monitor.surveillance.alerting import lock_open_alerts, raise_alert
+from phase4.monitor.surveillance.alerting import lock_open_alerts, open_alert, raise_alert
+from phase4.monitor.surveillance.change_size import numeric_change
+from phase4.monitor.surveillance.headline import write_headlines
 from phase4.phantoms.canary import compare_canary
 from phase4.phantoms.control import ShewhartChart, tolerance_verdict
 
@@ -367,11 +373,20 @@ def process_phantom_qc(engine: Engine) -> QCPass:
             )
         )
         by_device: dict[tuple[int, str], list[PhantomResult]] = defaultdict(list)
+        touched: dict[int, Alert] = {}
         for r in pending:
             by_device[(r.device_id, r.kind)].append(r)
-        # repeats update open device alerts: lock them all first, in id order (lock order)
+        # repeats update open device alerts, and headlines the open alerts of the deployments
+        # at their sites that they link: lock them all first, in id order (lock order)
         devices = [session.get(Device, d) for d in sorted({d for d, _ in by_device})]
-        lock_open_alerts(session, *(d for d in devices if d is not None))
+        found = [d for d in devices if d is not None]
+        sites = sorted({d.site_id for d in found})
+        at_sites = session.exec(
+            select(Deployment)
+            .where(col(Deployment.site_id).in_(sites))
+            .order_by(col(Deployment.id))
+        )
+        lock_open_alerts(session, *found, *at_sites)
         for (device_id, kind), new in by_device.items():
             device = session.get(Device, device_id)
             assert device is not None
@@ -382,19 +397,68 @@ def process_phantom_qc(engine: Engine) -> QCPass:
                     .order_by(col(PhantomResult.acquired_at), col(PhantomResult.id))
                 )
             )
-            out.alerts_opened += _chart_device(session, device, kind, history, {r.id for r in new})
-            out.alerts_opened += _canary(session, device, kind, history, {r.id for r in new})
+            new_ids = {r.id for r in new}
+            out.alerts_opened += _chart_device(session, device, kind, history, new_ids, touched)
+            out.alerts_opened += _canary(session, device, kind, history, new_ids, touched)
             now = utcnow()
             for r in new:
                 r.qc_processed_at = now
                 session.add(r)
             out.results += len(new)
+        # each alert opened or repeated: its headline (with its size and its linked alerts)
+        write_headlines(session, list(touched.values()))
         session.commit()
     return out
 
 
+def _raise(
+    session: Session, device: Device, touched: dict[int, Alert], **alert: Any
+) -> Alert | None:
+    """``raise_alert``, remembering the alert it opened or repeated (for its headline)."""
+    opened = raise_alert(session, device, **alert)
+    current = opened or open_alert(session, device, alert["stream"], alert["cause"])
+    if current is not None and current.id is not None:
+        touched[current.id] = current
+    return opened
+
+
+def _limit(
+    session: Session, kind: str, metric: str, value: float, verdict: Any
+) -> dict[str, Any] | None:
+    """The level a result crossed, for its alert: which (tolerance, action), on which side,
+    its value (from the tolerance version the result was judged against)."""
+    if not isinstance(verdict, dict) or "tolerance_version" not in verdict:
+        return None
+    device_id = verdict.get("tolerance_device")
+    tol = session.exec(
+        select(PhantomTolerance).where(
+            PhantomTolerance.kind == kind,
+            PhantomTolerance.metric == metric,
+            PhantomTolerance.version == verdict["tolerance_version"],
+            col(PhantomTolerance.device_id).is_(None)
+            if device_id is None
+            else PhantomTolerance.device_id == device_id,
+        )
+    ).first()
+    if tol is None:
+        return None
+    level = str(verdict.get("verdict"))
+    lower = tol.lower_action if level == PhantomVerdict.OUTSIDE_ACTION else tol.lower_tolerance
+    upper = tol.upper_action if level == PhantomVerdict.OUTSIDE_ACTION else tol.upper_tolerance
+    if lower is not None and value < lower:
+        return {"level": level, "side": "below", "value": lower, "unit": tol.unit}
+    if upper is not None and value > upper:
+        return {"level": level, "side": "above", "value": upper, "unit": tol.unit}
+    return {"level": level, "unit": tol.unit}
+
+
 def _chart_device(
-    session: Session, device: Device, kind: str, history: list[PhantomResult], new_ids: set[Any]
+    session: Session,
+    device: Device,
+    kind: str,
+    history: list[PhantomResult],
+    new_ids: set[Any],
+    touched: dict[int, Alert],
 ) -> list[int]:
     opened: list[int] = []
     metric_names = sorted({m for r in history for m in metric_values(r.metrics)})
@@ -409,9 +473,10 @@ def _chart_device(
             verdict = (r.verdicts.get(metric) or {}).get("verdict")
             if verdict in (PhantomVerdict.OUTSIDE_TOLERANCE, PhantomVerdict.OUTSIDE_ACTION):
                 cause, severity = VERDICT_ALERTS[verdict]
-                alert = raise_alert(
+                alert = _raise(
                     session,
                     device,
+                    touched,
                     stream=f"phantom.{kind}.{metric}",
                     cause=cause,
                     severity=severity,
@@ -424,6 +489,7 @@ def _chart_device(
                         "change_timestamp": r.acquired_at.isoformat(),
                         "result_id": r.result_id,
                         "verdict": r.verdicts.get(metric),
+                        "limit": _limit(session, kind, metric, v, r.verdicts.get(metric)),
                     },
                 )
                 if alert is not None:
@@ -448,10 +514,12 @@ def _chart_device(
             if r.id in new_ids:
                 start = series_v[alarm.change_index_estimate][0]
                 chart = control_chart(values.tolist())
-                alert = raise_alert(
+                stream = f"phantom.{kind}.{metric}"
+                alert = _raise(
                     session,
                     device,
-                    stream=f"phantom.{kind}.{metric}",
+                    touched,
+                    stream=stream,
                     cause=AlertCause.PHANTOM_DRIFT,
                     severity=Severity.WARNING,
                     title=f"Phantom QC {kind} {metric} "
@@ -477,12 +545,44 @@ def _chart_device(
                 )
                 if alert is not None:
                     opened.append(alert.id or 0)
+                current = alert or open_alert(session, device, stream, AlertCause.PHANTOM_DRIFT)
+                if current is not None:
+                    _size_phantom_change(current, stream, ref.tolist(), series_v, r.acquired_at)
             cusum = Cusum.calibrated(arl0, PHANTOM_CUSUM_K, reference_size=n_ref)
     return opened
 
 
+def _size_phantom_change(
+    alert: Alert,
+    stream: str,
+    reference: list[float],
+    series: list[tuple[PhantomResult, float]],
+    through: Any,
+) -> None:
+    """The size of a phantom metric's drift: the reference results against every result from
+    the change's estimated start to ``through`` (the latest alarm), kept in the evidence."""
+    evidence = dict(alert.evidence or {})
+    began, detected = as_utc(evidence.get("change_timestamp")), as_utc(evidence.get("timestamp"))
+    last = as_utc(through)
+    if began is None or detected is None or last is None:
+        return
+    times = [(as_utc(r.acquired_at), v) for r, v in series]
+    after = [v for t, v in times if t is not None and began <= t <= last]
+    if not after:
+        return
+    evidence["change"] = numeric_change(
+        reference, after, quantity_of(stream), began, detected, last, reference="reference"
+    )
+    alert.evidence = evidence
+
+
 def _canary(
-    session: Session, device: Device, kind: str, history: list[PhantomResult], new_ids: set[Any]
+    session: Session,
+    device: Device,
+    kind: str,
+    history: list[PhantomResult],
+    new_ids: set[Any],
+    touched: dict[int, Alert],
 ) -> list[int]:
     opened: list[int] = []
     past: list[dict[str, Any]] = []
@@ -493,9 +593,10 @@ def _canary(
         if r.id in new_ids:
             verdict = compare_canary(truth, r.ai_outputs, history=past)
             if verdict.changed:
-                alert = raise_alert(
+                alert = _raise(
                     session,
                     device,
+                    touched,
                     stream=f"canary.{kind}",
                     cause=AlertCause.AI_CANARY,
                     severity=Severity.CRITICAL,

@@ -23,6 +23,7 @@ from markupsafe import Markup
 from phase4.monitor.core.statuses import AlertStatus, PhantomVerdict, Severity
 from phase4.monitor.domain.device_names import unknown_device
 from phase4.monitor.store.models import Alert
+from phase4.monitor.surveillance.headline import WorldTimes, headline, world_times
 from phase4.monitor.ui.queries import CanaryChart, MetricChart, SiteEvent, StreamPath
 from phase4.monitor.ui.timeseries import EVENT_KINDS, Episode, Event, Performance, QuantityChart
 from phase4.monitor.ui.units import format_value, with_unit
@@ -625,29 +626,58 @@ def _first(*values: float | None) -> float:
 
 
 def alerts_timeline(alerts: Sequence[Alert], device_names: Mapping[int, str]) -> Markup:
+    """Each alert at its detection date, a line back to its change's estimated start: the
+    world's dates (the studies', the scans'), not when phase4 processed them. An alert whose
+    times lie after the present is left out (they are not shown as dates)."""
     fig = go.Figure()
-    by_sev: dict[str, list[Alert]] = {}
-    for a in alerts:
-        by_sev.setdefault(a.severity, []).append(a)
+    placed = [(a, world_times(a)) for a in alerts]
+    placed = [(a, w) for a, w in placed if w.detected is not None]
+    spans_x: list[str | None] = []
+    spans_y: list[str | None] = []
+    for a, w in placed:
+        if w.began is not None and w.detected is not None and w.began < w.detected:
+            spans_x += [w.began.isoformat(), w.detected.isoformat(), None]
+            spans_y += [_subject(a, device_names), _subject(a, device_names), None]
+    if spans_x:
+        fig.add_trace(
+            go.Scatter(
+                x=spans_x,
+                y=spans_y,
+                mode="lines",
+                name="from the change's start",
+                line={"color": "#999", "width": 3},
+                hoverinfo="skip",
+            )
+        )
+    by_sev: dict[str, list[tuple[Alert, WorldTimes]]] = {}
+    for a, w in placed:
+        by_sev.setdefault(a.severity, []).append((a, w))
     for severity, items in sorted(by_sev.items()):
         fig.add_trace(
             go.Scatter(
-                x=[a.opened_at.isoformat() for a in items],
-                y=[_subject(a, device_names) for a in items],
+                x=[w.detected.isoformat() for _, w in items if w.detected is not None],
+                y=[_subject(a, device_names) for a, _ in items],
                 mode="markers",
                 name=severity,
-                text=[f"#{a.id} {a.status}: {a.title}" for a in items],
-                hoverinfo="text+x",
+                text=[f"#{a.id} {a.status}: {headline(a)}" for a, _ in items],
+                hoverinfo="text",
                 marker={
                     "color": SEVERITY_COLORS.get(severity, "#555"),
                     "size": 11,
                     "symbol": [
-                        "circle" if a.status == AlertStatus.OPEN else "circle-open" for a in items
+                        "circle" if a.status == AlertStatus.OPEN else "circle-open"
+                        for a, _ in items
                     ],
                 },
             )
         )
-    _layout(fig, "Alerts opened (filled: open)", "", height=300)
+    _layout(
+        fig,
+        "Alerts by detection date; the line goes back to the change's estimated start "
+        "(filled: open)",
+        "",
+        height=300,
+    )
     fig.update_yaxes(type="category")
     return to_json(fig)
 

@@ -28,6 +28,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, func, select
 
+from phase4.monitor.core.headline import FUTURE
 from phase4.monitor.core.statuses import AlertCause, AlertStatus, PhantomVerdict, Severity
 from phase4.monitor.core.verdicts import verdict_level
 from phase4.monitor.domain.device_names import device_name
@@ -942,12 +943,17 @@ def notifications(session: Session, alert_id: int) -> list[NotificationAttempt]:
 
 
 def _when(stamp: Any) -> str:
+    """An evidence time (of the world); one after the present is not shown as a time."""
     if not isinstance(stamp, str):
         return str(stamp)
     try:
-        return datetime.fromisoformat(stamp).astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        when = datetime.fromisoformat(stamp)
     except ValueError:
         return stamp
+    when = when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+    if when > now_utc():
+        return FUTURE
+    return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def explain_evidence(alert: Alert) -> list[str]:
@@ -1027,6 +1033,10 @@ def other_evidence(alert: Alert) -> list[tuple[str, str]]:
         "detector_rule",
         "detector_unit",
         "detector_parameters",
+        # the page's heading, and the size of the change it states
+        "headline",
+        "change",
+        "limit",
     }
     out = []
     for k, v in sorted((alert.evidence or {}).items()):

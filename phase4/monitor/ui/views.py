@@ -25,6 +25,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlmodel import Session, col, func, select
 
 from phase4.monitor.api.deps import SessionDep, path_id
+from phase4.monitor.core.headline import day
 from phase4.monitor.core.refusals import ActionRefused
 from phase4.monitor.core.statuses import AlertStatus, PhantomVerdict
 from phase4.monitor.domain.alert_actions import AlertActionError, acknowledge_alert, resolve_alert
@@ -32,6 +33,7 @@ from phase4.monitor.domain.device_names import device_name, device_names, name_o
 from phase4.monitor.store.audit import verify_chain
 from phase4.monitor.store.auth import Principal, Role, TokenRefused, check_token
 from phase4.monitor.store.models import AIModel, Alert, AuditEntry, Deployment, Device
+from phase4.monitor.surveillance.headline import detected_order, headline, world_times
 from phase4.monitor.surveillance.reference_outlook import duration_words
 from phase4.monitor.surveillance.reports import report_html
 from phase4.monitor.ui import charts, queries, timeseries, workflow
@@ -101,7 +103,15 @@ def _compact(value: Any, limit: int = 400) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _fmt_day(value: datetime | None) -> str:
+    """A world date ('14 Aug 2026'); world_times has already withheld any after the present."""
+    return day(value) if value is not None else "—"
+
+
 _env.filters["when"] = _fmt_when
+_env.filters["day"] = _fmt_day
+_env.globals["headline_of"] = headline
+_env.globals["world"] = world_times
 _env.filters["stamp"] = _fmt_stamp
 _env.filters["day"] = queries.day_words
 _env.globals["duration"] = duration_words
@@ -293,7 +303,7 @@ def deployment_page(request: Request, deployment_id: str, session: SessionDep) -
         session.exec(
             select(Alert)
             .where(Alert.deployment_id == dep.id)
-            .order_by(col(Alert.opened_at).desc(), col(Alert.id).desc())
+            .order_by(detected_order().desc(), col(Alert.id).desc())
         )
     )
     return render(
@@ -333,7 +343,7 @@ def device_page(request: Request, device_id: DeviceId, session: SessionDep) -> R
         session.exec(
             select(Alert)
             .where(Alert.device_id == device_id)
-            .order_by(col(Alert.opened_at).desc(), col(Alert.id).desc())
+            .order_by(detected_order().desc(), col(Alert.id).desc())
         )
     )
     return render(
@@ -379,7 +389,7 @@ def alerts_page(
     if deployment:
         q = q.where(Alert.deployment_id == deployment)
     rows = session.exec(
-        q.order_by(col(Alert.opened_at).desc(), col(Alert.id).desc()).limit(ALERT_LIST_LIMIT)
+        q.order_by(detected_order().desc(), col(Alert.id).desc()).limit(ALERT_LIST_LIMIT)
     )
     alerts = queries.readable_alerts(session, principal, rows)
     deployments = [
@@ -435,6 +445,7 @@ def _alert_page(
         principal=principal,
         title=f"Alert {alert.id}",
         alert=alert,
+        headline=headline(alert, site=site),
         site=site,
         device_name=(
             name_of_device(session, alert.device_id) if alert.device_id is not None else None
