@@ -474,7 +474,6 @@ def _drift_row(alert: Alert) -> dict[str, Any]:
     ev = alert.evidence or {}
     linked = ev.get("linked") or []
     change = ev.get("change") if isinstance(ev.get("change"), Mapping) else {}
-    headline = ev.get("headline")
     return {
         "alert_id": alert.id,
         **_change_columns(alert),
@@ -483,13 +482,12 @@ def _drift_row(alert: Alert) -> dict[str, Any]:
         "cause": alert.cause,
         "severity": alert.severity,
         "title": alert.title,
-        "headline": headline if isinstance(headline, str) and headline else alert.title,
         "change_start": _first_of(change, "start", "began", "start_at", "change_at")
         or ev.get("change_timestamp"),
         "detected_at": _first_of(change, "detected", "detected_at", "alarm_at")
         or ev.get("timestamp")
         or iso(alert.opened_at),
-        "change_size": _change_size(ev, change),
+        "change_size": size_text(change) or _change_size(ev, change),
         "detector": ev.get("detector"),
         "direction": ev.get("direction"),
         "alarm_at": ev.get("timestamp"),

@@ -85,7 +85,7 @@ def where_of(session: Session, alert: Alert) -> str:
         if device is not None:
             site = _site_label(session, device.site_id)
             return f"on {clean(device.model, 100)}" + (f" ({site})" if site else "")
-        return f"on device {alert.device_id}"
+        return f"on scanner #{alert.device_id}"
     if alert.deployment_id is not None:
         deployment = session.get(Deployment, alert.deployment_id)
         site = _site_label(session, deployment.site_id) if deployment is not None else None
@@ -268,7 +268,7 @@ def headline(alert: Alert, *, site: str | None = None, now: datetime | None = No
     if isinstance(stored, str) and stored.strip():
         return clean(stored, HEADLINE_CHARS_MAX)
     if alert.device_id is not None:
-        where = f"on device {alert.device_id}" + (f" ({clean(site, 100)})" if site else "")
+        where = f"on scanner #{alert.device_id}" + (f" ({clean(site, 100)})" if site else "")
     elif site:
         where = f"at {clean(site, 100)}"
     else:
