@@ -37,6 +37,7 @@ from sqlmodel import Session, col, select
 
 from phase4.alerts.export.stats import mean_ci, wilson
 from phase4.monitor.core.statuses import PHANTOM_CAUSES, AlertCause, AlertStatus
+from phase4.monitor.domain.device_identity import device_identity
 from phase4.monitor.drift.reference import NumericReference, RateReference
 from phase4.monitor.drift.state import StreamState
 from phase4.monitor.drift.streams import Stream
@@ -786,7 +787,22 @@ def performance_series(session: Session, deployment: Deployment) -> Performance 
             dice_series.high.append(m["ci_high"] if m["ci_high"] is not None else m["mean"])
             dice_series.successes.append(0)
             dice_series.counts.append(m["n"])
-    return Performance(name, series, dice_series, validated_baseline(performance))
+    baseline = validated_baseline(performance) or identity_baseline(session, deployment)
+    return Performance(name, series, dice_series, baseline)
+
+
+def identity_baseline(session: Session, deployment: Deployment) -> dict[str, float]:
+    """The validated performance of the deployment's device identity (``phase4 deployment
+    identity``, the baseline the post-market surveillance report compares against)."""
+    try:
+        identity = device_identity(session, deployment.id)
+    except ValueError:  # a stored identity that no longer validates: no baseline drawn
+        return {}
+    if identity is None or identity.validated_baseline is None:
+        return {}
+    b = identity.validated_baseline
+    found = {"sensitivity": b.sensitivity, "specificity": b.specificity, "ppv": b.ppv}
+    return {k: p.value for k, p in found.items() if p is not None}
 
 
 def unresolved(alerts: Iterable[Alert]) -> bool:
