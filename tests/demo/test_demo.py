@@ -308,7 +308,6 @@ def test_the_demo_store_in_a_real_browser(demo: DemoRun) -> None:
     reference band; the fleet page calls the scanner with an open critical alert critical.
     Screenshots: test-output/ui/demo-*.png."""
     import shutil
-    import tempfile
     from datetime import UTC, datetime
 
     from sqlmodel import Session, create_engine, select
@@ -318,13 +317,15 @@ def test_the_demo_store_in_a_real_browser(demo: DemoRun) -> None:
     from phase4.monitor.store.models import Alert
     from phase4.service import create_app
 
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service
+    pytest.importorskip("selenium.webdriver")
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    chromium, chromedriver = shutil.which("chromium"), shutil.which("chromedriver")
-    assert chromium and chromedriver, "chromium and chromedriver (.ci/system-deps installs them)"
+    from tests.ui.test_ui_browser import chrome
+
+    assert shutil.which("chromium") and shutil.which("chromedriver"), (
+        "chromium and chromedriver (.ci/system-deps installs them)"
+    )
     out = Path(__file__).resolve().parents[2] / "test-output" / "ui"
     out.mkdir(parents=True, exist_ok=True)
     engine = create_engine(demo.result.database_url)
@@ -334,67 +335,51 @@ def test_the_demo_store_in_a_real_browser(demo: DemoRun) -> None:
     token = (demo.data_dir / "reviewer-token.txt").read_text().strip()
     today = datetime.now(UTC).date()
     settings = Settings(database_url=demo.result.database_url, detection_interval_s=0)
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--window-size=1400,1000",
-        f"--user-data-dir={tempfile.mkdtemp()}",
-    ):
-        options.add_argument(flag)
-    with ThreadedServer(create_app(settings)) as server:
-        driver = webdriver.Chrome(service=Service(chromedriver), options=options)
-        try:
-            base = server.url
-            driver.get(base + "/ui/login")
-            driver.find_element(By.ID, "token").send_keys(token)
-            driver.find_element(By.CSS_SELECTOR, "form.login button").click()
-            WebDriverWait(driver, 30).until(lambda d: re.search(r"/ui/?$", d.current_url))
+    with ThreadedServer(create_app(settings)) as server, chrome() as driver:
+        base = server.url
+        driver.get(base + "/ui/login")
+        driver.find_element(By.ID, "token").send_keys(token)
+        driver.find_element(By.CSS_SELECTOR, "form.login button").click()
+        WebDriverWait(driver, 30).until(lambda d: re.search(r"/ui/?$", d.current_url))
 
-            def page(path: str, shot: str | None = None) -> str:
-                driver.get(base + path)
-                assert "/ui/login" not in driver.current_url, path
-                text = driver.find_element(By.TAG_NAME, "body").text
-                future = [d for d in _dates_shown(text) if d > today]
-                assert not future, f"{path} shows dates after today: {future}"
-                if shot:
-                    driver.save_screenshot(str(out / f"demo-{shot}.png"))
-                return text
+        def page(path: str, shot: str | None = None) -> str:
+            driver.get(base + path)
+            assert "/ui/login" not in driver.current_url, path
+            text = driver.find_element(By.TAG_NAME, "body").text
+            future = [d for d in _dates_shown(text) if d > today]
+            assert not future, f"{path} shows dates after today: {future}"
+            if shot:
+                driver.save_screenshot(str(out / f"demo-{shot}.png"))
+            return text
 
-            # The fleet: the site-A scanner (the dose calibrator's cylinder faults, a critical
-            # action-level alert open) is critical, not "pass".
-            page("/ui", "fleet")
-            verdicts = {
-                row.find_element(By.CSS_SELECTOR, "th").text: row.get_attribute("data-verdict")
-                for row in driver.find_elements(By.CSS_SELECTOR, "#devices tbody tr")
-            }
-            assert "critical" in verdicts.values(), verdicts
-            page("/ui/alerts?status=all", "alerts")
-            drift = [a for a in alerts if a.deployment_id and (a.evidence or {}).get("change")]
-            assert drift, "the demo raised no drift alert with a size of change"
-            for a in alerts:
-                page(f"/ui/alerts/{a.id}")
-                first = driver.find_element(By.ID, "headline").text
-                assert (first and _dates_shown(first + " 2026")) or "from about" in first, first
-                if a in drift:
-                    assert "95% CI" in first and "from about" in first, first
-            page(f"/ui/alerts/{drift[0].id}", "alert")
-            # The deployment page's first chart: an alerted stream's quantity and its band.
-            deployment = drift[0].deployment_id
-            page(f"/ui/deployments/{deployment}", "deployment")
-            WebDriverWait(driver, 60).until(
-                lambda d: d.execute_script(
-                    "const c = document.querySelector('.chart');"
-                    " return c && c.data && c.data.length"
-                )
+        # The fleet: the site-A scanner (the dose calibrator's cylinder faults, a critical
+        # action-level alert open) is critical, not "pass".
+        page("/ui", "fleet")
+        verdicts = {
+            row.find_element(By.CSS_SELECTOR, "th").text: row.get_attribute("data-verdict")
+            for row in driver.find_elements(By.CSS_SELECTOR, "#devices tbody tr")
+        }
+        assert "critical" in verdicts.values(), verdicts
+        page("/ui/alerts?status=all", "alerts")
+        drift = [a for a in alerts if a.deployment_id and (a.evidence or {}).get("change")]
+        assert drift, "the demo raised no drift alert with a size of change"
+        for a in alerts:
+            page(f"/ui/alerts/{a.id}")
+            first = driver.find_element(By.ID, "headline").text
+            assert (first and _dates_shown(first + " 2026")) or "from about" in first, first
+            if a in drift:
+                assert "95% CI" in first and "from about" in first, first
+        page(f"/ui/alerts/{drift[0].id}", "alert")
+        # The deployment page's first chart: an alerted stream's quantity and its band.
+        deployment = drift[0].deployment_id
+        page(f"/ui/deployments/{deployment}", "deployment")
+        WebDriverWait(driver, 60).until(
+            lambda d: d.execute_script(
+                "const c = document.querySelector('.chart'); return c && c.data && c.data.length"
             )
-            names = driver.execute_script(
-                "return document.querySelector('.chart').data"
-                ".map(t => [t.name || '', t.fill || '', t.legendgroup || ''])"
-            )
-            assert any(g == "reference" and fill for _, fill, g in names), names
-        finally:
-            driver.quit()
+        )
+        names = driver.execute_script(
+            "return document.querySelector('.chart').data"
+            ".map(t => [t.name || '', t.fill || '', t.legendgroup || ''])"
+        )
+        assert any(g == "reference" and fill for _, fill, g in names), names

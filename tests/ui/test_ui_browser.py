@@ -6,6 +6,7 @@ form, and a visit without a session sent to sign-in. Screenshots of each page ar
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -58,8 +59,10 @@ def server(db_url: str, world: Fixture, ui_data: UiData) -> Iterator[ThreadedSer
         yield srv
 
 
-@pytest.fixture
-def browser() -> Iterator[Any]:
+@contextlib.contextmanager
+def chrome(downloads: Path | None = None, page_load_timeout_s: float = 90) -> Iterator[Any]:
+    """Debian's headless Chromium through chromedriver, never a downloaded driver; with
+    ``downloads``, files are saved there without asking. Every browser test uses this one."""
     os.environ.setdefault("SE_OFFLINE", "true")  # never let Selenium Manager download drivers
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
@@ -76,13 +79,33 @@ def browser() -> Iterator[Any]:
         f"--user-data-dir={profile}",
     ):
         options.add_argument(flag)
+    if downloads is not None:
+        options.add_experimental_option(
+            "prefs",
+            {
+                "download.default_directory": str(downloads),
+                "download.prompt_for_download": False,
+                "safebrowsing.enabled": False,
+            },
+        )
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(60)
+    driver.set_page_load_timeout(page_load_timeout_s)
+    if downloads is not None:
+        driver.execute_cdp_cmd(
+            "Page.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)}
+        )
     try:
         yield driver
     finally:
         driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    with chrome(page_load_timeout_s=60) as driver:
+        yield driver
 
 
 def severe(driver: Any) -> list[str]:

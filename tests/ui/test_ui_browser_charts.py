@@ -9,7 +9,6 @@ one-line summary. Screenshots go to ``$PHASE4_TEST_OUTPUT_DIR/ui/`` (default
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,14 +21,13 @@ from phase4.monitor.store.db import upgrade
 from tests.conftest import Fixture
 from tests.ui.conftest import ui_app
 from tests.ui.demo_like import DemoLike, load_demo_like
-from tests.ui.test_ui_browser import CHROMEDRIVER, CHROMIUM, REPO, severe, sign_in
+from tests.ui.test_ui_browser import CHROMEDRIVER, CHROMIUM, REPO, chrome, severe, sign_in
 
 pytestmark = pytest.mark.skipif(
     not (CHROMIUM and CHROMEDRIVER),
     reason="needs chromium and chromedriver on PATH (Debian: chromium, chromium-driver)",
 )
 webdriver = pytest.importorskip("selenium.webdriver")
-from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
@@ -62,28 +60,8 @@ def out() -> Path:
 
 @pytest.fixture
 def browser() -> Iterator[Any]:
-    os.environ.setdefault("SE_OFFLINE", "true")  # never let Selenium Manager download drivers
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-extensions",
-        "--no-first-run",
-        "--window-size=1400,1000",
-        f"--user-data-dir={tempfile.mkdtemp(prefix='phase4-ui-charts-')}",
-    ):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(90)
-    try:
+    with chrome() as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 def shoot(driver: Any, out: Path, name: str) -> Path:

@@ -9,7 +9,6 @@ secret once. Screenshots go to ``$PHASE4_TEST_OUTPUT_DIR/ui/`` (``w*.png``)."""
 
 from __future__ import annotations
 
-import os
 import tempfile
 import time
 import zipfile
@@ -31,14 +30,22 @@ from tests.conftest import Fixture
 from tests.ui import test_ui_browser as dashboard
 from tests.ui.conftest import ui_app
 from tests.ui.data import UiData
-from tests.ui.test_ui_browser import CHROMEDRIVER, CHROMIUM, severe, shoot, sign_in, sign_out, visit
+from tests.ui.test_ui_browser import (
+    CHROMEDRIVER,
+    CHROMIUM,
+    chrome,
+    severe,
+    shoot,
+    sign_in,
+    sign_out,
+    visit,
+)
 
 pytestmark = pytest.mark.skipif(
     not (CHROMIUM and CHROMEDRIVER),
     reason="needs chromium and chromedriver on PATH (Debian: chromium, chromium-driver)",
 )
 webdriver = pytest.importorskip("selenium.webdriver")
-from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
@@ -78,40 +85,8 @@ def downloads() -> Path:
 @pytest.fixture
 def browser(downloads: Path) -> Iterator[Any]:
     """As the dashboard test's browser, saving downloads to ``downloads`` without asking."""
-    os.environ.setdefault("SE_OFFLINE", "true")  # never let Selenium Manager download drivers
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    profile = tempfile.mkdtemp(prefix="phase4-ui-chromium-")
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-extensions",
-        "--no-first-run",
-        "--window-size=1400,1000",
-        f"--user-data-dir={profile}",
-    ):
-        options.add_argument(flag)
-    options.add_experimental_option(
-        "prefs",
-        {
-            "download.default_directory": str(downloads),
-            "download.prompt_for_download": False,
-            "safebrowsing.enabled": False,
-        },
-    )
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(120)
-    driver.execute_cdp_cmd(
-        "Page.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)}
-    )
-    try:
+    with chrome(downloads, page_load_timeout_s=120) as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 def submit(driver: Any, css: str) -> None:
