@@ -70,6 +70,7 @@ UNIT_SUFFIXES: dict[str, tuple[str, str, bool]] = {
     "_kbq": ("kBq", "", True),
     "_mci": ("mCi", "", True),
     "_pct": ("%", "", False),
+    "_percent": ("%", "", False),
     "_ms": ("ms", "", True),
     "_s": ("s", "", True),
     "_min": ("min", "", True),

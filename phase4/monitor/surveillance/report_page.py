@@ -24,43 +24,17 @@ from typing import Any
 
 import numpy as np
 
+from phase4.monitor.core.quantities import quantity_of
 from phase4.monitor.drift.window_tests import POWER_TARGET, WindowTest
 
-# field-name suffix -> unit, longest first
-UNITS: tuple[tuple[str, str], ...] = (
-    ("_mbq_per_kg", "MBq/kg"),
-    ("_bq_per_ml", "Bq/mL"),
-    ("_kbq_per_ml", "kBq/mL"),
-    ("_mbq", "MBq"),
-    ("_gbq", "GBq"),
-    ("_kbq", "kBq"),
-    ("_msv", "mSv"),
-    ("_mgy", "mGy"),
-    ("_min", "min"),
-    ("_ms", "ms"),
-    ("_s", "s"),
-    ("_h", "h"),
-    ("_kg", "kg"),
-    ("_mm", "mm"),
-    ("_cm", "cm"),
-    ("_ml", "mL"),
-    ("_m", "m"),
-    ("_pct", "%"),
-    ("_percent", "%"),
-)
 REFERENCE_COLOUR = "#7b8794"
 WINDOW_COLOUR = "#c0392b"
 
 
 def unit_of(name: str) -> str:
-    """The unit a field's name states (``features.injected_activity_mbq`` → ``MBq``), or ''."""
-    last = name.rsplit(".", 1)[-1].lower()
-    if "suv" in last:
-        return "SUV"
-    for suffix, unit in UNITS:
-        if last.endswith(suffix):
-            return unit
-    return ""
+    """The unit a field's name states (``features.injected_activity_mbq`` → ``MBq``), or ''
+    (``phase4.monitor.core.quantities``, the one suffix table)."""
+    return quantity_of(name).unit
 
 
 def fmt(x: float | None, unit: str = "", digits: int = 3) -> str:

@@ -1,4 +1,5 @@
-"""The unit of a stream's quantity, for the charts' axes and legends.
+"""The unit of a stream's quantity, for the charts' axes and legends, from the one suffix table
+of ``phase4.monitor.core.quantities`` (the same the alerts' sentences use).
 
 Units come from the field's name: the probes and the DICOM listener name a quantity with its
 unit as a suffix (``injected_activity_mbq``, ``uptake_time_s``, ``weight_kg``, ``tmtv_ml``), and
@@ -10,29 +11,7 @@ count, a ratio, a score). Yes/no streams and rates are shares, shown in %.
 
 from __future__ import annotations
 
-import re
-
-# Longest suffix first: "_mbq_per_kg" before "_kg", "_kbq_ml" before "_ml".
-SUFFIX_UNITS: tuple[tuple[str, str], ...] = (
-    ("_mbq_per_kg", "MBq/kg"),
-    ("_kbq_ml", "kBq/mL"),
-    ("_bq_ml", "Bq/mL"),
-    ("_mbq", "MBq"),
-    ("_gbq", "GBq"),
-    ("_kbq", "kBq"),
-    ("_bq", "Bq"),
-    ("_ms", "ms"),
-    ("_s", "s"),
-    ("_min", "min"),
-    ("_h", "h"),
-    ("_kg", "kg"),
-    ("_cm", "cm"),
-    ("_mm", "mm"),
-    ("_ml", "mL"),
-    ("_pct", "%"),
-    ("_percent", "%"),
-)
-_SUV = re.compile(r"(^|_)suv")
+from phase4.monitor.core.quantities import quantity_of
 
 
 def field_of(stream: str) -> str:
@@ -50,13 +29,7 @@ def unit_of(stream: str) -> str | None:
     >>> unit_of("features.activity_mbq_per_kg"), unit_of("outputs.malignancy_score") is None
     ('MBq/kg', True)
     """
-    name = field_of(stream).lower()
-    for suffix, unit in SUFFIX_UNITS:
-        if name.endswith(suffix):
-            return unit
-    if _SUV.search(name):
-        return "SUV"
-    return None
+    return quantity_of(stream.split("[", 1)[0]).unit or None
 
 
 def with_unit(label: str, unit: str | None) -> str:
