@@ -319,9 +319,10 @@ def test_the_demo_store_in_a_real_browser(demo: DemoRun) -> None:
 
     pytest.importorskip("selenium.webdriver")
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
+    from selenium.webdriver.support.ui import Select, WebDriverWait
 
     from tests.ui.test_ui_browser import chrome
+    from tests.ui.test_ui_browser_workflow import submit
 
     assert shutil.which("chromium") and shutil.which("chromedriver"), (
         "chromium and chromedriver (.ci/system-deps installs them)"
@@ -335,7 +336,9 @@ def test_the_demo_store_in_a_real_browser(demo: DemoRun) -> None:
     token = (demo.data_dir / "reviewer-token.txt").read_text().strip()
     today = datetime.now(UTC).date()
     settings = Settings(database_url=demo.result.database_url, detection_interval_s=0)
-    with ThreadedServer(create_app(settings)) as server, chrome() as driver:
+    downloads = demo.data_dir.parent / "downloads"
+    downloads.mkdir(exist_ok=True)
+    with ThreadedServer(create_app(settings)) as server, chrome(downloads) as driver:
         base = server.url
         driver.get(base + "/ui/login")
         driver.find_element(By.ID, "token").send_keys(token)
@@ -402,3 +405,27 @@ def test_the_demo_store_in_a_real_browser(demo: DemoRun) -> None:
             ".map(t => [t.name || '', t.fill || '', t.legendgroup || ''])"
         )
         assert any(g == "reference" and fill for _, fill, g in names), names
+        # The workflow on this store: an incident from the alert, a phantom result signed off,
+        # the deployment's export downloaded.
+        page(f"/ui/alerts/{drift[0].id}")
+        submit(driver, "#incident-from-alert button")
+        Select(driver.find_element(By.ID, "i-ser")).select_by_value("serious_harm")
+        driver.find_element(By.NAME, "remedial_action_needed").click()
+        driver.find_element(By.ID, "i-desc").send_keys("Liver SUVs re-read after the shift.")
+        submit(driver, "#incident-form button")
+        assert "?done=recorded" in driver.current_url
+        assert len(driver.find_elements(By.CSS_SELECTOR, "#clocks tbody tr")) == 3
+        driver.save_screenshot(str(out / "demo-incident.png"))
+        scanner = next(iter(by_device))
+        page(f"/ui/devices/{scanner}/results")
+        submit(driver, "#results tbody tr button[name=only]")
+        assert "1 result(s) signed off" in driver.find_element(By.ID, "done").text
+        page(f"/ui/deployments/{deployment}")
+        driver.find_element(By.ID, "export-link").click()
+        WebDriverWait(driver, 30).until(lambda d: "/ui/exports" in d.current_url)
+        driver.find_element(By.CSS_SELECTOR, "#export-form button").click()
+        WebDriverWait(driver, 180, poll_frequency=0.5).until(
+            lambda d: [z for z in downloads.glob("*.zip")]
+        )
+        (archive,) = downloads.glob("*.zip")
+        assert archive.name.startswith(f"phase4-export_{deployment}_")

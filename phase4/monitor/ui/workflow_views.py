@@ -39,6 +39,7 @@ from phase4.monitor.store.audit import AuditHeadError, audit_key_from_env
 from phase4.monitor.store.auth import Principal, Role, issue_token
 from phase4.monitor.store.auth import revoke_token as revoke
 from phase4.monitor.store.models import Alert, Deployment, Device, Incident, PhantomResult, utcnow
+from phase4.monitor.surveillance.headline import subject_line
 from phase4.monitor.surveillance.phantom_qc import PhantomError, set_tolerance, sign_off
 from phase4.monitor.ui import workflow
 from phase4.monitor.ui.security import UiError, check_csrf, principal_from_cookie, read_form
@@ -160,7 +161,7 @@ def _incident_form(
             raise UiError(403, f"{principal.name} may not record incidents of any site")
     shown = {
         "deployment": deployments[0].id if len(deployments) == 1 else "",
-        "title": alert.title if alert is not None else "",
+        "title": subject_line(alert) if alert is not None else "",
         "description": "",
         "seriousness": "",
         "aware_at": _local(utcnow()),
@@ -174,6 +175,7 @@ def _incident_form(
         principal=principal,
         title="Record a possible serious incident",
         alert=alert,
+        alert_line=subject_line(alert) if alert is not None else "",
         deployments=deployments,
         values=shown,
         seriousness=workflow.deadline_table(),
