@@ -265,14 +265,14 @@ class Sampler:
 class Server:
     """``phase4 serve`` in its own process, its output in a log file; stop() always ends it."""
 
-    def __init__(self, url: str, interval_s: float, log: Path) -> None:
+    def __init__(self, url: str, interval_s: float, log: Path, separate_worker: bool) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = log
         env = {
             **os.environ,
             "PYTHONUNBUFFERED": "1",
-            "PHASE4_DETECTION_INTERVAL_S": str(interval_s),
+            "PHASE4_DETECTION_INTERVAL_S": str(0 if separate_worker else interval_s),
         }
         self._out = log.open("wb")
         cmd = [sys.executable, "-m", "phase4.cli", "serve", "--port", str(self.port)]
@@ -283,6 +283,19 @@ class Server:
             stderr=subprocess.STDOUT,
             env=env,
         )
+        # With --separate-worker the server only serves and `phase4 detect --loop` analyses
+        # in its own process, as docs/CONFIGURATION.md recommends for production.
+        self.worker: subprocess.Popen[bytes] | None = None
+        if separate_worker and interval_s > 0:
+            self.worker = subprocess.Popen(
+                [
+                    *(sys.executable, "-m", "phase4.cli", "detect", "--loop"),
+                    *("--interval-s", str(interval_s), "--database-url", url),
+                ],
+                stdout=self._out,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
 
     def wait_ready(self, timeout_s: float = 180) -> float:
         """When /healthz first answers 200. Generous: on a busy 2-core machine importing the
@@ -305,13 +318,15 @@ class Server:
     def stop(self) -> float:
         """Seconds from SIGTERM to exit (SIGKILL after 60 s)."""
         t = time.perf_counter()
-        if self.proc.poll() is None:
-            self.proc.terminate()
+        for proc in (self.proc, self.worker):
+            if proc is None or proc.poll() is not None:
+                continue
+            proc.terminate()
             try:
-                self.proc.wait(60)
+                proc.wait(60)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+                proc.kill()
+                proc.wait(10)
         self._out.close()
         return time.perf_counter() - t
 
@@ -460,8 +475,10 @@ def phase(
         payloads.append(json.dumps({"records": records}).encode())
     next_index += n * args.batch
     RESULTS.mkdir(exist_ok=True)
-    say(f"{name}: starting phase4 serve (detection interval {interval_s} s)")
-    server = Server(url, interval_s, RESULTS / f"ingest_during_detection-{backend}-{name}.log")
+    where = "a separate `phase4 detect --loop`" if args.separate_worker else "the server"
+    say(f"{name}: starting phase4 serve (detection interval {interval_s} s, in {where})")
+    log = RESULTS / f"ingest_during_detection-{backend}{args.suffix}-{name}.log"
+    server = Server(url, interval_s, log, args.separate_worker)
     servers.append(server)
     ready = server.wait_ready()
     say(f"{name}: server ready; {n} requests of {args.batch} records at {args.rate}/s")
@@ -548,7 +565,9 @@ def print_summary(result: dict[str, Any]) -> None:
     print(f"# Ingest while detection drains a backlog — {result['machine']}")
     print(
         f"# {result['date']} UTC, backend {result['backend']}, backlog {result['backlog']:,}, "
-        f"{result['batch']} records/request at {result['rate']}/s; preload "
+        f"{result['batch']} records/request at {result['rate']}/s; detection in "
+        f"{'a separate worker process' if result['separate_worker'] else 'the server process'}; "
+        f"preload "
         f"{result['preload_records_per_s']:,.0f} records/s in-process"
     )
     d = result["drain"]
@@ -616,7 +635,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--postgres", metavar="URL", help="run on a fresh PostgreSQL database")
     parser.add_argument("--keep-requests", action="store_true", help="every request in JSON")
+    parser.add_argument(
+        "--separate-worker",
+        action="store_true",
+        help="serve with PHASE4_DETECTION_INTERVAL_S=0 beside a `phase4 detect --loop` process",
+    )
     args = parser.parse_args(argv)
+    args.suffix = "-separate-worker" if args.separate_worker else ""
     if args.seconds * args.rate > 20_000 or args.baseline_seconds * args.rate > 20_000:
         parser.error("more than 20,000 requests per phase: lower --seconds or --rate")
     backend = "postgresql" if args.postgres else "sqlite"
@@ -669,6 +694,7 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": args.seconds,
         "baseline_seconds": args.baseline_seconds,
         "detection_interval_s": args.interval,
+        "separate_worker": args.separate_worker,
         "preload_records_per_s": round(args.backlog / preload_s, 1),
         "drain": d,
         "idle": idle["overall"],
@@ -682,7 +708,7 @@ def main(argv: list[str] | None = None) -> int:
         for ph in result["phases"].values():
             del ph["requests"]
     RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"ingest_during_detection-{backend}.json"
+    out = RESULTS / f"ingest_during_detection-{backend}{args.suffix}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     print_summary(result)
     print(f"# wrote {out}")

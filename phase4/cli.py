@@ -16,11 +16,10 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-import click
 import typer
 from rich.console import Console
 from rich.markup import escape
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from phase4.monitor.core.roles import Role
 from phase4.phantoms.cli import app as phantom_app
@@ -90,7 +89,7 @@ class _CommandLine(typer.Typer):
             raise SystemExit(2) from None
 
 
-def _export_command() -> click.Command:
+def _export_command() -> TyperCommand:
     from phase4.alerts.export.cli import export_command
 
     single = typer.Typer(rich_markup_mode="rich", add_completion=False)
@@ -112,19 +111,18 @@ class _LazyGroup(TyperGroup):
 
     _listing = False
 
-    def list_commands(self, ctx: click.Context) -> list[str]:
+    def list_commands(self, ctx: typer.Context) -> list[str]:
         return [*super().list_commands(ctx), *_LAZY_COMMANDS]
 
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+    def get_command(self, ctx: typer.Context, cmd_name: str) -> Any:
         if cmd_name not in _LAZY_COMMANDS:
             return super().get_command(ctx, cmd_name)
         load, help_line = _LAZY_COMMANDS[cmd_name]
         if self._listing:
-            return click.Command(cmd_name, help=help_line, short_help=help_line)
-        command: click.Command = load()
-        return command
+            return TyperCommand(cmd_name, help=help_line, short_help=help_line)
+        return load()
 
-    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+    def format_help(self, ctx: typer.Context, formatter: Any) -> None:
         self._listing = True
         try:
             super().format_help(ctx, formatter)

@@ -14,7 +14,6 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 app = typer.Typer(help="Phantom QC: NEMA NU 1 floods, PET cylinders, NEMA NU 2 image quality.")
 
@@ -102,6 +101,8 @@ def analyze(
         }
         typer.echo(json.dumps(payload, indent=2, sort_keys=True))
         return
+    from rich.table import Table
+
     table = Table(title=f"{kind.value} phantom: {path.name}")
     table.add_column("metric")
     table.add_column("value", justify="right")

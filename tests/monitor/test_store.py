@@ -15,9 +15,11 @@ from phase4.monitor.domain.registry import RegistryError, create_deployment
 from phase4.monitor.store.audit import record_action, verify_chain
 from phase4.monitor.store.auth import Role, TokenError, authenticate, create_token, token_digest
 from phase4.monitor.store.db import (
+    SCHEMA_HEAD,
     DatabaseURLError,
     alembic_config,
     create_db_engine,
+    current_revision,
     session_scope,
     upgrade,
 )
@@ -27,6 +29,22 @@ from phase4.monitor.store.models import ApiToken, InferenceRecord
 def test_migrations_match_the_models(db_url: str) -> None:
     upgrade(db_url)  # idempotent on an already-migrated database
     command.check(alembic_config(db_url))  # raises if models and migrations differ
+
+
+def test_schema_head_is_alembics_head_and_a_stale_store_is_still_migrated(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from alembic.script import ScriptDirectory
+
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    assert ScriptDirectory.from_config(alembic_config(url)).get_current_head() == SCHEMA_HEAD
+    upgrade(url)
+    engine = create_db_engine(url)
+    assert current_revision(engine) == SCHEMA_HEAD
+    # The fast path (the stamp equals the head) must not hide an older store: step one back.
+    command.downgrade(alembic_config(url), "-1")
+    assert current_revision(engine) not in (None, SCHEMA_HEAD)
+    upgrade(url)
+    assert current_revision(engine) == SCHEMA_HEAD
+    engine.dispose()
 
 
 def test_sqlite_is_wal_with_foreign_keys(tmp_path) -> None:  # type: ignore[no-untyped-def]
