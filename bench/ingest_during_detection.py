@@ -12,6 +12,8 @@ of them analysed yet. Then a real ``phase4 serve`` in its own process on 127.0.0
 
 1. idle (baseline, same run, same store): ``PHASE4_DETECTION_INTERVAL_S=0`` (no worker) for
    ``--baseline-seconds``;
+   (with ``--separate-worker`` the server runs with ``PHASE4_DETECTION_IN_SERVER=false`` and a
+   ``phase4 detect --loop`` process analyses, as docs/CONFIGURATION.md recommends for PostgreSQL)
 2. draining: the background worker on (``PHASE4_DETECTION_INTERVAL_S=--interval``), so its first
    pass drains the backlog, for ``--seconds``; the load goes on after the backlog is drained.
 
@@ -272,7 +274,9 @@ class Server:
         env = {
             **os.environ,
             "PYTHONUNBUFFERED": "1",
-            "PHASE4_DETECTION_INTERVAL_S": str(0 if separate_worker else interval_s),
+            "PHASE4_DETECTION_INTERVAL_S": str(interval_s),
+            # the server's worker keeps its other steps (reports, notifications)
+            "PHASE4_DETECTION_IN_SERVER": "false" if separate_worker else "true",
         }
         self._out = log.open("wb")
         cmd = [sys.executable, "-m", "phase4.cli", "serve", "--port", str(self.port)]

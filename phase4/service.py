@@ -33,11 +33,18 @@ REPORTS_TIMEOUT_S = 900.0  # a report process still running then is ended; retri
 
 class DetectionWorker:
     def __init__(
-        self, engine: Engine, interval_s: float, notify: NotifySettings | None = None
+        self,
+        engine: Engine,
+        interval_s: float,
+        notify: NotifySettings | None = None,
+        *,
+        detects: bool = True,
     ) -> None:
         self.engine = engine
         self.interval_s = interval_s
         self.notify = notify
+        # False: `phase4 detect --loop` processes analyse; this worker does the other steps.
+        self.detects = detects
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -98,7 +105,7 @@ class DetectionWorker:
 
     def run_once(self) -> None:
         steps: list[tuple[str, Callable[[], None]]] = [
-            ("detection", self._detect),
+            *([("detection", self._detect)] if self.detects else []),
             ("phantom QC", self._phantoms),
             ("reports", self._reports),
             ("heartbeat", self._heartbeats),
@@ -170,7 +177,9 @@ def create_app(
         owned: Engine | None = engine
     else:
         owned = None
-    worker = DetectionWorker(engine, settings.detection_interval_s, notify)
+    worker = DetectionWorker(
+        engine, settings.detection_interval_s, notify, detects=settings.detection_in_server
+    )
     app = create_api(
         settings,
         engine,

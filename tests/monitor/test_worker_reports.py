@@ -54,3 +54,40 @@ def test_reports_are_built_outside_the_serving_process(
     assert json.loads(done.stdout.strip().splitlines()[-1]) == {"evidently_here": False}
     built = _reports(world)
     assert sorted(built) == sorted(drift_alerts)  # each alert once, none twice
+
+
+def test_a_server_that_does_not_detect_still_runs_the_other_steps(
+    client: TestClient, world: Fixture, db_url: str
+) -> None:
+    """PHASE4_DETECTION_IN_SERVER=false: `phase4 detect --loop` analyses; the server's worker
+    leaves the records alone and still builds the reports of the alerts the other opened."""
+    from phase4.monitor.core.settings import Settings
+    from phase4.service import create_app
+
+    _configure(world.engine, world.deployment_b, CONFIG)
+    g = np.random.default_rng(6)
+    _send(client, world, [_study(g, i, changed=i >= 400) for i in range(600)])
+    settings = Settings(database_url=db_url, detection_interval_s=3600, detection_in_server=False)
+    worker = create_app(settings, engine=world.engine).state.worker
+    assert not worker.detects
+    worker.run_once()
+
+    def unanalysed() -> int:
+        with world.engine.connect() as conn:
+            return int(
+                conn.execute(
+                    sa.text(
+                        "SELECT count(*) FROM inference_record WHERE drift_processed_at IS NULL"
+                    )
+                ).scalar_one()
+            )
+
+    assert unanalysed() == 600  # the server did not detect
+    detect_deployment(world.engine, world.deployment_b)  # the `phase4 detect` worker's part
+    assert unanalysed() == 0
+    worker.run_once()
+    with world.engine.connect() as conn:
+        drift_alerts = set(
+            conn.execute(sa.text("SELECT id FROM alert WHERE cause = 'drift'")).scalars()
+        )
+    assert drift_alerts and sorted(_reports(world)) == sorted(drift_alerts)

@@ -34,7 +34,16 @@ class Settings(BaseSettings):
     )
     max_batch_records: int = Field(1000, ge=1, le=10_000, description="Records per POST.")
     detection_interval_s: float = Field(
-        30.0, ge=0, description="How often the service runs the drift engine; 0 turns it off."
+        30.0,
+        ge=0,
+        description="How often the service's worker runs (drift engine, phantom QC, reports, "
+        "heartbeat, notifications); 0 turns the worker off.",
+    )
+    detection_in_server: bool = Field(
+        True,
+        description="Whether the service's worker runs the drift engine itself. false: it runs "
+        "every other step, and `phase4 detect --loop` processes analyse (the setting for "
+        "PostgreSQL with several replicas, or to keep ingest latency flat while a backlog drains).",
     )
     records_page_size_max: int = Field(
         1000, ge=1, description="Largest page GET /v1/records returns."
