@@ -180,6 +180,34 @@ def dashboard(
     }
 
 
+# Several `phase4 serve` replicas may be scraped as several instances of job="phase4"
+# (docs/DASHBOARDS.md, "Several replicas"). Series read from the store are then the same on
+# every instance: each query takes one value per series (`max without (instance)`; `min` for
+# ages, the freshest reading) before any sum or count, so nothing is multiplied by the number
+# of replicas. A probe's health is kept by the replica that received its last batch: the
+# youngest report wins. In-process counters (ingest, latency, errors) are summed across them.
+def store(expr: str) -> str:
+    """A store-backed series, once whatever the number of replicas scraped."""
+    return f"max without (instance) ({expr})"
+
+
+def youngest(expr: str) -> str:
+    """An age read at scrape time: the freshest replica's."""
+    return f"min without (instance) ({expr})"
+
+
+PROBE_AGE = "phase4_probe_last_report_age_seconds"
+
+
+def latest_probe(metric: str) -> str:
+    """A probe-reported gauge from the replica holding the probe's youngest report (a replica
+    that received an older batch keeps the older report until it receives another)."""
+    return (
+        f"max without (instance) ({metric} and on (instance, deployment) "
+        f"({PROBE_AGE} == on (deployment) group_left () min by (deployment) ({PROBE_AGE})))"
+    )
+
+
 DEP = 'deployment="$deployment"'
 DEPLOYMENT_VAR = query_var(
     "deployment", "Deployment", "label_values(phase4_deployment_info, deployment)"
@@ -189,7 +217,7 @@ ALERT_ANNOTATION = {
     "datasource": DATASOURCE,
     "enable": True,
     "iconColor": "red",
-    "expr": f"phase4_stream_alerts_open{{{DEP}}} > 0",
+    "expr": store(f"phase4_stream_alerts_open{{{DEP}}}") + " > 0",
     "step": "1m",
     "titleFormat": "{{severity}} alert open",
     "textFormat": "{{stream}}",
@@ -204,7 +232,13 @@ def fleet() -> dict[str, Any]:
         panel(
             "stat",
             "Deployments by status",
-            [target("sum by (status) (phase4_deployment_status)", "{{status}}", instant=True)],
+            [
+                target(
+                    f"sum by (status) ({store('phase4_deployment_status')})",
+                    "{{status}}",
+                    instant=True,
+                )
+            ],
             w=8,
             description="no_data: no record yet; reference: references being collected; "
             "monitoring: detecting, nothing open; alerting: a warning or critical alert is open.",
@@ -213,7 +247,7 @@ def fleet() -> dict[str, Any]:
         panel(
             "stat",
             "Open alerts by severity",
-            [target("phase4_alerts_open", "{{severity}}", instant=True)],
+            [target(store("phase4_alerts_open"), "{{severity}}", instant=True)],
             w=8,
             thresholds=[(None, "green"), (1, "red")],
             options={"reduceOptions": {"calcs": ["lastNotNull"]}, "textMode": "value_and_name"},
@@ -221,7 +255,13 @@ def fleet() -> dict[str, Any]:
         panel(
             "stat",
             "Devices failing phantom QC",
-            [target("count(phase4_phantom_failing > 0) or vector(0)", "devices", instant=True)],
+            [
+                target(
+                    f"count({store('phase4_phantom_failing')} > 0) or vector(0)",
+                    "devices",
+                    instant=True,
+                )
+            ],
             w=8,
             thresholds=[(None, "green"), (1, "red")],
         ),
@@ -230,11 +270,11 @@ def fleet() -> dict[str, Any]:
             "Deployments",
             [
                 target(
-                    "phase4_deployment_status == 1",
+                    store("phase4_deployment_status") + " == 1",
                     ref="A",
                     instant=True,
                 ),
-                target("phase4_deployment_info", ref="B", instant=True),
+                target(store("phase4_deployment_info"), ref="B", instant=True),
             ],
             w=24,
             h=7,
@@ -254,7 +294,7 @@ def fleet() -> dict[str, Any]:
         panel(
             "timeseries",
             "Time since each deployment's last record",
-            [target("phase4_deployment_last_record_age_seconds", "{{deployment}}")],
+            [target(youngest("phase4_deployment_last_record_age_seconds"), "{{deployment}}")],
             unit="s",
         ),
         panel(
@@ -262,7 +302,9 @@ def fleet() -> dict[str, Any]:
             "Records stored per hour",
             [
                 target(
-                    "sum by (deployment) (increase(phase4_records_stored_total[1h]))",
+                    "sum by (deployment) ("
+                    + store("increase(phase4_records_stored_total[1h])")
+                    + ")",
                     "{{deployment}}",
                 )
             ],
@@ -271,7 +313,7 @@ def fleet() -> dict[str, Any]:
         panel(
             "bargauge",
             "Records in the store",
-            [target("phase4_records_stored_total", "{{deployment}}", instant=True)],
+            [target(store("phase4_records_stored_total"), "{{deployment}}", instant=True)],
             w=12,
             options={"orientation": "horizontal", "displayMode": "basic"},
         ),
@@ -280,7 +322,7 @@ def fleet() -> dict[str, Any]:
             "Open alerts per deployment",
             [
                 target(
-                    "sum by (deployment) (phase4_deployment_alerts_open)",
+                    f"sum by (deployment) ({store('phase4_deployment_alerts_open')})",
                     "{{deployment}}",
                     instant=True,
                 )
@@ -311,7 +353,13 @@ def drift() -> dict[str, Any]:
         panel(
             "stat",
             "Status",
-            [target(f"phase4_deployment_status{{{DEP}}} == 1", "{{status}}", instant=True)],
+            [
+                target(
+                    store(f"phase4_deployment_status{{{DEP}}}") + " == 1",
+                    "{{status}}",
+                    instant=True,
+                )
+            ],
             w=6,
             h=5,
             options={"reduceOptions": {"calcs": ["lastNotNull"]}, "textMode": "name"},
@@ -319,7 +367,11 @@ def drift() -> dict[str, Any]:
         panel(
             "stat",
             "Open alerts",
-            [target(f"phase4_deployment_alerts_open{{{DEP}}}", "{{severity}}", instant=True)],
+            [
+                target(
+                    store(f"phase4_deployment_alerts_open{{{DEP}}}"), "{{severity}}", instant=True
+                )
+            ],
             w=6,
             h=5,
             thresholds=[(None, "green"), (1, "red")],
@@ -329,9 +381,11 @@ def drift() -> dict[str, Any]:
             "stat",
             "Streams detecting / collecting a reference",
             [
-                target(f"sum(phase4_stream_monitoring{{{DEP}}})", "detecting", instant=True),
                 target(
-                    f"count(phase4_stream_monitoring{{{DEP}}} == 0) or vector(0)",
+                    f"sum({store(f'phase4_stream_monitoring{{{DEP}}}')})", "detecting", instant=True
+                ),
+                target(
+                    f"count({store(f'phase4_stream_monitoring{{{DEP}}}')} == 0) or vector(0)",
                     "collecting",
                     "B",
                     instant=True,
@@ -344,7 +398,7 @@ def drift() -> dict[str, Any]:
         panel(
             "stat",
             "Time since last record",
-            [target(f"phase4_deployment_last_record_age_seconds{{{DEP}}}", instant=True)],
+            [target(youngest(f"phase4_deployment_last_record_age_seconds{{{DEP}}}"), instant=True)],
             w=6,
             h=5,
             unit="s",
@@ -355,7 +409,9 @@ def drift() -> dict[str, Any]:
             "Statistic / threshold (alarm at 1)",
             [
                 target(
-                    f"phase4_detector_statistic{{{sel}}} / phase4_detector_threshold{{{sel}}}",
+                    store(f"phase4_detector_statistic{{{sel}}}")
+                    + " / "
+                    + store(f"phase4_detector_threshold{{{sel}}}"),
                     "{{stream}} {{detector}}",
                 )
             ],
@@ -372,11 +428,11 @@ def drift() -> dict[str, Any]:
             "CUSUM statistic and threshold",
             [
                 target(
-                    f'phase4_detector_statistic{{{sel}, detector=~"cusum|bernoulli_cusum"}}',
+                    store(f'phase4_detector_statistic{{{sel}, detector=~"cusum|bernoulli_cusum"}}'),
                     "{{stream}}",
                 ),
                 target(
-                    f'phase4_detector_threshold{{{sel}, detector=~"cusum|bernoulli_cusum"}}',
+                    store(f'phase4_detector_threshold{{{sel}, detector=~"cusum|bernoulli_cusum"}}'),
                     "threshold {{stream}}",
                     "B",
                 ),
@@ -387,9 +443,9 @@ def drift() -> dict[str, Any]:
             "timeseries",
             "EWMA statistic and threshold",
             [
-                target(f'phase4_detector_statistic{{{sel}, detector="ewma"}}', "{{stream}}"),
+                target(store(f'phase4_detector_statistic{{{sel}, detector="ewma"}}'), "{{stream}}"),
                 target(
-                    f'phase4_detector_threshold{{{sel}, detector="ewma"}}',
+                    store(f'phase4_detector_threshold{{{sel}, detector="ewma"}}'),
                     "threshold {{stream}}",
                     "B",
                 ),
@@ -401,7 +457,7 @@ def drift() -> dict[str, Any]:
             "Feature shift (EWMA of normal scores, in reference SDs)",
             [
                 target(
-                    f'phase4_stream_ewma_zscore{{{DEP}, stream=~"features\\\\..*"}}',
+                    store(f'phase4_stream_ewma_zscore{{{DEP}, stream=~"features\\\\..*"}}'),
                     "{{stream}}",
                 )
             ],
@@ -412,13 +468,13 @@ def drift() -> dict[str, Any]:
         panel(
             "table",
             "Open alerts by stream",
-            [target(f"phase4_stream_alerts_open{{{DEP}}}", instant=True)],
+            [target(store(f"phase4_stream_alerts_open{{{DEP}}}"), instant=True)],
             options={"showHeader": True},
         ),
         panel(
             "table",
             "Observations per stream",
-            [target(f"phase4_stream_observations_total{{{DEP}}}", instant=True)],
+            [target(store(f"phase4_stream_observations_total{{{DEP}}}"), instant=True)],
             options={"showHeader": True},
         ),
     ]
@@ -441,14 +497,16 @@ def outputs() -> dict[str, Any]:
         panel(
             "timeseries",
             "Output shift (EWMA of normal scores, in reference SDs)",
-            [target(f"phase4_stream_ewma_zscore{{{out}}}", "{{stream}}")],
+            [target(store(f"phase4_stream_ewma_zscore{{{out}}}"), "{{stream}}")],
         ),
         panel(
             "timeseries",
             "Output detectors: statistic / threshold",
             [
                 target(
-                    f"phase4_detector_statistic{{{out}}} / phase4_detector_threshold{{{out}}}",
+                    store(f"phase4_detector_statistic{{{out}}}")
+                    + " / "
+                    + store(f"phase4_detector_threshold{{{out}}}"),
                     "{{stream}} {{detector}}",
                 )
             ],
@@ -459,7 +517,13 @@ def outputs() -> dict[str, Any]:
         panel(
             "stat",
             "Reference event rates (binary outputs)",
-            [target(f"phase4_stream_reference_event_ratio{{{out}}}", "{{stream}}", instant=True)],
+            [
+                target(
+                    store(f"phase4_stream_reference_event_ratio{{{out}}}"),
+                    "{{stream}}",
+                    instant=True,
+                )
+            ],
             unit="percentunit",
             options={"reduceOptions": {"calcs": ["lastNotNull"]}, "textMode": "value_and_name"},
         ),
@@ -467,7 +531,7 @@ def outputs() -> dict[str, Any]:
         panel(
             "timeseries",
             "Labelled outcomes received",
-            [target(f"phase4_stream_observations_total{{{perf}}}", "{{stream}}")],
+            [target(store(f"phase4_stream_observations_total{{{perf}}}"), "{{stream}}")],
             description="Misses among confirmed positives, false positives among confirmed "
             "negatives: the performance streams' observations.",
         ),
@@ -476,7 +540,9 @@ def outputs() -> dict[str, Any]:
             "Performance detectors: statistic / threshold",
             [
                 target(
-                    f"phase4_detector_statistic{{{perf}}} / phase4_detector_threshold{{{perf}}}",
+                    store(f"phase4_detector_statistic{{{perf}}}")
+                    + " / "
+                    + store(f"phase4_detector_threshold{{{perf}}}"),
                     "{{stream}} {{detector}}",
                 )
             ],
@@ -544,7 +610,7 @@ def phantom_qc() -> dict[str, Any]:
         panel(
             "table",
             "Latest verdicts, every device (0 pass, 1 tolerance, 2 action)",
-            [target("phase4_phantom_verdict_level", instant=True)],
+            [target(store("phase4_phantom_verdict_level"), instant=True)],
             w=12,
             thresholds=[(None, "green"), (1, "orange"), (2, "red")],
             custom={"cellOptions": {"type": "color-background"}},
@@ -552,7 +618,11 @@ def phantom_qc() -> dict[str, Any]:
         panel(
             "table",
             "Days since each device's last phantom scan",
-            [target("phase4_phantom_last_acquired_age_seconds / 86400", instant=True)],
+            [
+                target(
+                    youngest("phase4_phantom_last_acquired_age_seconds") + " / 86400", instant=True
+                )
+            ],
             w=12,
             unit="d",
         ),
@@ -560,8 +630,8 @@ def phantom_qc() -> dict[str, Any]:
             "timeseries",
             "$metric ($kind) — control chart",
             [
-                target(f"phase4_phantom_metric{{{sel}}}", "{{metric}}"),
-                target(f"phase4_phantom_tolerance{{{sel}}}", "{{bound}}", "B"),
+                target(store(f"phase4_phantom_metric{{{sel}}}"), "{{metric}}"),
+                target(store(f"phase4_phantom_tolerance{{{sel}}}"), "{{bound}}", "B"),
             ],
             w=24,
             h=9,
@@ -574,7 +644,7 @@ def phantom_qc() -> dict[str, Any]:
         panel(
             "state-timeline",
             "Verdict history of $device",
-            [target(f"phase4_phantom_verdict_level{{{sel}}}", "{{kind}} {{metric}}")],
+            [target(store(f"phase4_phantom_verdict_level{{{sel}}}"), "{{kind}} {{metric}}")],
             w=24,
             thresholds=[(None, "green"), (1, "orange"), (2, "red")],
         ),
@@ -627,7 +697,9 @@ def ingest() -> dict[str, Any]:
             "Records dropped by probes (last 24 h)",
             [
                 target(
-                    "sum(increase(phase4_probe_dropped_records_total[24h])) or vector(0)",
+                    "sum("
+                    + store("increase(phase4_probe_dropped_records_total[24h])")
+                    + ") or vector(0)",
                     instant=True,
                 )
             ],
@@ -649,20 +721,20 @@ def ingest() -> dict[str, Any]:
         panel(
             "timeseries",
             "Time since each deployment's last record",
-            [target("phase4_deployment_last_record_age_seconds", "{{deployment}}")],
+            [target(youngest("phase4_deployment_last_record_age_seconds"), "{{deployment}}")],
             unit="s",
         ),
         row("Probes"),
         panel(
             "timeseries",
             "Probe queue depth",
-            [target("phase4_probe_queue_depth", "{{deployment}}")],
+            [target(latest_probe("phase4_probe_queue_depth"), "{{deployment}}")],
             w=8,
         ),
         panel(
             "timeseries",
             "Probe spool depth (records waiting on disk)",
-            [target("phase4_probe_spool_depth", "{{deployment}}")],
+            [target(latest_probe("phase4_probe_spool_depth"), "{{deployment}}")],
             w=8,
             description="Grows while the monitor is unreachable or refusing the probe; drains "
             "oldest-first when it is back.",
@@ -670,14 +742,14 @@ def ingest() -> dict[str, Any]:
         panel(
             "timeseries",
             "Time since each probe's last health report",
-            [target("phase4_probe_last_report_age_seconds", "{{deployment}}")],
+            [target(youngest(PROBE_AGE), "{{deployment}}")],
             w=8,
             unit="s",
         ),
         panel(
             "table",
             "Probe versions",
-            [target("phase4_probe_info", instant=True)],
+            [target(latest_probe("phase4_probe_info"), instant=True)],
             w=24,
             h=6,
         ),

@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,36 +64,40 @@ def loaded_monitor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoadedM
 class Prometheus:
     url: str
 
-    def query(self, expr: str) -> dict[str, object]:
-        r = httpx.get(f"{self.url}/api/v1/query", params={"query": expr}, timeout=10)
+    def query(self, expr: str, at: float | None = None) -> dict[str, object]:
+        params = {"query": expr} if at is None else {"query": expr, "time": f"{at:.3f}"}
+        r = httpx.get(f"{self.url}/api/v1/query", params=params, timeout=10)
         body: dict[str, object] = r.json()
         return body
 
 
-@pytest.fixture(scope="module")
-def prometheus(
-    loaded_monitor: LoadedMonitor, tmp_path_factory: pytest.TempPathFactory
+@contextmanager
+def running_prometheus(
+    targets: list[str], workdir: Path, *, rules: bool = True, lifetime_s: int = 900
 ) -> Iterator[Prometheus]:
-    """/usr/bin/prometheus on 127.0.0.1, scraping the loaded monitor every second as
-    job="phase4", with phase4's alerting rules; stopped (and killed if need be) at the end."""
-    workdir = tmp_path_factory.mktemp("prometheus")
-    monitor_address = loaded_monitor.url.removeprefix("http://")
+    """/usr/bin/prometheus on 127.0.0.1, scraping every target every second as instances of
+    job="phase4" (with phase4's alerting rules unless ``rules`` is false), returned once it has
+    scraped each of them ``SCRAPES_BEFORE_QUERIES`` times; stopped (and killed if need be) at
+    the end, and by ``timeout`` after ``lifetime_s`` whatever happens to the test."""
     config = workdir / "prometheus.yml"
     config.write_text(
         "global:\n"
         "  scrape_interval: 1s\n"
         "  evaluation_interval: 1s\n"
-        f"rule_files: ['{RULES}']\n"
-        "scrape_configs:\n"
+        + (f"rule_files: ['{RULES}']\n" if rules else "")
+        + "scrape_configs:\n"
         "  - job_name: phase4\n"
         "    scrape_interval: 1s\n"
         "    scrape_timeout: 1s\n"
-        f"    static_configs: [{{targets: ['{monitor_address}']}}]\n"
+        f"    static_configs: [{{targets: {targets!r}}}]\n"
     )
     port = free_port()
     log = (workdir / "prometheus.log").open("w")
     proc = subprocess.Popen(
         [
+            tool("timeout"),
+            "--kill-after=10",
+            str(lifetime_s),
             tool("prometheus"),
             f"--config.file={config}",
             f"--storage.tsdb.path={workdir / 'tsdb'}",
@@ -108,14 +113,16 @@ def prometheus(
         deadline = time.monotonic() + 60
         while True:
             assert proc.poll() is None, (workdir / "prometheus.log").read_text()
-            assert time.monotonic() < deadline, "Prometheus did not scrape the monitor in 60 s"
+            assert time.monotonic() < deadline, f"Prometheus did not scrape {targets} in 60 s"
             try:
                 body = prom.query(
                     f'count_over_time(up{{job="phase4"}}[1m]) >= {SCRAPES_BEFORE_QUERIES}'
                 )
-                if body.get("status") == "success" and body["data"]["result"]:  # type: ignore[index]
+                if (
+                    body.get("status") == "success" and len(body["data"]["result"]) == len(targets)  # type: ignore[index]
+                ):
                     up = prom.query('up{job="phase4"}')
-                    assert up["data"]["result"][0]["value"][1] == "1", up  # type: ignore[index]
+                    assert {s["value"][1] for s in up["data"]["result"]} == {"1"}, up  # type: ignore[index]
                     break
             except (httpx.HTTPError, ValueError):  # not ready yet (503, plain text)
                 pass
@@ -129,3 +136,14 @@ def prometheus(
             proc.kill()
             proc.wait(timeout=10)
         log.close()
+
+
+@pytest.fixture(scope="module")
+def prometheus(
+    loaded_monitor: LoadedMonitor, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Prometheus]:
+    """/usr/bin/prometheus on 127.0.0.1, scraping the loaded monitor every second as
+    job="phase4", with phase4's alerting rules; stopped (and killed if need be) at the end."""
+    workdir = tmp_path_factory.mktemp("prometheus")
+    with running_prometheus([loaded_monitor.url.removeprefix("http://")], workdir) as prom:
+        yield prom
