@@ -78,9 +78,7 @@ def _simulate(gap: float, rng: np.random.Generator) -> tuple[float, list[int]]:
     alarms = 0
     first: list[int] = []
     for errors in np.unique(rest_errors):
-        design = design_disparity(
-            rest_errors=int(errors), rest_n=REST_N, margin=MARGIN, arl0=ARL0
-        )
+        design = design_disparity(rest_errors=int(errors), rest_n=REST_N, margin=MARGIN, arl0=ARL0)
         reps = int((rest_errors == errors).sum())
         x = rng.random((HORIZON, reps)) < q_group
         s = np.zeros(reps, dtype=np.int64)
