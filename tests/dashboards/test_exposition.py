@@ -62,6 +62,8 @@ ALLOWED_LABELS = {
     "status",
     "probe_version",
     "le",
+    "dimension",  # subgroups (phase4/monitor/api/subgroup_metrics.py)
+    "group",
 }
 
 

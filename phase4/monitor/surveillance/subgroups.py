@@ -64,6 +64,7 @@ from phase4.monitor.drift.subgroups import (
 from phase4.monitor.store.models import (
     Alert,
     Deployment,
+    DetectorState,
     Feedback,
     InferenceRecord,
     Site,
@@ -77,6 +78,10 @@ from phase4.monitor.surveillance.observations import outcome_view
 log = logging.getLogger(__name__)
 
 NOT_RECORDED = "not recorded"
+# The latest table of each deployment, kept by the pass for /metrics (which must not scan the
+# records at scrape time): a detector-state row of its own, beside the drift pass's.
+SNAPSHOT_STREAM = "subgroups"
+SNAPSHOT_DETECTOR = "subgroup_table"
 GROUP_CHARS_MAX = 40
 STREAM_PREFIX = "subgroups"
 # Draws of the truths given the calibrated probabilities, for the CBPE estimate's interval.
@@ -517,6 +522,7 @@ def process_subgroups(engine: Engine) -> SubgroupPass:
     for deployment_id in ids:
         try:
             out.alerts_opened += _process_one(engine, deployment_id, out)
+            save_snapshot(engine, deployment_id)
         except Exception as exc:  # one deployment's failure stops no other
             log.warning("disparity monitor of %s failed (%s)", deployment_id, type(exc).__name__)
     return out
@@ -588,3 +594,42 @@ def _process_one(engine: Engine, deployment_id: str, out: SubgroupPass) -> list[
                 opened.append(alert.id)
         session.commit()
     return opened
+
+
+def save_snapshot(engine: Engine, deployment_id: str) -> None:
+    """Compute the deployment's table and keep it for /metrics (one row, replaced)."""
+    with Session(engine) as session:
+        deployment = session.get(Deployment, deployment_id)
+        if deployment is None:
+            return
+        table = subgroup_table(session, deployment)
+        row = session.exec(
+            select(DetectorState).where(
+                DetectorState.deployment_id == deployment_id,
+                DetectorState.stream == SNAPSHOT_STREAM,
+                DetectorState.detector == SNAPSHOT_DETECTOR,
+            )
+        ).first()
+        if row is None:
+            row = DetectorState(
+                deployment_id=deployment_id, stream=SNAPSHOT_STREAM, detector=SNAPSHOT_DETECTOR
+            )
+        row.state = table
+        row.updated_at = utcnow()
+        row.version = (row.version or 0) + 1
+        session.add(row)
+        try:
+            session.commit()
+        except sa.exc.IntegrityError:  # another worker saved it meanwhile: theirs is as good
+            session.rollback()
+
+
+def snapshots(session: Session) -> dict[str, dict[str, Any]]:
+    """Every deployment's last saved table."""
+    rows = session.execute(
+        sa.select(DetectorState.deployment_id, DetectorState.state).where(
+            DetectorState.stream == SNAPSHOT_STREAM,
+            DetectorState.detector == SNAPSHOT_DETECTOR,
+        )
+    )
+    return {dep: state for dep, state in rows if isinstance(state, Mapping)}
