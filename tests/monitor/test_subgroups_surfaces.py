@@ -4,12 +4,17 @@ out; the exposition passes promtool)."""
 
 from __future__ import annotations
 
+import csv
+import json
 import re
 import subprocess
+from datetime import UTC, date, datetime
+from pathlib import Path
 
 from fastapi.testclient import TestClient
 from sqlmodel import Session
 
+from phase4.alerts.export import export_deployment
 from phase4.monitor.store.models import Deployment
 from phase4.monitor.surveillance.detection import detect_all
 from phase4.monitor.surveillance.subgroups import process_subgroups
@@ -93,3 +98,36 @@ def test_the_table_reaches_the_api_the_page_and_metrics(client: TestClient, worl
         s.commit()
     process_subgroups(world.engine)
     assert _metric_lines(client.get("/metrics").text, "phase4_subgroup_cases") == []
+
+
+def test_the_export_adds_gaps_and_the_disparity_finding(world: Fixture, tmp_path: Path) -> None:
+    fill(world.engine, world.deployment_a)
+    detect_all(world.engine)
+    process_subgroups(world.engine)
+    result = export_deployment(
+        world.engine,
+        world.deployment_a,
+        date(2026, 1, 1),
+        datetime.now(UTC).date(),  # the alert was opened today (alerts count by opened_at)
+        {"json", "csv"},
+        tmp_path,
+        actor="test",
+    )
+    report = json.loads((result.directory / "report.json").read_text())
+    bands = {r["band"]: r for r in report["subgroups"]["dimensions"]["age_band"]}
+    gap = bands["65-79"]["gap_sensitivity"]
+    assert gap["ci_low"] < gap["value"] < gap["ci_high"] and gap["ci_low"] > 0.1
+    (finding,) = report["subgroups"]["disparity"]
+    assert (finding["dimension"], finding["band"], finding["metric"]) == (
+        "age_band",
+        "65-79",
+        "sensitivity",
+    )
+    assert finding["gap_ci_low"] <= 0.4 <= finding["gap_ci_high"]
+    assert "age band 65-79" in finding["headline"]
+    with (result.directory / "csv" / "subgroup_disparity.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [r["band"] for r in rows] == ["65-79"]
+    with (result.directory / "csv" / "subgroups.csv").open() as f:
+        header = next(csv.reader(f))
+    assert "gap_sensitivity_ci_low" in header and "gap_specificity_ci_high" in header
