@@ -642,8 +642,9 @@ def _explained_by(alert: Alert, result: DemoResult) -> Change | None:
     """The injected change an alert belongs to: same site, dated after the change began (less
     the slack of change-point estimation). None: a false alarm."""
     began = _day(alert.evidence.get("change_timestamp") or alert.evidence.get("timestamp"))
-    for change in result.changes:
-        start = result.start + timedelta(days=change.start_day) - timedelta(days=14)
+    for change in (*result.changes, subgroup_drift(result.days)):
+        slack = timedelta(days=getattr(change, "slack_days", 14))
+        start = result.start + timedelta(days=change.start_day) - slack
         if (
             alert.deployment_id == deployment_id(change.site_id)
             and began >= start.isoformat()

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from phase4.demo.simulate import Study, patient_age_band
+from phase4.demo.simulate import Change, Study, patient_age_band
 
 SITE = "site-a"
 AGE_BAND = "65-79"
@@ -25,15 +25,22 @@ MARGIN = 0.10
 
 
 @dataclass(frozen=True)
-class SubgroupDrift:
-    """Where and from when the band's sensitivity falls."""
+class SubgroupDrift(Change):
+    """Where and from when the band's sensitivity falls: a ``Change`` of the demo, so that its
+    summary tells the alerts it explains from false alarms."""
 
-    site_id: str = SITE
     age_band: str = AGE_BAND
-    start_day: int = 0
     miss_probability: float = MISS_PROBABILITY
+    # The chart dates a change within about ten of the band's labelled cases: two to three
+    # weeks at the demo's rates (the demo's other changes are dated within days).
+    slack_days: int = 30
 
-    def affects(self, study: Study) -> bool:
+    def affects(self, stream: str) -> bool:
+        """The band's sensitivity chart, and the site's miss rate it moves."""
+        band = f"subgroups.age_band={self.age_band}.sensitivity"
+        return stream in (band, "performance.missed")
+
+    def applies_to(self, study: Study) -> bool:
         return (
             study.site_id == self.site_id
             and study.day >= self.start_day
@@ -44,7 +51,13 @@ class SubgroupDrift:
 
 def subgroup_drift(days: int) -> SubgroupDrift:
     """The demo's drift: site A, 65-79, from the middle of the period."""
-    return SubgroupDrift(start_day=days // 2)
+    return SubgroupDrift(
+        site_id=SITE,
+        start_day=days // 2,
+        kind=f"sensitivity drop in the {AGE_BAND} age band",
+        description=f"the AI misses {MISS_PROBABILITY:.0%} of the cancers it found in "
+        f"{AGE_BAND}-year-olds at site A",
+    )
 
 
 def monitoring(margin: float = MARGIN) -> dict[str, Any]:
@@ -72,7 +85,7 @@ class Missing:
         self.rng = np.random.default_rng(seed + 1_000_003)
 
     def __call__(self, study: Study, outputs: dict[str, Any]) -> dict[str, Any]:
-        if not self.drift.affects(study) or not outputs.get("positive"):
+        if not self.drift.applies_to(study) or not outputs.get("positive"):
             return outputs
         if self.rng.random() >= self.drift.miss_probability:
             return outputs
