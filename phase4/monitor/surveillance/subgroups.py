@@ -286,7 +286,10 @@ def disparity_findings(
         if not r_errors:
             chart["verdict"] = "no_rest"
             continue
-        per_day = monitoring.studies_per_day * len(g_cases) / records
+        # the group's rate of such cases since acceptance (not since a restart: the records
+        # counted are since acceptance too)
+        seen = sum(1 for c in cases if c.groups[dim] == group and _is_error(c, metric) is not None)
+        per_day = monitoring.studies_per_day * seen / records
         if per_day <= 0:
             chart["verdict"] = "too_few"
             continue
