@@ -11,6 +11,7 @@ two patients would say what happened to them.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -19,7 +20,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from phase4.monitor.surveillance.subgroups import snapshots
+from phase4.monitor.surveillance.subgroups import snapshot_versions, snapshots
 
 DEFAULT_K = 10
 LABELS = ["deployment", "dimension", "group"]
@@ -32,8 +33,26 @@ def published(table: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 
 
 class SubgroupCollector(Collector):
+    """A table is read again only when the pass saved a new one (its row's ``updated_at``)."""
+
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._lock = threading.Lock()
+        self._tables: dict[str, tuple[Any, Mapping[str, Any]]] = {}
+
+    def _read(self) -> dict[str, Mapping[str, Any]]:
+        with Session(self.engine) as session:
+            versions = snapshot_versions(session)
+            with self._lock:
+                cached = dict(self._tables)
+            stale = [d for d, at in versions.items() if d not in cached or cached[d][0] != at]
+            if stale:
+                for dep, table in snapshots(session, stale).items():
+                    cached[dep] = (versions[dep], table)
+        fresh = {d: cached[d] for d in versions if d in cached}
+        with self._lock:
+            self._tables = fresh
+        return {d: t for d, (_, t) in fresh.items()}
 
     def collect(self) -> Iterator[Metric]:
         cases = GaugeMetricFamily(
@@ -77,8 +96,7 @@ class SubgroupCollector(Collector):
             "More labelled cases of the metric's kind the group needs before a verdict.",
             labels=[*LABELS, "metric"],
         )
-        with Session(self.engine) as session:
-            tables = snapshots(session)
+        tables = self._read()
         for deployment, table in sorted(tables.items()):
             k = int(table.get("min_group_cases") or DEFAULT_K)
             for g in published(table):

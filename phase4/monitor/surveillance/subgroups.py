@@ -627,12 +627,23 @@ def save_snapshot(engine: Engine, deployment_id: str) -> None:
             session.rollback()
 
 
-def snapshots(session: Session) -> dict[str, dict[str, Any]]:
-    """Every deployment's last saved table."""
+def snapshot_versions(session: Session) -> dict[str, Any]:
+    """When each deployment's table was last saved (its row's ``updated_at``)."""
     rows = session.execute(
-        sa.select(DetectorState.deployment_id, DetectorState.state).where(
+        sa.select(DetectorState.deployment_id, DetectorState.updated_at).where(
             DetectorState.stream == SNAPSHOT_STREAM,
             DetectorState.detector == SNAPSHOT_DETECTOR,
         )
     )
-    return {dep: state for dep, state in rows if isinstance(state, Mapping)}
+    return {dep: at for dep, at in rows}
+
+
+def snapshots(session: Session, deployments: list[str] | None = None) -> dict[str, dict[str, Any]]:
+    """The deployments' last saved tables (every deployment's when None)."""
+    q = sa.select(DetectorState.deployment_id, DetectorState.state).where(
+        DetectorState.stream == SNAPSHOT_STREAM,
+        DetectorState.detector == SNAPSHOT_DETECTOR,
+    )
+    if deployments is not None:
+        q = q.where(col(DetectorState.deployment_id).in_(deployments))
+    return {dep: state for dep, state in session.execute(q) if isinstance(state, Mapping)}
