@@ -13,6 +13,7 @@ import numpy as np
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from phase4.alerts.notify.render import what_to_check
 from phase4.monitor.core.statuses import AlertCause, AlertStatus
 from phase4.monitor.store.models import Alert, Deployment, Feedback, InferenceRecord
 from phase4.monitor.surveillance.detection import detect_all
@@ -120,6 +121,7 @@ def test_a_falling_age_band_is_named_with_a_gap_that_covers_the_truth(
     assert "age band 65-79" in alert.title and "points below the rest" in alert.title
     assert f"since {began.date().isoformat()}" in alert.title
     assert ev["headline"] == alert.title
+    assert "subgroup page" in what_to_check(alert)[0]  # the email's checklist
     # the share of the budget and its split are in the evidence
     # one stream, two performance streams, two estimated without labels, the monitor
     assert ev["budget"]["shares"] == 1 + 2 + 2 + 1
