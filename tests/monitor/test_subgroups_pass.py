@@ -10,12 +10,21 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
+import sqlalchemy as sa
+from alembic import command
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from phase4.alerts.notify.render import what_to_check
 from phase4.monitor.core.statuses import AlertCause, AlertStatus
-from phase4.monitor.store.models import Alert, Deployment, Feedback, InferenceRecord
+from phase4.monitor.store.db import alembic_config
+from phase4.monitor.store.models import (
+    Alert,
+    Deployment,
+    Feedback,
+    InferenceRecord,
+    SubgroupSnapshot,
+)
 from phase4.monitor.surveillance.detection import detect_all
 from phase4.monitor.surveillance.subgroups import process_subgroups, subgroup_table
 from tests.conftest import Fixture
@@ -187,3 +196,22 @@ def test_a_resolved_alert_restarts_its_chart(engine: Engine, world: Fixture) -> 
     assert len(alerts) == 2, [a.title for a in alerts]
     assert alerts[1].evidence["change_timestamp"] > alerts[0].evidence["timestamp"]
     assert alerts[1].status == AlertStatus.OPEN
+
+
+def test_migration_0011_creates_and_drops_the_snapshot_table(
+    engine: Engine, world: Fixture, db_url: str
+) -> None:
+    fill(engine, world.deployment_a, drift=False)
+    detect_all(engine)
+    process_subgroups(engine)
+    with Session(engine) as s:
+        saved = s.get(SubgroupSnapshot, world.deployment_a)
+        assert saved is not None and saved.snapshot["deployment"] == world.deployment_a
+    engine.dispose()
+    command.downgrade(alembic_config(db_url), "0009_device_identity")
+    assert "subgroup_snapshot" not in sa.inspect(engine).get_table_names()
+    engine.dispose()
+    command.upgrade(alembic_config(db_url), "head")
+    columns = {c["name"] for c in sa.inspect(engine).get_columns("subgroup_snapshot")}
+    assert columns == {"deployment_id", "snapshot", "updated_at"}
+    engine.dispose()

@@ -64,10 +64,10 @@ from phase4.monitor.drift.subgroups import (
 from phase4.monitor.store.models import (
     Alert,
     Deployment,
-    DetectorState,
     Feedback,
     InferenceRecord,
     Site,
+    SubgroupSnapshot,
     utcnow,
 )
 from phase4.monitor.surveillance.alerting import lock_open_alerts, open_alert, raise_alert
@@ -78,10 +78,6 @@ from phase4.monitor.surveillance.observations import outcome_view
 log = logging.getLogger(__name__)
 
 NOT_RECORDED = "not recorded"
-# The latest table of each deployment, kept by the pass for /metrics (which must not scan the
-# records at scrape time): a detector-state row of its own, beside the drift pass's.
-SNAPSHOT_STREAM = "subgroups"
-SNAPSHOT_DETECTOR = "subgroup_table"
 GROUP_CHARS_MAX = 40
 STREAM_PREFIX = "subgroups"
 # Draws of the truths given the calibrated probabilities, for the CBPE estimate's interval.
@@ -606,20 +602,11 @@ def save_snapshot(engine: Engine, deployment_id: str) -> None:
         if deployment is None:
             return
         table = subgroup_table(session, deployment)
-        row = session.exec(
-            select(DetectorState).where(
-                DetectorState.deployment_id == deployment_id,
-                DetectorState.stream == SNAPSHOT_STREAM,
-                DetectorState.detector == SNAPSHOT_DETECTOR,
-            )
-        ).first()
-        if row is None:
-            row = DetectorState(
-                deployment_id=deployment_id, stream=SNAPSHOT_STREAM, detector=SNAPSHOT_DETECTOR
-            )
-        row.state = table
+        row = session.get(SubgroupSnapshot, deployment_id) or SubgroupSnapshot(
+            deployment_id=deployment_id
+        )
+        row.snapshot = table
         row.updated_at = utcnow()
-        row.version = (row.version or 0) + 1
         session.add(row)
         try:
             session.commit()
@@ -628,22 +615,14 @@ def save_snapshot(engine: Engine, deployment_id: str) -> None:
 
 
 def snapshot_versions(session: Session) -> dict[str, Any]:
-    """When each deployment's table was last saved (its row's ``updated_at``)."""
-    rows = session.execute(
-        sa.select(DetectorState.deployment_id, DetectorState.updated_at).where(
-            DetectorState.stream == SNAPSHOT_STREAM,
-            DetectorState.detector == SNAPSHOT_DETECTOR,
-        )
-    )
+    """When each deployment's table was last saved."""
+    rows = session.execute(sa.select(SubgroupSnapshot.deployment_id, SubgroupSnapshot.updated_at))
     return {dep: at for dep, at in rows}
 
 
 def snapshots(session: Session, deployments: list[str] | None = None) -> dict[str, dict[str, Any]]:
     """The deployments' last saved tables (every deployment's when None)."""
-    q = sa.select(DetectorState.deployment_id, DetectorState.state).where(
-        DetectorState.stream == SNAPSHOT_STREAM,
-        DetectorState.detector == SNAPSHOT_DETECTOR,
-    )
+    q = sa.select(SubgroupSnapshot.deployment_id, SubgroupSnapshot.snapshot)
     if deployments is not None:
-        q = q.where(col(DetectorState.deployment_id).in_(deployments))
+        q = q.where(col(SubgroupSnapshot.deployment_id).in_(deployments))
     return {dep: state for dep, state in session.execute(q) if isinstance(state, Mapping)}
