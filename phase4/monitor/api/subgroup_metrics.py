@@ -6,7 +6,9 @@ Privacy: labels are the deployment, the dimension, the group and the metric, nev
 identifier. A group with fewer than k cases in the table's window (``monitoring.subgroups.
 min_group_cases``, default 10) is not published at all, and a rate whose denominator (labelled
 positives, negatives, positive calls) is below k is left out: a rate of 0% or 100% over one or
-two patients would say what happened to them.
+two patients would say what happened to them. The rule is k-anonymity's (L. Sweeney 2002,
+"k-anonymity: a model for protecting privacy", Int. J. Uncertainty, Fuzziness and
+Knowledge-Based Systems 10:557–570) applied to the published counts.
 """
 
 from __future__ import annotations
