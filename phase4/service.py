@@ -25,6 +25,7 @@ from phase4.monitor.store.db import create_db_engine
 from phase4.monitor.surveillance.detection import PassResult, detect_all
 from phase4.monitor.surveillance.phantom_qc import process_phantom_qc
 from phase4.monitor.surveillance.reports import attach_reports, attach_reports_at, reports_pending
+from phase4.monitor.surveillance.subgroups import process_subgroups
 
 log = logging.getLogger("phase4.worker")
 
@@ -104,9 +105,10 @@ class DetectionWorker:
             notify_pending(self.engine, self.notify)
 
     def run_once(self) -> None:
-        steps: list[tuple[str, Callable[[], None]]] = [
+        steps: list[tuple[str, Callable[[], object]]] = [
             *([("detection", self._detect)] if self.detects else []),
             ("phantom QC", self._phantoms),
+            ("subgroups", lambda: process_subgroups(self.engine)),
             ("reports", self._reports),
             ("heartbeat", self._heartbeats),
             ("notifications", self._notify),

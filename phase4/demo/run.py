@@ -43,6 +43,8 @@ from phase4.demo.simulate import (
     patient_sex,
     simulate_site,
 )
+from phase4.demo.subgroups import Missing, subgroup_drift
+from phase4.demo.subgroups import monitoring as subgroup_monitoring
 from phase4.monitor.core.settings import Settings, sqlite_url
 from phase4.monitor.core.statuses import AlertCause, AlertStatus, Severity
 from phase4.monitor.domain.device_identity import set_device_identity
@@ -55,6 +57,7 @@ from phase4.monitor.surveillance.detection import PassResult, detect_all
 from phase4.monitor.surveillance.headline import headline
 from phase4.monitor.surveillance.phantom_qc import process_phantom_qc
 from phase4.monitor.surveillance.reports import attach_reports
+from phase4.monitor.surveillance.subgroups import process_subgroups
 from phase4.probes import Probe, pseudonymise
 from phase4.service import create_app
 
@@ -95,6 +98,7 @@ def monitoring_config(studies_per_day: float) -> dict[str, Any]:
         # tables; they are left out of the drift streams so that the false-alarm budget stays
         # on the streams the simulation changes.
         "exclude": ["latency_s", "features.patient_sex", "features.patient_age_band"],
+        **subgroup_monitoring(),  # the subgroup tables and the disparity monitor
     }
 
 
@@ -310,6 +314,7 @@ def _run_demo(
         }
         feedback: list[tuple[str, str, dict[str, Any]]] = []
         feedback_rng = np.random.default_rng(seed + 1)
+        missing = Missing(subgroup_drift(days), seed)  # an age band's sensitivity falls
         with Progress(
             TextColumn("[progress.description]{task.description}"),
             BarColumn(),
@@ -325,7 +330,7 @@ def _run_demo(
                     features=probe_features(study),
                     acquired_at=study.acquired_at,
                 ) as inference:
-                    inference.outputs = ai(study)
+                    inference.outputs = missing(study, ai(study))
                 if feedback_rng.random() < FEEDBACK_FRACTION:
                     feedback.append((study.site_id, study.study_uid, _verdict(study, feedback_rng)))
                 progress.advance(task)
@@ -346,6 +351,7 @@ def _run_demo(
         with console.status("drift engine: calibrating detectors and analysing the year"):
             detection = detect_all(engine)
             process_phantom_qc(engine)
+            process_subgroups(engine)  # docs/SUBGROUPS.md
         with console.status("evidently: a data-drift report for each drift alert"):
             reports = attach_reports(engine)
         with console.status("telling people: email to the local SMTP sink"):
@@ -636,8 +642,9 @@ def _explained_by(alert: Alert, result: DemoResult) -> Change | None:
     """The injected change an alert belongs to: same site, dated after the change began (less
     the slack of change-point estimation). None: a false alarm."""
     began = _day(alert.evidence.get("change_timestamp") or alert.evidence.get("timestamp"))
-    for change in result.changes:
-        start = result.start + timedelta(days=change.start_day) - timedelta(days=14)
+    for change in (*result.changes, subgroup_drift(result.days)):
+        slack = timedelta(days=getattr(change, "slack_days", 14))
+        start = result.start + timedelta(days=change.start_day) - slack
         if (
             alert.deployment_id == deployment_id(change.site_id)
             and began >= start.isoformat()

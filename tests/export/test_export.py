@@ -37,6 +37,7 @@ ALL_FILES = {
             "identity",
             "baseline_comparison",
             "subgroups",
+            "subgroup_disparity",
             "phantom_episodes",
             "open_items",
             "usage",

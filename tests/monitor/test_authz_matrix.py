@@ -238,6 +238,9 @@ REQUESTS: dict[tuple[str, str], list[Build]] = {
     ("GET", "/v1/deployments/{deployment_id}/identity"): [
         lambda env: Req(f"/v1/deployments/{_identity_of_site_a(env)}/identity")
     ],
+    ("GET", "/v1/deployments/{deployment_id}/subgroups"): [
+        lambda env: Req(f"/v1/deployments/{env.world.deployment_a}/subgroups")
+    ],
     ("PUT", "/v1/deployments/{deployment_id}/identity"): [
         lambda env: Req(
             f"/v1/deployments/{env.world.deployment_a}/identity",
@@ -310,6 +313,9 @@ UI_REQUESTS: dict[tuple[str, str], list[Build]] = {
     ("GET", "/ui"): [lambda env: Req("/ui")],
     ("GET", "/ui/deployments/{deployment_id}"): [
         lambda env: Req(f"/ui/deployments/{env.world.deployment_a}")
+    ],
+    ("GET", "/ui/deployments/{deployment_id}/subgroups"): [
+        lambda env: Req(f"/ui/deployments/{env.world.deployment_a}/subgroups")
     ],
     ("GET", "/ui/devices/{device_id}"): [lambda env: Req(f"/ui/devices/{env.device_a}")],
     ("GET", "/ui/alerts"): [lambda env: Req("/ui/alerts")],
@@ -506,6 +512,8 @@ def test_every_dashboard_cell_answers_as_the_table_says(env: Env) -> None:
         ("GET", "/ui/devices/{}", None),
         ("GET", "/ui/deployments/nowhere-{}", None),
         ("GET", "/v1/deployments/nowhere-{}/identity", None),
+        ("GET", "/v1/deployments/nowhere-{}/subgroups", None),
+        ("GET", "/ui/deployments/nowhere-{}/subgroups", None),
         ("PUT", "/v1/deployments/nowhere-{}/identity", {"identity": {}}),
     ],
 )

@@ -119,7 +119,8 @@ def test_the_defaults_are_the_drift_engines() -> None:
         for name, field in MonitoringConfig.model_fields.items()
         if name in engine and name != "cbpe"
     }
-    assert contract == {k: v for k, v in engine.items() if k != "cbpe"}
+    # cbpe and disparity are derived (from performance.score, and from subgroups.disparity)
+    assert contract == {k: v for k, v in engine.items() if k not in ("cbpe", "disparity")}
     spec = StreamSpec("features.x", "numeric")
     from_contract = _config_for(Deployment(monitoring={}), [{"features": {"x": 1.0}}])
     assert dataclasses.replace(from_contract, streams=(spec,)) == MonitorConfig(streams=(spec,))

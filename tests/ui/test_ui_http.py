@@ -30,6 +30,8 @@ def pages(data: UiData) -> list[str]:
         f"/ui/deployments/{data.drifting}",
         f"/ui/deployments/{data.collecting}",
         f"/ui/deployments/{data.silent}",
+        f"/ui/deployments/{data.drifting}/subgroups",
+        f"/ui/deployments/{data.silent}/subgroups",
         f"/ui/devices/{data.device_id}",
         "/ui/alerts",
         "/ui/alerts?status=all",

@@ -461,6 +461,17 @@ def _subgroups(pdf: FPDF, report: Mapping[str, Any]) -> None:
         (20, 42, 22, 16, 59, 59, 59),
         empty="No labelled studies in this period.",
     )
+    findings = subgroups.get("disparity") or []
+    _para(
+        pdf,
+        "Disparity monitor (a band more than the margin below the rest; docs/SUBGROUPS.md): "
+        + (
+            "; ".join(f["headline"].rstrip(".") for f in findings)
+            if findings
+            else "no finding in the period"
+        )
+        + ".",
+    )
     weights = report["population"]["dimensions"].get("weight_band", [])
     if weights:
         _para(

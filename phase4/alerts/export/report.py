@@ -38,6 +38,7 @@ from phase4.monitor.core.headline import size_text
 from phase4.monitor.core.statuses import AlertCause
 from phase4.monitor.core.verdicts import verdict_level as _verdict_level
 from phase4.monitor.domain.device_names import device_name, unknown_device
+from phase4.monitor.drift.subgroups import gap_to_rest
 from phase4.monitor.store.audit import ChainVerdict, verify_chain
 from phase4.monitor.store.models import (
     AIModel,
@@ -297,16 +298,20 @@ def _performance(
     subgroups = {
         "definition": "performance over the whole period per subgroup: the deployment's site, "
         "the scanner model the record names, the patient's sex and age band (as the probe "
-        "recorded them); 95 % Wilson intervals",
+        "recorded them); 95 % Wilson intervals; the gap is the rest of the deployment minus "
+        "the band, in the metric's scale, with Newcombe's 95 % interval",
         "dimensions": {
-            dim: [
-                {"band": band, **_subgroup_block(rows)}
-                for band, rows in sorted(
-                    by_group[dim].items(), key=lambda kv: _band_order(dim, kv[0])
-                )
-            ]
+            dim: _with_gaps(
+                [
+                    {"band": band, **_subgroup_block(rows)}
+                    for band, rows in sorted(
+                        by_group[dim].items(), key=lambda kv: _band_order(dim, kv[0])
+                    )
+                ]
+            )
             for dim in SUBGROUP_DIMENSIONS
         },
+        "disparity": [],
     }
     return {
         "definition": {
@@ -330,6 +335,58 @@ def _subgroup_block(rows: list[Outcome]) -> dict[str, Any]:
         "specificity": block["specificity"],
         "ppv": block["ppv"],
     }
+
+
+GAP_METRICS = {"sensitivity": ("tp", "fn"), "specificity": ("tn", "fp")}
+
+
+def _with_gaps(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each band's gap to the rest of its dimension (rest − band) for sensitivity and
+    specificity, with Newcombe's interval (``phase4.monitor.drift.subgroups.gap_to_rest``)."""
+    totals = Counter[str]()
+    for row in rows:
+        totals.update(row["confusion"])
+    for row in rows:
+        c = row["confusion"]
+        for metric, (ok, bad) in GAP_METRICS.items():
+            band = (c[ok], c[ok] + c[bad])
+            rest = (totals[ok] - c[ok], totals[ok] + totals[bad] - c[ok] - c[bad])
+            gap = gap_to_rest(band, rest)
+            row[f"gap_{metric}"] = {
+                "value": gap["value"] if gap else None,
+                "ci_low": gap["ci95"][0] if gap else None,
+                "ci_high": gap["ci95"][1] if gap else None,
+                "n": band[1],
+            }
+    return rows
+
+
+def _disparity_rows(alerts: Iterable[Alert], period_end: datetime) -> list[dict[str, Any]]:
+    """The disparity monitor's findings open at any time in the period (docs/SUBGROUPS.md)."""
+    out = []
+    for a in alerts:
+        if a.cause != AlertCause.DISPARITY:
+            continue
+        ev = a.evidence or {}
+        gap = ev.get("gap") or {}
+        ci = gap.get("ci95") or [None, None]
+        out.append(
+            {
+                "alert_id": a.id,
+                "dimension": ev.get("dimension"),
+                "band": ev.get("group"),
+                "metric": ev.get("metric"),
+                "gap": gap.get("value"),
+                "gap_ci_low": ci[0],
+                "gap_ci_high": ci[1],
+                "margin": ev.get("margin"),
+                "since": ev.get("change_timestamp"),
+                "detected": ev.get("timestamp"),
+                "status": a.status,
+                "headline": headline(a, now=period_end),
+            }
+        )
+    return out
 
 
 def _band_order(dimension: str, band: str) -> tuple[int, str]:
@@ -1034,6 +1091,7 @@ def build_report(
     }
     report["data_sources"] = _data_sources(report, identity_row)
     _subgroup_shares(report)
+    report["subgroups"]["disparity"] = _disparity_rows(alerts, period.hi)
     for finding in report["drift_findings"]:
         if finding["change_size"] is None or finding["change_size"].startswith("statistic"):
             _measure_change(session, deployment.id, period, finding)

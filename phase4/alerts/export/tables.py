@@ -216,6 +216,8 @@ def tables(report: Mapping[str, Any]) -> dict[str, Table]:
             **_ci(row["sensitivity"], "sensitivity"),
             **_ci(row["specificity"], "specificity"),
             **_ci(row["ppv"], "ppv"),
+            **_ci(row.get("gap_sensitivity") or {}, "gap_sensitivity"),
+            **_ci(row.get("gap_specificity") or {}, "gap_specificity"),
         }
         for dim, rows in report["subgroups"]["dimensions"].items()
         for row in rows
@@ -230,6 +232,21 @@ def tables(report: Mapping[str, Any]) -> dict[str, Table]:
         "tn",
         "fn",
         *(f"{m}{s}" for m in ("sensitivity", "specificity", "ppv") for s in _CI_SUFFIXES),
+        *(f"gap_{m}{s}" for m in ("sensitivity", "specificity") for s in _CI_SUFFIXES),
+    ]
+    disparity_cols = [
+        "alert_id",
+        "dimension",
+        "band",
+        "metric",
+        "gap",
+        "gap_ci_low",
+        "gap_ci_high",
+        "margin",
+        "since",
+        "detected",
+        "status",
+        "headline",
     ]
     comparison = report["baseline_comparison"]
     baseline_rows = [
@@ -300,6 +317,7 @@ def tables(report: Mapping[str, Any]) -> dict[str, Table]:
         "identity": (["field", "value"], identity_rows),
         "baseline_comparison": (["metric", *baseline_cols], baseline_rows),
         "subgroups": (subgroup_cols, subgroup_rows),
+        "subgroup_disparity": (disparity_cols, report["subgroups"].get("disparity", [])),
         "phantom_episodes": (episode_cols, episode_rows),
         "open_items": (
             ["number", "severity", "section", "code", "text"],

@@ -393,6 +393,14 @@ _PERFORMANCE = (
     "the case mix or the images change?",
     "If confirmed, consider whether this is a reportable incident and tell the manufacturer.",
 )
+_DISPARITY = (
+    "Open the deployment's subgroup page: the group's cases since the gap opened, its rates and "
+    "the rest's, with their intervals.",
+    "Look for what sets the group apart since then: its images (protocol, uptake time, "
+    "reconstruction, scanner), its case mix, and how its outcomes were confirmed.",
+    "If confirmed, consider restricting use for this group, whether this is a reportable "
+    "incident, and tell the manufacturer.",
+)
 _SILENCE = (
     "Check that the probe process runs at the site (service status, its log).",
     "Check the probe's spool for a backlog and the network path from the probe to the monitor "
@@ -432,6 +440,8 @@ def what_to_check(alert: Alert) -> list[str]:
         items = list(_PHANTOM)
     elif _is_notice(alert):
         items = list(_NEW_VALUE)
+    elif cause == AlertCause.DISPARITY:  # docs/SUBGROUPS.md
+        items = list(_DISPARITY)
     elif cause == AlertCause.PERFORMANCE or stream.startswith(("performance.", "estimated.")):
         items = list(_PERFORMANCE)
     else:

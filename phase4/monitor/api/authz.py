@@ -108,6 +108,10 @@ RULES: dict[tuple[str, str], Rule] = {
     ("PUT", "/v1/deployments/{deployment_id}/identity"): Rule(
         ADMINS, SiteRule.NONE, "phase4.monitor.api.deployments"
     ),
+    # A deployment's subgroup table (docs/SUBGROUPS.md): read where its site may be read.
+    ("GET", "/v1/deployments/{deployment_id}/subgroups"): Rule(
+        ANY_TOKEN, SiteRule.READ, "phase4.monitor.api.deployments"
+    ),
     # Alerts: a deployment's site, or a device's for phantom QC and canary alerts.
     ("GET", "/v1/alerts"): Rule(ANY_TOKEN, SiteRule.FILTER, "phase4.monitor.api.alerts"),
     ("GET", "/v1/alerts/{alert_id}"): Rule(ANY_TOKEN, SiteRule.READ, "phase4.monitor.api.alerts"),
@@ -155,6 +159,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/ui/static/{name}"): _public(UI),
     ("GET", "/ui"): Rule(PEOPLE, SiteRule.FILTER, UI),
     ("GET", "/ui/deployments/{deployment_id}"): Rule(PEOPLE, SiteRule.READ, UI),
+    ("GET", "/ui/deployments/{deployment_id}/subgroups"): Rule(PEOPLE, SiteRule.READ, UI),
     ("GET", "/ui/devices/{device_id}"): Rule(PEOPLE, SiteRule.READ, UI),
     ("GET", "/ui/alerts"): Rule(PEOPLE, SiteRule.FILTER, UI),
     ("GET", "/ui/alerts/{alert_id}"): Rule(PEOPLE, SiteRule.READ, UI),

@@ -28,6 +28,7 @@ from phase4.monitor.domain.device_identity import identity_record, set_device_id
 from phase4.monitor.domain.registry import create_deployment
 from phase4.monitor.domain.schemas import DeploymentCreate, DeploymentOut, Text
 from phase4.monitor.store.models import AIModel, Deployment, InferenceRecord
+from phase4.monitor.surveillance.subgroups import subgroup_table
 
 router = APIRouter(prefix="/v1/deployments", tags=["deployments"])
 
@@ -170,3 +171,15 @@ def put_identity(
     )
     session.commit()
     return IdentityOut.model_validate(row, from_attributes=True)
+
+
+@router.get(
+    "/{deployment_id}/subgroups",
+    summary="The deployment's subgroup table: per group rates with 95% intervals, the gap to "
+    "the rest, the disparity monitor's verdicts (docs/SUBGROUPS.md)",
+    responses=error_responses(401, 403, 404),
+)
+def get_subgroups(
+    deployment_id: DeploymentPathId, session: SessionDep, caller: Caller
+) -> dict[str, Any]:
+    return subgroup_table(session, _deployment(session, caller, deployment_id))

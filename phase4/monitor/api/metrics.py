@@ -40,6 +40,7 @@ from prometheus_client.utils import floatToGoString
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
+from phase4.monitor.api.subgroup_metrics import SubgroupCollector
 from phase4.monitor.core.statuses import AlertStatus, Severity
 from phase4.monitor.core.verdicts import verdict_level as _verdict_level
 from phase4.monitor.domain.schemas import BatchResult, ProbeHealth
@@ -1019,4 +1020,5 @@ def build_registry(engine: Engine) -> tuple[MetricsRegistry, IngestMetrics]:
     registry = MetricsRegistry(StoreCollector(engine))
     ingest = IngestMetrics(registry.in_process)
     registry.in_process.register(ProbeHealthCollector(ingest.probes))
+    registry.in_process.register(SubgroupCollector(engine))  # docs/METRICS.md, "Subgroups"
     return registry, ingest

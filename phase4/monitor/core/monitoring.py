@@ -167,6 +167,49 @@ class QuantityConfig(_Strict):
     )
 
 
+# The subgroup dimensions and the field each reads by default: the deployment's site, the
+# scanner model the record names, the patient's sex and age band as the probe recorded them.
+SUBGROUP_DIMENSIONS: dict[str, str] = {
+    "site": "site",
+    "scanner": "features.scanner_model",
+    "sex": "features.patient_sex",
+    "age_band": "features.patient_age_band",
+}
+DimensionName = Annotated[Text, Field(min_length=1, max_length=40, pattern=r"^[a-z][a-z0-9_]*$")]
+
+
+class SubgroupsConfig(_Strict):
+    """Per-subgroup performance and the disparity monitor (docs/SUBGROUPS.md)."""
+
+    dimensions: dict[DimensionName, FieldPath] = Field(
+        default_factory=lambda: dict(SUBGROUP_DIMENSIONS),
+        max_length=8,
+        description="Dimension name -> the field that holds a record's group: 'site' (the "
+        "deployment's site) or a dotted path such as features.patient_age_band.",
+    )
+    window_days: int = Field(
+        90, ge=1, le=3650, description="Days (of acquisition) the subgroup table covers."
+    )
+    disparity: bool = Field(
+        True,
+        description="Run the disparity monitor (needs a performance block); it takes one share "
+        "of the false-alarm budget.",
+    )
+    margin: float = Field(
+        0.10,
+        gt=0,
+        le=0.45,
+        description="The gap to the rest (in the metric's own scale, 0.10 = 10 points of "
+        "sensitivity or specificity) beyond which a group is flagged.",
+    )
+    min_group_cases: int = Field(
+        10,
+        ge=1,
+        description="Groups with fewer cases in the window are not published on /metrics "
+        "(k-anonymity of the exposition).",
+    )
+
+
 class MonitoringConfig(_Strict):
     """What ``deployment.monitoring`` may hold; every key is optional."""
 
@@ -208,6 +251,11 @@ class MonitoringConfig(_Strict):
         "the rate studies are acquired, is flagged (deployment page, /metrics, export).",
     )
 
+    subgroups: SubgroupsConfig | None = Field(
+        None,
+        description="Subgroup performance and the disparity monitor; absent: the subgroup "
+        "table with its default dimensions, and no disparity monitor.",
+    )
     quantities: dict[FieldPath, QuantityConfig] = Field(
         default_factory=dict,
         description="Display names and units of streams, by stream or field "

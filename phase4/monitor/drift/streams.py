@@ -165,6 +165,8 @@ class MonitorConfig:
     # "outputs.malignancy_score", "prediction": "outputs.positive", "reference_size": 300,
     # "window": 200}; None: off.
     cbpe: dict[str, Any] | None = None
+    # The disparity monitor (phase4.monitor.drift.subgroups) takes one share of the budget.
+    disparity: bool = False
 
     def __post_init__(self) -> None:
         if not self.streams:
@@ -180,8 +182,9 @@ class MonitorConfig:
     @property
     def budget_streams(self) -> int:
         """How many shares the false-alarm budget is divided into: one per stream, and one per
-        metric estimated without labels (expected sensitivity and specificity) when on."""
-        return len(self.streams) + (2 if self.cbpe else 0)
+        metric estimated without labels (expected sensitivity and specificity) when on, and one
+        for the disparity monitor when on."""
+        return len(self.streams) + (2 if self.cbpe else 0) + (1 if self.disparity else 0)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -195,7 +198,7 @@ class MonitorConfig:
             "chi_square_window": self.chi_square_window,
             "reference_events_min": self.reference_events_min,
             "cbpe": self.cbpe,
-        }
+        } | ({"disparity": True} if self.disparity else {})
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> MonitorConfig:

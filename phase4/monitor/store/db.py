@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 # The newest migration. ``upgrade`` compares the store's stamp with it and imports Alembic (a
 # quarter of a second, with Mako and Pygments) only when they differ, so a CLI command on an
 # up-to-date store starts without it; tests/monitor/test_store.py checks it is Alembic's head.
-SCHEMA_HEAD = "0009_device_identity"
+SCHEMA_HEAD = "0011_subgroups"
 
 
 class DatabaseURLError(ValueError):

@@ -380,3 +380,14 @@ class DeviceIdentityRecord(SQLModel, table=True):
     identity: dict[str, Any] = json_field()
     updated_by: str = Field(max_length=200)
     updated_at: datetime = ts_field(default_now=True)
+
+
+class SubgroupSnapshot(SQLModel, table=True):
+    """A deployment's latest subgroup table (docs/SUBGROUPS.md), saved by the subgroup pass
+    (``phase4.monitor.surveillance.subgroups``) so that /metrics reads one small row per
+    deployment instead of its records; replaced as a whole at each pass."""
+
+    __tablename__ = "subgroup_snapshot"
+    deployment_id: str = Field(primary_key=True, foreign_key="deployment.id", max_length=100)
+    snapshot: dict[str, Any] = json_field()
+    updated_at: datetime = ts_field(default_now=True)

@@ -234,6 +234,7 @@ def _config_for(
         chi_square_window=monitoring.chi_square_window,
         reference_events_min=monitoring.reference_events_min,
         cbpe=cbpe,
+        disparity=bool(perf and monitoring.subgroups and monitoring.subgroups.disparity),
     )
 
 
