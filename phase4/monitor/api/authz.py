@@ -87,6 +87,11 @@ API, INGEST, PHANTOM_STORE, UI = (
     "phase4.monitor.ui",
 )
 
+REVAL, REVAL_API = (
+    "/v1/deployments/{deployment_id}/revalidations",
+    "phase4.monitor.api.revalidations",
+)
+
 RULES: dict[tuple[str, str], Rule] = {
     # The service's own state: no identifiers, no token (Prometheus and load balancers).
     ("GET", "/healthz"): _public(API),
@@ -108,6 +113,14 @@ RULES: dict[tuple[str, str], Rule] = {
     ("PUT", "/v1/deployments/{deployment_id}/identity"): Rule(
         ADMINS, SiteRule.NONE, "phase4.monitor.api.deployments"
     ),
+    # Revalidations of a new model version: the deployment's site; acted on by its reviewers.
+    ("GET", REVAL): Rule(ANY_TOKEN, SiteRule.READ, REVAL_API),
+    ("POST", REVAL): Rule(REVIEWERS, SiteRule.REVIEW, REVAL_API),
+    ("GET", REVAL + "/{revalidation_id}"): Rule(ANY_TOKEN, SiteRule.READ, REVAL_API),
+    **{
+        ("POST", f"{REVAL}/{{revalidation_id}}/{step}"): Rule(REVIEWERS, SiteRule.REVIEW, REVAL_API)
+        for step in ("criteria", "validation-set", "shadow", "evaluate", "decision")
+    },
     # Alerts: a deployment's site, or a device's for phantom QC and canary alerts.
     ("GET", "/v1/alerts"): Rule(ANY_TOKEN, SiteRule.FILTER, "phase4.monitor.api.alerts"),
     ("GET", "/v1/alerts/{alert_id}"): Rule(ANY_TOKEN, SiteRule.READ, "phase4.monitor.api.alerts"),
@@ -162,6 +175,9 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/ui/alerts/{alert_id}/resolve"): Rule(REVIEWERS, SiteRule.REVIEW, UI),
     ("GET", "/ui/alerts/{alert_id}/report"): Rule(PEOPLE, SiteRule.READ, UI),
     ("GET", "/ui/audit"): Rule(PEOPLE, SiteRule.UNBOUND, UI),
+    ("GET", "/ui/deployments/{deployment_id}/revalidations/{revalidation_id}"): Rule(
+        PEOPLE, SiteRule.READ, UI
+    ),
     # The dashboard's workflow: the API's actions through forms, with the API's rules.
     ("GET", "/ui/incidents"): Rule(PEOPLE, SiteRule.FILTER, UI),
     ("GET", "/ui/incidents/new"): Rule(REVIEWERS, SiteRule.REVIEW, UI),

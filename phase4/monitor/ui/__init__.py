@@ -5,7 +5,7 @@
 sign-off, tolerances, export, tokens), registered when that module is imported here.
 """
 
-from phase4.monitor.ui import workflow_views  # noqa: F401  (registers the workflow routes)
+from phase4.monitor.ui import revalidation_views, workflow_views  # noqa: F401  (registers routes)
 from phase4.monitor.ui.views import router
 
 __all__ = ["router"]
