@@ -172,6 +172,8 @@ def _notice(
             title=title[:500],
             evidence={
                 "kind": "revalidation",
+                # the world time of the event (the version's arrival, or the decision)
+                "timestamp": (r.decided_at or r.opened_at or utcnow()).isoformat(),
                 "revalidation_id": r.id,
                 "candidate_version": r.candidate_version,
                 "accepted_version": r.accepted_version,
