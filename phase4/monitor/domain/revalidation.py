@@ -258,18 +258,24 @@ def note_record_versions(
     return opened
 
 
-def _refuse_step(r: Revalidation, allowed: tuple[S, ...], doing: str) -> None:
+ORDER = (S.PENDING, S.CRITERIA_DECLARED, S.EVIDENCE_ATTACHED, S.EVALUATED, S.DECIDED)
+MISSING = {
+    S.PENDING: "declare the acceptance criteria first",
+    S.CRITERIA_DECLARED: "attach evidence (a validation set or shadow traffic) first",
+    S.EVIDENCE_ATTACHED: "evaluate the evidence first",
+    S.EVALUATED: "only a decision remains",
+}
+
+
+def _refuse_step(r: Revalidation, allowed: tuple[S, ...], doing: str, too_late: str) -> None:
+    """409 unless the revalidation is in one of ``allowed``: naming the missing step when it is
+    early, or ``too_late`` when it is past them."""
     if r.status in allowed:
         return
-    missing = {
-        S.PENDING: "declare the acceptance criteria first",
-        S.CRITERIA_DECLARED: "attach evidence (a validation set or shadow traffic) first",
-        S.EVIDENCE_ATTACHED: "evaluate the evidence first",
-        S.EVALUATED: "the evidence was evaluated; only a decision remains",
-        S.DECIDED: "the revalidation was decided",
-    }[S(r.status)]
+    now = ORDER.index(S(r.status))
+    why = MISSING[S(r.status)] if now < ORDER.index(allowed[0]) else too_late
     raise RevalidationError(
-        f"revalidation {r.id} is {r.status}: cannot {doing}: {missing}", status_code=409
+        f"revalidation {r.id} is {r.status}: cannot {doing}: {why}", status_code=409
     )
 
 
@@ -285,7 +291,12 @@ def declare_criteria(
     """Pre-declare the acceptance criteria: margins (candidate − accepted may be no worse than
     −margin; for ``positive_rate_change`` the change must lie within ±margin). Refused once
     evidence is attached."""
-    _refuse_step(r, (S.PENDING, S.CRITERIA_DECLARED), "declare criteria")
+    _refuse_step(
+        r,
+        (S.PENDING, S.CRITERIA_DECLARED),
+        "declare criteria",
+        "the criteria must precede the evidence, which is attached",
+    )
     if not margins:
         raise RevalidationError("margins: declare at least one criterion")
     for name, value in margins.items():
@@ -425,7 +436,12 @@ def attach_validation_set(
     session: Session, r: Revalidation, data: bytes, *, actor: str, filename: str | None = None
 ) -> Revalidation:
     """Lock a validation set to the revalidation (once: it cannot be replaced)."""
-    _refuse_step(r, (S.CRITERIA_DECLARED, S.EVIDENCE_ATTACHED), "attach a validation set")
+    _refuse_step(
+        r,
+        (S.CRITERIA_DECLARED, S.EVIDENCE_ATTACHED),
+        "attach a validation set",
+        "the evidence was evaluated and is closed",
+    )
     if r.validation_sha256 is not None:
         raise RevalidationError(
             f"revalidation {r.id} already has its locked validation set "
@@ -496,7 +512,12 @@ def _shadow_cases(session: Session, r: Revalidation, until: Any) -> tuple[list[P
 def attach_shadow(session: Session, r: Revalidation, *, actor: str) -> Revalidation:
     """Take the shadow traffic received so far (both versions' outputs on the same studies,
     with the labels that have arrived) as evidence; the cut-off is now."""
-    _refuse_step(r, (S.CRITERIA_DECLARED, S.EVIDENCE_ATTACHED), "attach shadow traffic")
+    _refuse_step(
+        r,
+        (S.CRITERIA_DECLARED, S.EVIDENCE_ATTACHED),
+        "attach shadow traffic",
+        "the evidence was evaluated and is closed",
+    )
     if r.shadow is not None:
         raise RevalidationError(
             f"revalidation {r.id} already has its shadow traffic", status_code=409
@@ -530,7 +551,7 @@ def evidence_cases(session: Session, r: Revalidation) -> list[PairedCase]:
 
 def evaluate(session: Session, r: Revalidation, *, actor: str) -> Revalidation:
     """Compute the paired comparisons on the evidence against the declared criteria."""
-    _refuse_step(r, (S.EVIDENCE_ATTACHED,), "evaluate")
+    _refuse_step(r, (S.EVIDENCE_ATTACHED,), "evaluate", "it was evaluated already")
     assert r.criteria is not None
     result = compare(evidence_cases(session, r), r.criteria["margins"])
     old = _state(r)
@@ -561,7 +582,7 @@ def decide(
     """A named reviewer's decision. Accepting makes the candidate the deployment's version and
     restarts its references; a plain accept of a failed evaluation is refused (accept with
     conditions saying why, or reject)."""
-    _refuse_step(r, (S.EVALUATED,), "decide")
+    _refuse_step(r, (S.EVALUATED,), "decide", "it was decided already")
     try:
         d = Decision(decision)
     except ValueError:
