@@ -15,11 +15,12 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from fastapi.testclient import TestClient
 from sqlmodel import col, select
 
 from phase4.monitor.store.audit import verify_chain
-from phase4.monitor.store.db import session_scope
+from phase4.monitor.store.db import alembic_config, current_revision, session_scope
 from phase4.monitor.store.models import AuditEntry, InferenceRecord
 from phase4.monitor.surveillance.detection import detect_all
 from phase4.probes import Probe
@@ -371,3 +372,29 @@ def test_the_probe_sends_versions_and_shadow_outputs(
         headers={"Authorization": f"Bearer {live_monitor.viewer_token}"},
     )
     assert [x["candidate_version"] for x in r.json()] == ["2.2.0"]
+
+
+def test_migration_0010_adds_and_removes_its_columns_and_table(
+    client: TestClient, world: Fixture, db_url: str
+) -> None:
+    base = BASE.format(world.deployment_a)
+    r = client.post(base, json={"candidate_version": "2.2.0"}, headers=world.auth(world.reviewer))
+    assert r.status_code == 201
+    engine = world.engine
+    engine.dispose()
+    assert current_revision(engine) == "0010_revalidation"
+    command.downgrade(alembic_config(db_url), "0009_device_identity")
+    inspector = sa.inspect(engine)
+    assert "revalidation" not in inspector.get_table_names()
+    columns = {c["name"] for c in inspector.get_columns("inference_record")}
+    assert not {"model_version", "shadow_outputs"} & columns
+    engine.dispose()
+    command.upgrade(alembic_config(db_url), "head")
+    inspector = sa.inspect(engine)
+    assert "revalidation" in inspector.get_table_names()
+    assert {"model_version", "shadow_outputs"} <= {
+        c["name"] for c in inspector.get_columns("inference_record")
+    }
+    # The partial unique index keeps one open revalidation per deployment in the store itself.
+    assert any(i["name"] == "uq_revalidation_open" for i in inspector.get_indexes("revalidation"))
+    engine.dispose()
