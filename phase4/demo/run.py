@@ -412,8 +412,10 @@ def _email_links(port: int) -> dict[str, Any]:
 
 
 def _all_alerts(engine: Any) -> list[Alert]:
+    """What surveillance found (a revalidation's notices are its summary line, not findings)."""
     with Session(engine) as session:
-        return list(session.exec(select(Alert).order_by(col(Alert.opened_at), col(Alert.id))))
+        q = select(Alert).where(Alert.cause != AlertCause.REVALIDATION)
+        return list(session.exec(q.order_by(col(Alert.opened_at), col(Alert.id))))
 
 
 def _serve_until_interrupted(
