@@ -39,6 +39,7 @@ ACCEPTED_SENSITIVITY, ACCEPTED_SPECIFICITY = 0.90, 0.88
 # The candidate finds 30% of the lesions the accepted version misses, and calls 8% of the
 # negatives the accepted version gets right positive.
 FOUND, NEW_FALSE_POSITIVES = 0.30, 0.08
+AGE_BANDS, AGE_SHARES = ("18-39", "40-64", "65-79", "80+"), (0.1, 0.4, 0.4, 0.1)
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,11 @@ def run_revalidation_scenario(
                 truth, acc, cand = _case(rng)
                 score = float(np.clip(rng.normal(0.75 if acc else 0.25, 0.1), 0, 1))
                 rid = probe.record(
+                    # what the site's probe hands over besides the image: the subgroup bands
+                    features={
+                        "patient_sex": str(rng.choice(["F", "M"])),
+                        "patient_age_band": str(rng.choice(AGE_BANDS, p=AGE_SHARES)),
+                    },
                     outputs={"positive": bool(acc), "malignancy_score": round(score, 4)},
                     acquired_at=now - timedelta(hours=SHADOW_STUDIES - i),
                     study_uid=f"1.2.826.0.1.3680043.8.498.22{i}",
