@@ -36,6 +36,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
+from phase4.monitor.core.headline import day
 from phase4.monitor.core.refusals import ActionRefused
 from phase4.monitor.core.statuses import AlertCause, AlertStatus, Severity
 from phase4.monitor.drift.paired import CRITERIA, PairedCase, compare
@@ -224,7 +225,8 @@ def open_revalidation(
         session,
         r,
         f"Version {candidate_version} of the model of {deployment_id} is pending revalidation "
-        f"against the accepted {current}: its records are kept apart until a reviewer decides",
+        f"against the accepted {current} since {day(r.opened_at)}: its records are kept apart "
+        "until a reviewer decides",
         Severity.WARNING,
         status=AlertStatus.OPEN,
     )
@@ -654,7 +656,7 @@ def decide(
         session,
         r,
         f"Version {r.candidate_version} of the model of {r.deployment_id} was {words} by "
-        f"{actor} (evaluation: {r.verdict})",
+        f"{actor} on {day(now)} (evaluation: {r.verdict})",
         Severity.INFO if d is Decision.ACCEPT else Severity.WARNING,
         status=AlertStatus.ACKNOWLEDGED,
     )
