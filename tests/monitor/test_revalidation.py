@@ -354,6 +354,10 @@ def test_the_probe_sends_versions_and_shadow_outputs(
             shadow_outputs={"2.2.0": {"positive": False}},
         )
         other = probe.record(outputs={"positive": False}, model_version="2.2.0")
+        with probe.inference(features={"injected_activity_mbq": 250.0}) as inf:
+            inf.outputs = {"positive": False}
+            inf.model_version = "2.1.0"
+            inf.shadow_outputs = {"2.2.0": {"positive": True}}
         assert probe.flush(10.0)
     finally:
         probe.close()
@@ -361,12 +365,15 @@ def test_the_probe_sends_versions_and_shadow_outputs(
         rows = {
             r.record_id: r
             for r in s.exec(
-                select(InferenceRecord).where(col(InferenceRecord.record_id).in_([rid, other]))
+                select(InferenceRecord).where(
+                    col(InferenceRecord.record_id).in_([rid, other, inf.record_id])
+                )
             )
         }
         assert rows[rid].model_version == "2.1.0"
         assert rows[rid].shadow_outputs == {"2.2.0": {"positive": False}}
         assert rows[other or ""].model_version == "2.2.0"
+        assert rows[inf.record_id or ""].shadow_outputs == {"2.2.0": {"positive": True}}
     r = httpx.get(
         f"{live_monitor.url}/v1/deployments/{live_monitor.deployment}/revalidations",
         headers={"Authorization": f"Bearer {live_monitor.viewer_token}"},
