@@ -50,6 +50,7 @@ def test_the_demo_revalidation_fails_on_specificity_alone(
     assert page.status_code == 200, page.text[:500]
     assert 'id="comparison"' in page.text and 'data-chart="differences"' in page.text
     assert "Specificity" in page.text and "95% CI" in page.text
+    assert "\u22125.0 points" in page.text  # the margin, in percentage points
     deployment_page = client.get(f"/ui/deployments/{live_monitor.deployment}")
     assert f"/revalidations/{out.revalidation_id}" in deployment_page.text
     alerts = httpx.get(f"{live_monitor.url}/v1/alerts", headers=headers).json()

@@ -49,25 +49,31 @@ class Row:
 
 
 def _scale(result: dict[str, Any]) -> tuple[float, str]:
+    """Proportions in percent (their differences in percentage points), Dice as 0-1."""
     return (1.0, "") if result["criterion"] == "dice" else (100.0, " %")
+
+
+def _num(x: float, digits: int, signed: bool) -> str:
+    text = f"{x:+.{digits}f}" if signed else f"{x:.{digits}f}"
+    return text.replace("-", "\u2212")
 
 
 def _ci(value: dict[str, Any] | None, scale: float, unit: str, signed: bool = False) -> str:
     if value is None:
         return "—"
-    sign = "+" if signed else ""
     digits = 3 if scale == 1.0 else 1
-    est, lo, hi = (scale * value[k] for k in ("estimate", "low", "high"))
-    return f"{est:{sign}.{digits}f}{unit} (95% CI {lo:{sign}.{digits}f} to {hi:{sign}.{digits}f})"
+    est, lo, hi = (_num(scale * value[k], digits, signed) for k in ("estimate", "low", "high"))
+    return f"{est}{unit} (95% CI {lo} to {hi})"
 
 
 def rows_of(results: dict[str, Any] | None) -> list[Row]:
     out = []
     for r in (results or {}).get("results", []):
         scale, unit = _scale(r)
+        points = " points" if unit else ""  # a difference of proportions
         digits = 3 if scale == 1.0 else 1
         equivalence = r["criterion"] == "positive_rate_change"
-        margin = f"{scale * r['margin']:.{digits}f}{unit}"
+        margin = f"{scale * r['margin']:.{digits}f}{points}"
         out.append(
             Row(
                 label=LABELS.get(r["criterion"], r["criterion"]),
@@ -75,8 +81,8 @@ def rows_of(results: dict[str, Any] | None) -> list[Row]:
                 n=r["n"],
                 accepted=_ci(r["accepted"], scale, unit),
                 candidate=_ci(r["candidate"], scale, unit),
-                difference=_ci(r["difference"], scale, unit, signed=True),
-                margin=f"±{margin}" if equivalence else f"−{margin}",
+                difference=_ci(r["difference"], scale, points, signed=True),
+                margin=f"±{margin}" if equivalence else f"\u2212{margin}",
                 rule="interval within ±margin" if equivalence else "lower bound > −margin",
                 verdict=r["verdict"],
                 method=r["method"],
@@ -95,7 +101,9 @@ def difference_chart(results: dict[str, Any]) -> Markup | None:
     labels, est, lo, hi, margins = [], [], [], [], []
     for r in items:
         scale, unit = _scale(r)
-        labels.append(f"{LABELS.get(r['criterion'], r['criterion'])} ({unit.strip() or 'Dice'})")
+        labels.append(
+            f"{LABELS.get(r['criterion'], r['criterion'])} ({'points' if unit else 'Dice'})"
+        )
         d = r["difference"]
         est.append(scale * d["estimate"])
         lo.append(scale * (d["estimate"] - d["low"]))
