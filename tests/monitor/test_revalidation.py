@@ -374,6 +374,13 @@ def test_the_probe_sends_versions_and_shadow_outputs(
         assert rows[rid].shadow_outputs == {"2.2.0": {"positive": False}}
         assert rows[other or ""].model_version == "2.2.0"
         assert rows[inf.record_id or ""].shadow_outputs == {"2.2.0": {"positive": True}}
+    page = httpx.get(
+        f"{live_monitor.url}/v1/records?deployment={live_monitor.deployment}",
+        headers={"Authorization": f"Bearer {live_monitor.viewer_token}"},
+    ).json()["records"]
+    by_id = {x["record_id"]: x for x in page}
+    assert by_id[rid]["model_version"] == "2.1.0"
+    assert by_id[rid]["shadow_outputs"] == {"2.2.0": {"positive": False}}
     r = httpx.get(
         f"{live_monitor.url}/v1/deployments/{live_monitor.deployment}/revalidations",
         headers={"Authorization": f"Bearer {live_monitor.viewer_token}"},

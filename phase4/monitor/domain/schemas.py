@@ -357,6 +357,8 @@ class RecordOut(BaseModel):
     outputs: dict[str, Any]
     latency_s: float | None
     error: str | None
+    model_version: str | None = None
+    shadow_outputs: dict[str, Any] | None = None
 
 
 class RecordPage(BaseModel):
