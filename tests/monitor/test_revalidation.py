@@ -16,6 +16,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from alembic import command
+from alembic.script import ScriptDirectory
 from fastapi.testclient import TestClient
 from sqlmodel import col, select
 
@@ -396,7 +397,9 @@ def test_migration_0010_adds_and_removes_its_columns_and_table(
     assert r.status_code == 201
     engine = world.engine
     engine.dispose()
-    assert current_revision(engine) == "0010_revalidation"
+    script = ScriptDirectory.from_config(alembic_config(db_url))
+    assert script.get_revision("0010_revalidation").down_revision == "0009_device_identity"
+    assert current_revision(engine) == script.get_current_head()
     command.downgrade(alembic_config(db_url), "0009_device_identity")
     inspector = sa.inspect(engine)
     assert "revalidation" not in inspector.get_table_names()
