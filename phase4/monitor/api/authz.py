@@ -113,14 +113,6 @@ RULES: dict[tuple[str, str], Rule] = {
     ("PUT", "/v1/deployments/{deployment_id}/identity"): Rule(
         ADMINS, SiteRule.NONE, "phase4.monitor.api.deployments"
     ),
-    # Revalidations of a new model version: the deployment's site; acted on by its reviewers.
-    ("GET", REVAL): Rule(ANY_TOKEN, SiteRule.READ, REVAL_API),
-    ("POST", REVAL): Rule(REVIEWERS, SiteRule.REVIEW, REVAL_API),
-    ("GET", REVAL + "/{revalidation_id}"): Rule(ANY_TOKEN, SiteRule.READ, REVAL_API),
-    **{
-        ("POST", f"{REVAL}/{{revalidation_id}}/{step}"): Rule(REVIEWERS, SiteRule.REVIEW, REVAL_API)
-        for step in ("criteria", "validation-set", "shadow", "evaluate", "decision")
-    },
     # Alerts: a deployment's site, or a device's for phantom QC and canary alerts.
     ("GET", "/v1/alerts"): Rule(ANY_TOKEN, SiteRule.FILTER, "phase4.monitor.api.alerts"),
     ("GET", "/v1/alerts/{alert_id}"): Rule(ANY_TOKEN, SiteRule.READ, "phase4.monitor.api.alerts"),
@@ -142,6 +134,14 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/v1/incidents/{incident_id}/close"): Rule(
         REVIEWERS, SiteRule.REVIEW, "phase4.monitor.api.incidents"
     ),
+    # Revalidations of a new model version: the deployment's site; acted on by its reviewers.
+    ("GET", REVAL): Rule(ANY_TOKEN, SiteRule.READ, REVAL_API),
+    ("POST", REVAL): Rule(REVIEWERS, SiteRule.REVIEW, REVAL_API),
+    ("GET", REVAL + "/{revalidation_id}"): Rule(ANY_TOKEN, SiteRule.READ, REVAL_API),
+    **{
+        ("POST", f"{REVAL}/{{revalidation_id}}/{step}"): Rule(REVIEWERS, SiteRule.REVIEW, REVAL_API)
+        for step in ("criteria", "validation-set", "shadow", "evaluate", "decision")
+    },
     # Phantom QC: the device's site; a default tolerance (no device) is every site's.
     ("POST", "/v1/phantom-results"): Rule(WRITERS, SiteRule.WRITE, PHANTOM_STORE),
     ("GET", "/v1/phantom-results"): Rule(ANY_TOKEN, SiteRule.FILTER, "phase4.monitor.api.phantoms"),
