@@ -35,7 +35,12 @@ DatabaseOpt = Annotated[
 Deployment = Annotated[str, typer.Argument(help="Deployment id, e.g. lesion-ai@site-a")]
 RevalidationOpt = Annotated[
     int | None,
-    typer.Option("--id", help="The revalidation's id (default: the deployment's open one)."),
+    typer.Option(
+        "--id",
+        min=1,
+        max=2**31 - 1,
+        help="The revalidation's id (default: the deployment's open one).",
+    ),
 ]
 By = Annotated[str, typer.Option("--by", help="Who does this (kept in the audit trail).")]
 
