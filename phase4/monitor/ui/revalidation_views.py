@@ -94,29 +94,36 @@ def rows_of(results: dict[str, Any] | None) -> list[Row]:
 
 def difference_chart(results: dict[str, Any]) -> Markup | None:
     """Each criterion's difference (candidate − accepted) with its 95% interval, and its
-    margin as a red tick: a lower bound left of the tick fails non-inferiority."""
+    margin as a red tick (both ticks for the equivalence criterion): an interval reaching past
+    a tick fails. One axis for all: proportions in percentage points, Dice × 100."""
     items = [r for r in results.get("results", []) if r.get("difference") is not None]
     if not items:
         return None
-    labels, est, lo, hi, margins = [], [], [], [], []
+    labels, est, lo, hi, tick_x, tick_y = [], [], [], [], [], []
     for r in items:
-        scale, unit = _scale(r)
-        labels.append(
-            f"{LABELS.get(r['criterion'], r['criterion'])} ({'points' if unit else 'Dice'})"
-        )
+        name = LABELS.get(r["criterion"], r["criterion"])
+        label = f"{name} ({'Dice × 100' if r['criterion'] == 'dice' else 'points'})"
+        labels.append(label)
         d = r["difference"]
-        est.append(scale * d["estimate"])
-        lo.append(scale * (d["estimate"] - d["low"]))
-        hi.append(scale * (d["high"] - d["estimate"]))
-        margins.append(-scale * r["margin"])
+        est.append(100 * d["estimate"])
+        lo.append(100 * (d["estimate"] - d["low"]))
+        hi.append(100 * (d["high"] - d["estimate"]))
+        tick_x.append(-100 * r["margin"])
+        tick_y.append(label)
+        if r["criterion"] == "positive_rate_change":
+            tick_x.append(100 * r["margin"])
+            tick_y.append(label)
     colors = [COLORS["ok"] if r["verdict"] == "pass" else COLORS["alarm"] for r in items]
     layout = _base_layout(
         "Candidate − accepted, with 95% intervals, against each margin",
         "",
         120 + 60 * len(items),
     )
-    layout["xaxis"] = {"title": {"text": "difference (percentage points; Dice units)"},
-                       "zeroline": True, "zerolinecolor": "#889"}  # fmt: skip
+    layout["xaxis"] = {
+        "title": {"text": "difference (percentage points; Dice × 100)"},
+        "zeroline": True,
+        "zerolinecolor": "#889",
+    }
     layout["yaxis"] = {"type": "category", "autorange": "reversed", "automargin": True}
     data: list[dict[str, Any]] = [
         {
@@ -127,16 +134,16 @@ def difference_chart(results: dict[str, Any]) -> Markup | None:
             "name": "difference (95% interval)",
             "marker": {"color": colors, "size": 10},
             "error_x": {"type": "data", "symmetric": False, "array": hi, "arrayminus": lo},
-            "hovertemplate": "%{y}: %{x:.3f}<extra></extra>",
+            "hovertemplate": "%{y}: %{x:.2f}<extra></extra>",
         },
         {
             "type": "scatter",
             "mode": "markers",
-            "x": margins,
-            "y": labels,
-            "name": "−margin",
+            "x": tick_x,
+            "y": tick_y,
+            "name": "margin",
             "marker": {"symbol": "line-ns-open", "size": 22, "color": COLORS["threshold"]},
-            "hovertemplate": "margin %{x:.3f}<extra></extra>",
+            "hovertemplate": "margin %{x:.2f}<extra></extra>",
         },
     ]
     return _figure(data, layout)
