@@ -23,6 +23,7 @@ from typer.core import TyperCommand, TyperGroup
 
 from phase4.monitor.core.roles import Role
 from phase4.phantoms.cli import app as phantom_app
+from phase4.revalidate_cli import revalidate_app
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
@@ -156,6 +157,7 @@ dicom_app = typer.Typer(help="DICOM: features of PET/SPECT series.", no_args_is_
 app.add_typer(probe_app, name="probe")
 app.add_typer(dicom_app, name="dicom")
 app.add_typer(phantom_app, name="phantom", help="Phantom QC: analyse flood, cylinder, NEMA IQ.")
+app.add_typer(revalidate_app, name="revalidate")
 
 # soft_wrap: an error is one line however long its path (a narrow terminal wraps it, not us).
 err = Console(stderr=True, soft_wrap=True, highlight=False)

@@ -32,6 +32,7 @@ from phase4.alerts.export import export_deployment, verify_manifest
 from phase4.alerts.notify import notify_pending
 from phase4.alerts.notify.sink import LocalSMTPSink
 from phase4.demo.phantoms import send_phantoms
+from phase4.demo.revalidation import run_revalidation_scenario
 from phase4.demo.simulate import (
     Change,
     LesionAI,
@@ -354,6 +355,17 @@ def _run_demo(
             process_subgroups(engine)  # docs/SUBGROUPS.md
         with console.status("evidently: a data-drift report for each drift alert"):
             reports = attach_reports(engine)
+        with console.status("revalidation: a new model version, in shadow at site B"):
+            reval = run_revalidation_scenario(
+                server.url,
+                deployment=deployment_id("site-b"),
+                probe_token=tokens["site-b"],
+                reviewer_token=reviewer_token,
+                site_secret=secrets["site-b"],
+                data_dir=data_dir,
+                seed=seed,
+            )
+        console.print(reval.summary())
         with console.status("telling people: email to the local SMTP sink"):
             notify_pending(engine, notify)
             emails = len(sink.messages)
@@ -406,8 +418,10 @@ def _email_links(port: int) -> dict[str, Any]:
 
 
 def _all_alerts(engine: Any) -> list[Alert]:
+    """What surveillance found (a revalidation's notices are its summary line, not findings)."""
     with Session(engine) as session:
-        return list(session.exec(select(Alert).order_by(col(Alert.opened_at), col(Alert.id))))
+        q = select(Alert).where(Alert.cause != AlertCause.REVALIDATION)
+        return list(session.exec(q.order_by(col(Alert.opened_at), col(Alert.id))))
 
 
 def _serve_until_interrupted(

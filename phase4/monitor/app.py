@@ -24,6 +24,7 @@ from phase4.monitor.api import (
     incidents,
     phantoms,
     records,
+    revalidations,
     tokens,
 )
 from phase4.monitor.api.body_limit import BodySizeLimit
@@ -91,6 +92,7 @@ def create_api(
     app.add_middleware(AllowHeader, router=app.router)
     common = error_responses(*COMMON_ERRORS)
     modules = (health, records, feedback, deployments, alerts, incidents, phantoms, tokens)
+    modules += (revalidations,)
     for module in modules:
         app.include_router(module.router, responses=common)
     app.include_router(ui.router)

@@ -38,6 +38,8 @@ class Captured(NamedTuple):
     outputs: object
     latency_s: object
     error: str | None
+    model_version: object = None  # the version that produced outputs (None: the accepted one)
+    shadow_outputs: object = None  # other versions' outputs: tuple of (version, snapshot)
 
 
 class Pending(NamedTuple):
@@ -92,7 +94,9 @@ def describe_error(error: object, *, with_message: bool = False) -> str:
     return text[:MAX_ERROR_CHARS]
 
 
-CapturedTuple = tuple[str, str | None, object, float, object, object, object, str | None]
+CapturedTuple = tuple[
+    str, str | None, object, float, object, object, object, str | None, object, object
+]
 
 
 class UnencodableRecord(ValueError):
@@ -109,7 +113,7 @@ def encode(raw: CapturedTuple, deployment: str, report: StripReport) -> Pending:
     A value that cannot be encoded is dropped from this record alone (see phase4.probes.sanitise);
     only a record whose id cannot be encoded is refused whole (``UnencodableRecord``).
     """
-    captured = Captured._make(raw)
+    captured = Captured._make(raw if len(raw) == len(Captured._fields) else (*raw, None, None))
     if not storable_text(captured.record_id):
         raise UnencodableRecord("record_id")
     error = captured.error
@@ -128,6 +132,7 @@ def encode(raw: CapturedTuple, deployment: str, report: StripReport) -> Pending:
         "latency_s": _latency(captured.latency_s, report),
         "error": error,
     }
+    _versions(record, captured, report)
     body = json.dumps(record, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     if not body.isascii():
         body.encode("utf-8")  # a last check: UnicodeEncodeError refuses this record alone
@@ -153,3 +158,35 @@ def _latency(value: object, report: StripReport) -> float | None:
             return latency_s
     report.dropped_values.append("latency_s")
     return None
+
+
+VERSION_CHARS_MAX = 64
+
+
+def _version(value: object) -> str | None:
+    if isinstance(value, str) and 0 < len(value) <= VERSION_CHARS_MAX and storable_text(value):
+        return value
+    return None
+
+
+def _versions(record: dict[str, object], captured: Captured, report: StripReport) -> None:
+    """The model version and the shadow versions' outputs, only when given (a record without
+    them is byte-for-byte what it was before versions existed)."""
+    if captured.model_version is not None:
+        version = _version(captured.model_version)
+        if version is None:
+            report.dropped_values.append("model_version")
+        else:
+            record["model_version"] = version
+    if isinstance(captured.shadow_outputs, tuple):
+        shadow = {}
+        for name, outputs in captured.shadow_outputs:
+            version = _version(name)
+            if version is None or not isinstance(outputs, tuple):
+                report.dropped_values.append("shadow_outputs")
+                continue
+            shadow[version] = sanitise_mapping(
+                _restore(outputs), f"shadow_outputs.{version}", report
+            )
+        if shadow:
+            record["shadow_outputs"] = shadow

@@ -24,7 +24,8 @@ Extractor = Callable[..., Any]
 
 
 class Inference:
-    """``with probe.inference(...) as inf:`` - set ``inf.outputs`` (and optionally features).
+    """``with probe.inference(...) as inf:`` - set ``inf.outputs`` (and optionally features,
+    ``inf.model_version`` and other versions' ``inf.shadow_outputs``, docs/REVALIDATION.md).
 
     After the block, ``inf.latency_s`` and ``inf.record_id`` tell what was captured
     (``record_id`` stays None if the probe could not capture).
@@ -36,8 +37,10 @@ class Inference:
         "acquired_at",
         "features",
         "latency_s",
+        "model_version",
         "outputs",
         "record_id",
+        "shadow_outputs",
         "study_uid",
     )
 
@@ -57,6 +60,8 @@ class Inference:
         self.outputs = outputs
         self.record_id = record_id
         self.latency_s: float | None = None
+        self.model_version: str | None = None
+        self.shadow_outputs: dict[str, dict[str, Any]] | None = None
         self._started = 0.0
 
     def __enter__(self) -> Inference:
@@ -78,6 +83,8 @@ class Inference:
             latency_s=self.latency_s,
             error=exc,
             record_id=self.record_id,
+            model_version=self.model_version,
+            shadow_outputs=self.shadow_outputs,
         )
         return False  # never swallow the model's exception
 

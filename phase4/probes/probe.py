@@ -141,8 +141,14 @@ class Probe:
         latency_s: float | None = None,
         error: BaseException | str | None = None,
         record_id: str | None = None,
+        model_version: str | None = None,
+        shadow_outputs: dict[str, dict[str, Any]] | None = None,
     ) -> str | None:
         """Capture one inference; returns its record_id, or None if it was not captured.
+
+        ``model_version``: the version that produced ``outputs`` (omit it to mean the
+        deployment's accepted version); ``shadow_outputs``: other versions' outputs on the same
+        study, by version (shadow traffic for a revalidation, docs/REVALIDATION.md).
 
         Never raises. ``study_uid`` is HMAC-pseudonymised here, before anything is queued. With
         ``durable=True`` it returns once the capture is committed to the spool (None if that
@@ -167,6 +173,10 @@ class Probe:
                 None
                 if error is None
                 else describe_error(error, with_message=self.send_error_messages),
+                model_version,
+                None
+                if not isinstance(shadow_outputs, dict)
+                else tuple((k, snapshot(v)) for k, v in shadow_outputs.items()),
             )
             ticket = self._enqueue(captured)
             if not ticket:

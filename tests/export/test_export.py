@@ -52,6 +52,7 @@ ALL_FILES = {
             "incidents",
             "incident_clocks",
             "corrective_actions",
+            "substantial_changes",
             "model_versions",
             "model_changes",
             "audit",

@@ -34,9 +34,23 @@ from phase4.monitor.api.authz import (
     markdown_table,
 )
 from phase4.monitor.domain.device_identity import set_device_identity
+from phase4.monitor.domain.registry import create_deployment
+from phase4.monitor.domain.revalidation import (
+    attach_validation_set,
+    declare_criteria,
+    evaluate,
+    open_revalidation,
+)
 from phase4.monitor.store.auth import Role, create_token
 from phase4.monitor.store.db import session_scope
-from phase4.monitor.store.models import Alert, Device, DriftReport, Incident, PhantomResult
+from phase4.monitor.store.models import (
+    Alert,
+    Device,
+    DriftReport,
+    Incident,
+    InferenceRecord,
+    PhantomResult,
+)
 from phase4.monitor.ui.security import COOKIE, csrf_token
 from tests.conftest import Fixture
 
@@ -191,6 +205,52 @@ def _identity_of_site_a(env: Env) -> str:
     return env.world.deployment_a
 
 
+VALIDATION_CSV = "case_id,truth,accepted_call,candidate_call\n" + "".join(
+    f"c{i},{i % 2},{i % 2},{i % 2}\n" for i in range(40)
+)
+
+
+def _fresh_deployment(env: Env) -> str:
+    dep = f"fresh-{env.n()}@site-a"
+    with session_scope(env.world.engine) as s:
+        create_deployment(
+            s, deployment_id=dep, site_id="site-a", model_name="PETLesionDetect",
+            model_version="2.1.0", actor="test",
+        )  # fmt: skip
+    return f"/v1/deployments/{dep}"
+
+
+def _revalidation(env: Env, upto: str = "open") -> str:
+    """A fresh deployment of site A with a revalidation advanced to ``upto`` (open, criteria,
+    evidence, evaluated): its path under /v1 (a deployment has at most one open)."""
+    dep = f"reval-{env.n()}@site-a"
+    with session_scope(env.world.engine) as s:
+        create_deployment(
+            s, deployment_id=dep, site_id="site-a", model_name="PETLesionDetect",
+            model_version="2.1.0", actor="test",
+        )  # fmt: skip
+        r = open_revalidation(s, dep, "2.2.0", actor="test", reason=None)
+        if upto != "open":
+            declare_criteria(s, r, {"sensitivity": 0.2}, actor="test")
+        if upto in ("evidence", "evaluated"):
+            attach_validation_set(s, r, VALIDATION_CSV.encode(), actor="test")
+        if upto == "evaluated":
+            evaluate(s, r, actor="test")
+        if upto == "shadow":
+            s.add(
+                InferenceRecord(
+                    record_id=uuid.uuid4().hex, deployment_id=dep, acquired_at=NOW,
+                    inferred_at=NOW, outputs={"positive": True},
+                    shadow_outputs={"2.2.0": {"positive": True}},
+                )
+            )  # fmt: skip
+        return f"/v1/deployments/{dep}/revalidations/{r.id}"
+
+
+def _reval_ui(env: Env) -> str:
+    return _revalidation(env, "evaluated").replace("/v1/", "/ui/", 1)
+
+
 REASON = {"reason": "checked the flood and the dose calibrator"}
 Build = Callable[[Env], Req]
 
@@ -246,6 +306,33 @@ REQUESTS: dict[tuple[str, str], list[Build]] = {
             f"/v1/deployments/{env.world.deployment_a}/identity",
             {"identity": {"manufacturer": f"Maker {env.n()}"}, "reason": "from the IFU"},
         )
+    ],
+    ("GET", "/v1/deployments/{deployment_id}/revalidations"): [
+        lambda env: Req(_revalidation(env).rsplit("/", 1)[0])
+    ],
+    ("POST", "/v1/deployments/{deployment_id}/revalidations"): [
+        lambda env: Req(
+            _fresh_deployment(env) + "/revalidations",
+            {"candidate_version": "3.0.0", "reason": "vendor release"},
+        )
+    ],
+    ("GET", "/v1/deployments/{deployment_id}/revalidations/{revalidation_id}"): [
+        lambda env: Req(_revalidation(env))
+    ],
+    ("POST", "/v1/deployments/{deployment_id}/revalidations/{revalidation_id}/criteria"): [
+        lambda env: Req(_revalidation(env) + "/criteria", {"specificity": 0.05})
+    ],
+    ("POST", "/v1/deployments/{deployment_id}/revalidations/{revalidation_id}/validation-set"): [
+        lambda env: Req(_revalidation(env, "criteria") + "/validation-set", {"csv": VALIDATION_CSV})
+    ],
+    ("POST", "/v1/deployments/{deployment_id}/revalidations/{revalidation_id}/shadow"): [
+        lambda env: Req(_revalidation(env, "shadow") + "/shadow")
+    ],
+    ("POST", "/v1/deployments/{deployment_id}/revalidations/{revalidation_id}/evaluate"): [
+        lambda env: Req(_revalidation(env, "evidence") + "/evaluate")
+    ],
+    ("POST", "/v1/deployments/{deployment_id}/revalidations/{revalidation_id}/decision"): [
+        lambda env: Req(_revalidation(env, "evaluated") + "/decision", {"decision": "reject"})
     ],
     ("GET", "/v1/alerts"): [lambda env: Req("/v1/alerts")],
     ("GET", "/v1/alerts/{alert_id}"): _both_alert_kinds("/v1/alerts/{}"),
@@ -330,6 +417,9 @@ UI_REQUESTS: dict[tuple[str, str], list[Build]] = {
     ],
     ("GET", "/ui/alerts/{alert_id}/report"): _both_alert_kinds("/ui/alerts/{}/report", report=True),
     ("GET", "/ui/audit"): [lambda env: Req("/ui/audit")],
+    ("GET", "/ui/deployments/{deployment_id}/revalidations/{revalidation_id}"): [
+        lambda env: Req(_reval_ui(env))
+    ],
     ("GET", "/ui/incidents"): [lambda env: Req("/ui/incidents?status=all")],
     ("GET", "/ui/incidents/new"): [
         lambda env, d=d: Req(f"/ui/incidents/new?alert={_alert(env, d)}") for d in (False, True)

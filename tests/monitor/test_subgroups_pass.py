@@ -208,7 +208,7 @@ def test_migration_0011_creates_and_drops_the_snapshot_table(
         saved = s.get(SubgroupSnapshot, world.deployment_a)
         assert saved is not None and saved.snapshot["deployment"] == world.deployment_a
     engine.dispose()
-    command.downgrade(alembic_config(db_url), "0009_device_identity")
+    command.downgrade(alembic_config(db_url), "0010_revalidation")
     assert "subgroup_snapshot" not in sa.inspect(engine).get_table_names()
     engine.dispose()
     command.upgrade(alembic_config(db_url), "head")

@@ -22,6 +22,7 @@ from fpdf import FPDF
 from fpdf.fonts import FontFace
 
 from phase4.alerts.export import figures
+from phase4.alerts.export.changes import result_rows
 from phase4.alerts.export.psur import METRIC_TITLES, day, ms, pct, pct_ci, points
 
 _REPLACEMENTS = {
@@ -692,6 +693,34 @@ def _corrective(pdf: FPDF, report: Mapping[str, Any]) -> None:
     )
 
 
+def _substantial_changes(pdf: FPDF, report: Mapping[str, Any]) -> None:
+    _heading(pdf, "11a. Substantial changes: revalidations of new model versions")
+    changes = report.get("substantial_changes", [])
+    if not changes:
+        _para(pdf, "No new model version was revalidated in this period.")
+    for c in changes:
+        _para(
+            pdf,
+            f"Revalidation {c['revalidation_id']}: version {c['candidate_version']} against the "
+            f"accepted {c['accepted_version']} ({c['status']}). Criteria {c['criteria']} declared "
+            f"by {c['criteria_by']} at {_short_time(c['criteria_at'])}. Evidence: "
+            f"{c['validation_cases']} validation cases (SHA-256 {c['validation_sha256'] or '-'}), "
+            f"{c['shadow_studies']} shadow studies. Verdict: {c['verdict'] or 'not evaluated'}. "
+            f"Decision: {c['decision'] or 'pending'}"
+            + (f" by {c['decided_by']} at {_short_time(c['decided_at'])}" if c["decision"] else "")
+            + (f"; conditions: {c['conditions']}" if c["conditions"] else "")
+            + ".",
+        )
+        _table(
+            pdf,
+            ["Criterion", "n", "Accepted (95% CI)", "Candidate (95% CI)",
+             "Difference (95% CI)", "Margin", "Verdict"],
+            result_rows(c),
+            (35, 15, 55, 55, 60, 20, 25),
+            empty="Not evaluated.",
+        )  # fmt: skip
+
+
 def _conclusions(pdf: FPDF, report: Mapping[str, Any]) -> None:
     conclusions = report["conclusions"]
     _heading(pdf, "12. Conclusions and open items", room=50)
@@ -828,6 +857,7 @@ def render_pdf(report: Mapping[str, Any]) -> bytes:
         _alerts,
         _incidents,
         _corrective,
+        _substantial_changes,
         _conclusions,
         _sign_off,
         _annexes,

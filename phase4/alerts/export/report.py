@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from phase4.alerts.export import clocks, psur
+from phase4.alerts.export.changes import substantial_changes
 from phase4.alerts.export.stats import (
     NOT_RECORDED,
     POPULATION_DIMENSIONS,
@@ -1064,6 +1065,7 @@ def build_report(
         },
         "incidents": incidents,
         "corrective_actions": sorted(corrective, key=lambda c: str(c["at"])),
+        "substantial_changes": substantial_changes(session, deployment.id, period.lo, period.hi),
         "model_history": {
             "versions": [
                 {

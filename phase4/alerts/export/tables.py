@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from phase4.alerts.export.changes import CHANGE_COLUMNS
 from phase4.monitor.store.audit import canonical_json
 
 Table = tuple[list[str], list[dict[str, Any]]]
@@ -357,6 +358,7 @@ def tables(report: Mapping[str, Any]) -> dict[str, Table]:
         "alerts": (alert_cols, report["alerts"]),
         "reference_outlook": (outlook_cols, outlook_rows),
         "incidents": (incident_cols, report["incidents"]),
+        "substantial_changes": (CHANGE_COLUMNS, report.get("substantial_changes", [])),
         "incident_clocks": (clock_cols, clock_rows),
         "corrective_actions": (
             ["source", "source_id", "at", "by", "action"],

@@ -424,6 +424,14 @@ _DEFAULT = (
     "Look at the stream's chart on the dashboard and at what changed around the estimated start "
     "(service log, protocol changes, staff, new equipment).",
 )
+_REVALIDATION = (
+    "Open the deployment's page on the dashboard and its revalidation: the acceptance criteria "
+    "must be declared before any evidence is attached.",
+    "Attach the locked validation set or the shadow traffic, evaluate, and have a named reviewer "
+    "of the site decide: accept, accept with conditions, or reject (docs/REVALIDATION.md).",
+    "Until a reviewer accepts it, the new version's records are kept out of the drift "
+    "references and the performance: they do not count.",
+)
 _CLOSE = (
     "When you know more, acknowledge the alert on the dashboard and later resolve it, saying "
     "what you found and did."
@@ -436,6 +444,8 @@ def what_to_check(alert: Alert) -> list[str]:
     cause, stream = alert.cause, alert.stream.lower()
     if cause == AlertCause.PROBE_SILENCE:
         items = list(_SILENCE)
+    elif cause == AlertCause.REVALIDATION:
+        items = list(_REVALIDATION)
     elif AlertCause.of(cause) in PHANTOM_CAUSES or stream.startswith("phantom"):
         items = list(_PHANTOM)
     elif _is_notice(alert):

@@ -87,6 +87,11 @@ API, INGEST, PHANTOM_STORE, UI = (
     "phase4.monitor.ui",
 )
 
+REVAL, REVAL_API = (
+    "/v1/deployments/{deployment_id}/revalidations",
+    "phase4.monitor.api.revalidations",
+)
+
 RULES: dict[tuple[str, str], Rule] = {
     # The service's own state: no identifiers, no token (Prometheus and load balancers).
     ("GET", "/healthz"): _public(API),
@@ -133,6 +138,14 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/v1/incidents/{incident_id}/close"): Rule(
         REVIEWERS, SiteRule.REVIEW, "phase4.monitor.api.incidents"
     ),
+    # Revalidations of a new model version: the deployment's site; acted on by its reviewers.
+    ("GET", REVAL): Rule(ANY_TOKEN, SiteRule.READ, REVAL_API),
+    ("POST", REVAL): Rule(REVIEWERS, SiteRule.REVIEW, REVAL_API),
+    ("GET", REVAL + "/{revalidation_id}"): Rule(ANY_TOKEN, SiteRule.READ, REVAL_API),
+    **{
+        ("POST", f"{REVAL}/{{revalidation_id}}/{step}"): Rule(REVIEWERS, SiteRule.REVIEW, REVAL_API)
+        for step in ("criteria", "validation-set", "shadow", "evaluate", "decision")
+    },
     # Phantom QC: the device's site; a default tolerance (no device) is every site's.
     ("POST", "/v1/phantom-results"): Rule(WRITERS, SiteRule.WRITE, PHANTOM_STORE),
     ("GET", "/v1/phantom-results"): Rule(ANY_TOKEN, SiteRule.FILTER, "phase4.monitor.api.phantoms"),
@@ -167,6 +180,9 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/ui/alerts/{alert_id}/resolve"): Rule(REVIEWERS, SiteRule.REVIEW, UI),
     ("GET", "/ui/alerts/{alert_id}/report"): Rule(PEOPLE, SiteRule.READ, UI),
     ("GET", "/ui/audit"): Rule(PEOPLE, SiteRule.UNBOUND, UI),
+    ("GET", "/ui/deployments/{deployment_id}/revalidations/{revalidation_id}"): Rule(
+        PEOPLE, SiteRule.READ, UI
+    ),
     # The dashboard's workflow: the API's actions through forms, with the API's rules.
     ("GET", "/ui/incidents"): Rule(PEOPLE, SiteRule.FILTER, UI),
     ("GET", "/ui/incidents/new"): Rule(REVIEWERS, SiteRule.REVIEW, UI),

@@ -145,6 +145,8 @@ def get_records(
                 outputs=r.outputs,
                 latency_s=r.latency_s,
                 error=r.error,
+                model_version=r.model_version,
+                shadow_outputs=r.shadow_outputs,
             )
             for r in page
         ],

@@ -67,6 +67,8 @@ class AlertCause(StrEnum):
     AI_CANARY = "ai_canary"
     # the heartbeat (phase4.alerts.heartbeat)
     PROBE_SILENCE = "probe_silence"
+    # a new model version's revalidation opened or decided (phase4.monitor.domain.revalidation)
+    REVALIDATION = "revalidation"
 
     @staticmethod
     def new_condition(value: object) -> str:

@@ -22,6 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
 from phase4.monitor.core.limits import DEFAULT_LIMITS, IngestLimits
+from phase4.monitor.domain.revalidation import note_record_versions
 from phase4.monitor.domain.schemas import BatchResult, FeedbackIn, ItemResult, RecordIn
 from phase4.monitor.domain.stream_names import KnownStreams
 from phase4.monitor.store.auth import Principal
@@ -191,11 +192,20 @@ def ingest_records(
                 "outputs": rec.outputs,
                 "latency_s": rec.latency_s,
                 "error": rec.error,
+                "model_version": rec.model_version,
+                "shadow_outputs": rec.shadow_outputs,
             }
         )
     _mark_in_batch_duplicates(pending, "record_id")
     streams.store(session)
-    return _finish(session, InferenceRecord.__table__, "record_id", pending)  # type: ignore[arg-type]
+    result = _finish(session, InferenceRecord.__table__, "record_id", pending)  # type: ignore[arg-type]
+    versions: dict[str, set[str]] = {}
+    for row in pending.rows:
+        if row["model_version"] is not None:
+            versions.setdefault(row["deployment_id"], set()).add(row["model_version"])
+    if versions:  # a version other than the accepted one opens a revalidation
+        note_record_versions(session, versions, actor=principal.name)
+    return result
 
 
 def _target(fb: FeedbackIn) -> tuple[str, ...]:

@@ -50,6 +50,8 @@ ClientId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0
 DeploymentId = Annotated[Text, Field(min_length=1, max_length=100)]
 Pseudonym = Annotated[Text, Field(max_length=128)]
 FeatureValue = Annotated[float, Field(allow_inf_nan=False)] | int | bool | str | None
+ModelVersion = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.+:-]+$")]
+SHADOW_VERSIONS_MAX = 4
 
 
 def limits_of(info: ValidationInfo) -> IngestLimits:
@@ -138,6 +140,16 @@ class RecordIn(BaseModel):
     error: Annotated[Text, Field(max_length=1000)] | None = Field(
         None, description="The exception the model raised, if any."
     )
+    model_version: ModelVersion | None = Field(
+        None,
+        description="The model version that produced outputs; null: the deployment's accepted "
+        "version. Another version opens a revalidation (docs/REVALIDATION.md).",
+    )
+    shadow_outputs: dict[ModelVersion, dict[str, Any]] | None = Field(
+        None,
+        description="Other versions' outputs on the same study (shadow traffic), by version: at "
+        "most 4 versions, each bounded as outputs.",
+    )
 
     _times = field_validator("acquired_at", "inferred_at")(_time_ok)
 
@@ -157,6 +169,25 @@ class RecordIn(BaseModel):
         _flat_names(v, "outputs", limits.max_outputs_per_record, "PHASE4_MAX_OUTPUTS_PER_RECORD")
         check_json(v, "outputs", limits)
         _no_phi(v, "outputs")
+        return v
+
+    @field_validator("shadow_outputs")
+    @classmethod
+    def _shadow_clean(
+        cls, v: dict[str, dict[str, Any]] | None, info: ValidationInfo
+    ) -> dict[str, dict[str, Any]] | None:
+        if v is None:
+            return None
+        if len(v) > SHADOW_VERSIONS_MAX:
+            raise ValueError(f"shadow_outputs: at most {SHADOW_VERSIONS_MAX} versions")
+        limits = limits_of(info)
+        for version, outputs in v.items():
+            where = f"shadow_outputs.{version}"
+            _flat_names(
+                outputs, where, limits.max_outputs_per_record, "PHASE4_MAX_OUTPUTS_PER_RECORD"
+            )
+            check_json(outputs, where, limits)
+            _no_phi(outputs, where)
         return v
 
 
@@ -326,6 +357,8 @@ class RecordOut(BaseModel):
     outputs: dict[str, Any]
     latency_s: float | None
     error: str | None
+    model_version: str | None = None
+    shadow_outputs: dict[str, Any] | None = None
 
 
 class RecordPage(BaseModel):

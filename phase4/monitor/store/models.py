@@ -144,6 +144,11 @@ class InferenceRecord(SQLModel, table=True):
     outputs: dict[str, Any] = json_field()
     latency_s: float | None = None
     error: str | None = Field(default=None, max_length=1000)
+    # The model version that produced ``outputs`` (None: the deployment's accepted version) and
+    # other versions' outputs on the same study (shadow traffic, keyed by version): see
+    # phase4.monitor.domain.revalidation.
+    model_version: str | None = Field(default=None, max_length=64)
+    shadow_outputs: dict[str, Any] | None = json_field(nullable=True)
     # Set when the drift engine has consumed the record (exactly once, see
     # phase4.monitor.surveillance.detection).
     drift_processed_at: datetime | None = ts_field(nullable=True)
@@ -282,6 +287,48 @@ class Incident(SQLModel, table=True):
     reports: dict[str, Any] = json_field()
     corrective_action: str | None = Field(default=None, max_length=4000)
     closed_at: datetime | None = ts_field(nullable=True)
+
+
+class Revalidation(SQLModel, table=True):
+    """A new model version of a deployment, checked against the accepted one before it treats
+    patients: criteria declared first, then evidence, the evaluation and a named reviewer's
+    decision (``phase4.monitor.domain.revalidation``). At most one is open per deployment."""
+
+    __tablename__ = "revalidation"
+    __table_args__ = (
+        sa.Index(
+            "uq_revalidation_open",
+            "deployment_id",
+            unique=True,
+            sqlite_where=sa.text("decided_at IS NULL"),
+            postgresql_where=sa.text("decided_at IS NULL"),
+        ),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    deployment_id: str = Field(foreign_key="deployment.id", max_length=100, index=True)
+    accepted_version: str = Field(max_length=64)
+    candidate_version: str = Field(max_length=64)
+    # a RevalidationStatus
+    status: str = Field(max_length=32)
+    reason: str | None = Field(default=None, max_length=2000)
+    opened_by: str = Field(max_length=200)
+    opened_at: datetime = ts_field(default_now=True)
+    # {"margins": {criterion: margin}, "prediction": key, "truth": key}
+    criteria: dict[str, Any] | None = json_field(nullable=True)
+    criteria_by: str | None = Field(default=None, max_length=200)
+    criteria_at: datetime | None = ts_field(nullable=True)
+    # The locked validation set: its cases, SHA-256 of the uploaded file, and shadow evidence.
+    validation_cases: dict[str, Any] | None = json_field(nullable=True)
+    validation_sha256: str | None = Field(default=None, max_length=64)
+    shadow: dict[str, Any] | None = json_field(nullable=True)
+    evidence_at: datetime | None = ts_field(nullable=True)
+    results: dict[str, Any] | None = json_field(nullable=True)
+    verdict: str | None = Field(default=None, max_length=16)
+    evaluated_at: datetime | None = ts_field(nullable=True)
+    decision: str | None = Field(default=None, max_length=32)
+    conditions: str | None = Field(default=None, max_length=4000)
+    decided_by: str | None = Field(default=None, max_length=200)
+    decided_at: datetime | None = ts_field(nullable=True)
 
 
 class DriftReport(SQLModel, table=True):

@@ -50,6 +50,7 @@ from phase4.monitor.core.monitoring import (
     parse_monitoring,
 )
 from phase4.monitor.core.statuses import AlertCause, AlertStatus, Severity
+from phase4.monitor.domain.revalidation import accepted_version_only
 from phase4.monitor.drift.streams import (
     ConfigError,
     DeploymentMonitor,
@@ -302,6 +303,7 @@ def _unprocessed_records(session: Session, deployment_id: str, limit: int) -> li
         .where(
             col(InferenceRecord.deployment_id) == deployment_id,
             col(InferenceRecord.drift_processed_at).is_(None),
+            accepted_version_only(deployment_id),  # a pending version's records wait apart
         )
         .order_by(col(InferenceRecord.acquired_at), col(InferenceRecord.id))
         .limit(limit)

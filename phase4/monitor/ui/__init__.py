@@ -5,9 +5,10 @@
 sign-off, tolerances, export, tokens), registered when that module is imported here.
 """
 
-from phase4.monitor.ui import (
-    subgroup_views,  # noqa: F401  (registers the subgroup page)
-    workflow_views,  # noqa: F401  (registers the workflow routes)
+from phase4.monitor.ui import (  # noqa: F401  (each registers its routes)
+    revalidation_views,
+    subgroup_views,
+    workflow_views,
 )
 from phase4.monitor.ui.views import router
 

@@ -30,6 +30,7 @@ from phase4.monitor.core.refusals import ActionRefused
 from phase4.monitor.core.statuses import AlertStatus, PhantomVerdict
 from phase4.monitor.domain.alert_actions import AlertActionError, acknowledge_alert, resolve_alert
 from phase4.monitor.domain.device_names import device_name, device_names, name_of_device
+from phase4.monitor.domain.revalidation import list_revalidations
 from phase4.monitor.store.audit import verify_chain
 from phase4.monitor.store.auth import Principal, Role, TokenRefused, check_token
 from phase4.monitor.store.models import AIModel, Alert, AuditEntry, Deployment, Device
@@ -321,6 +322,7 @@ def deployment_page(request: Request, deployment_id: str, session: SessionDep) -
         outputs=outputs,
         performance=performance,
         alerts=alerts,
+        revalidations=list_revalidations(session, dep.id),
     )
 
 

@@ -1,7 +1,7 @@
 """subgroups: each deployment's latest subgroup table, saved by the subgroup pass for /metrics
 
 Revision ID: 0011_subgroups
-Revises: 0009_device_identity
+Revises: 0010_revalidation
 Create Date: 2026-12-05
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0011_subgroups"
-down_revision: str | None = "0009_device_identity"
+down_revision: str | None = "0010_revalidation"
 branch_labels = None
 depends_on = None
 
