@@ -16,7 +16,7 @@ from phase4.monitor.drift.arl import (
     scale_cusum_arl,
 )
 from phase4.monitor.drift.detectors import SpreadCusum
-from phase4.monitor.drift.detectors.spread import score_cap
+from phase4.monitor.drift.detectors.spread import UP_SHARE, score_cap
 
 
 def simulate_run_lengths(chart: SpreadCusum, sigma: float, runs: int, seed: int) -> np.ndarray:
@@ -88,11 +88,14 @@ def test_run_length_matches_simulation(sigma: float, runs: int) -> None:
         assert computed < 40.0
 
 
-def test_calibration_holds_half_the_rate_on_each_side() -> None:
+def test_calibration_splits_the_rate_between_the_sides() -> None:
     chart = SpreadCusum.calibrated(arl0=2_000.0)  # reference known exactly, uncapped
     design = ScaleCusumDesign(chart.ratio, None)
     up = scale_cusum_arl(design, chart.h, 0.0)
     down = scale_cusum_arl(design, 0.0, chart.h / chart.down_scale)
-    assert up == pytest.approx(4_000.0, rel=0.01)
-    assert down == pytest.approx(4_000.0, rel=0.01)
+    assert up == pytest.approx(2_000.0 / UP_SHARE, rel=0.01)  # 80% of the rate: wider
+    assert down == pytest.approx(2_000.0 / (1 - UP_SHARE), rel=0.01)
+    assert scale_cusum_arl(design, chart.h, chart.h / chart.down_scale) == pytest.approx(
+        2_000.0, rel=0.01
+    )
     assert score_cap(500) == pytest.approx(3.0902, abs=1e-4)

@@ -14,8 +14,10 @@ downward, with y_t = min(z_t, z_cap)², in nats:
 
 (the CUSUM of squared deviations of D. M. Hawkins & D. H. Olwell 1998, "Cumulative Sum Charts
 and Charting for Quality Improvement", Springer, §6.3, on normal scores). The chart alarms
-when either exceeds h, then restarts. Each side holds half the detector's false-alarm rate:
-h is the upper side's threshold and c = h⁺/h⁻ rescales the lower side to share it. Both
+when either exceeds h, then restarts. The upper side holds 80% of the detector's false-alarm
+rate (``UP_SHARE``: a wider spread is the change that matters most, and the lower side, whose
+increments are at most log r per observation, is slow whatever its share), the lower side
+20%; h is the upper side's threshold and c = h⁺/h⁻ rescales the lower side to share it. Both
 thresholds are solved from the budget by ``phase4.monitor.drift.arl.calibrate_scale_cusum_side``
 (Page's integral equation by product integration, with the scores capped as here), never
 guessed. The scores are capped at ``z_cap`` (the score of a value beyond every reference value,
@@ -42,15 +44,15 @@ Calibrated to an in-control ARL of 1,000 with the reference known exactly:
 
 >>> chart = SpreadCusum.calibrated(arl0=1000.0)
 >>> round(chart.h, 2), round(chart.down_scale, 3)
-(4.72, 0.898)
+(4.26, 0.691)
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
-from typing import ClassVar, Self
+from typing import Any, ClassVar, Self
 
 from scipy.special import ndtri
 
@@ -64,6 +66,11 @@ from phase4.monitor.drift.detectors.base import (
 )
 
 DESIGN_RATIO = 1.5
+# The share of the detector's false-alarm rate held by the upper side (spread ×ratio). A wider
+# spread (scores dispersing, a noisier acquisition) is the change that matters most and the one
+# the lower side is slow on anyway (its increments are at most log(ratio) per observation):
+# docs/STATISTICS.md, "Numeric streams", has the measurement.
+UP_SHARE = 0.8
 
 
 def score_cap(reference_size: int | None) -> float | None:
@@ -73,12 +80,18 @@ def score_cap(reference_size: int | None) -> float | None:
 
 
 @lru_cache(maxsize=256)
-def _thresholds(arl0: float, ratio: float, reference_size: int | None) -> tuple[float, float]:
+def _thresholds(
+    arl0: float, ratio: float, reference_size: int | None, up_share: float
+) -> tuple[float, float]:
     design = ScaleCusumDesign(ratio, score_cap(reference_size))
-    # each side holds half the rate: ARL0 of each side = 2·arl0
-    up = calibrate_scale_cusum_side(design, "up", 2 * arl0, reference_size)
-    down = calibrate_scale_cusum_side(design, "down", 2 * arl0, reference_size)
+    # the upper side holds the share up_share of the rate: its ARL0 is arl0 / up_share
+    up = calibrate_scale_cusum_side(design, "up", arl0 / up_share, reference_size)
+    down = calibrate_scale_cusum_side(design, "down", arl0 / (1 - up_share), reference_size)
     return up, down
+
+
+def _digits(x: float) -> float:
+    return float(f"{x:.7g}")
 
 
 @lru_cache(maxsize=16)
@@ -113,13 +126,27 @@ class SpreadCusum(Detector[float]):
 
     @classmethod
     def calibrated(
-        cls, arl0: float, reference_size: int | None = None, ratio: float = DESIGN_RATIO
+        cls,
+        arl0: float,
+        reference_size: int | None = None,
+        ratio: float = DESIGN_RATIO,
+        up_share: float = UP_SHARE,
     ) -> SpreadCusum:
         """The chart whose expected in-control ARL over references of ``reference_size``
-        values (None: known exactly, and scores uncapped) is ``arl0``, half of its false-alarm
-        rate on each side."""
-        up, down = _thresholds(float(arl0), float(ratio), reference_size)
-        return cls(h=up, down_scale=up / down, z_cap=score_cap(reference_size), ratio=ratio)
+        values (None: known exactly, and scores uncapped) is ``arl0``, the share ``up_share``
+        of its false-alarm rate on the upper side (wider) and the rest on the lower."""
+        if not 0 < up_share < 1:
+            raise ValueError(f"up_share must lie in (0, 1) (got {up_share})")
+        up, down = _thresholds(float(arl0), float(ratio), reference_size, float(up_share))
+        cap = score_cap(reference_size)
+        # seven significant digits (the calibration's own accuracy is ~0.001 nats): a numeric
+        # stream's saved state is small, and these are saved as they are used
+        return cls(
+            h=_digits(up),
+            down_scale=_digits(up / down),
+            z_cap=None if cap is None else _digits(cap),
+            ratio=ratio,
+        )
 
     def update(self, x: float, index: int | None = None) -> Alarm | None:
         i = self.n if index is None else index
@@ -192,6 +219,12 @@ class SpreadCusum(Detector[float]):
 
     def restarted(self) -> Self:
         return replace(self, s_up=0.0, s_down=0.0, n=0, start_up=0, start_down=0)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        if d["ratio"] == DESIGN_RATIO:  # (from_dict restores the default)
+            del d["ratio"]
+        return d
 
     def candidate_starts(self) -> set[int]:
         return {s for s, v in ((self.start_up, self.s_up), (self.start_down, self.s_down)) if v > 0}
