@@ -42,7 +42,9 @@ the three detectors and the weights it was calibrated with until its reference i
 uploaded (its thresholds were solved for those weights; re-splitting its rate would need a
 new calibration, which is what a new reference gives it), so the upgrade only stamps the
 version. The version exists so that an older phase4 refuses, in words, a document holding a
-detector it does not know, instead of failing on it.
+detector it does not know, instead of failing on it. Likewise a numeric reference fitted under
+version 3 may hold ``grid`` (values recorded on a grid, jittered within it); one saved before
+has none, and keeps scoring as it did.
 """
 
 from __future__ import annotations

@@ -434,7 +434,7 @@ class Stream:
         spread: SpreadCusum | None = detectors.get("spread")  # type: ignore[assignment]
         z = (
             ref.z(value, row, self.spec.name)
-            if ref.discrete or ref.atoms
+            if ref.discrete or ref.atoms or ref.grid
             else ref._z_continuous(value)
         )
         out = []
