@@ -7,13 +7,13 @@ s makes them N(0, s²). The log-likelihood ratio of one score for N(0, s²) agai
 −log s + z²·(1 − 1/s²)/2, and Page's CUSUM of it is the optimal detector of that change
 (E. S. Page 1954, "Continuous inspection schemes", Biometrika 41:100–115; G. V. Moustakides
 1986, Ann. Statist. 14:1379–1387). Designed for s = ``ratio`` (×1.5) upward and s = 1/ratio
-downward, with y_t = min(z_t, z_cap)², in nats:
+downward, with y_t = min(|z_t|, z_cap)², in nats:
 
     S⁺_t = max(0, S⁺_{t−1} + a⁺·(y_t − k⁺)),   a⁺ = (1 − 1/r²)/2,  k⁺ = 2·log r/(1 − 1/r²)
     S⁻_t = max(0, S⁻_{t−1} + c·a⁻·(k⁻ − y_t)), a⁻ = (r² − 1)/2,    k⁻ = 2·log r/(r² − 1)
 
 (the CUSUM of squared deviations of D. M. Hawkins & D. H. Olwell 1998, "Cumulative Sum Charts
-and Charting for Quality Improvement", Springer, §6.3, on normal scores). The chart alarms
+and Charting for Quality Improvement", Springer, on normal scores). The chart alarms
 when either exceeds h, then restarts. The upper side holds 80% of the detector's false-alarm
 rate (``UP_SHARE``: a wider spread is the change that matters most, and the lower side, whose
 increments are at most log r per observation, is slow whatever its share), the lower side
