@@ -41,7 +41,7 @@ from threadpoolctl import threadpool_limits
 # reference, and calibration says so instead of searching on.
 CUSUM_H_MAX = 100.0  # decision interval, in in-control standard deviations
 EWMA_L_MAX = 12.0  # limit multiplier
-SCALE_CUSUM_H_MAX = 60.0  # scale CUSUM threshold, in nats of log-likelihood ratio
+SCALE_CUSUM_H_MAX = 40.0  # scale CUSUM threshold, in nats (e^40 is far past ARL_CEILING)
 BERNOULLI_H_LLR_MAX = 100.0  # threshold, in nats of log-likelihood ratio
 # An ARL beyond this is infinite for every budget: the linear solve that computes it is then
 # ill-conditioned (a negative or NaN "ARL" from a singular system), and its exact value is moot.
@@ -478,11 +478,13 @@ def cusum_arl_general(
     oscillates with the lattice (±20% between 200 and 400 states at a threshold of 14 nats);
     this one settles: m = max(100, 30·h) cells (w ≤ 1/30 nat) is within 0.1% of the converged
     ARL at ARLs near 10³ and within 3% near 10⁷ (checked against 1,600 cells), i.e. within
-    0.03 nats of the threshold. An ARL beyond ``ARL_CEILING`` is infinity.
+    0.03 nats of the threshold. Past h = 20 the cells stay at 600 (a solve then costs tens of
+    milliseconds, not seconds): such thresholds serve only small references, whose own error
+    sets the rate, and ARLs there are beyond 10⁸. An ARL beyond ``ARL_CEILING`` is infinity.
     """
     if h <= 0:
         return 1.0
-    m = cells if cells is not None else max(100, math.ceil(30 * h))
+    m = cells if cells is not None else min(max(100, math.ceil(30 * h)), 600)
     return _sound(_product_integration_arl(cdf, h, m))
 
 
