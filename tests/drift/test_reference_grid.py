@@ -38,6 +38,9 @@ def test_a_grid_is_recognised_and_only_a_grid() -> None:
     # a point mass and a continuum (TMTV): not a grid
     tmtv = np.where(g.random(500) < 0.6, 0.0, g.lognormal(3, 1, 500))
     assert NumericReference.fit(tmtv).grid == 0.0
+    # the same recorded to 0.1 mL (as the demo does): on a grid, but its 0 is a point mass
+    rounded = NumericReference.fit(np.round(tmtv, 1))
+    assert rounded.grid == 0.0 and rounded.atoms == [0.0]
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,8 @@ In control z ~ N(0, 1) whatever the feature's distribution, so one calibration s
   The uniform is a deterministic hash of the observation's index, so replays give identical
   results.
 - Values recorded on a grid (to 0.1, to integers; more than 24 levels, all a whole number of
-  the smallest gap apart, and repeating): each value, in the reference and live, is spread
+  the smallest gap apart, repeating, none holding over 20% of the reference, which would be a
+  point mass such as a TMTV of 0): each value, in the reference and live, is spread
   uniformly over its rounding interval, x + (V − ½)·step with V from the observation's index,
   and the reference is then continuous (the randomised PIT's device applied to the value;
   Brockwell 2007). Without it the levels holding ≥ 2% of the reference became point masses,
@@ -48,6 +49,9 @@ KNOTS = 33
 DISCRETE_MAX_LEVELS = 24
 ATOM_SHARE = 0.02
 GRID_SALT = "grid"
+# A level holding more than this share is a point mass (TMTV recorded to 0.1 mL is 0 for most
+# studies), not a tie of rounding: such a reference keeps its atoms and is not jittered.
+GRID_MAX_SHARE = 0.2
 Z_CLIP = 8.0
 
 
@@ -121,7 +125,11 @@ class NumericReference:
             )
         is_atom = counts >= max(5, ATOM_SHARE * x.size)
         continuous = x[~np.isin(x, levels[is_atom])]
-        grid = _grid_step(levels, x.size) if levels.size > DISCRETE_MAX_LEVELS else 0.0
+        grid = (
+            _grid_step(levels, x.size)
+            if levels.size > DISCRETE_MAX_LEVELS and counts.max() <= GRID_MAX_SHARE * x.size
+            else 0.0
+        )
         if grid:
             # Ties of rounding are not point masses: spread each value uniformly over its
             # rounding interval (the randomised PIT's device, Brockwell 2007, applied to the
