@@ -172,6 +172,7 @@ class Scenario:
     p0: float = 0.0
     p1: float = 0.0
     tail_df: float = math.inf  # < inf: the (log-)value is Student-t with unit variance
+    spread: float = 1.0  # numeric change: deviations from the centre x spread (same mean)
     design: str = ""  # the scenario whose oracle design and tuned peers this one runs with
 
     def values(self, noise: np.ndarray, changed: bool) -> np.ndarray:
@@ -191,6 +192,9 @@ class Scenario:
             if self.dist == "lognormal"
             else (self.loc + self.sd * noise)
         )
+        if changed and self.spread != 1.0:
+            wide = self.sd * self.spread * noise
+            return np.exp(self.loc + wide) if self.dist == "lognormal" else self.loc + wide
         return base * self.factor if changed else base
 
     def z_exact(self, x: np.ndarray) -> np.ndarray:
@@ -264,6 +268,17 @@ SCENARIOS: dict[str, Scenario] = {
             "bernoulli",
             p0=0.10,
             p1=0.15,
+        ),
+        Scenario(
+            "spread",
+            "AI score spread x1.5, same mean",
+            "AI malignancy score, N(0.40, 0.10)",
+            "numeric",
+            "continuous",
+            "normal",
+            loc=0.40,
+            sd=0.10,
+            spread=1.5,
         ),
     )
 }
@@ -371,10 +386,11 @@ def make_replicate(
 
 def _patch_phase4_calibration_cache() -> None:
     """Memoise the (pure) binary calibration so that a replicate calibrates once."""
-    from phase4.monitor.drift import arl, detectors
+    from phase4.monitor.drift import arl
+    from phase4.monitor.drift.detectors import bernoulli
 
-    if not hasattr(detectors.calibrate_bernoulli_cusum_uncertain, "cache_info"):
-        detectors.calibrate_bernoulli_cusum_uncertain = functools.lru_cache(maxsize=4096)(
+    if not hasattr(bernoulli.calibrate_bernoulli_cusum_uncertain, "cache_info"):
+        bernoulli.calibrate_bernoulli_cusum_uncertain = functools.lru_cache(maxsize=4096)(
             arl.calibrate_bernoulli_cusum_uncertain
         )
 
@@ -409,12 +425,14 @@ def phase4_detector_arl0s() -> dict[str, float]:
 def prewarm_phase4_calibration() -> dict[str, float]:
     """Calibrate the numeric stream's CUSUM and EWMA once in the parent process (exactly as
     Stream._start_monitoring will ask for them), so that forked workers inherit the cache."""
-    from phase4.monitor.drift.detectors import Cusum, Ewma
+    from phase4.monitor.drift.detectors import Cusum, Ewma, SpreadCusum
 
     cfg = phase4_config("numeric")
     arl0 = phase4_detector_arl0s()
     Cusum.calibrated(arl0["cusum"], cfg.cusum_k, reference_size=REFERENCE_SIZE)
     Ewma.calibrated(arl0["ewma"], cfg.ewma_lambda, reference_size=REFERENCE_SIZE)
+    if "spread" in arl0:
+        SpreadCusum.calibrated(arl0["spread"], reference_size=REFERENCE_SIZE)
     return arl0
 
 
@@ -447,6 +465,26 @@ def oracle_design(key: str, arl0: float = TARGET_ARL0) -> dict[str, Any]:
     )
 
     scen = scenario(key)
+    if scen.kind == "numeric" and scen.spread != 1.0:
+        # Page's CUSUM of the exact log-likelihood ratio of N(0, spread²) against N(0, 1) on
+        # the exact normal score, the one side that knows the direction, uncapped
+        from phase4.monitor.drift.arl import (
+            ScaleCusumDesign,
+            calibrate_scale_cusum_side,
+            scale_cusum_arl,
+        )
+
+        design = ScaleCusumDesign(scen.spread, None)
+        h = calibrate_scale_cusum_side(design, "up", arl0, None)
+        a, k = design.up
+        return {
+            "scale": True,
+            "a": a,
+            "k": k,
+            "h": h,
+            "spread": scen.spread,
+            "nominal_arl0": scale_cusum_arl(design, h, 0.0),
+        }
     if scen.kind == "numeric":
         k = abs(scen.delta) / 2
         h = calibrate_cusum_h(arl0, k)
@@ -467,6 +505,13 @@ def oracle_first_alarm(scen: Scenario, x: np.ndarray, arl0: float) -> int | None
 
     d = oracle_design(scen.design or scen.key, arl0)
     det: Any
+    if d.get("scale"):
+        s = 0.0
+        for i, v in enumerate(scen.z_exact(x).tolist()):
+            s = max(0.0, s + d["a"] * (v * v - d["k"]))
+            if s > d["h"]:
+                return i
+        return None
     if scen.kind == "numeric":
         det = Cusum(h=d["h"], k=d["k"])
         values = scen.z_exact(x).tolist()
@@ -971,13 +1016,16 @@ def run_task(args: tuple[str, Setting, str, int, int, int, bool]) -> dict[str, A
 DECOMPOSE_HORIZON = 40_000
 
 
+DETECTOR_WORDS = {"cusum": "CUSUM", "ewma": "EWMA", "spread": "spread CUSUM", "ks": "windowed KS"}
+
+
 def decompose_task(args: tuple[str, int, int, int]) -> dict[str, Any]:
     """Why phase4's numeric stream runs longer than its budget in control: each of its three
     detectors' first alarm, separately, on the same in-control liver-SUV stream, and the stream's
     (the first of the three). ``known``: exact normal scores, thresholds calibrated for a known
     reference; ``estimated``: what the product does (NumericReference fitted on 500 values,
     thresholds calibrated for a 500-value reference)."""
-    from phase4.monitor.drift.detectors import Cusum, Ewma, WindowedKS
+    from phase4.monitor.drift.detectors import Cusum, Ewma, SpreadCusum, WindowedKS
     from phase4.monitor.drift.reference import NumericReference, z_to_uniform
 
     mode, chunk, n, base_seed = args
@@ -985,7 +1033,7 @@ def decompose_task(args: tuple[str, int, int, int]) -> dict[str, Any]:
     scen = SCENARIOS["dose_cal"]
     cfg = phase4_config("numeric")
     size = None if mode == "known" else REFERENCE_SIZE
-    out: dict[str, list[int | None]] = {"cusum": [], "ewma": [], "ks": [], "stream": []}
+    out: dict[str, list[int | None]] = {d: [] for d in (*arl0, "stream")}
     for j in range(n):
         rep = make_replicate(scen, (98, 5, chunk, j), base_seed, DECOMPOSE_HORIZON, 0)
         dets: dict[str, Any] = {
@@ -995,6 +1043,8 @@ def decompose_task(args: tuple[str, int, int, int]) -> dict[str, Any]:
                 arl0["ks"], reference_size=size or 10**9, window=cfg.ks_window
             ),
         }
+        if "spread" in arl0:
+            dets["spread"] = SpreadCusum.calibrated(arl0["spread"], reference_size=size)
         ref = None if mode == "known" else NumericReference.fit(rep.ref)
         first: dict[str, int | None] = dict.fromkeys(dets)
         for start in range(0, DECOMPOSE_HORIZON, 2000):
@@ -1415,7 +1465,7 @@ def main() -> None:
     bounds: dict[str, dict[str, float]] = {}
     for k in scen_keys:
         scen = SCENARIOS[k]
-        if scen.kind != "numeric":
+        if scen.kind != "numeric" or scen.spread != 1.0:
             continue
         oracle_delay = summary[k]["oracle/oracle"]["delay"]["mean"]
         row: dict[str, float] = {"shift_sd": abs(scen.delta), "oracle_delay": oracle_delay}
@@ -1499,14 +1549,16 @@ def main() -> None:
             + f"; the stream {TARGET_ARL0:,.0f}; "
             f"{args.decompose_runs} runs, censored at {DECOMPOSE_HORIZON:,})",
             "",
-            "| reference | CUSUM | EWMA | windowed KS | stream (first of the three) |",
-            "|---|---|---|---|---|",
+            "| reference | "
+            + " | ".join(DETECTOR_WORDS.get(n, n) for n in phase4_detector_arl0)
+            + " | stream (the first of them) |",
+            "|---" * (len(phase4_detector_arl0) + 2) + "|",
         ]
         names = {"known": "known exactly (exact z)", "estimated": "estimated from 500 (product)"}
         for mode, by in decomposed.items():
             lines.append(
                 f"| {names[mode]} | "
-                + " | ".join(fmt_arl(by[n]) for n in ("cusum", "ewma", "ks", "stream"))
+                + " | ".join(fmt_arl(by[n]) for n in (*phase4_detector_arl0, "stream"))
                 + " |"
             )
     tail_summary: dict[str, dict[str, Any]] = {}

@@ -45,7 +45,7 @@ def test_statistics_thresholds_and_rate_come_from_the_detectors() -> None:
     # sequential detectors only (the KS and G tests have no running statistic between windows)
     assert samples["features.suv"].detectors == tuple(
         (name, suv.detectors[name].statistic, suv.detectors[name].threshold)
-        for name in ("cusum", "ewma")
+        for name in ("cusum", "ewma", "spread")
     )
     assert samples["features.suv"].ewma_z == suv.detectors["ewma"].z  # type: ignore[attr-defined]
     assert samples["features.scanner"].detectors == ()

@@ -22,6 +22,7 @@ from phase4.monitor.drift.detectors import (
     Ewma,
     ExpectedPerformanceChart,
     NewCategory,
+    SpreadCusum,
     WindowedChiSquare,
     WindowedKS,
     detector_from_dict,
@@ -30,6 +31,7 @@ from phase4.monitor.drift.detectors import (
 
 G = np.random.default_rng(2026)
 SHIFTED = [float(v) for v in np.concatenate([G.normal(0, 1, 60), G.normal(2.5, 1, 40)])]
+WIDER = [float(v) for v in np.concatenate([G.normal(0, 1, 60), G.normal(0, 2.5, 60)])]
 U_SHIFTED = [float(v) for v in np.concatenate([G.random(100), 0.9 + 0.1 * G.random(100)])]
 EVENTS = [bool(v) for v in np.concatenate([G.random(200) < 0.05, G.random(100) < 0.4])]
 CATEGORIES = [str(v) for v in G.choice(["A", "B"], 100)] + ["A"] * 90 + ["C"] * 10
@@ -37,6 +39,7 @@ CATEGORIES = [str(v) for v in G.choice(["A", "B"], 100)] + ["A"] * 90 + ["C"] * 
 CASES: dict[str, tuple[Callable[[], Detector[Any]], list[Any]]] = {
     "cusum": (lambda: Cusum(h=5.0, k=0.5), SHIFTED),
     "ewma": (lambda: Ewma(multiplier_l=3.0, lam=0.2), SHIFTED),
+    "spread": (lambda: SpreadCusum(h=5.0, down_scale=0.9, z_cap=3.09), WIDER),
     "ks": (lambda: WindowedKS.calibrated(arl0=2_000, reference_size=500, window=20), U_SHIFTED),
     "bernoulli_cusum": (
         lambda: BernoulliCusum.calibrated(p0=0.05, p1=0.15, arl0=2_000.0),
@@ -115,4 +118,4 @@ def test_state_round_trips_through_json(name: str) -> None:
 
 def test_sequential_detectors_are_the_charts() -> None:
     sequential = {n for n, c in DETECTORS.items() if c.mode is DetectorMode.SEQUENTIAL}
-    assert sequential == {"cusum", "ewma", "bernoulli_cusum"}
+    assert sequential == {"cusum", "ewma", "spread", "bernoulli_cusum"}

@@ -24,7 +24,7 @@ from phase4.monitor.drift.state import (
     StreamState,
     upgrade_state,
 )
-from phase4.monitor.drift.streams import DeploymentMonitor
+from phase4.monitor.drift.streams import DETECTOR_WEIGHTS, DeploymentMonitor
 
 FIXTURE = json.loads((Path(__file__).parent / "data" / "state_v1.json").read_text())
 
@@ -80,6 +80,16 @@ def test_an_old_state_gives_the_alarms_the_old_code_gave() -> None:
         }
     )
     for name, stream in monitor.streams.items():
+        if final["streams"][name]["state"] != StreamState.MONITORING.value:
+            # calibrated during the replay, by this version's design (a fourth detector,
+            # spread, and the weights that make room for it): nothing of the old code's to match
+            assert stream.detectors.keys() <= {
+                *DETECTOR_WEIGHTS["numeric"],
+                "new_category",
+                "chi_square",
+                "bernoulli_cusum",
+            }
+            continue
         for det_name, det in stream.detectors.items():
             want = final["streams"][name]["detectors"][det_name]
             got = det.to_dict()

@@ -381,7 +381,9 @@ def test_reference_saved_with_explicit_knots_still_scores() -> None:
         assert restored.z(v) == pytest.approx(new.z(v), abs=1e-9)
 
 
-def test_numeric_stream_state_is_within_two_kilobytes() -> None:
+def test_numeric_stream_state_is_within_two_and_a_quarter_kilobytes() -> None:
+    # 2 KB until the fourth detector (spread: its sums, thresholds and the times it may date a
+    # change to add ~240 bytes); docs/BENCHMARKS.md, "State per stream"
     config = MonitorConfig(streams=(StreamSpec("v", "numeric"),))
     monitor = DeploymentMonitor.new(config)
     g = np.random.default_rng(13)
@@ -390,4 +392,4 @@ def test_numeric_stream_state_is_within_two_kilobytes() -> None:
         monitor.observe({"v": v}, "2026-01-05T08:00:00+00:00", row=i)
         if i >= 500:
             sizes.append(len(json.dumps(monitor.streams["v"].to_dict())))
-    assert max(sizes) <= 2048
+    assert max(sizes) <= 2304

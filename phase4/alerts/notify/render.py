@@ -35,6 +35,7 @@ Purpose = Literal["opened", "escalation"]
 DETECTOR_NAMES = {
     "cusum": "CUSUM (cumulative sum) chart",
     "ewma": "EWMA (exponentially weighted moving average) chart",
+    "spread": "CUSUM for a change of spread",
     "ks": "windowed Kolmogorov-Smirnov test",
     "bernoulli_cusum": "Bernoulli CUSUM on the event rate",
     "chi_square": "windowed G-test of category frequencies",

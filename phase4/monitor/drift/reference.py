@@ -18,6 +18,14 @@ In control z ~ N(0, 1) whatever the feature's distribution, so one calibration s
   residuals: a multivariate transformation", Statistics & Probability Letters 77:1473–1478).
   The uniform is a deterministic hash of the observation's index, so replays give identical
   results.
+- Values recorded on a grid (to 0.1, to integers; more than 24 levels, all a whole number of
+  the smallest gap apart, repeating, none holding over 20% of the reference, which would be a
+  point mass such as a TMTV of 0): each value, in the reference and live, is spread
+  uniformly over its rounding interval, x + (V − ½)·step with V from the observation's index,
+  and the reference is then continuous (the randomised PIT's device applied to the value;
+  Brockwell 2007). Without it the levels holding ≥ 2% of the reference became point masses,
+  the continuous part was the rest (a distribution with a hole in its middle), and its tails
+  were mis-scored: integers ran 29% over their budget (docs/BENCHMARKS.md).
 - Mixed features (a point mass holding ≥ 2% of the reference, and a continuum): F(x) is the
   point masses' shares plus the continuous part's CDF weighted by its share, randomised within
   a point mass's jump.
@@ -40,6 +48,10 @@ from scipy.special import ndtr, ndtri
 KNOTS = 33
 DISCRETE_MAX_LEVELS = 24
 ATOM_SHARE = 0.02
+GRID_SALT = "grid"
+# A level holding more than this share is a point mass (TMTV recorded to 0.1 mL is 0 for most
+# studies), not a tie of rounding: such a reference keeps its atoms and is not jittered.
+GRID_MAX_SHARE = 0.2
 Z_CLIP = 8.0
 
 
@@ -85,6 +97,10 @@ class NumericReference:
     # Point masses of a mixed feature (TMTV is exactly 0 for most studies): value and share.
     atoms: list[float] = field(default_factory=list)
     atom_probs: list[float] = field(default_factory=list)
+    # Values recorded on a grid (to 0.1, to integers: every reference value a multiple of
+    # ``grid`` from the smallest, and ties): each value, reference and live alike, is scored as
+    # x + (V − ½)·grid with V ~ U(0, 1) from the observation's index; 0: not a grid.
+    grid: float = 0.0
     # Derived from n, not stored (see to_dict): the largest |z| a continuous value can score.
     z_cap: float = field(default=0.0, compare=False)
 
@@ -109,6 +125,21 @@ class NumericReference:
             )
         is_atom = counts >= max(5, ATOM_SHARE * x.size)
         continuous = x[~np.isin(x, levels[is_atom])]
+        grid = (
+            _grid_step(levels, x.size)
+            if levels.size > DISCRETE_MAX_LEVELS and counts.max() <= GRID_MAX_SHARE * x.size
+            else 0.0
+        )
+        if grid:
+            # Ties of rounding are not point masses: spread each value uniformly over its
+            # rounding interval (the randomised PIT's device, Brockwell 2007, applied to the
+            # value), and the reference is continuous again. The values are jittered by their
+            # position in the reference, live values by their index (``z``).
+            u = np.array([_uniform_from_index(GRID_SALT, i) for i in range(x.size)])
+            jittered = x + (u - 0.5) * grid
+            ref = cls._fit_continuous(jittered, x.size, median, mad_sigma)
+            ref.grid = grid
+            return ref
         if levels.size <= DISCRETE_MAX_LEVELS or continuous.size < min_size:
             cdf = np.cumsum(counts) / x.size
             return cls(
@@ -167,16 +198,20 @@ class NumericReference:
         # too steeply, and values at 3.5-4σ scored as 2-10 times rarer than they are (a chart
         # that weighs single observations then alarms several times too often). There the
         # scores continue linearly in the symmetrised scale, as a Gaussian tail does, with the
-        # gentler of two slopes: 1/sd of the symmetrised reference, and the slope between its
-        # 95th and 99th (1st and 5th) percentiles, which is gentler when the tail is heavier
-        # than a Gaussian's (a t₃ feature). In simulation (docs/STATISTICS.md) the rate beyond
-        # |z| = 4 is then 1.1x nominal for normal and 1.7x for lognormal references of 400
-        # (before: 11x and 9x); heavy tails remain underestimated (t₃: 42x, before 54x).
+        # gentler of two slopes: the smoothed CDF's own slope of z at that percentile, and the
+        # slope between the 95th and 99th (1st and 5th) percentiles, gentler when the tail is
+        # heavier than a Gaussian's (a t₃ feature). (Until 2026-12 the first slope was 1/sd of
+        # the whole symmetrised reference: far too gentle where the body is wider than the
+        # tail, so a bimodal feature's scores reached |z| > 2.5 at 5% of the nominal rate and
+        # its charts spent a third of their budget; docs/BENCHMARKS.md, "The budget by family".)
         q1, lo_q, hi_q, q99 = np.percentile(g, [1, 5, 95, 99])
-        z_lo, z_hi = _kernel_normal_scores(np.array([lo_q, hi_q]), smooth, bandwidth)
+        step = 0.05 * sd
+        z_lo, z_lo_in, z_hi_in, z_hi = _kernel_normal_scores(
+            np.array([lo_q, lo_q + step, hi_q - step, hi_q]), smooth, bandwidth
+        )
         dz = float(ndtri(0.99) - ndtri(0.95))
-        slope_lo = min(1 / sd, dz / max(lo_q - q1, 1e-12))
-        slope_hi = min(1 / sd, dz / max(q99 - hi_q, 1e-12))
+        slope_lo = min((z_lo_in - z_lo) / step, dz / max(lo_q - q1, 1e-12))
+        slope_hi = min((z_hi - z_hi_in) / step, dz / max(q99 - hi_q, 1e-12))
         zs = np.where(knots > hi_q, z_hi + (knots - hi_q) * slope_hi, zs)
         zs = np.where(knots < lo_q, z_lo + (knots - lo_q) * slope_lo, zs)
         return cls(
@@ -193,6 +228,9 @@ class NumericReference:
 
     def z(self, value: float, index: int = 0, salt: str = "") -> float:
         """The normal score of ``value`` (``index`` and ``salt`` seed the randomised PIT)."""
+        if self.grid:
+            jitter = _uniform_from_index(f"{salt}:{GRID_SALT}", index) - 0.5
+            return self._z_continuous(value + jitter * self.grid)
         if self.discrete:
             return self._z_discrete(value, index, salt)
         if self.atoms:
@@ -330,6 +368,8 @@ class NumericReference:
         if self.discrete:
             for key in unused:
                 del d[key]
+        if not self.grid:
+            del d["grid"]
         for key in ("levels", "cdf", "knot_x", "atoms", "atom_probs"):
             if key in d and not d[key]:
                 del d[key]
@@ -340,6 +380,22 @@ class NumericReference:
         """From :meth:`to_dict` of the current state version (see
         ``phase4.monitor.drift.state``)."""
         return cls(**d)
+
+
+def _grid_step(levels: np.ndarray, n: int) -> float:
+    """The rounding step of values recorded on a grid, or 0: the smallest gap between distinct
+    values, when every value is a whole number of such gaps from the smallest (to 1e-6 of a
+    gap) and values repeat (fewer distinct values than 90% of ``n``): to 0.1 or to integers,
+    say. Continuous values rarely tie, and their gaps are no common multiple."""
+    if levels.size < 2 or levels.size > 0.9 * n:
+        return 0.0
+    step = float(np.min(np.diff(levels)))
+    if not step > 0:
+        return 0.0
+    multiples = (levels - levels[0]) / step
+    if np.max(np.abs(multiples - np.round(multiples))) > 1e-6:
+        return 0.0
+    return float(f"{step:.12g}")
 
 
 def continuous_z_cap(n: int) -> float:

@@ -34,6 +34,17 @@ differs in:
 - keys that version 1 might lack (saved before they existed) are present: a stream's
   ``unusable`` and ``quarantine``; the monitor's ``feedback`` and ``cbpe*``. (A numeric
   reference leaves out the fields its kind does not use: their defaults.)
+
+Version 3 differs from 2 in what a document may hold, not in the shape of what it held: a
+numeric stream whose reference completed under version 3 has a fourth detector, ``spread``
+(``detectors.spread.SpreadCusum``), and its budget's weights name it. A version-2 stream keeps
+the three detectors and the weights it was calibrated with until its reference is reset or
+uploaded (its thresholds were solved for those weights; re-splitting its rate would need a
+new calibration, which is what a new reference gives it), so the upgrade only stamps the
+version. The version exists so that an older phase4 refuses, in words, a document holding a
+detector it does not know, instead of failing on it. Likewise a numeric reference fitted under
+version 3 may hold ``grid`` (values recorded on a grid, jittered within it); one saved before
+has none, and keeps scoring as it did.
 """
 
 from __future__ import annotations
@@ -49,7 +60,7 @@ from phase4.monitor.drift.detectors.ks import (
     ks_effective_size,
 )
 
-STATE_VERSION = 2
+STATE_VERSION = 3
 
 
 class StateVersionError(ValueError):
@@ -93,6 +104,8 @@ def upgrade_state(saved: Mapping[str, Any]) -> dict[str, Any]:
     state = copy.deepcopy(dict(saved))
     if version == 1:
         state = _version_1_to_2(state)
+    if state["state_version"] == 2:
+        state["state_version"] = 3  # nothing to reshape: see the module's docstring
     return state
 
 

@@ -6,7 +6,8 @@ Its first ``reference_size`` observations are its reference; then its detectors,
 its share of the deployment's false-alarm budget, watch every later observation.
 
 Kinds and detectors:
-- numeric: values → normal scores (``reference.NumericReference``) → CUSUM, EWMA, windowed KS;
+- numeric: values → normal scores (``reference.NumericReference``) → CUSUM, EWMA, spread
+  CUSUM, windowed KS;
 - binary: Bernoulli CUSUM for a rise from the reference rate p0 to p1;
 - categorical: new-category notice, and a windowed G-test against the reference counts.
 
@@ -45,6 +46,7 @@ from phase4.monitor.drift.detectors import (
     DetectorSummary,
     Ewma,
     NewCategory,
+    SpreadCusum,
     Trace,
     WindowedChiSquare,
     WindowedKS,
@@ -64,11 +66,13 @@ StreamKind = Literal["numeric", "binary", "categorical"]
 STREAM_KINDS = ("numeric", "binary", "categorical")
 # Each detector's part of its stream's false-alarm rate (phase4.monitor.drift.budget). On a numeric
 # stream the CUSUM, the near-optimal detector of the small mean shifts that matter (0.5-0.75σ),
-# holds 70%; the EWMA (λ = 0.2), faster for shifts of 1.5σ and more, 25%; the windowed KS
-# test, for changes of shape that leave the mean alone, 5%. Equal thirds (before) cost 5-10%
-# of delay on the small shifts; docs/STATISTICS.md, "Numeric streams", has the simulation.
+# holds 45%; the EWMA (λ = 0.2), faster for shifts of 1.5σ and more, 20%; the spread CUSUM, for
+# a change of spread with the mean unchanged (×1.5 aimed at), 30%; the windowed KS test, for
+# changes of shape that leave mean and spread alone, 5%. Chosen by measurement
+# (bench/detector_weights.py; docs/STATISTICS.md, "Numeric streams"): a ×1.5 spread is then
+# detected within 1.5x the oracle's delay, at a cost of at most 8% on the mean shifts.
 DETECTOR_WEIGHTS: dict[StreamKind, dict[str, float]] = {
-    "numeric": {"cusum": 0.7, "ewma": 0.25, "ks": 0.05},
+    "numeric": {"cusum": 0.45, "ewma": 0.2, "spread": 0.3, "ks": 0.05},
     "binary": {"bernoulli_cusum": 1.0},
     "categorical": {"chi_square": 1.0},
 }
@@ -429,9 +433,11 @@ class Stream:
         cusum: Cusum = detectors["cusum"]  # type: ignore[assignment]
         ewma: Ewma = detectors["ewma"]  # type: ignore[assignment]
         ks: WindowedKS = detectors["ks"]  # type: ignore[assignment]
+        # (a stream calibrated before the spread detector existed keeps the three it had)
+        spread: SpreadCusum | None = detectors.get("spread")  # type: ignore[assignment]
         z = (
             ref.z(value, row, self.spec.name)
-            if ref.discrete or ref.atoms
+            if ref.discrete or ref.atoms or ref.grid
             else ref._z_continuous(value)
         )
         out = []
@@ -441,11 +447,18 @@ class Stream:
         a = ewma.update(z, row)
         if a:
             out.append(a)
+        started = False
+        if spread is not None:
+            a = spread.update(z, row)
+            if a:
+                out.append(a)
+            started = spread.start_up == row or spread.start_down == row
         a = ks.update(z_to_uniform(z), row)
         if a:
             out.append(a)
         if (
-            cusum.start_hi == row
+            started
+            or cusum.start_hi == row
             or cusum.start_lo == row
             or ewma.last_cross == row
             or ks.first == row
@@ -681,6 +694,7 @@ def _build_detectors(
         return {
             "cusum": Cusum.calibrated(arl0("cusum"), config.cusum_k, reference_size=n),
             "ewma": Ewma.calibrated(arl0("ewma"), config.ewma_lambda, reference_size=n),
+            "spread": SpreadCusum.calibrated(arl0("spread"), reference_size=n),
             "ks": WindowedKS.calibrated(arl0("ks"), reference_size=n, window=config.ks_window),
         }
     if spec.kind == "binary":

@@ -418,6 +418,7 @@ def chart(c: Comparison) -> str:
 DETECTOR_WORDS = {
     "cusum": "CUSUM",
     "ewma": "EWMA",
+    "spread": "spread CUSUM",
     "ks": "windowed KS test",
     "bernoulli_cusum": "Bernoulli CUSUM",
     "chi_square": "windowed G-test",

@@ -4,6 +4,7 @@
 
 - ``cusum``: two-sided tabular CUSUM of normal scores (Page 1954);
 - ``ewma``: two-sided EWMA of normal scores (Roberts 1959; Lucas & Saccucci 1990);
+- ``spread``: two-sided CUSUM for a change of spread, on squared normal scores (Page 1954);
 - ``ks``: windowed Kolmogorov–Smirnov test of PIT values (Kolmogorov 1933; Smirnov 1939);
 - ``bernoulli``: Bernoulli CUSUM for a rise in an event rate (Reynolds & Stoumbos 1999);
 - ``chi_square``: windowed G-test of category counts (Wilks 1938);
@@ -37,6 +38,7 @@ from phase4.monitor.drift.detectors.ewma import Ewma
 from phase4.monitor.drift.detectors.expected_performance import ExpectedPerformanceChart
 from phase4.monitor.drift.detectors.ks import WindowedKS, ks_effective_size
 from phase4.monitor.drift.detectors.new_category import NewCategory
+from phase4.monitor.drift.detectors.spread import SpreadCusum
 
 __all__ = [
     "DETECTORS",
@@ -50,6 +52,7 @@ __all__ = [
     "ExpectedPerformanceChart",
     "NewCategory",
     "Parameter",
+    "SpreadCusum",
     "Trace",
     "WindowedChiSquare",
     "WindowedKS",
@@ -63,6 +66,7 @@ DETECTORS: dict[str, type[Detector[Any]]] = {
     for c in (
         Cusum,
         Ewma,
+        SpreadCusum,
         WindowedKS,
         BernoulliCusum,
         NewCategory,
