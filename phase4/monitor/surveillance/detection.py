@@ -59,7 +59,7 @@ from phase4.monitor.drift.streams import (
     StreamSpec,
 )
 from phase4.monitor.store.audit import record_action
-from phase4.monitor.store.locks import claim_deployment, lock_deployment
+from phase4.monitor.store.locks import lock_deployment
 from phase4.monitor.store.models import (
     Alert,
     Deployment,
@@ -327,13 +327,62 @@ def _state_key(session: Session, deployment_id: str) -> StateKey | None:
     return None if row is None else (row[0], row[1], row[2])
 
 
+class _Unknown:
+    """Not read yet."""
+
+
+UNKNOWN = _Unknown()
+
+
+def _claim(
+    session: Session, deployment_id: str
+) -> tuple[Deployment | None, tuple[StateKey | None, bool] | None]:
+    """``claim_deployment`` (PostgreSQL), and in the same statement the key of the stored state
+    and whether any drift or performance alert of the deployment is open: two round trips fewer
+    per chunk. Both are read in the statement's snapshot, which may predate the claim by the
+    commit of the worker that held it last; then the key is that of the state before that
+    commit, the chunk's write finds another version and the chunk is read again
+    (``_Conflict``), so neither can be stale in a chunk that commits."""
+    state = DetectorState
+    open_alert_exists = (
+        sa.exists()
+        .where(
+            col(Alert.deployment_id) == col(Deployment.id),
+            col(Alert.status) != AlertStatus.RESOLVED,
+            col(Alert.cause).in_([AlertCause.DRIFT, AlertCause.PERFORMANCE]),
+        )
+        .label("open_drift_alert")
+    )
+    row = session.execute(
+        sa.select(Deployment, state.id, state.version, state.updated_at, open_alert_exists)
+        .outerjoin(
+            state,
+            sa.and_(
+                col(state.deployment_id) == col(Deployment.id),
+                col(state.stream) == STATE_STREAM,
+                col(state.detector) == STATE_DETECTOR,
+            ),
+        )
+        .where(col(Deployment.id) == deployment_id)
+        .with_for_update(of=Deployment, key_share=True, skip_locked=True)
+    ).first()
+    if row is None:
+        return None, None
+    deployment, state_id, version, updated_at, open_alerts = row
+    key = None if state_id is None else (state_id, version, updated_at)
+    return deployment, (key, bool(open_alerts))
+
+
 def _load_monitor(
-    session: Session, deployment_id: str, kept: tuple[StateKey, DeploymentMonitor] | None
+    session: Session,
+    deployment_id: str,
+    kept: tuple[StateKey, DeploymentMonitor] | None,
+    known: StateKey | _Unknown | None = UNKNOWN,
 ) -> tuple[StateKey | None, DeploymentMonitor | None]:
     """The deployment's monitor: the kept one if the stored state is still the one it was
-    saved as, else read from the store (one query either way)."""
+    saved as (``known``: its key as the claim read it), else read from the store."""
     if kept is not None:
-        key = _state_key(session, deployment_id)
+        key = _state_key(session, deployment_id) if isinstance(known, _Unknown) else known
         if key == kept[0]:
             return kept
         if key is None:
@@ -514,10 +563,12 @@ def _pass_chunk(
     claim, which no insert waits for) until it writes."""
     with Session(engine, expire_on_commit=False) as session:
         sqlite = session.get_bind().dialect.name == "sqlite"
+        # with the claim: the stored state's key and whether any drift alert is open
+        claimed: tuple[StateKey | None, bool] | None = None
         if sqlite:
             deployment = session.get(Deployment, deployment_id)
         elif claim:
-            deployment = claim_deployment(session, deployment_id)
+            deployment, claimed = _claim(session, deployment_id)
             if deployment is None:
                 exists = session.execute(
                     sa.select(sa.literal(1)).where(col(Deployment.id) == deployment_id)
@@ -532,7 +583,9 @@ def _pass_chunk(
         if deployment is None:
             raise ValueError(f"unknown deployment {deployment_id!r}")
         kept = cache.take(deployment_id) if cache is not None else None
-        key, monitor = _load_monitor(session, deployment_id, kept)
+        key, monitor = _load_monitor(
+            session, deployment_id, kept, claimed[0] if claimed is not None else UNKNOWN
+        )
         if cache is not None:
             if kept is not None and monitor is kept[1]:
                 cache.hits += 1
@@ -580,7 +633,11 @@ def _pass_chunk(
         # only by a pass, which holds the deployment as this one does: if none is open now on
         # these streams, none opens before this commit, and without alarms there is nothing to
         # lock (two queries fewer per chunk, the usual case under steady ingest).
-        sized = not alarms and _any_open_drift_alert(session, deployment_id, fed)
+        sized = (
+            not alarms
+            and (claimed is None or claimed[1])
+            and _any_open_drift_alert(session, deployment_id, fed)
+        )
         if alarms or sized:
             # the deployment's open alerts, and its site's scanners' (whose headlines name the
             # alerts opened or sized here), in id order (lock order: ``alerting``)
