@@ -150,6 +150,21 @@ def worker(url: str, interval_s: float) -> None:
     print(json.dumps({"total": total, "passes": passes}), flush=True)
 
 
+def worker_totals(lines: list[str]) -> dict[str, Any]:
+    """A worker's records and busy time from its per-pass lines (so a worker that was killed
+    counts too), and its cache's hits and misses from its last line when it printed one."""
+    passes = [json.loads(line) for line in lines if line.startswith('{"records"')]
+    total: dict[str, Any] = {
+        "records": sum(p["records"] for p in passes),
+        "busy_wall_s": sum(p["wall_s"] for p in passes),
+        "busy_cpu_s": sum(p["cpu_s"] for p in passes),
+    }
+    ends = [json.loads(line) for line in lines if line.startswith('{"total"')]
+    if ends:
+        total |= {k: v for k, v in ends[-1]["total"].items() if k.startswith("cache_")}
+    return total
+
+
 def lag_s(engine: Any) -> float:
     with engine.connect() as conn:
         oldest = conn.execute(
@@ -175,11 +190,13 @@ def run(
     ]
     time.sleep(5)  # the workers' imports, before the clock starts
     outputs: list[list[str]] = [[] for _ in procs]
-    for p, lines in zip(procs, outputs, strict=True):
+    readers = [
         # read as it comes: a full pipe would block the worker's next print
-        threading.Thread(
-            target=lambda p=p, lines=lines: lines.extend(p.stdout), daemon=True
-        ).start()
+        threading.Thread(target=lambda p=p, lines=lines: lines.extend(p.stdout), daemon=True)
+        for p, lines in zip(procs, outputs, strict=True)
+    ]
+    for reader in readers:
+        reader.start()
     principal = Principal("bench", Role.ADMIN, None)
     per_tick = max(1, int(args.rate / 2))
     done = threading.Event()
@@ -211,14 +228,14 @@ def run(
     finally:
         for p in procs:
             p.send_signal(signal.SIGINT)  # the loop ends at once, its open chunk rolled back
-        for p, lines in zip(procs, outputs, strict=True):
+        for p, reader, lines in zip(procs, readers, outputs, strict=True):
             try:
                 p.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 p.kill()  # a worker deaf to SIGINT: its open chunk rolls back all the same
                 p.wait()
-            last = json.loads(lines[-1]) if lines else {}
-            totals.append(last.get("total", {"records": 0, "busy_wall_s": 0, "busy_cpu_s": 0}))
+            reader.join(timeout=10)  # its last lines
+            totals.append(worker_totals(lines))
     with Session(engine) as s:
         states = {r.deployment_id: r.state for r in s.exec(select(DetectorState))}
     engine.dispose()
