@@ -99,6 +99,8 @@ def main() -> None:
         f"({d} deployments x {args.streams} streams, {args.per_round} records a chunk, "
         f"{'monitors kept' if cache is not None else 'state read every chunk'})"
     )
+    if cache is not None:
+        print(f"kept monitors used {cache.hits} times, state read {cache.misses} times")
     if args.profile:
         for key in ("cumulative", "tottime"):
             out = io.StringIO()

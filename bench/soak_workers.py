@@ -139,7 +139,10 @@ def worker(url: str, interval_s: float) -> None:
                 records += done
                 busy_wall += wall
                 busy_cpu += cpu
-                print(json.dumps({"records": done, "wall_s": wall, "cpu_s": cpu}), flush=True)
+                line = {"records": done, "wall_s": wall, "cpu_s": cpu}
+                if cache is not None:  # so far
+                    line |= {"cache_hits": cache.hits, "cache_misses": cache.misses}
+                print(json.dumps(line), flush=True)
             else:
                 time.sleep(max(0.0, interval_s - wall))
     except KeyboardInterrupt:
@@ -152,16 +155,16 @@ def worker(url: str, interval_s: float) -> None:
 
 def worker_totals(lines: list[str]) -> dict[str, Any]:
     """A worker's records and busy time from its per-pass lines (so a worker that was killed
-    counts too), and its cache's hits and misses from its last line when it printed one."""
+    counts too), and its cache's hits and misses from its last line."""
     passes = [json.loads(line) for line in lines if line.startswith('{"records"')]
     total: dict[str, Any] = {
         "records": sum(p["records"] for p in passes),
         "busy_wall_s": sum(p["wall_s"] for p in passes),
         "busy_cpu_s": sum(p["cpu_s"] for p in passes),
     }
-    ends = [json.loads(line) for line in lines if line.startswith('{"total"')]
-    if ends:
-        total |= {k: v for k, v in ends[-1]["total"].items() if k.startswith("cache_")}
+    ends = [json.loads(line)["total"] for line in lines if line.startswith('{"total"')]
+    last = ends[-1] if ends else passes[-1] if passes else {}
+    total |= {k: v for k, v in last.items() if k.startswith("cache_")}
     return total
 
 

@@ -133,6 +133,7 @@ class MonitorCache:
     def __init__(self, size: int) -> None:
         self.size = size
         self._entries: OrderedDict[str, tuple[StateKey, DeploymentMonitor]] = OrderedDict()
+        # chunks that found a stored state: kept here (hits), or read from the store (misses)
         self.hits = 0
         self.misses = 0
 
@@ -586,7 +587,7 @@ def _pass_chunk(
         key, monitor = _load_monitor(
             session, deployment_id, kept, claimed[0] if claimed is not None else UNKNOWN
         )
-        if cache is not None:
+        if cache is not None and key is not None:  # a stored state: kept, or read
             if kept is not None and monitor is kept[1]:
                 cache.hits += 1
             else:
