@@ -22,7 +22,12 @@ from phase4.alerts.notify import notify_pending
 from phase4.monitor.app import create_api
 from phase4.monitor.core.settings import Settings
 from phase4.monitor.store.db import create_db_engine
-from phase4.monitor.surveillance.detection import PassResult, detect_all
+from phase4.monitor.surveillance.detection import (
+    DetectionSettings,
+    MonitorCache,
+    PassResult,
+    detect_all,
+)
 from phase4.monitor.surveillance.phantom_qc import process_phantom_qc
 from phase4.monitor.surveillance.reports import attach_reports, attach_reports_at, reports_pending
 from phase4.monitor.surveillance.subgroups import process_subgroups
@@ -46,6 +51,8 @@ class DetectionWorker:
         self.notify = notify
         # False: `phase4 detect --loop` processes analyse; this worker does the other steps.
         self.detects = detects
+        # the deployments' monitors kept between passes (only this thread uses it)
+        self.cache = MonitorCache(DetectionSettings().cache_deployments)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -55,7 +62,7 @@ class DetectionWorker:
 
     def _detect(self) -> None:
         # claim: `phase4 detect --loop` workers may share the store (PostgreSQL)
-        for result in detect_all(self.engine, claim=True):
+        for result in detect_all(self.engine, claim=True, cache=self.cache):
             if result.alarms:
                 log.info(
                     "%s: %d records, %d alarms, %d new alerts",
@@ -137,14 +144,19 @@ def run_detection_loop(
     *,
     stop_when_idle: bool = False,
     on_pass: Callable[[list[PassResult]], None] | None = None,
+    cache: MonitorCache | None = None,
 ) -> int:
     """Detection passes until interrupted (or, with ``stop_when_idle``, until a pass finds
-    nothing to analyse and no deployment held by another worker); returns the passes run."""
+    nothing to analyse and no deployment held by another worker); returns the passes run.
+    The deployments' monitors are kept between passes (``cache``, by default one of
+    ``PHASE4_DETECTION_CACHE_DEPLOYMENTS``)."""
+    if cache is None:
+        cache = MonitorCache(DetectionSettings().cache_deployments)
     passes = 0
     try:
         while True:
             started = time.monotonic()
-            results = detect_all(engine, claim=True)
+            results = detect_all(engine, claim=True, cache=cache)
             passes += 1
             if on_pass is not None:
                 on_pass(results)

@@ -139,6 +139,16 @@ def _mid_chunk(engine: Engine, name: str) -> bool:
     return int(held) == 2
 
 
+def _connected(engine: Engine, name: str) -> bool:
+    with engine.connect() as conn:
+        return bool(
+            conn.execute(
+                sa.text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :n"),
+                {"n": name},
+            ).scalar_one()
+        )
+
+
 def _unprocessed(engine: Engine) -> int:
     with engine.connect() as conn:
         return int(
@@ -162,11 +172,16 @@ def test_three_workers_one_killed_mid_chunk_analyse_each_record_once(
 ) -> None:
     engine, total = pg_engine, RECORDS * len(DEPLOYMENTS)
     _fill(engine)
-    workers = {
-        name: _worker(postgres_url, name) for name in ("phase4-w1", "phase4-w2", "phase4-w3")
-    }
+    # worker 1 first, connected before the others start: on a loaded machine its start-up
+    # (imports) could otherwise outlast the whole pass of the two others, leaving it no chunk
+    workers = {"phase4-w1": _worker(postgres_url, "phase4-w1")}
     try:
         deadline = time.monotonic() + 120
+        while not _connected(engine, "phase4-w1"):
+            assert workers["phase4-w1"].poll() is None, "worker 1 ended before it connected"
+            assert time.monotonic() < deadline, "worker 1 never connected"
+            time.sleep(0.05)
+        workers |= {name: _worker(postgres_url, name) for name in ("phase4-w2", "phase4-w3")}
         # killed holding a claim, after some chunks were committed: in the middle of the pass
         while not (_unprocessed(engine) < total and _mid_chunk(engine, "phase4-w1")):
             assert workers["phase4-w1"].poll() is None, "worker 1 ended before it was killed"

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from dataclasses import field as dc_field
@@ -59,7 +60,7 @@ from phase4.monitor.drift.streams import (
     StreamSpec,
 )
 from phase4.monitor.store.audit import record_action
-from phase4.monitor.store.locks import claim_deployment, lock_deployment
+from phase4.monitor.store.locks import lock_deployment
 from phase4.monitor.store.models import (
     Alert,
     Deployment,
@@ -82,6 +83,9 @@ CONFIG_ERROR = AlertCause.CONFIG_ERROR
 DETECTION_FAILED = AlertCause.DETECTION_FAILED
 STATE_DETECTOR = "deployment"
 PASS_BATCH = 5000  # records per chunk unless PHASE4_DETECTION_BATCH_RECORDS says otherwise
+# Deployments whose monitor a worker keeps between chunks, unless
+# PHASE4_DETECTION_CACHE_DEPLOYMENTS says otherwise (``MonitorCache``).
+CACHE_DEPLOYMENTS = 500
 # A chunk discarded because another pass wrote first is read again, this many times at most.
 MAX_CONFLICTS = 5
 # Fields never turned into streams by default: identifiers, free text, bookkeeping.
@@ -100,6 +104,66 @@ class DetectionSettings(BaseSettings):
         description="Records per chunk: each is read, analysed and written as one unit; the "
         "write lock (SQLite) or the claim (PostgreSQL) lasts one chunk.",
     )
+    cache_deployments: int = Field(
+        CACHE_DEPLOYMENTS,
+        ge=0,
+        le=1_000_000,
+        description="Deployments whose detector state a detection worker keeps in memory "
+        "between chunks (least recently used dropped first; 0: none kept, every chunk reads "
+        "and parses the stored state). A kept state is used only while the stored one is the "
+        "version this worker wrote; it should hold at least the deployments divided by the "
+        "workers.",
+    )
+
+
+# What identifies one saved state: the row's id, its version and the time it was written. The
+# version alone could repeat after a reset deletes the row and a new one counts up again.
+StateKey = tuple[int, int, datetime]
+
+
+class MonitorCache:
+    """The monitors a worker keeps between chunks, by deployment, each with the key of the
+    state it wrote (``StateKey``), least recently used first out beyond ``size``.
+
+    A chunk takes its deployment's entry out (``take``) and puts a monitor back only after its
+    transaction committed: a chunk that fails, conflicts or is rolled back leaves nothing
+    behind, and the next reads the stored state. A kept monitor is used only when the stored
+    state's key is still the one kept: another worker, a reset or an uploaded reference wrote
+    since, and the stored state is read instead. One cache per store."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._entries: OrderedDict[str, tuple[StateKey, DeploymentMonitor]] = OrderedDict()
+        # chunks that found a stored state: kept here (hits), or read from the store (misses)
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, deployment_id: object) -> bool:
+        return deployment_id in self._entries
+
+    def take(self, deployment_id: str) -> tuple[StateKey, DeploymentMonitor] | None:
+        return self._entries.pop(deployment_id, None)
+
+    def put(self, deployment_id: str, key: StateKey, monitor: DeploymentMonitor) -> None:
+        if self.size <= 0:
+            return
+        self._entries[deployment_id] = (key, monitor)
+        self._entries.move_to_end(deployment_id)
+        while len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+
+    def drop(self, deployment_id: str) -> None:
+        self._entries.pop(deployment_id, None)
+
+    def order(self, deployment_ids: Sequence[str]) -> list[str]:
+        """``deployment_ids`` with the ones kept here first (each part in the given order): a
+        worker visits first the deployments it analysed last, so that several workers keep
+        to their own and find their monitors kept."""
+        kept = [d for d in deployment_ids if d in self._entries]
+        return kept + [d for d in deployment_ids if d not in self._entries]
 
 
 @dataclass
@@ -254,6 +318,126 @@ def load_state(
     return row, DeploymentMonitor.from_dict(row.state)
 
 
+def _state_key(session: Session, deployment_id: str) -> StateKey | None:
+    """The stored state's key, without reading the state itself."""
+    row = session.execute(
+        sa.select(DetectorState.id, DetectorState.version, DetectorState.updated_at).where(
+            col(DetectorState.deployment_id) == deployment_id,
+            col(DetectorState.stream) == STATE_STREAM,
+            col(DetectorState.detector) == STATE_DETECTOR,
+        )
+    ).first()
+    return None if row is None else (row[0], row[1], row[2])
+
+
+class _Unknown:
+    """Not read yet."""
+
+
+UNKNOWN = _Unknown()
+
+
+def _claim(
+    session: Session, deployment_id: str
+) -> tuple[Deployment | None, tuple[StateKey | None, bool] | None]:
+    """``claim_deployment`` (PostgreSQL), and in the same statement the key of the stored state
+    and whether any drift or performance alert of the deployment is open: two round trips fewer
+    per chunk. Both are read in the statement's snapshot, which may predate the claim by the
+    commit of the worker that held it last; then the key is that of the state before that
+    commit, the chunk's write finds another version and the chunk is read again
+    (``_Conflict``), so neither can be stale in a chunk that commits."""
+    state = DetectorState
+    open_alert_exists = (
+        sa.exists()
+        .where(
+            col(Alert.deployment_id) == col(Deployment.id),
+            col(Alert.status) != AlertStatus.RESOLVED,
+            col(Alert.cause).in_([AlertCause.DRIFT, AlertCause.PERFORMANCE]),
+        )
+        .label("open_drift_alert")
+    )
+    row = session.execute(
+        sa.select(Deployment, state.id, state.version, state.updated_at, open_alert_exists)
+        .outerjoin(
+            state,
+            sa.and_(
+                col(state.deployment_id) == col(Deployment.id),
+                col(state.stream) == STATE_STREAM,
+                col(state.detector) == STATE_DETECTOR,
+            ),
+        )
+        .where(col(Deployment.id) == deployment_id)
+        .with_for_update(of=Deployment, key_share=True, skip_locked=True)
+    ).first()
+    if row is None:
+        return None, None
+    deployment, state_id, version, updated_at, open_alerts = row
+    key = None if state_id is None else (state_id, version, updated_at)
+    return deployment, (key, bool(open_alerts))
+
+
+def _load_monitor(
+    session: Session,
+    deployment_id: str,
+    kept: tuple[StateKey, DeploymentMonitor] | None,
+    known: StateKey | _Unknown | None = UNKNOWN,
+) -> tuple[StateKey | None, DeploymentMonitor | None]:
+    """The deployment's monitor: the kept one if the stored state is still the one it was
+    saved as (``known``: its key as the claim read it), else read from the store."""
+    if kept is not None:
+        key = _state_key(session, deployment_id) if isinstance(known, _Unknown) else known
+        if key == kept[0]:
+            return kept
+        if key is None:
+            return None, None
+    row, monitor = load_state(session, deployment_id)
+    if row is None or row.id is None:
+        return None, None
+    return (row.id, row.version, row.updated_at), monitor
+
+
+def _write_state(
+    session: Session,
+    deployment_id: str,
+    key: StateKey | None,
+    monitor: DeploymentMonitor,
+    now: datetime,
+    last_acquired_at: datetime | None,
+) -> StateKey:
+    """Write the pass's state in the caller's transaction, one statement: an ``UPDATE`` of
+    the row only if it is still the version read (``_Conflict`` otherwise: another pass wrote
+    it, or a reset deleted it), or the first row's ``INSERT``; returns the new key."""
+    table = DetectorState.__table__  # type: ignore[attr-defined]
+    returning = (table.c.id, table.c.version, table.c.updated_at)
+    values: dict[str, Any] = {"state": monitor.to_dict(), "updated_at": now}
+    if last_acquired_at is not None:
+        values["last_acquired_at"] = last_acquired_at
+    if key is None:
+        if _state_key(session, deployment_id) is not None:
+            raise _Conflict  # another pass started the state since our read
+        row = session.execute(
+            sa.insert(table)
+            .values(
+                deployment_id=deployment_id,
+                stream=STATE_STREAM,
+                detector=STATE_DETECTOR,
+                version=1,
+                **values,
+            )
+            .returning(*returning)
+        ).one()
+    else:
+        row = session.execute(
+            sa.update(table)
+            .where(table.c.id == key[0], table.c.version == key[1])
+            .values(version=table.c.version + 1, **values)
+            .returning(*returning)
+        ).first()
+        if row is None:
+            raise _Conflict
+    return (row[0], row[1], row[2])
+
+
 def _save_state(
     session: Session,
     deployment_id: str,
@@ -339,18 +523,20 @@ def detect_deployment(
     actor: str = "drift-engine",
     claim: bool = False,
     batch_records: int | None = None,
+    cache: MonitorCache | None = None,
 ) -> PassResult:
     """One detection pass over everything the deployment has not yet had analysed, in chunks of
     ``PASS_BATCH`` records, each read, analysed and written as one unit (``_pass_chunk``).
 
     ``claim``: skip the deployment (``PassResult.skipped``) if another worker is analysing it
-    (PostgreSQL), instead of waiting for it."""
+    (PostgreSQL), instead of waiting for it. ``cache``: the worker's monitors kept between
+    chunks (``MonitorCache``); without one, every chunk reads the stored state."""
     result = PassResult(deployment_id)
     batch = batch_records or DetectionSettings().batch_records
     conflicts = 0
     while True:
         try:
-            more = _pass_chunk(engine, deployment_id, actor, result, claim, batch)
+            more = _pass_chunk(engine, deployment_id, actor, result, claim, batch, cache)
         except _Conflict:
             # Another pass (another process on SQLite) wrote between our read and our write:
             # ours was rolled back whole; read again from what it left.
@@ -364,7 +550,13 @@ def detect_deployment(
 
 
 def _pass_chunk(
-    engine: Engine, deployment_id: str, actor: str, result: PassResult, claim: bool, batch: int
+    engine: Engine,
+    deployment_id: str,
+    actor: str,
+    result: PassResult,
+    claim: bool,
+    batch: int,
+    cache: MonitorCache | None = None,
 ) -> bool:
     """Read the next chunk, analyse it, write it; True if more may be waiting.
 
@@ -375,23 +567,34 @@ def _pass_chunk(
     claim, which no insert waits for) until it writes."""
     with Session(engine, expire_on_commit=False) as session:
         sqlite = session.get_bind().dialect.name == "sqlite"
+        # with the claim: the stored state's key and whether any drift alert is open
+        claimed: tuple[StateKey | None, bool] | None = None
         if sqlite:
             deployment = session.get(Deployment, deployment_id)
         elif claim:
-            deployment = claim_deployment(session, deployment_id)
+            deployment, claimed = _claim(session, deployment_id)
             if deployment is None:
                 exists = session.execute(
                     sa.select(sa.literal(1)).where(col(Deployment.id) == deployment_id)
                 ).first()
                 if exists is not None:
                     result.skipped = True  # another worker holds it: it finishes the pass
+                    if cache is not None:
+                        cache.drop(deployment_id)  # it writes a newer state: ours is stale
                     return False
         else:
             deployment = lock_deployment(session, deployment_id)
         if deployment is None:
             raise ValueError(f"unknown deployment {deployment_id!r}")
-        state_row, monitor = load_state(session, deployment_id)
-        version = state_row.version if state_row is not None else None
+        kept = cache.take(deployment_id) if cache is not None else None
+        key, monitor = _load_monitor(
+            session, deployment_id, kept, claimed[0] if claimed is not None else UNKNOWN
+        )
+        if cache is not None and key is not None:  # a stored state: kept, or read
+            if kept is not None and monitor is kept[1]:
+                cache.hits += 1
+            else:
+                cache.misses += 1
         records = _unprocessed_records(session, deployment_id, batch)
         started: MonitorConfig | None = None
         if monitor is None:
@@ -407,6 +610,8 @@ def _pass_chunk(
         horizon = records[-1].acquired_at if full else None
         feedback = _pending_feedback(session, deployment, records, horizon)
         if not records and not feedback:
+            if cache is not None and key is not None:
+                cache.put(deployment_id, key, monitor)  # untouched: still the stored state
             return False
         # On SQLite nothing is held here: the driver opens a transaction only at the first
         # write, so the reads above took no lock and the analysis runs outside any transaction.
@@ -417,18 +622,27 @@ def _pass_chunk(
         now = utcnow()
         if sqlite:
             lock_deployment(session, deployment_id)  # the write lock, from here to commit
-            state_row = _current_state(session, deployment_id, version)
         _mark_processed(session, InferenceRecord, [r.id for r in records], now)
         _mark_processed(session, Feedback, [fb.id for fb, _, _ in feedback if fb.id], now)
-        _save_state(
+        # the version check: on SQLite the state was read before the write lock
+        saved = _write_state(
             session,
             deployment_id,
-            state_row,
+            key,
             monitor,
             now,
             records[-1].acquired_at if records else None,
         )
-        if alarms or fed:
+        # Fed streams' open alerts are sized again. Drift and performance alerts are opened
+        # only by a pass, which holds the deployment as this one does: if none is open now on
+        # these streams, none opens before this commit, and without alarms there is nothing to
+        # lock (two queries fewer per chunk, the usual case under steady ingest).
+        sized = (
+            not alarms
+            and (claimed is None or claimed[1])
+            and _any_open_drift_alert(session, deployment_id, fed)
+        )
+        if alarms or sized:
             # the deployment's open alerts, and its site's scanners' (whose headlines name the
             # alerts opened or sized here), in id order (lock order: ``alerting``)
             site_devices = session.exec(
@@ -445,7 +659,7 @@ def _pass_chunk(
                 touched[current.id] = current
         # the size of each change, and each alert's headline, once per chunk (not per repeat):
         # the alerts opened or repeated, and the open ones whose stream got values
-        for alert in _open_drift_alerts(session, deployment_id, fed):
+        for alert in _open_drift_alerts(session, deployment_id, fed) if alarms or sized else []:
             touched.setdefault(alert.id or 0, alert)
         analysed = max(
             [r.acquired_at for r in records[-1:]] + [fb.given_at for fb, _, _ in feedback],
@@ -470,6 +684,8 @@ def _pass_chunk(
                 new_value={"config": started.to_dict()},
             )
         session.commit()
+        if cache is not None:
+            cache.put(deployment_id, saved, monitor)
         result.records += len(records)
         result.feedback += len(feedback)
         result.alarms += [a for a, _ in alarms]
@@ -495,24 +711,22 @@ def _open_drift_alerts(session: Session, deployment_id: str, streams: set[str]) 
     )
 
 
-def _current_state(
-    session: Session, deployment_id: str, version: int | None
-) -> DetectorState | None:
-    """The state row as it is now, under the write lock; ``_Conflict`` if another pass saved
-    (or a reset deleted) it since our read."""
-    row = session.exec(
-        select(DetectorState)
+def _any_open_drift_alert(session: Session, deployment_id: str, streams: set[str]) -> bool:
+    """Whether ``_open_drift_alerts`` would find any (ids only, unlocked: no alert is loaded
+    into the session before its lock is taken)."""
+    if not streams:
+        return False
+    found = session.execute(
+        sa.select(Alert.id)
         .where(
-            DetectorState.deployment_id == deployment_id,
-            DetectorState.stream == STATE_STREAM,
-            DetectorState.detector == STATE_DETECTOR,
+            col(Alert.deployment_id) == deployment_id,
+            col(Alert.status) != AlertStatus.RESOLVED,
+            col(Alert.stream).in_(sorted(streams)),
+            col(Alert.cause).in_([AlertCause.DRIFT, AlertCause.PERFORMANCE]),
         )
-        .execution_options(populate_existing=True)
+        .limit(1)
     ).first()
-    if (row.version if row is not None else None) != version:
-        session.rollback()
-        raise _Conflict
-    return row
+    return found is not None
 
 
 def _analyse(
@@ -621,25 +835,41 @@ def _raise_alert(session: Session, deployment: Deployment, alarm: StreamAlarm) -
     )
 
 
-def detect_all(engine: Engine, *, claim: bool = False) -> list[PassResult]:
+def detect_all(
+    engine: Engine, *, claim: bool = False, cache: MonitorCache | None = None
+) -> list[PassResult]:
     """A pass over every deployment. One deployment's failure (a configuration that cannot be
     used, a state that cannot be read, anything else) rolls back only its own transaction, is
     logged without values, raises one alert, and the pass goes on with the others.
 
     ``claim``: one of several workers sharing a PostgreSQL store; a deployment another worker
-    is analysing is skipped (``PassResult.skipped``), and that worker finishes it."""
+    is analysing is skipped (``PassResult.skipped``), and that worker finishes it. ``cache``:
+    the worker's monitors kept between passes (``MonitorCache``); the deployments it keeps
+    are visited first. Results are in deployment order either way."""
     batch = DetectionSettings().batch_records  # a bad setting is the caller's error, raised
     with Session(engine) as session:
         ids = list(session.exec(select(Deployment.id).order_by(col(Deployment.id))))
-    return [detect_isolated(engine, d, claim=claim, batch_records=batch) for d in ids]
+    order = cache.order(ids) if cache is not None else ids
+    done = {
+        d: detect_isolated(engine, d, claim=claim, batch_records=batch, cache=cache) for d in order
+    }
+    return [done[d] for d in ids]
 
 
 def detect_isolated(
-    engine: Engine, deployment_id: str, *, claim: bool = False, batch_records: int | None = None
+    engine: Engine,
+    deployment_id: str,
+    *,
+    claim: bool = False,
+    batch_records: int | None = None,
+    cache: MonitorCache | None = None,
 ) -> PassResult:
-    """``detect_deployment`` that never raises: a failure is an alert and a log line."""
+    """``detect_deployment`` that never raises: a failure is an alert and a log line (and the
+    deployment's kept monitor, if any, is dropped)."""
     try:
-        return detect_deployment(engine, deployment_id, claim=claim, batch_records=batch_records)
+        return detect_deployment(
+            engine, deployment_id, claim=claim, batch_records=batch_records, cache=cache
+        )
     except ConfigError as exc:
         # The configuration is the administrator's own text (field names and kinds), not a
         # record's value: the message may name it.
@@ -670,6 +900,8 @@ def detect_isolated(
             "unanalysed, and the other deployments continue. It is retried at every pass; if "
             "its stored detector state is damaged, reset its reference.",
         )
+    if cache is not None:
+        cache.drop(deployment_id)
     return PassResult(deployment_id, failed=True)
 
 

@@ -39,7 +39,7 @@ values all above the reference's 95th percentile) alarms, dated at its first val
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any, ClassVar, Self
 
@@ -51,6 +51,8 @@ from phase4.monitor.drift.detectors.base import (
     DetectorMode,
     DetectorSummary,
     Parameter,
+    field_names,
+    plain_copy,
 )
 
 # PIT values are taken rounded to 5 decimals, and saved as integers in these units (5 digits
@@ -151,7 +153,10 @@ class WindowedKS(Detector[float]):
         return replace(self, buffer=[], first=0, n=0, last_d=None)
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        d = {
+            name: plain_copy(getattr(self, name)) if name != "buffer" else None
+            for name in field_names(type(self))
+        }
         # exact: round(x, 5) · 10⁵ is within an ulp of an integer, and that integer / 10⁵ is
         # the double nearest the 5-decimal value again
         d["buffer"] = [round(u * BUFFER_UNITS) for u in self.buffer]

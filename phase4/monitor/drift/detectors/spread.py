@@ -50,7 +50,7 @@ Calibrated to an in-control ARL of 1,000 with the reference known exactly:
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any, ClassVar, Self
 
@@ -221,7 +221,7 @@ class SpreadCusum(Detector[float]):
         return replace(self, s_up=0.0, s_down=0.0, n=0, start_up=0, start_down=0)
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        d = Detector.to_dict(self)  # the fields (no super(): a slotted dataclass is a new class)
         if d["ratio"] == DESIGN_RATIO:  # (from_dict restores the default)
             del d["ratio"]
         return d
