@@ -131,3 +131,18 @@ def test_the_export_adds_gaps_and_the_disparity_finding(world: Fixture, tmp_path
     with (result.directory / "csv" / "subgroups.csv").open() as f:
         header = next(csv.reader(f))
     assert "gap_sensitivity_ci_low" in header and "gap_specificity_ci_high" in header
+
+
+def test_an_estimate_that_the_labels_contradict_says_why() -> None:
+    """CBPE cannot see a change in what the score gets right (the demo's band: 86% estimated,
+    46% labelled); the page says so where the two disagree, and only there."""
+    from phase4.monitor.ui.views import _env
+
+    macro = _env.get_template("subgroup_estimate.html").module.estimate  # type: ignore[attr-defined]
+    estimated = {"value": 0.86, "range95": [0.84, 0.88]}
+    contradicted = str(macro(estimated, {"value": 0.46, "ci95": [0.37, 0.55]}))
+    agreeing = str(macro(estimated, {"value": 0.83, "ci95": [0.75, 0.89]}))
+    unlabelled = str(macro(estimated, {"value": None, "ci95": [None, None]}))
+    assert "86.0%" in contradicted and "Disagrees with the labels" in contradicted
+    assert "86.0%" in agreeing and "Disagrees" not in agreeing
+    assert "Disagrees" not in unlabelled
