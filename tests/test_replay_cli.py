@@ -234,3 +234,25 @@ def test_replay_reference_rows_follow_time_order_and_skip_missing_values(
     # times 0..300 minus the missing time 10; CSV row of time t is n-1-t
     assert suv["first_row"] == n - 1 and suv["last_row"] == n - 1 - 300
     assert suv["last_timestamp"] == (t0 + timedelta(hours=300)).isoformat()
+
+
+def test_replay_says_when_a_reference_never_completed(tmp_path: Path) -> None:
+    """A flag too rare to give 50 events before the table ends: never monitored, and said so."""
+    events, out = tmp_path / "events.csv", tmp_path / "alarms.jsonl"
+    t0 = datetime(2025, 1, 1, tzinfo=UTC)
+    n = 700
+    flags = ["1" if i % 100 == 7 else "0" for i in range(n)]  # 7 events in all
+    with events.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["timestamp", "art"])
+        w.writerows([(t0 + timedelta(hours=i)).isoformat(), flags[i]] for i in range(n))
+    code, output = _run(
+        ["replay", str(events), "--reference-size", "500", "--binary", "art", "--out", str(out)]
+    )
+    assert code == 0, output
+    (art,) = json.loads((tmp_path / "alarms.reference.json").read_text())
+    assert art["complete"] is False
+    assert art["reference_rows"] == n and art["reference_events"] == flags.count("1")
+    assert art["last_row"] == n - 1
+    assert f"art: reference incomplete at the end of the table ({n} rows, 7 of 50 events" in output
+    assert "not monitored" in output

@@ -89,10 +89,15 @@ class ReferenceUsed:
         )
         events = f", {self.reference_events:,} events" if self.reference_events is not None else ""
         if not self.complete:
+            have = (
+                f"{self.reference_rows:,} rows, {self.reference_events:,} of "
+                f"{self.events_min:,} events"
+                if self.reference_events is not None and self.events_min is not None
+                else f"{self.reference_rows:,} of {self.reference_size:,} rows"
+            )
             return (
                 f"{self.name}: reference incomplete at the end of the table "
-                f"({self.reference_rows:,} of {self.reference_size:,} rows{events}; {where}); "
-                "not monitored"
+                f"({have}; {where}); not monitored"
             )
         if not self.grew:
             return f"{self.name}: reference of {self.reference_rows:,} rows{events}; {where}"
