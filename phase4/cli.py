@@ -792,6 +792,12 @@ def replay(
         f"{summary.rows:,} rows; streams: {kinds}\n"
         f"{summary.alarms} alarms and {summary.notices} notices written to {summary.out}"
     )
+    # The reference each stream actually used: a binary stream's may have grown past
+    # --reference-size (to hold enough events) into the rows the backtest judges.
+    for ref in summary.references:
+        err.print(ref.sentence(), markup=False, highlight=False)
+    if summary.references_out is not None:
+        err.print(f"references written to {summary.references_out}")
 
 
 @app.command()

@@ -134,3 +134,125 @@ def test_replay_errors_name_what_is_wrong(tmp_path: Path) -> None:
     assert code == 2 and "--numeric names column 'weight'" in output
     code, output = _run(["replay", str(events), "--reference-size", "500", "--out", str(out)])
     assert code == 2 and "nothing is left to monitor" in output
+
+
+def _write_rare_flag(path: Path, n: int = 3000, change_at: int = 1500) -> list[dict[str, str]]:
+    """An artifact flag at 2% that triples at ``change_at``, and a numeric feature."""
+    g = np.random.default_rng(3)
+    t0 = datetime(2025, 1, 1, tzinfo=UTC)
+    rows = [
+        {
+            "timestamp": (t0 + timedelta(hours=i)).isoformat(),
+            "art": "1" if g.random() < (0.02 if i < change_at else 0.06) else "0",
+            "suv": f"{g.normal(2.0, 0.2):.3f}",
+        }
+        for i in range(n)
+    ]
+    with path.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return rows
+
+
+def test_replay_says_when_a_binary_reference_grew_and_writes_the_sidecar(tmp_path: Path) -> None:
+    events, out = tmp_path / "events.csv", tmp_path / "alarms.jsonl"
+    rows = _write_rare_flag(events)
+    # The rule, from the data: the reference is at least 500 rows and ends at the row holding
+    # its 50th event.
+    events_seen = 0
+    expected_rows = None
+    for i, r in enumerate(rows):
+        events_seen += r["art"] == "1"
+        if i + 1 >= 500 and events_seen >= 50:
+            expected_rows = i + 1
+            break
+    assert expected_rows is not None and expected_rows > 1500, "the data must make it grow"
+    code, output = _run(
+        [
+            "replay",
+            str(events),
+            "--reference-size",
+            "500",
+            "--binary",
+            "art",
+            "--numeric",
+            "suv",
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0, output
+    side = json.loads((tmp_path / "alarms.reference.json").read_text())
+    by_name = {s["name"]: s for s in side}
+    art = by_name["art"]
+    assert art["kind"] == "binary"
+    assert art["grew"] is True
+    assert art["reference_rows"] == expected_rows
+    assert art["grew_by_rows"] == expected_rows - 500
+    assert art["reference_events"] == 50
+    assert (art["first_row"], art["last_row"]) == (0, expected_rows - 1)
+    assert art["first_timestamp"] == rows[0]["timestamp"]
+    assert art["last_timestamp"] == rows[expected_rows - 1]["timestamp"]
+    assert (
+        f"art: reference grew from 500 to {expected_rows:,} rows to hold 50 events "
+        f"({expected_rows - 500:,} more); it reaches row {expected_rows - 1:,}"
+    ) in output
+    suv = by_name["suv"]
+    assert suv["grew"] is False and suv["grew_by_rows"] == 0
+    assert suv["reference_rows"] == 500 and suv["reference_events"] is None
+    assert (suv["first_row"], suv["last_row"]) == (0, 499)
+    assert suv["last_timestamp"] == rows[499]["timestamp"]
+    assert "suv: reference of 500 rows; rows 0 to 499" in output
+    assert "grew" not in output.split("suv: ")[1].split("art: ")[0]
+
+
+def test_replay_reference_rows_follow_time_order_and_skip_missing_values(
+    tmp_path: Path,
+) -> None:
+    """Rows out of time order and a missing value: the reference is the first 300 present
+    values in time order, and its first and last rows are CSV rows."""
+    events, out = tmp_path / "events.csv", tmp_path / "alarms.jsonl"
+    g = np.random.default_rng(5)
+    t0 = datetime(2025, 1, 1, tzinfo=UTC)
+    n = 800
+    values = [f"{g.normal(2.0, 0.2):.3f}" for _ in range(n)]
+    values[10] = ""  # missing: not part of the reference
+    order = list(range(n))
+    order.reverse()  # CSV row k holds time n-1-k
+    with events.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["timestamp", "suv"])
+        for t in order:
+            w.writerow([(t0 + timedelta(hours=t)).isoformat(), values[t]])
+    code, output = _run(
+        ["replay", str(events), "--reference-size", "300", "--numeric", "suv", "--out", str(out)]
+    )
+    assert code == 0, output
+    (suv,) = json.loads((tmp_path / "alarms.reference.json").read_text())
+    assert suv["reference_rows"] == 300 and suv["grew"] is False
+    # times 0..300 minus the missing time 10; CSV row of time t is n-1-t
+    assert suv["first_row"] == n - 1 and suv["last_row"] == n - 1 - 300
+    assert suv["last_timestamp"] == (t0 + timedelta(hours=300)).isoformat()
+
+
+def test_replay_says_when_a_reference_never_completed(tmp_path: Path) -> None:
+    """A flag too rare to give 50 events before the table ends: never monitored, and said so."""
+    events, out = tmp_path / "events.csv", tmp_path / "alarms.jsonl"
+    t0 = datetime(2025, 1, 1, tzinfo=UTC)
+    n = 700
+    flags = ["1" if i % 100 == 7 else "0" for i in range(n)]  # 7 events in all
+    with events.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["timestamp", "art"])
+        w.writerows([(t0 + timedelta(hours=i)).isoformat(), flags[i]] for i in range(n))
+    code, output = _run(
+        ["replay", str(events), "--reference-size", "500", "--binary", "art", "--out", str(out)]
+    )
+    assert code == 0, output
+    (art,) = json.loads((tmp_path / "alarms.reference.json").read_text())
+    assert art["complete"] is False
+    assert art["reference_rows"] == n and art["reference_events"] == flags.count("1")
+    assert art["last_row"] == n - 1
+    assert f"art: reference incomplete at the end of the table ({n} rows, 7 of 50 events" in output
+    assert "not monitored" in output

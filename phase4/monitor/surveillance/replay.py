@@ -3,6 +3,10 @@
 ``phase4 replay EVENTS.csv`` feeds a CSV (a ``timestamp`` column and one column per feature)
 through the same ``DeploymentMonitor`` the service runs, in timestamp order, and writes one JSON
 object per alarm or notice. Indices are 0-based CSV data rows, whatever the sort moved.
+
+Next to the alarms it writes the reference each stream actually used (``alarms.jsonl`` →
+``alarms.reference.json``): a binary stream's reference waits for enough events and may reach
+well past ``--reference-size`` rows, into data the backtest is meant to judge.
 """
 
 from __future__ import annotations
@@ -16,7 +20,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from phase4.monitor.drift.streams import DeploymentMonitor, MonitorConfig, StreamKind, StreamSpec
+from phase4.monitor.drift.streams import (
+    DeploymentMonitor,
+    MonitorConfig,
+    Stream,
+    StreamKind,
+    StreamSpec,
+    StreamState,
+)
 
 TRUE = {"true", "yes", "1", "y", "t"}
 FALSE = {"false", "no", "0", "n", "f"}
@@ -27,12 +38,152 @@ class ReplayError(ValueError):
 
 
 @dataclass(frozen=True)
+class ReferenceUsed:
+    """The reference one stream actually used in a replay: which rows (0-based CSV data rows,
+    first and last in time order) and how many, against the ``--reference-size`` asked for."""
+
+    name: str
+    kind: StreamKind
+    reference_size: int
+    # False: the table ended (or the stream gave up) before its reference was complete
+    complete: bool
+    reference_rows: int
+    reference_events: int | None  # binary streams: rows where the value is true
+    first_row: int | None
+    last_row: int | None
+    first_timestamp: str | None
+    last_timestamp: str | None
+    events_min: int | None  # binary streams: the events a reference waits for
+
+    @property
+    def grew(self) -> bool:
+        return self.reference_rows > self.reference_size
+
+    @property
+    def grew_by_rows(self) -> int:
+        return max(self.reference_rows - self.reference_size, 0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "reference_size": self.reference_size,
+            "complete": self.complete,
+            "reference_rows": self.reference_rows,
+            "reference_events": self.reference_events,
+            "first_row": self.first_row,
+            "last_row": self.last_row,
+            "first_timestamp": self.first_timestamp,
+            "last_timestamp": self.last_timestamp,
+            "grew": self.grew,
+            "grew_by_rows": self.grew_by_rows,
+        }
+
+    def sentence(self) -> str:
+        """The reference in a plain sentence, for the console."""
+        where = (
+            f"rows {self.first_row:,} to {self.last_row:,} "
+            f"({self.first_timestamp} to {self.last_timestamp})"
+            if self.first_row is not None and self.last_row is not None
+            else "no rows"
+        )
+        events = f", {self.reference_events:,} events" if self.reference_events is not None else ""
+        if not self.complete:
+            have = (
+                f"{self.reference_rows:,} rows, {self.reference_events:,} of "
+                f"{self.events_min:,} events"
+                if self.reference_events is not None and self.events_min is not None
+                else f"{self.reference_rows:,} of {self.reference_size:,} rows"
+            )
+            return (
+                f"{self.name}: reference incomplete at the end of the table "
+                f"({have}; {where}); not monitored"
+            )
+        if not self.grew:
+            return f"{self.name}: reference of {self.reference_rows:,} rows{events}; {where}"
+        why = (
+            f"to hold {self.events_min:,} events"
+            if self.events_min is not None and self.reference_events is not None
+            else "before its detectors could be calibrated"
+        )
+        return (
+            f"{self.name}: reference grew from {self.reference_size:,} to "
+            f"{self.reference_rows:,} rows {why} ({self.grew_by_rows:,} more); "
+            f"it reaches row {self.last_row:,}: {where}{events}"
+        )
+
+
+class _ReferenceRows:
+    """Follows which rows join one stream's reference while the replay runs."""
+
+    __slots__ = ("done", "events", "first", "last", "rows", "stream")
+
+    def __init__(self, stream: Stream) -> None:
+        self.stream = stream
+        self.rows = 0
+        self.events = 0
+        self.first: tuple[int, str] | None = None
+        self.last: tuple[int, str] | None = None
+        self.done = False
+
+    def before(self) -> int:
+        return len(self.stream.reference_values)
+
+    def after(self, had: int, record: dict[str, Any], row: int, stamp: str) -> None:
+        s = self.stream
+        now = len(s.reference_values)
+        if s.state is StreamState.MONITORING:
+            joined = True  # the row that completed the reference (its values were cleared)
+            self.done = True
+        elif now < had or s.state is StreamState.ABANDONED:
+            # the reference started again (an unusable reference) or was given up
+            self.rows = self.events = 0
+            self.first = self.last = None
+            joined = now > 0
+            self.done = s.state is StreamState.ABANDONED
+        else:
+            joined = now > had
+        if not joined:
+            return
+        self.rows += 1
+        if s.spec.kind == "binary":
+            self.events += bool(s.observation(record))
+        self.first = self.first or (row, stamp)
+        self.last = (row, stamp)
+
+    def used(self, config: MonitorConfig) -> ReferenceUsed:
+        s = self.stream
+        binary = s.spec.kind == "binary"
+        configured = s.spec.reference_size or config.reference_size
+        return ReferenceUsed(
+            name=s.spec.name,
+            kind=s.spec.kind,
+            reference_size=configured,
+            complete=s.state is StreamState.MONITORING,
+            reference_rows=self.rows,
+            reference_events=self.events if binary else None,
+            first_row=self.first[0] if self.first else None,
+            last_row=self.last[0] if self.last else None,
+            first_timestamp=self.first[1] if self.first else None,
+            last_timestamp=self.last[1] if self.last else None,
+            events_min=config.reference_events_min if binary else None,
+        )
+
+
+def reference_path(out: Path) -> Path:
+    """Where the reference facts go: ``alarms.jsonl`` → ``alarms.reference.json``."""
+    return out.with_name(f"{out.stem}.reference.json")
+
+
+@dataclass(frozen=True)
 class ReplaySummary:
     rows: int
     streams: dict[str, StreamKind]
     alarms: int
     notices: int
     out: Path
+    references: tuple[ReferenceUsed, ...] = ()
+    references_out: Path | None = None
 
 
 def _parse_time(text: str, row: int) -> datetime:
@@ -134,15 +285,26 @@ def replay(
     stamped = [(_parse_time(r["timestamp"] or "", i), i, r) for i, r in enumerate(rows)]
     stamped.sort(key=lambda t: t[0])  # stable: equal times keep their CSV order
     monitor = DeploymentMonitor.new(config)
+    followed = [_ReferenceRows(s) for s in monitor.streams.values()]
+    collecting = list(followed)
     alarms = notices = 0
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", encoding="utf-8") as fh:
         for record, index, stamp in _records(stamped, kinds):
+            had = [f.before() for f in collecting]
             for a in monitor.observe(record, stamp, row=index):
                 fh.write(json.dumps(_line(a.to_dict())) + "\n")
                 alarms += a.alarm.kind == "alarm"
                 notices += a.alarm.kind == "notice"
-    return ReplaySummary(len(rows), kinds, alarms, notices, out)
+            if collecting:
+                text = stamp.isoformat()
+                for f, n in zip(collecting, had, strict=True):
+                    f.after(n, record, index, text)
+                collecting = [f for f in collecting if not f.done]
+    references = tuple(f.used(config) for f in followed)
+    side = reference_path(out)
+    side.write_text(json.dumps([r.to_dict() for r in references], indent=2) + "\n")
+    return ReplaySummary(len(rows), kinds, alarms, notices, out, references, side)
 
 
 def _records(
