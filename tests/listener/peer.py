@@ -3,6 +3,7 @@ dcmtk would refuse to send, such as UIDs that break the grammar) and returns the
 
 from __future__ import annotations
 
+import os
 import ssl
 import time
 import warnings
@@ -81,5 +82,10 @@ def wait_for(predicate: Callable[[], bool], timeout_s: float = 60.0) -> bool:
 
 
 def files_under(folder: Path) -> list[Path]:
-    """Every regular file left under ``folder`` (anything of a study is a leak)."""
-    return [p for p in folder.rglob("*") if p.is_file()]
+    """Every regular file left under ``folder`` (anything of a study is a leak).
+
+    The listener may be removing a study's folder while this looks: ``os.walk`` skips a folder
+    that vanished (``Path.rglob`` raised FileNotFoundError on a loaded machine), and a file that
+    vanished is not left."""
+    found = (Path(root) / name for root, _, names in os.walk(folder) for name in names)
+    return [p for p in found if p.is_file()]
