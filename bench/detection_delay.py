@@ -20,6 +20,11 @@ Streams (all values continuous, not rounded; distributions from phase4/demo/simu
    multiplies it by 1.4.
 4. ``artifact``: artifact flag, Bernoulli 2% → 6%.
 5. ``ai_fp``: AI positive call among truth-negative studies (false-positive rate), 10% → 15%.
+6. ``spread``: AI malignancy score ~ N(0.40, 0.10) whose spread grows x1.5, same mean.
+7. ``ramp``: the image-noise CV of 3., drifting gradually: the log-value's mean grows linearly
+   from the change to +1σ 600 studies later, then stays. No single-change oracle exists for a
+   ramp; its "oracle" column is the CUSUM for the end point (+1σ, k = 0.5) on the exact score,
+   a labelled reference chart.
 
 Protocol for every replicate: a reference period, then the change at τ = 500 observations after
 the end of the reference. The reference is what phase4 itself uses: the first 500 observations
@@ -173,6 +178,7 @@ class Scenario:
     p1: float = 0.0
     tail_df: float = math.inf  # < inf: the (log-)value is Student-t with unit variance
     spread: float = 1.0  # numeric change: deviations from the centre x spread (same mean)
+    ramp: int = 0  # > 0: the change grows linearly, reaching x factor after this many studies
     design: str = ""  # the scenario whose oracle design and tuned peers this one runs with
 
     def values(self, noise: np.ndarray, changed: bool) -> np.ndarray:
@@ -195,6 +201,11 @@ class Scenario:
         if changed and self.spread != 1.0:
             wide = self.sd * self.spread * noise
             return np.exp(self.loc + wide) if self.dist == "lognormal" else self.loc + wide
+        if changed and self.ramp:
+            # A gradual drift: the i-th changed study (from 1) carries min(1, i / ramp) of the
+            # change (on the log scale for a lognormal stream, i.e. a linear ramp in σ units).
+            frac = np.minimum(1.0, np.arange(1, noise.size + 1) / self.ramp)
+            return base * self.factor**frac
         return base * self.factor if changed else base
 
     def z_exact(self, x: np.ndarray) -> np.ndarray:
@@ -279,6 +290,21 @@ SCENARIOS: dict[str, Scenario] = {
             loc=0.40,
             sd=0.10,
             spread=1.5,
+        ),
+        # No single-change oracle exists for a ramp: the "oracle" column runs the CUSUM
+        # designed for the ramp's end point (+1σ, k = 0.5) on the exact score, a reference
+        # chart that knows the in-control distribution, not an optimal detector for the ramp.
+        Scenario(
+            "ramp",
+            "image noise ramping to +1σ over 600 studies",
+            "image-noise CV, lognormal(log 0.095, 0.0854)",
+            "numeric",
+            "continuous",
+            "lognormal",
+            loc=math.log(0.095),
+            sd=math.hypot(0.08, 0.03),
+            factor=math.exp(math.hypot(0.08, 0.03)),
+            ramp=600,
         ),
     )
 }
@@ -1407,6 +1433,7 @@ def main() -> None:
             d = np.array(c["delays"], dtype=float)
             entry["delay"] = {
                 "mean": float(d.mean()) if d.size else math.nan,
+                "median": float(np.median(d)) if d.size else math.nan,
                 "se": float(d.std(ddof=1) / math.sqrt(d.size)) if d.size > 1 else math.nan,
                 "n": int(d.size),
                 "censored_at_horizon": c["censored"],
@@ -1465,7 +1492,7 @@ def main() -> None:
     bounds: dict[str, dict[str, float]] = {}
     for k in scen_keys:
         scen = SCENARIOS[k]
-        if scen.kind != "numeric" or scen.spread != 1.0:
+        if scen.kind != "numeric" or scen.spread != 1.0 or scen.ramp:
             continue
         oracle_delay = summary[k]["oracle/oracle"]["delay"]["mean"]
         row: dict[str, float] = {"shift_sd": abs(scen.delta), "oracle_delay": oracle_delay}
