@@ -89,7 +89,8 @@ def test_the_budget_holds_at_ten_times_the_configured_rate(world: Fixture) -> No
     print(f"observed-rate budget: {alarms} false alarms, budget {expected:.1f}")
     # within budget, allowing three Poisson standard deviations at the expected count
     assert alarms <= expected + 3 * math.sqrt(expected)
-    _, monitor = load_state(Session(world.engine), world.deployment_b)
+    with Session(world.engine) as s:
+        _, monitor = load_state(s, world.deployment_b)
     assert monitor is not None
     assert monitor.config.studies_per_day == pytest.approx(ARRIVING, rel=0.05)
     # the stream's ARL0 is the one the observed rate gives: S · 365 · r / F
@@ -143,7 +144,8 @@ def test_the_recalibration_is_audited_once_and_the_notice_names_both_rates(
         assert "the configuration says 20" in notice.title
         assert "the budget now uses 200" in notice.title
     # the kept monitor is the stored one: recalibrated in both
-    _, stored = load_state(Session(world.engine), world.deployment_b)
+    with Session(world.engine) as s:
+        _, stored = load_state(s, world.deployment_b)
     kept = cache.take(world.deployment_b)
     assert stored is not None and kept is not None
     assert kept[1].to_dict() == stored.to_dict()
