@@ -58,6 +58,8 @@ class AlertCause(StrEnum):
     STREAM_STOPPED = "stream_stopped"
     CONFIG_ERROR = "config_error"
     DETECTION_FAILED = "detection_failed"
+    # the studies arrive at a rate other than the configured one: the budget follows it
+    BUDGET_RATE = "budget_rate"
     # the disparity monitor (phase4.monitor.surveillance.subgroups)
     DISPARITY = "disparity"
     # phantom QC and the AI canary (phase4.monitor.surveillance.phantom_qc)

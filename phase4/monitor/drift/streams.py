@@ -29,6 +29,7 @@ its reference is reset or uploaded, and the deployment's other streams go on
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -681,6 +682,18 @@ def designed_p1(p0: float, rate_ratio: float) -> float:
     return min(0.95, max(p0 * rate_ratio, p0 + 0.01))
 
 
+def _reference_summary_values(kind: StreamKind, reference: Mapping[str, Any]) -> list[Any]:
+    """Values with the summary ``_build_detectors`` reads from a reference (numeric: its size;
+    binary: its size and events; categorical: its counts), rebuilt from the saved reference,
+    whose values are not kept once monitoring starts."""
+    if kind == "numeric":
+        return [0.0] * int(reference["n"])
+    if kind == "binary":
+        n, events = int(reference["n"]), int(reference["events"])
+        return [True] * events + [False] * (n - events)
+    return [c for c, count in reference["counts"].items() for _ in range(int(count))]
+
+
 def _build_detectors(
     spec: StreamSpec, values: list[Any], budget: BudgetShare, config: MonitorConfig
 ) -> dict[str, Detector[Any]]:
@@ -782,6 +795,50 @@ class DeploymentMonitor:
             except Exception as exc:  # one stream's failure stops only it
                 alarms.append(self._quarantine(stream, exc, row, stamp))
         return alarms
+
+    def recalibrate(self, studies_per_day: float) -> dict[str, dict[str, Any]]:
+        """Use ``studies_per_day`` (the observed rate, ``phase4.monitor.drift.rate``) for the
+        budget from now on; returns each monitoring stream's old and new ARL0.
+
+        Each monitoring stream's detectors are built again from its reference at the new ARL0
+        (its coverage, observations per record, kept), so their statistics start again from
+        zero: a statistic accumulated against the old threshold has no meaning against the new
+        one for the windowed tests, and a restart after a re-design is the usual zero-state
+        start of a chart (Montgomery, *Introduction to Statistical Quality Control*, §9.1). An
+        alert already open stays open. A stream the new ARL0 cannot be calibrated for with its
+        reference collects a larger one, as at its start. Streams still collecting their
+        reference take the new rate when they start. The estimator without labels (CBPE) keeps
+        the ARL0 it was fitted with."""
+        old_rate = self.config.studies_per_day
+        if studies_per_day <= 0:
+            raise ValueError(f"studies per day must be positive (got {studies_per_day})")
+        self.config = dataclasses.replace(self.config, studies_per_day=studies_per_day)
+        changes: dict[str, dict[str, Any]] = {}
+        for name, stream in self.streams.items():
+            if stream.state is not _MONITORING or not stream.budget or stream.reference is None:
+                continue
+            old = BudgetShare.from_numbers(stream.budget)
+            new = share(
+                streams=old.streams_sharing,
+                false_alarms_per_year=old.false_alarms_per_year,
+                observations_per_day=old.observations_per_day * studies_per_day / old_rate,
+            )
+            changes[name] = {"old_arl0": old.stream_arl0, "new_arl0": new.stream_arl0}
+            values = _reference_summary_values(stream.spec.kind, stream.reference)
+            try:
+                detectors = _build_detectors(stream.spec, values, new, self.config)
+            except CalibrationError as exc:
+                stream.reference_values = []
+                stream.reference = None
+                stream._numeric_ref = None
+                stream.detectors = {}
+                stream._not_calibratable(exc, new, self.config)
+                changes[name]["not_calibratable"] = str(exc)
+                continue
+            weights = DETECTOR_WEIGHTS[stream.spec.kind]
+            stream.detectors = detectors
+            stream.budget = {**new.numbers(), **({"weights": weights} if len(weights) > 1 else {})}
+        return changes
 
     def _quarantine(self, stream: Stream, exc: Exception, row: int, stamp: str) -> StreamAlarm:
         """Stop ``stream`` (its state says why) and say so once, in plain words. The words

@@ -34,7 +34,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from dataclasses import field as dc_field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -52,6 +52,8 @@ from phase4.monitor.core.monitoring import (
 )
 from phase4.monitor.core.statuses import AlertCause, AlertStatus, Severity
 from phase4.monitor.domain.revalidation import accepted_version_only
+from phase4.monitor.drift import rate as rate_rules
+from phase4.monitor.drift.budget import share
 from phase4.monitor.drift.streams import (
     ConfigError,
     DeploymentMonitor,
@@ -615,6 +617,12 @@ def _pass_chunk(
             return False
         # On SQLite nothing is held here: the driver opens a transaction only at the first
         # write, so the reads above took no lock and the analysis runs outside any transaction.
+        # The budget follows the observed rate (up to the chunk's last record, already in the
+        # store), before the chunk is analysed: a reference completing in it is calibrated at
+        # that rate. The monitor saved below (and kept in the cache) holds the new rate.
+        rate = _follow_rate(
+            session, deployment, monitor, records[-1].acquired_at if records else None
+        )
         observed = {name: stream.observations for name, stream in monitor.streams.items()}
         alarms = _analyse(monitor, deployment, records, feedback)
         # the streams this chunk fed: their open alerts' sizes are measured again
@@ -642,7 +650,7 @@ def _pass_chunk(
             and (claimed is None or claimed[1])
             and _any_open_drift_alert(session, deployment_id, fed)
         )
-        if alarms or sized:
+        if alarms or sized or rate is not None:
             # the deployment's open alerts, and its site's scanners' (whose headlines name the
             # alerts opened or sized here), in id order (lock order: ``alerting``)
             site_devices = session.exec(
@@ -673,6 +681,8 @@ def _pass_chunk(
             now,
             analysed=min(analysed, now) if analysed is not None else None,
         )
+        if rate is not None:
+            _notify_rate(session, deployment, actor, rate, records[-1].acquired_at)
         if started is not None:
             record_action(
                 session,
@@ -690,6 +700,133 @@ def _pass_chunk(
         result.feedback += len(feedback)
         result.alarms += [a for a, _ in alarms]
         return full
+
+
+@dataclass
+class RateChange:
+    """A recalibration of the deployment's budget to the observed rate of studies."""
+
+    observed: float
+    in_use: float
+    configured: float
+    records: int
+    span_days: float
+    # the ARL0 of a stream every record feeds, at the old and the new rate
+    old_arl0: float
+    new_arl0: float
+    # each monitoring stream's old and new ARL0 (collecting streams start at the new rate)
+    streams: dict[str, dict[str, Any]]
+
+
+def _follow_rate(
+    session: Session,
+    deployment: Deployment,
+    monitor: DeploymentMonitor,
+    last: datetime | None,
+) -> RateChange | None:
+    """Measure the deployment's rate of studies up to ``last`` (the chunk's last record) and,
+    when it differs from the rate in use by more than 2× (``phase4.monitor.drift.rate``),
+    recalibrate ``monitor`` to it; the change, for the audit trail and the notice."""
+    if last is None:
+        return None
+    first = session.execute(
+        sa.select(sa.func.min(InferenceRecord.acquired_at)).where(
+            col(InferenceRecord.deployment_id) == deployment.id
+        )
+    ).scalar()
+    if first is None:
+        return None
+    start = max(first, last - timedelta(days=rate_rules.WINDOW_DAYS))
+    span = (last - start).total_seconds() / 86400.0
+    if span < rate_rules.MIN_DAYS:
+        return None
+    count = session.execute(
+        sa.select(sa.func.count()).where(
+            col(InferenceRecord.deployment_id) == deployment.id,
+            col(InferenceRecord.acquired_at) > start,
+            col(InferenceRecord.acquired_at) <= last,
+        )
+    ).scalar_one()
+    observed = rate_rules.observed_rate(int(count), span)
+    in_use = monitor.config.studies_per_day
+    if observed is None or not rate_rules.needs_recalibration(observed, in_use):
+        return None
+    config = monitor.config
+
+    def full(rate: float) -> float:  # a stream every record feeds
+        return share(
+            streams=config.budget_streams,
+            false_alarms_per_year=config.false_alarms_per_year,
+            observations_per_day=rate,
+        ).stream_arl0
+
+    streams = monitor.recalibrate(observed)
+    configured = monitoring_of(deployment).studies_per_day
+    return RateChange(
+        observed, in_use, configured, int(count), span, full(in_use), full(observed), streams
+    )
+
+
+def _rate_words(rate: float) -> str:
+    return f"{rate:,.1f}".removesuffix(".0")
+
+
+def _notify_rate(
+    session: Session, deployment: Deployment, actor: str, change: RateChange, at: datetime
+) -> None:
+    """The recalibration, in the audit trail (old and new rate and ARL0s) and as a notice."""
+    old = {n: c["old_arl0"] for n, c in change.streams.items()}
+    new = {n: c["new_arl0"] for n, c in change.streams.items()}
+    record_action(
+        session,
+        actor=actor,
+        action="budget.rate",
+        entity_type="deployment",
+        entity_id=str(deployment.id),
+        reason=(
+            f"{change.records} studies in {change.span_days:.1f} days: "
+            f"{_rate_words(change.observed)} a day, more than 2x from the "
+            f"{_rate_words(change.in_use)} in use"
+        ),
+        old_value={
+            "studies_per_day": change.in_use,
+            "arl0_full_coverage": change.old_arl0,
+            "stream_arl0": old,
+        },
+        new_value={
+            "studies_per_day": change.observed,
+            "arl0_full_coverage": change.new_arl0,
+            "stream_arl0": new,
+        },
+    )
+    title = (
+        f"Studies arrive at {_rate_words(change.observed)} a day, the configuration says "
+        f"{_rate_words(change.configured)}: the budget now uses {_rate_words(change.observed)}"
+    )
+    opened = raise_alert(
+        session,
+        deployment,
+        stream=STATE_STREAM,
+        cause=AlertCause.BUDGET_RATE,
+        severity=Severity.INFO,
+        title=title,
+        evidence={
+            "timestamp": at.isoformat(),
+            "reason": title,
+            "observed_studies_per_day": change.observed,
+            "configured_studies_per_day": change.configured,
+            "previous_studies_per_day": change.in_use,
+            "window_days": change.span_days,
+            "records": change.records,
+            "streams": change.streams,
+        },
+    )
+    if opened is None:  # a notice still open from an earlier recalibration: it says the latest
+        current = open_alert(session, deployment, STATE_STREAM, AlertCause.BUDGET_RATE)
+        if current is not None:
+            current.title = title
+            current.evidence = {**current.evidence, "reason": title}
+            session.add(current)
 
 
 def _open_drift_alerts(session: Session, deployment_id: str, streams: set[str]) -> list[Alert]:
