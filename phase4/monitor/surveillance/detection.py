@@ -799,8 +799,10 @@ def _notify_rate(
             "stream_arl0": new,
         },
     )
+    # Dated by the studies (the world), not by this pass.
     title = (
-        f"Studies arrive at {_rate_words(change.observed)} a day, the configuration says "
+        f"Studies arrive at {_rate_words(change.observed)} a day ({change.records:,} in the "
+        f"{change.span_days:.0f} days to {at.day} {at:%b %Y}), the configuration says "
         f"{_rate_words(change.configured)}: the budget now uses {_rate_words(change.observed)}"
     )
     opened = raise_alert(
