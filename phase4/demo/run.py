@@ -340,7 +340,9 @@ def _run_demo(
         stripped = sum(p.stats().phi_keys_stripped for p in probes.values())
         dicom_studies = [s for s in studies if s.site_id == "site-a"][::DICOM_EVERY]
         with console.status(f"DICOM path: {len(dicom_studies)} PET series to the listener"):
-            dicom = _dicom_path(server.url, tokens, secrets, dicom_studies, data_dir, engine)
+            dicom = _dicom_path(
+                server.url, tokens, secrets, dicom_studies, data_dir, engine, studies_per_day
+            )
         for probe in probes.values():
             probe.close()
         stored_feedback = _send_feedback(server.url, tokens, secrets, feedback)
@@ -552,6 +554,7 @@ def _dicom_path(
     studies: list[Study],
     data_dir: Path,
     engine: Any,
+    studies_per_day: float,
 ) -> tuple[int, int, int]:
     """The DICOM sidecar: PET series over a real DICOM association to the listener, whose probe
     records their features in a deployment of their own. Returns (studies, instances, records)."""
@@ -566,6 +569,8 @@ def _dicom_path(
             model_version=LesionAI.version,
             actor="demo",
             reason="demo: DICOM sidecar listener beside the AI at site A",
+            # one site-A study in DICOM_EVERY: the budget's rate is that share of the site's
+            monitoring={"studies_per_day": studies_per_day / DICOM_EVERY},
         )
     probe = Probe(
         url=api_url,

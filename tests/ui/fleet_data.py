@@ -181,6 +181,8 @@ def load(world: Fixture, now: datetime | None = None) -> FleetData:
             model_name="PETLesionDetect",
             model_version="2.1.0",
             actor="test",
+            # as the demo declares it: one site-A study in a hundred (74 a year)
+            monitoring={"studies_per_day": 0.2},
         )
         s.add_all(_dicom_records(g, now))
     detect_deployment(engine, DICOM)  # every stream collecting its reference

@@ -10,9 +10,11 @@ the rate is measured from the records' acquisition times and compared with the r
   the last record analysed, or since the first record when that is shorter; not measured
   before ``MIN_DAYS`` (7) days of records exist (a few days say little about a weekly rhythm);
 * recalibrate when the observed rate and the rate in use differ by more than ``FACTOR`` (2×)
-  either way; the rate in use then becomes the observed one, so the next recalibration needs
-  another 2× change from it (hysteresis: no recalibration on every pass for a rate wandering
-  around the threshold);
+  either way, and the count says so beyond chance: the exact (Garwood) 95% interval of the
+  Poisson rate lies wholly beyond the 2× band (three studies in 30 days do not prove a rate
+  half the one in use); the rate in use then becomes the observed one, so the next
+  recalibration needs another 2× change from it (hysteresis: no recalibration on every pass
+  for a rate wandering around the threshold);
 * each stream's new ARL0 is its old one scaled by the ratio of the rates (ARL0 is proportional
   to r, and a stream's coverage, its observations per record, is unchanged).
 
@@ -42,8 +44,17 @@ def observed_rate(records: int, span_days: float, min_days: float = MIN_DAYS) ->
     return records / span_days
 
 
-def needs_recalibration(observed: float, in_use: float, factor: float = FACTOR) -> bool:
-    """Whether ``observed`` differs from the rate ``in_use`` by more than ``factor``, either way.
+def needs_recalibration(
+    observed: float,
+    in_use: float,
+    factor: float = FACTOR,
+    *,
+    records: int | None = None,
+    span_days: float | None = None,
+) -> bool:
+    """Whether ``observed`` differs from the rate ``in_use`` by more than ``factor``, either way;
+    given the ``records`` over ``span_days`` it was measured from, only when the exact 95%
+    Poisson interval of the rate (Garwood 1936) lies wholly beyond that factor.
 
     >>> needs_recalibration(200.0, 20.0)
     True
@@ -51,11 +62,23 @@ def needs_recalibration(observed: float, in_use: float, factor: float = FACTOR) 
     (False, True)
     >>> needs_recalibration(150.0, 200.0)  # after recalibrating to 200: hysteresis
     False
+    >>> needs_recalibration(0.1, 0.2, records=3, span_days=30.0)  # 3 studies prove nothing
+    False
+    >>> needs_recalibration(200.0, 20.0, records=6000, span_days=30.0)
+    True
     """
     if observed <= 0 or in_use <= 0:
         return False
     ratio = observed / in_use
-    return ratio > factor or ratio < 1 / factor
+    if not (ratio > factor or ratio < 1 / factor):
+        return False
+    if records is None or span_days is None or span_days <= 0:
+        return True
+    from scipy.stats import chi2
+
+    low = chi2.ppf(0.025, 2 * records) / 2 / span_days if records > 0 else 0.0
+    high = chi2.ppf(0.975, 2 * records + 2) / 2 / span_days
+    return bool(low > in_use * factor or high < in_use / factor)
 
 
 def rescaled_arl0(arl0: float, old_rate: float, new_rate: float) -> float:

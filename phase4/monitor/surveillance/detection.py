@@ -749,7 +749,9 @@ def _follow_rate(
     ).scalar_one()
     observed = rate_rules.observed_rate(int(count), span)
     in_use = monitor.config.studies_per_day
-    if observed is None or not rate_rules.needs_recalibration(observed, in_use):
+    if observed is None or not rate_rules.needs_recalibration(
+        observed, in_use, records=int(count), span_days=span
+    ):
         return None
     config = monitor.config
 
