@@ -3,7 +3,8 @@
 Run:  .venv/bin/python bench/estimated_rate_limits.py [--jobs 2]
 
 The oracle of bench/detection_delay.py knows p0 = 10% exactly. phase4 estimates it from its
-reference: at least 500 studies and at least 50 events (MonitorConfig.reference_events_min),
+reference: at least 500 studies and at least 50 events (the product's rule when this bound was
+recorded; ``--min-events``),
 so p0 is known to about ±13% of itself, a quarter of the 50% rise to detect. To keep its
 promise ("at most F false alarms a year"), a chart built on an estimated p0 must hold the
 *expected* false-alarm rate over what the true p0 may be (phase4.monitor.drift.arl.
@@ -98,13 +99,19 @@ def main() -> None:
     ap.add_argument("--arl0", type=float, default=2000.0)
     ap.add_argument("--ratios", type=float, nargs="*", default=[1.25, 1.5, 1.75, 2.0, 2.5])
     ap.add_argument("--min-studies", type=int, help="reference size (default: the product's)")
-    ap.add_argument("--min-events", type=int, help="reference events (default: the product's)")
+    ap.add_argument(
+        "--min-events",
+        type=int,
+        default=50,
+        help="events the reference waits for (default 50, the product's rule when the bound was "
+        "recorded; the product now starts at its size and grows, phase4.monitor.drift.growth)",
+    )
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
     fields = MonitorConfig.__dataclass_fields__  # the product's defaults
     min_studies = args.min_studies or int(fields["reference_size"].default)  # type: ignore[arg-type]
-    min_events = args.min_events or int(fields["reference_events_min"].default)  # type: ignore[arg-type]
+    min_events = args.min_events
     t0 = time.perf_counter()
     outcomes = reference_outcomes(args.p0, min_studies, min_events)
     oracle = calibrate_bernoulli_cusum(args.p0, args.p_after, args.arl0)

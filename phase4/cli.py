@@ -631,6 +631,43 @@ def reference_reset(
     out.print(f"{deployment}: reference discarded; the next records form a new one")
 
 
+@reference_app.command("declare")
+def reference_declare(
+    deployment: Annotated[str, typer.Option(help="Deployment id.")],
+    stream: Annotated[str, typer.Option(help="The binary stream, e.g. outputs.artifact.")],
+    events: Annotated[int, typer.Option(min=0, help="Events in the validation study.")],
+    cases: Annotated[int, typer.Option(min=1, help="Cases in the validation study.")],
+    source: Annotated[str, typer.Option(help="Where the numbers come from (study, dates).")],
+    reason: Annotated[str, typer.Option(help="Why (kept in the audit trail).")],
+    actor: Annotated[str, typer.Option(help="Who (kept in the audit trail).")] = "cli",
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Declare a binary stream's baseline rate from the validation study (events in cases):
+    it becomes that stream's reference, audited like an upload, and does not grow."""
+    from phase4.monitor.surveillance.detection import declare_baseline
+
+    engine = create_db_engine(_upgraded_url(database_url))
+    try:
+        change = declare_baseline(
+            engine,
+            deployment,
+            stream,
+            cases=cases,
+            events=events,
+            source=source,
+            actor=actor,
+            reason=reason,
+        )
+    except ValueError as exc:
+        raise _fail(str(exc)) from exc
+    out.print(
+        f"{deployment} {stream}: baseline {events} events in {cases} cases ({source}); chart "
+        f"designed on p0 = {change['p0']:.2%}, to detect p1 = {change['p1']:.2%}",
+        markup=False,
+        highlight=False,
+    )
+
+
 @reference_app.command("upload")
 def reference_upload(
     file: Annotated[Path, typer.Argument(help="CSV with columns like features.liver_suvmean.")],
@@ -761,6 +798,16 @@ def replay(
     binary: Annotated[
         str | None, typer.Option(help="Comma-separated binary (0/1, true/false) columns.")
     ] = None,
+    reference_events_target: Annotated[
+        int,
+        typer.Option(
+            min=0, help="Events a binary reference grows toward in audited steps (0: no growth)."
+        ),
+    ] = 200,
+    reference_events_min: Annotated[
+        int,
+        typer.Option(min=0, help="Events a binary reference waits for before monitoring starts."),
+    ] = 0,
 ) -> None:
     """Backtest: run last year's logs through the drift engine (the service's own code path).
 
@@ -779,6 +826,8 @@ def replay(
             numeric=numeric,
             categorical=categorical,
             binary=binary,
+            reference_events_target=reference_events_target,
+            reference_events_min=reference_events_min,
         )
     except UnicodeDecodeError as exc:
         raise _fail(_not_text(events, exc)) from None
@@ -796,6 +845,8 @@ def replay(
     # --reference-size (to hold enough events) into the rows the backtest judges.
     for ref in summary.references:
         err.print(ref.sentence(), markup=False, highlight=False)
+        for line in ref.growth_sentences():
+            err.print(line, markup=False, highlight=False)
     if summary.references_out is not None:
         err.print(f"references written to {summary.references_out}")
 

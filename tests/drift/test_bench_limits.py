@@ -83,7 +83,7 @@ def test_reference_outcomes_match_the_products_stopping_rule() -> None:
     from phase4.monitor.drift.streams import MonitorConfig
 
     spec = StreamSpec(field="fp", kind="binary")
-    config = MonitorConfig(streams=(spec,))
+    config = MonitorConfig(streams=(spec,), reference_events_min=50)
     outcomes = reference_outcomes(0.1, config.reference_size, config.reference_events_min)
     assert sum(o.probability for o in outcomes) == pytest.approx(1.0)
     rng = np.random.default_rng(11)
@@ -110,7 +110,7 @@ def test_reference_outcomes_end_at_the_products_cap_on_a_rare_event() -> None:
     from phase4.monitor.drift.streams import MonitorConfig
 
     spec = StreamSpec(field="rare", kind="binary")
-    config = MonitorConfig(streams=(spec,), reference_size=50)
+    config = MonitorConfig(streams=(spec,), reference_size=50, reference_events_min=50)
     outcomes = reference_outcomes(0.02, 50, config.reference_events_min)
     assert sum(o.probability for o in outcomes) == pytest.approx(1.0)
     assert max(o.studies for o in outcomes) == 1000

@@ -381,9 +381,10 @@ def test_reference_saved_with_explicit_knots_still_scores() -> None:
         assert restored.z(v) == pytest.approx(new.z(v), abs=1e-9)
 
 
-def test_numeric_stream_state_is_within_two_and_a_quarter_kilobytes() -> None:
+def test_numeric_stream_state_is_within_two_and_three_eighths_kilobytes() -> None:
     # 2 KB until the fourth detector (spread: its sums, thresholds and the times it may date a
-    # change to add ~240 bytes); docs/BENCHMARKS.md, "State per stream"
+    # change to add ~240 bytes), then the times of the reference's first and last observation
+    # (~80 bytes, shown to people with every reference); docs/BENCHMARKS.md, "State per stream"
     config = MonitorConfig(streams=(StreamSpec("v", "numeric"),))
     monitor = DeploymentMonitor.new(config)
     g = np.random.default_rng(13)
@@ -392,4 +393,4 @@ def test_numeric_stream_state_is_within_two_and_a_quarter_kilobytes() -> None:
         monitor.observe({"v": v}, "2026-01-05T08:00:00+00:00", row=i)
         if i >= 500:
             sizes.append(len(json.dumps(monitor.streams["v"].to_dict())))
-    assert max(sizes) <= 2304
+    assert max(sizes) <= 2432

@@ -224,6 +224,11 @@ class _StreamSample:
     detectors: tuple[tuple[str, float, float], ...]
     ewma_z: float | None
     reference_rate: float | None
+    # the reference's size (observations) and, for a binary stream, its events and the growth
+    # steps taken (phase4.monitor.drift.growth); None before the reference is complete
+    reference_observations: int | None = None
+    reference_events: int | None = None
+    growth_steps: int | None = None
 
 
 def _finite(x: Any) -> float | None:
@@ -261,9 +266,17 @@ def _stream_sample(name: str, saved: Mapping[str, Any]) -> _StreamSample:
     ewma = detectors.get(Ewma.name)
     reference = saved.get("reference")
     rate = None
+    ref_n = ref_events = steps = None
+    if isinstance(reference, Mapping):
+        n = reference.get("n")
+        ref_n = int(n) if isinstance(n, int) and not isinstance(n, bool) else None
     if isinstance(reference, Mapping) and saved["spec"]["kind"] == "binary":
         # the rate the chart was designed on, (events + ½)/(n + 1), not events/n
-        rate = _finite(RateReference.from_dict(dict(reference)).rate)
+        rated = RateReference.from_dict(dict(reference))
+        rate = _finite(rated.rate)
+        ref_events = int(rated.events)
+        growth = saved.get("growth")
+        steps = int(growth.get("steps", 0)) if isinstance(growth, Mapping) else 0
     return _StreamSample(
         stream=name,
         monitoring=StreamState(saved["state"]) is StreamState.MONITORING,
@@ -272,6 +285,9 @@ def _stream_sample(name: str, saved: Mapping[str, Any]) -> _StreamSample:
         # the signed EWMA: the stream's shift from its reference, in reference SD
         ewma_z=_finite(ewma.z) if isinstance(ewma, Ewma) else None,
         reference_rate=rate,
+        reference_observations=ref_n,
+        reference_events=ref_events,
+        growth_steps=steps,
     )
 
 
@@ -836,6 +852,25 @@ class StoreCollector(Collector):
             "(events + 1/2) / (n + 1) (e.g. the miss rate at acceptance).",
             labels,
         )
+        ref_size = _Family(
+            "phase4_stream_reference_observations",
+            "gauge",
+            "Observations in the stream's reference (a binary reference grows in audited steps "
+            "toward its events target).",
+            labels,
+        )
+        ref_events = _Family(
+            "phase4_stream_reference_events",
+            "gauge",
+            "Events in the binary stream's reference.",
+            labels,
+        )
+        growth = _Family(
+            "phase4_stream_reference_growth_steps",
+            "gauge",
+            "Audited steps in which the binary stream's reference has grown since it was set.",
+            labels,
+        )
         monitoring = _Family(
             "phase4_stream_monitoring",
             "gauge",
@@ -860,7 +895,23 @@ class StoreCollector(Collector):
                     ewma.add((dep, s.stream), s.ewma_z)
                 if s.reference_rate is not None:
                     rate.add((dep, s.stream), s.reference_rate)
-        return [statistic, threshold, ewma, rate, monitoring, observations]
+                if s.reference_observations is not None:
+                    ref_size.add((dep, s.stream), s.reference_observations)
+                if s.reference_events is not None:
+                    ref_events.add((dep, s.stream), s.reference_events)
+                if s.growth_steps is not None:
+                    growth.add((dep, s.stream), s.growth_steps)
+        return [
+            statistic,
+            threshold,
+            ewma,
+            rate,
+            ref_size,
+            ref_events,
+            growth,
+            monitoring,
+            observations,
+        ]
 
     # -- phantom QC ------------------------------------------------------------------------
 

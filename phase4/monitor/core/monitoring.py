@@ -241,7 +241,18 @@ class MonitoringConfig(_Strict):
         100, ge=WINDOW_MIN, description="Observations per windowed G-test (categorical)."
     )
     reference_events_min: int = Field(
-        50, ge=1, description="Events a binary stream's reference waits for."
+        0,
+        ge=0,
+        description="Events a binary stream's reference waits for before monitoring starts "
+        "(0: it starts at reference_size observations and grows, see reference_events_target).",
+    )
+    reference_events_target: int = Field(
+        200,
+        ge=0,
+        le=100_000,
+        description="Events a binary stream's reference grows toward, in audited steps, from "
+        "observations older than a guard lag, never while the stream has an open alert "
+        "(0: no growth).",
     )
     reference_horizon_days: int = Field(
         90,

@@ -45,6 +45,12 @@ version. The version exists so that an older phase4 refuses, in words, a documen
 detector it does not know, instead of failing on it. Likewise a numeric reference fitted under
 version 3 may hold ``grid`` (values recorded on a grid, jittered within it); one saved before
 has none, and keeps scoring as it did.
+
+Version 4 adds to each stream ``reference_span`` (the times of its reference's first and last
+observation), ``reference_first_at`` (while collecting) and ``growth`` (a binary reference
+growing in audited steps, ``phase4.monitor.drift.growth``). A version-3 stream gets None for
+each: its reference keeps the size it had (a binary one waited for its events then) and its
+times were not kept, which the UI says.
 """
 
 from __future__ import annotations
@@ -60,7 +66,7 @@ from phase4.monitor.drift.detectors.ks import (
     ks_effective_size,
 )
 
-STATE_VERSION = 3
+STATE_VERSION = 4
 
 
 class StateVersionError(ValueError):
@@ -106,6 +112,12 @@ def upgrade_state(saved: Mapping[str, Any]) -> dict[str, Any]:
         state = _version_1_to_2(state)
     if state["state_version"] == 2:
         state["state_version"] = 3  # nothing to reshape: see the module's docstring
+    if state["state_version"] == 3:
+        for stream in state["streams"].values():
+            if isinstance(stream, dict):
+                for key in ("reference_span", "reference_first_at", "growth"):
+                    stream.setdefault(key, None)
+        state["state_version"] = 4
     return state
 
 

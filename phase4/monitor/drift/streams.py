@@ -54,6 +54,7 @@ from phase4.monitor.drift.detectors import (
     detector_from_dict,
     trace,
 )
+from phase4.monitor.drift.growth import ReferenceGrowth, Step, guard_lag
 from phase4.monitor.drift.reference import (
     CategoricalReference,
     NumericReference,
@@ -80,8 +81,9 @@ DETECTOR_WEIGHTS: dict[StreamKind, dict[str, float]] = {
 # A stream that cannot be calibrated doubles its reference up to this multiple of its configured
 # size (16: the reference's standard error falls fourfold), then gives up.
 MAX_REFERENCE_GROWTH = 16
-# A binary reference waits for reference_events_min events, but not past this many times
-# reference_size observations.
+# A binary reference configured to wait for reference_events_min events (none by default: it
+# starts at its size and grows, phase4.monitor.drift.growth) waits no longer than this many
+# times reference_size observations.
 BINARY_REFERENCE_CAP = 20
 # the states tested on every record, as module constants (an enum member looked up through its
 # class costs a tenth of a microsecond in Python 3.11)
@@ -162,10 +164,14 @@ class MonitorConfig:
     ewma_lambda: float = 0.2
     ks_window: int = 50
     chi_square_window: int = 100
-    # A rate estimated from a dozen events is off by half one time in a hundred, and the chart
-    # then "detects" the true rate: a binary reference holds at least this many events (or
-    # 20 x reference_size observations, for very rare events).
-    reference_events_min: int = 50
+    # A binary stream starts monitoring at reference_size observations, with its chart designed
+    # for the uncertainty of a rate estimated from few events (the expected false-alarm rate
+    # over the rate's posterior), and its reference then grows in audited steps toward
+    # reference_events_target events (phase4.monitor.drift.growth; 0: no growth). A deployment
+    # may also make the reference wait for reference_events_min events before monitoring
+    # starts (at most 20 x reference_size observations): blind time, which the growth avoids.
+    reference_events_min: int = 0
+    reference_events_target: int = 200
     # Performance estimated without labels (phase4.monitor.drift.cbpe), e.g. {"score":
     # "outputs.malignancy_score", "prediction": "outputs.positive", "reference_size": 300,
     # "window": 200}; None: off.
@@ -202,6 +208,7 @@ class MonitorConfig:
             "ks_window": self.ks_window,
             "chi_square_window": self.chi_square_window,
             "reference_events_min": self.reference_events_min,
+            "reference_events_target": self.reference_events_target,
             "cbpe": self.cbpe,
         } | ({"disparity": True} if self.disparity else {})
 
@@ -340,6 +347,18 @@ class Stream:
     # reaches the stream again until its reference is reset or uploaded
     quarantine: dict[str, Any] | None = None
     state: StreamState = StreamState.COLLECTING
+    # the times of the reference's first and last observation ([first, last]; None before it is
+    # complete) and, while collecting, of its first
+    reference_span: list[str] | None = None
+    reference_first_at: str | None = None
+    # a binary reference growing in audited steps (phase4.monitor.drift.growth); None: no growth
+    growth: ReferenceGrowth | None = None
+    # the growth steps taken since the caller last took them (DeploymentMonitor.take_growth_steps);
+    # not saved: the caller audits them before the state is saved
+    grown: list[dict[str, Any]] = field(default_factory=list)
+    # a binary baseline declared by a user (events, cases, source: the validation study), which
+    # is then the stream's reference; None: the reference came from the stream's records
+    declared: dict[str, Any] | None = None
     _numeric_ref: NumericReference | None = None
 
     @property
@@ -381,9 +400,11 @@ class Stream:
         if self.state is not _MONITORING:
             if self.state is _ABANDONED:
                 return []
+            if not self.reference_values:
+                self.reference_first_at = at
             self.reference_values.append(value)
             if self._reference_complete(config):
-                self._start_monitoring(config, records_total)
+                self._start_monitoring(config, records_total, at)
             return []
         ref = self._numeric_ref
         if ref is not None:
@@ -391,6 +412,9 @@ class Stream:
         else:
             self.times[row] = at
             found = self._update(value, row)
+            growth = self.growth
+            if growth is not None and not growth.done:
+                self._follow_growth(growth, found, value, row, at)
         if len(self.times) > 64:
             self._prune_times(row)
         if not found:
@@ -467,6 +491,79 @@ class Stream:
             self.times[row] = at
         return out
 
+    def _follow_growth(
+        self, growth: ReferenceGrowth, found: list[Alarm], event: bool, row: int, at: str
+    ) -> None:
+        """A binary reference's growth after one observation: an alarm holds it; otherwise the
+        observation waits to join, and a step is taken when one is due and the chart's sum is at
+        zero (no excursion under way, so nothing that joins follows a change the chart may
+        estimate later)."""
+        if found:
+            growth.on_alarm(at)
+            return
+        growth.add(bool(event), row, at, self.observations)
+        chart: BernoulliCusum = self.detectors["bernoulli_cusum"]  # type: ignore[assignment]
+        if chart.s != 0 or self.reference is None:
+            return
+        ref = RateReference.from_dict(self.reference)
+        step = growth.ready(self.observations, ref.n, ref.events)
+        if step is not None:
+            self._grow(growth, step, chart, ref, row, at)
+
+    def _grow(
+        self,
+        growth: ReferenceGrowth,
+        step: Step,
+        chart: BernoulliCusum,
+        ref: RateReference,
+        row: int,
+        at: str,
+    ) -> None:
+        """Add ``step`` to the reference and redesign the chart on it (its sum is at zero)."""
+        new = RateReference(ref.n + step.n, ref.events + step.events)
+        arl0 = BudgetShare.from_numbers(self.budget or {}).arl0
+        try:
+            redesigned = _binary_chart(self.spec, new, arl0)
+        except (CalibrationError, ValueError) as exc:
+            growth.end(f"the chart could not be redesigned on {new.n:,} observations ({exc})")
+            return
+        redesigned.n = chart.n
+        guard_before = growth.guard
+        guard = guard_lag(self.reference_size, redesigned.arl(redesigned.p1))
+        growth.took(step, new.events, guard)
+        self.detectors["bernoulli_cusum"] = redesigned
+        self.reference = new.to_dict()
+        if self.reference_span:
+            self.reference_span = [self.reference_span[0], step.last_at]
+        self.grown.append(
+            {
+                "stream": self.spec.name,
+                "step": growth.steps,
+                "at": at,
+                "row": row,
+                "reference_before": {"n": ref.n, "events": ref.events, "rate": ref.rate},
+                "reference_after": {"n": new.n, "events": new.events, "rate": new.rate},
+                "added": {
+                    "observations": step.n,
+                    "events": step.events,
+                    "first_row": step.first_row,
+                    "first_at": step.first_at,
+                    "last_row": step.last_row,
+                    "last_at": step.last_at,
+                },
+                "guard": guard_before,
+                "next_guard": guard,
+                "target_events": growth.target,
+                "p0_before": chart.p0,
+                "p1_before": chart.p1,
+                "threshold_before": chart.threshold,
+                "p0": redesigned.p0,
+                "p1": redesigned.p1,
+                "threshold": redesigned.threshold,
+                "done": growth.done,
+            }
+        )
+
     def _prune_times(self, row: int) -> None:
         """Keep only the times a detector may still date a change to."""
         keep = self._live_starts()
@@ -507,7 +604,7 @@ class Stream:
         have = len(self.reference_values)
         budget = self.budget or {}
         collecting = f"{have} of {self.reference_size} values"
-        if self.spec.kind == "binary" and have >= self.reference_size:
+        if self.spec.kind == "binary" and have >= self.reference_size and reference_events_min:
             collecting += f"; waits for {reference_events_min} events"
         state = self.state
         if state is StreamState.MONITORING:
@@ -533,10 +630,22 @@ class Stream:
         if ref is None:
             return f"collecting: {len(self.reference_values)} of {self.reference_size} values"
         if self.spec.kind == "numeric":
-            return (self._numeric_ref or NumericReference.from_dict(ref)).describe()
-        if self.spec.kind == "binary":
-            return RateReference.from_dict(ref).describe()
-        return CategoricalReference.from_dict(ref).describe()
+            text = (self._numeric_ref or NumericReference.from_dict(ref)).describe()
+        elif self.spec.kind == "binary":
+            text = RateReference.from_dict(ref).describe()
+        else:
+            text = CategoricalReference.from_dict(ref).describe()
+        declared, span = self.declared, self.reference_span
+        if declared:
+            text += (
+                f"; declared from {declared['source']} ({declared['events']} events in "
+                f"{declared['cases']} cases) on {str(declared['at'])[:10]}"
+            )
+        elif span and span[0][:4].isdigit():
+            text += f"; studies acquired {span[0][:10]} to {span[1][:10]}"
+        if self.growth is not None:
+            text += f"; {self.growth.describe()}"
+        return text
 
     def _update(self, value: Any, row: int) -> list[Alarm]:
         out = []
@@ -546,7 +655,7 @@ class Stream:
                 out.append(a)
         return out
 
-    def _start_monitoring(self, config: MonitorConfig, records_total: int) -> None:
+    def _start_monitoring(self, config: MonitorConfig, records_total: int, at: str) -> None:
         values = self.reference_values
         # Observations per inference record: 1 for a feature every record has, the labelled
         # fraction for a performance stream, the subgroup's share for a subgroup stream.
@@ -567,7 +676,17 @@ class Stream:
         self.detectors = detectors
         self.reference = self._reference_dict(values)  # ReferenceFitError: see observe
         self.reference_values = []
+        self.reference_span = [self.reference_first_at or at, at]
+        self.reference_first_at = None
         self.state = StreamState.MONITORING
+        if self.spec.kind == "binary" and config.reference_events_target > 0:
+            events = int(self.reference["events"])
+            if events < config.reference_events_target:
+                chart: BernoulliCusum = detectors["bernoulli_cusum"]  # type: ignore[assignment]
+                self.growth = ReferenceGrowth.start(
+                    config.reference_events_target,
+                    guard_lag(self.reference_size, chart.arl(chart.p1)),
+                )
 
     def _not_calibratable(
         self, exc: CalibrationError, budget: BudgetShare, config: MonitorConfig
@@ -593,6 +712,7 @@ class Stream:
                 "monitored until its reference is reset or its budget or configuration changed."
             )
             self.reference_values = []
+            self.reference_first_at = None
         self.budget = state
 
     def _reference_dict(self, values: list[Any]) -> dict[str, Any]:
@@ -619,6 +739,11 @@ class Stream:
             "unusable": self.unusable,
             "quarantine": self.quarantine,
             "state": self.state.value,
+            "reference_span": self.reference_span,
+            # saved only when set (a numeric stream's state is read on every chunk)
+            **({"reference_first_at": self.reference_first_at} if self.reference_first_at else {}),
+            **({"growth": self.growth.to_dict()} if self.growth is not None else {}),
+            **({"declared": self.declared} if self.declared is not None else {}),
         }
 
     @classmethod
@@ -639,6 +764,10 @@ class Stream:
             unusable=int(d["unusable"]),
             quarantine=d["quarantine"],
             state=StreamState(d["state"]),
+            reference_span=d["reference_span"],
+            reference_first_at=d.get("reference_first_at"),
+            growth=ReferenceGrowth.from_dict(d["growth"]) if d.get("growth") else None,
+            declared=d.get("declared"),
         )
         if spec.kind == "numeric" and stream.reference is not None:
             stream._numeric_ref = NumericReference.from_dict(stream.reference)
@@ -694,6 +823,19 @@ def _reference_summary_values(kind: StreamKind, reference: Mapping[str, Any]) ->
     return [c for c, count in reference["counts"].items() for _ in range(int(count))]
 
 
+def _binary_chart(spec: StreamSpec, ref: RateReference, arl0: float) -> BernoulliCusum:
+    """The Bernoulli CUSUM of a binary stream whose reference is ``ref``, designed for the
+    uncertainty of its rate, at ``arl0``."""
+    p0 = ref.rate
+    p1 = spec.p1 if spec.p1 is not None else designed_p1(p0, spec.rate_ratio)
+    if not p0 < p1 < 1:
+        raise CalibrationError(
+            f"stream {spec.name}: p1 = {p1:.4f} must lie between the reference rate {p0:.4f} and 1",
+            arl0=arl0,
+        )
+    return BernoulliCusum.calibrated(p0, p1, arl0, (ref.n, ref.events))
+
+
 def _build_detectors(
     spec: StreamSpec, values: list[Any], budget: BudgetShare, config: MonitorConfig
 ) -> dict[str, Detector[Any]]:
@@ -711,18 +853,7 @@ def _build_detectors(
             "ks": WindowedKS.calibrated(arl0("ks"), reference_size=n, window=config.ks_window),
         }
     if spec.kind == "binary":
-        ref = RateReference.fit(values)
-        p0 = ref.rate
-        p1 = spec.p1 if spec.p1 is not None else designed_p1(p0, spec.rate_ratio)
-        if not p0 < p1 < 1:
-            raise CalibrationError(
-                f"stream {spec.name}: p1 = {p1:.4f} must lie between the reference rate "
-                f"{p0:.4f} and 1",
-                arl0=budget.arl0,
-            )
-        return {
-            "bernoulli_cusum": BernoulliCusum.calibrated(p0, p1, budget.arl0, (ref.n, ref.events))
-        }
+        return {"bernoulli_cusum": _binary_chart(spec, RateReference.fit(values), budget.arl0)}
     ref_counts = CategoricalReference.fit(values).counts
     return {
         "new_category": NewCategory(seen=sorted(ref_counts), reference_categories=len(ref_counts)),
@@ -788,6 +919,7 @@ class DeploymentMonitor:
                 # A reference with no variation (e.g. a constant feature) cannot be
                 # standardised. Start its reference again rather than stop the deployment.
                 stream.reference_values = []
+                stream.reference_first_at = None
                 stream.seen_records = 0
                 stream.observations = 0
                 stream.budget = {"unusable_reference": str(exc)}
@@ -795,6 +927,86 @@ class DeploymentMonitor:
             except Exception as exc:  # one stream's failure stops only it
                 alarms.append(self._quarantine(stream, exc, row, stamp))
         return alarms
+
+    def take_growth_steps(self) -> list[dict[str, Any]]:
+        """The binary references' growth steps since the last call, for the audit trail
+        (each says which observations joined, the reference before and after, and the chart's
+        redesign)."""
+        steps: list[dict[str, Any]] = []
+        for stream in self.streams.values():
+            if stream.grown:
+                steps += stream.grown
+                stream.grown = []
+        return steps
+
+    def declare_baseline(
+        self, name: str, *, cases: int, events: int, source: str, at: str
+    ) -> dict[str, Any]:
+        """Make ``events`` in ``cases`` (from ``source``, e.g. the validation study) the
+        reference of the binary stream ``name``: its chart is designed on it (for its
+        uncertainty, as any reference) and watches from the next observation; it does not grow.
+        Returns the stream's old and new reference, for the audit trail. ValueError, in words,
+        when the stream or the numbers cannot be used."""
+        stream = self.streams.get(name)
+        if stream is None:
+            raise ValueError(f"no stream {name!r} (streams: {', '.join(sorted(self.streams))})")
+        if stream.spec.kind != "binary":
+            raise ValueError(
+                f"stream {name!r} is {stream.spec.kind}: a baseline of events in "
+                "cases is declared for a binary stream"
+            )
+        if cases < 30:
+            raise ValueError(f"a baseline needs at least 30 cases, got {cases}")
+        if not 0 <= events <= cases:
+            raise ValueError(f"events must lie between 0 and the {cases} cases, got {events}")
+        if not source.strip():
+            raise ValueError("say where the baseline comes from (the study, its dates)")
+        coverage = stream.observations / self.records if self.records else 1.0
+        budget = share(
+            streams=self.config.budget_streams,
+            false_alarms_per_year=self.config.false_alarms_per_year,
+            observations_per_day=self.config.studies_per_day * (coverage or 1.0),
+        )
+        ref = RateReference(cases, events)
+        try:
+            chart = _binary_chart(stream.spec, ref, budget.arl0)
+        except CalibrationError as exc:
+            raise ValueError(f"stream {name!r}: {exc}") from exc
+        old = stream.reference
+        stream.detectors = {"bernoulli_cusum": chart}
+        stream.budget = budget.numbers()
+        stream.reference = ref.to_dict()
+        stream.reference_values = []
+        stream.reference_first_at = None
+        stream.reference_span = None
+        stream.growth = None
+        stream.quarantine = None
+        stream.times = {}
+        stream.declared = {"cases": cases, "events": events, "source": source, "at": at}
+        stream.state = StreamState.MONITORING
+        return {
+            "old": old,
+            "new": ref.to_dict(),
+            "p0": chart.p0,
+            "p1": chart.p1,
+            "threshold_nats": chart.threshold,
+        }
+
+    def held_growth(self) -> set[str]:
+        """The streams whose reference growth an alarm holds until its alert is resolved."""
+        return {
+            name
+            for name, s in self.streams.items()
+            if s.growth is not None and s.growth.hold is not None and not s.growth.done
+        }
+
+    def release_growth(self, streams: set[str]) -> None:
+        """The alerts that held these streams' growth are resolved: observations from now on
+        may join their references again."""
+        for name in streams:
+            stream = self.streams.get(name)
+            if stream is not None and stream.growth is not None:
+                stream.growth.release()
 
     def recalibrate(self, studies_per_day: float) -> dict[str, dict[str, Any]]:
         """Use ``studies_per_day`` (the observed rate, ``phase4.monitor.drift.rate``) for the

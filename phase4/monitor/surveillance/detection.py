@@ -300,6 +300,7 @@ def _config_for(
         ks_window=monitoring.ks_window,
         chi_square_window=monitoring.chi_square_window,
         reference_events_min=monitoring.reference_events_min,
+        reference_events_target=monitoring.reference_events_target,
         cbpe=cbpe,
         disparity=bool(perf and monitoring.subgroups and monitoring.subgroups.disparity),
     )
@@ -623,8 +624,14 @@ def _pass_chunk(
         rate = _follow_rate(
             session, deployment, monitor, records[-1].acquired_at if records else None
         )
+        # A binary reference's growth, held by an alarm, resumes once its alert is resolved
+        # (phase4.monitor.drift.growth): asked only when some stream is held.
+        held = monitor.held_growth()
+        if held:
+            monitor.release_growth(held - _streams_with_open_alerts(session, deployment_id, held))
         observed = {name: stream.observations for name, stream in monitor.streams.items()}
         alarms = _analyse(monitor, deployment, records, feedback)
+        grown = monitor.take_growth_steps()
         # the streams this chunk fed: their open alerts' sizes are measured again
         fed = {n for n, stream in monitor.streams.items() if stream.observations != observed[n]}
         now = utcnow()
@@ -683,6 +690,8 @@ def _pass_chunk(
         )
         if rate is not None:
             _notify_rate(session, deployment, actor, rate, records[-1].acquired_at)
+        for step in grown:
+            _audit_growth(session, actor, deployment_id, step)
         if started is not None:
             record_action(
                 session,
@@ -849,6 +858,61 @@ def _open_drift_alerts(session: Session, deployment_id: str, streams: set[str]) 
             )
             .order_by(col(Alert.id))
         )
+    )
+
+
+def _streams_with_open_alerts(session: Session, deployment_id: str, streams: set[str]) -> set[str]:
+    """Which of ``streams`` have an open (unresolved) drift or performance alert."""
+    found = session.execute(
+        sa.select(Alert.stream)
+        .where(
+            col(Alert.deployment_id) == deployment_id,
+            col(Alert.status) != AlertStatus.RESOLVED,
+            col(Alert.stream).in_(sorted(streams)),
+            col(Alert.cause).in_([AlertCause.DRIFT, AlertCause.PERFORMANCE]),
+        )
+        .distinct()
+    )
+    return {str(row[0]) for row in found}
+
+
+def _audit_growth(session: Session, actor: str, deployment_id: str, step: dict[str, Any]) -> None:
+    """One growth step of a binary reference, in the audit trail: which observations joined
+    (rows' times, counts), the reference before and after, and the chart's redesign."""
+    added, before, after = step["added"], step["reference_before"], step["reference_after"]
+    record_action(
+        session,
+        actor=actor,
+        action="reference.grow",
+        entity_type="deployment",
+        entity_id=deployment_id,
+        reason=(
+            f"stream {step['stream']}: step {step['step']} toward {step['target_events']} "
+            f"events: {added['observations']:,} studies acquired {added['first_at'][:10]} to "
+            f"{added['last_at'][:10]} ({added['events']:,} events), each at least "
+            f"{step['guard']:,} studies old, no alert open and no excursion under way, joined "
+            f"the reference: {before['n']:,} studies, {before['events']:,} events → "
+            f"{after['n']:,} studies, {after['events']:,} events; chart redesigned"
+        ),
+        old_value={
+            "stream": step["stream"],
+            "reference": before,
+            "p0": step["p0_before"],
+            "p1": step["p1_before"],
+            "threshold_nats": step["threshold_before"],
+        },
+        new_value={
+            "stream": step["stream"],
+            "step": step["step"],
+            "reference": after,
+            "added": added,
+            "guard_studies": step["guard"],
+            "p0": step["p0"],
+            "p1": step["p1"],
+            "threshold_nats": step["threshold"],
+            "target_events": step["target_events"],
+            "done": step["done"],
+        },
     )
 
 
@@ -1182,6 +1246,60 @@ def upload_reference(
         )
         session.commit()
         return summary
+
+
+def declare_baseline(
+    engine: Engine,
+    deployment_id: str,
+    stream: str,
+    *,
+    cases: int,
+    events: int,
+    source: str,
+    actor: str,
+    reason: str,
+) -> dict[str, Any]:
+    """Declare a binary stream's baseline from the validation study (``events`` in ``cases``,
+    from ``source``): it becomes the stream's reference, audited like an upload."""
+    if not reason.strip():
+        raise ValueError("a reason is required to declare a baseline")
+    with Session(engine) as session:
+        deployment = _lock_deployment(session, deployment_id)  # as reset_reference, and why
+        state_row, monitor = load_state(session, deployment_id)
+        if monitor is None:
+            try:
+                monitor = DeploymentMonitor.new(_config_for(deployment, []))
+            except ConfigError as exc:
+                raise ValueError(
+                    f"deployment {deployment_id!r} has no streams yet ({exc}): configure its "
+                    "monitoring or wait for its first records"
+                ) from exc
+        now = utcnow()
+        change = monitor.declare_baseline(
+            stream, cases=cases, events=events, source=source, at=now.isoformat()
+        )
+        _save_state(session, deployment_id, state_row, monitor, now, None)
+        record_action(
+            session,
+            actor=actor,
+            action="reference.declare",
+            entity_type="deployment",
+            entity_id=deployment_id,
+            reason=reason,
+            old_value={"stream": stream, "reference": change["old"]},
+            new_value={
+                "stream": stream,
+                "source": source,
+                "cases": cases,
+                "events": events,
+                "reference": change["new"],
+                "p0": change["p0"],
+                "p1": change["p1"],
+                "threshold_nats": change["threshold_nats"],
+            },
+        )
+        session.commit()
+        return change
 
 
 def _nest(row: Mapping[str, Any]) -> dict[str, Any]:

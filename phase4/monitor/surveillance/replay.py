@@ -5,8 +5,12 @@ through the same ``DeploymentMonitor`` the service runs, in timestamp order, and
 object per alarm or notice. Indices are 0-based CSV data rows, whatever the sort moved.
 
 Next to the alarms it writes the reference each stream actually used (``alarms.jsonl`` →
-``alarms.reference.json``): a binary stream's reference waits for enough events and may reach
-well past ``--reference-size`` rows, into data the backtest is meant to judge.
+``alarms.reference.json``): its rows, events, first and last timestamp and, for a binary stream,
+every step in which its reference grew (``phase4.monitor.drift.growth``: from rows older than a
+guard lag, never past a change estimate, never after an alarm, since a backtest resolves no
+alert). A reference that cannot be calibrated collects a larger one, which may reach well past
+``--reference-size`` rows into data the backtest is meant to judge: the file and the console
+say so.
 """
 
 from __future__ import annotations
@@ -54,9 +58,17 @@ class ReferenceUsed:
     first_timestamp: str | None
     last_timestamp: str | None
     events_min: int | None  # binary streams: the events a reference waits for
+    # binary streams: the audited growth steps (rows, events, reference before and after)
+    growth_steps: tuple[dict[str, Any], ...] = ()
+    # the reference at the end of the replay (after any growth): rows and events
+    final_rows: int | None = None
+    final_events: int | None = None
+    # the time of the alarm that stopped growth (a backtest resolves no alert), if any
+    growth_held_at: str | None = None
 
     @property
     def grew(self) -> bool:
+        """The reference needed more rows than asked for before monitoring could start."""
         return self.reference_rows > self.reference_size
 
     @property
@@ -77,6 +89,17 @@ class ReferenceUsed:
             "last_timestamp": self.last_timestamp,
             "grew": self.grew,
             "grew_by_rows": self.grew_by_rows,
+            "growth_steps": list(self.growth_steps),
+            "final_rows": self.final_rows if self.final_rows is not None else self.reference_rows,
+            "final_events": (
+                self.final_events if self.final_events is not None else self.reference_events
+            ),
+            "final_last_timestamp": (
+                self.growth_steps[-1]["added"]["last_at"]
+                if self.growth_steps
+                else self.last_timestamp
+            ),
+            "growth_held_at": self.growth_held_at,
         }
 
     def sentence(self) -> str:
@@ -101,9 +124,32 @@ class ReferenceUsed:
             )
         if not self.grew:
             return f"{self.name}: reference of {self.reference_rows:,} rows{events}; {where}"
+        return self._grown_sentence(where, events)
+
+    def growth_sentences(self) -> list[str]:
+        """Each growth step of a binary reference, and why growth stopped, for the console."""
+        out = []
+        for step in self.growth_steps:
+            added, after = step["added"], step["reference_after"]
+            out.append(
+                f"{self.name}: reference step {step['step']} at {step['at']}: rows "
+                f"{added['first_row']:,} to {added['last_row']:,} ({added['first_at']} to "
+                f"{added['last_at']}; {added['observations']:,} rows, {added['events']:,} "
+                f"events, all at least {step['guard']:,} observations old) joined: now "
+                f"{after['n']:,} rows, {after['events']:,} events, rate {after['rate']:.2%}; "
+                f"chart redesigned (p0 {step['p0']:.2%}, p1 {step['p1']:.2%})"
+            )
+        if self.growth_held_at:
+            out.append(
+                f"{self.name}: reference growth stopped at the alarm of {self.growth_held_at} "
+                "(no row after a change estimate joins; a backtest resolves no alert)"
+            )
+        return out
+
+    def _grown_sentence(self, where: str, events: str) -> str:
         why = (
             f"to hold {self.events_min:,} events"
-            if self.events_min is not None and self.reference_events is not None
+            if self.events_min and self.reference_events is not None
             else "before its detectors could be calibrated"
         )
         return (
@@ -116,7 +162,7 @@ class ReferenceUsed:
 class _ReferenceRows:
     """Follows which rows join one stream's reference while the replay runs."""
 
-    __slots__ = ("done", "events", "first", "last", "rows", "stream")
+    __slots__ = ("done", "events", "first", "last", "rows", "steps", "stream")
 
     def __init__(self, stream: Stream) -> None:
         self.stream = stream
@@ -125,6 +171,7 @@ class _ReferenceRows:
         self.first: tuple[int, str] | None = None
         self.last: tuple[int, str] | None = None
         self.done = False
+        self.steps: list[dict[str, Any]] = []
 
     def before(self) -> int:
         return len(self.stream.reference_values)
@@ -167,6 +214,10 @@ class _ReferenceRows:
             first_timestamp=self.first[1] if self.first else None,
             last_timestamp=self.last[1] if self.last else None,
             events_min=config.reference_events_min if binary else None,
+            growth_steps=tuple(self.steps),
+            final_rows=int(s.reference["n"]) if binary and s.reference else None,
+            final_events=int(s.reference["events"]) if binary and s.reference else None,
+            growth_held_at=s.growth.hold if s.growth is not None else None,
         )
 
 
@@ -259,6 +310,8 @@ def replay(
     numeric: str | None = None,
     categorical: str | None = None,
     binary: str | None = None,
+    reference_events_target: int = 200,
+    reference_events_min: int = 0,
 ) -> ReplaySummary:
     columns, rows = read_events(events)
     features = [c for c in columns if c != "timestamp"]
@@ -281,12 +334,15 @@ def replay(
         studies_per_day=studies_per_day,
         false_alarms_per_year=false_alarms_per_year,
         reference_size=reference_size,
+        reference_events_target=reference_events_target,
+        reference_events_min=reference_events_min,
     )
     stamped = [(_parse_time(r["timestamp"] or "", i), i, r) for i, r in enumerate(rows)]
     stamped.sort(key=lambda t: t[0])  # stable: equal times keep their CSV order
     monitor = DeploymentMonitor.new(config)
     followed = [_ReferenceRows(s) for s in monitor.streams.values()]
     collecting = list(followed)
+    binary = [f for f in followed if f.stream.spec.kind == "binary"]
     alarms = notices = 0
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", encoding="utf-8") as fh:
@@ -301,6 +357,10 @@ def replay(
                 for f, n in zip(collecting, had, strict=True):
                     f.after(n, record, index, text)
                 collecting = [f for f in collecting if not f.done]
+            for f in binary:
+                if f.stream.grown:  # a growth step: kept for the sidecar and the console
+                    f.steps += f.stream.grown
+                    f.stream.grown = []
     references = tuple(f.used(config) for f in followed)
     side = reference_path(out)
     side.write_text(json.dumps([r.to_dict() for r in references], indent=2) + "\n")
