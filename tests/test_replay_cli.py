@@ -156,6 +156,8 @@ def _write_rare_flag(path: Path, n: int = 3000, change_at: int = 1500) -> list[d
 
 
 def test_replay_says_when_a_binary_reference_grew_and_writes_the_sidecar(tmp_path: Path) -> None:
+    """The earlier rule, still available: a reference that waits for 50 events reaches past
+    the change, and the console and the sidecar say so."""
     events, out = tmp_path / "events.csv", tmp_path / "alarms.jsonl"
     rows = _write_rare_flag(events)
     # The rule, from the data: the reference is at least 500 rows and ends at the row holding
@@ -178,6 +180,10 @@ def test_replay_says_when_a_binary_reference_grew_and_writes_the_sidecar(tmp_pat
             "art",
             "--numeric",
             "suv",
+            "--reference-events-min",
+            "50",
+            "--reference-events-target",
+            "0",
             "--out",
             str(out),
         ]
@@ -187,7 +193,7 @@ def test_replay_says_when_a_binary_reference_grew_and_writes_the_sidecar(tmp_pat
     by_name = {s["name"]: s for s in side}
     art = by_name["art"]
     assert art["kind"] == "binary"
-    assert art["grew"] is True
+    assert art["grew"] is True and art["growth_steps"] == []
     assert art["reference_rows"] == expected_rows
     assert art["grew_by_rows"] == expected_rows - 500
     assert art["reference_events"] == 50
@@ -236,8 +242,42 @@ def test_replay_reference_rows_follow_time_order_and_skip_missing_values(
     assert suv["last_timestamp"] == (t0 + timedelta(hours=300)).isoformat()
 
 
+def test_replay_prints_each_growth_step_and_stops_growth_at_the_first_alarm(
+    tmp_path: Path,
+) -> None:
+    """By default the same flag is monitored from row 500; its reference grows in steps from
+    rows past the guard lag, each step on the console and in the sidecar, and stops at the
+    first alarm, before the change at row 1,500 can join."""
+    events, out = tmp_path / "events.csv", tmp_path / "alarms.jsonl"
+    rows = _write_rare_flag(events, n=6000)
+    code, output = _run(
+        ["replay", str(events), "--reference-size", "500", "--binary", "art", "--out", str(out)]
+    )
+    assert code == 0, output
+    (art,) = json.loads((tmp_path / "alarms.reference.json").read_text())
+    assert art["reference_rows"] == 500 and art["grew"] is False
+    assert art["last_timestamp"] == rows[499]["timestamp"]
+    first_events = sum(r["art"] == "1" for r in rows[:500])
+    assert art["reference_events"] == first_events
+    assert f"art: reference of 500 rows, {first_events} events; rows 0 to 499" in output
+    alarms = [json.loads(line) for line in out.read_text().splitlines()]
+    assert alarms and art["growth_held_at"] == alarms[0]["timestamp"]
+    assert f"art: reference growth stopped at the alarm of {alarms[0]['timestamp']}" in output
+    for step in art["growth_steps"]:
+        added = step["added"]
+        assert added["last_row"] < alarms[0]["change_index_estimate"] <= 1500 + 500
+        assert (
+            f"art: reference step {step['step']} at {step['at']}: rows {added['first_row']:,} "
+            f"to {added['last_row']:,}"
+        ) in output
+    joined = sum(s["added"]["observations"] for s in art["growth_steps"])
+    assert art["final_rows"] == 500 + joined
+    assert art["final_events"] == sum(r["art"] == "1" for r in rows[: 500 + joined])
+
+
 def test_replay_says_when_a_reference_never_completed(tmp_path: Path) -> None:
-    """A flag too rare to give 50 events before the table ends: never monitored, and said so."""
+    """A flag too rare to give 50 events before the table ends (when the reference is told to
+    wait for them): never monitored, and said so."""
     events, out = tmp_path / "events.csv", tmp_path / "alarms.jsonl"
     t0 = datetime(2025, 1, 1, tzinfo=UTC)
     n = 700
@@ -247,7 +287,18 @@ def test_replay_says_when_a_reference_never_completed(tmp_path: Path) -> None:
         w.writerow(["timestamp", "art"])
         w.writerows([(t0 + timedelta(hours=i)).isoformat(), flags[i]] for i in range(n))
     code, output = _run(
-        ["replay", str(events), "--reference-size", "500", "--binary", "art", "--out", str(out)]
+        [
+            "replay",
+            str(events),
+            "--reference-size",
+            "500",
+            "--binary",
+            "art",
+            "--reference-events-min",
+            "50",
+            "--out",
+            str(out),
+        ]
     )
     assert code == 0, output
     (art,) = json.loads((tmp_path / "alarms.reference.json").read_text())

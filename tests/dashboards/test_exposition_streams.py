@@ -75,14 +75,14 @@ def test_a_state_saved_before_state_versions_is_shown_with_its_streams_states() 
 
 
 def test_reference_size_events_and_growth_steps_are_shown() -> None:
-    """A 3% stream's 200-study reference grows in steps; /metrics shows its size, its events and
+    """A 5% stream's 200-study reference grows in steps; /metrics shows its size, its events and
     the steps taken, as the saved state holds them."""
     config = MonitorConfig(streams=(StreamSpec("outputs.artifact", "binary"),), reference_size=200)
     monitor = DeploymentMonitor.new(config)
-    g = np.random.default_rng(4)
+    g = np.random.default_rng(5)
     steps = 0
-    for i in range(3000):
-        monitor.observe({"outputs": {"artifact": bool(g.random() < 0.03)}}, f"t{i}", row=i)
+    for i in range(4000):
+        monitor.observe({"outputs": {"artifact": bool(g.random() < 0.05)}}, f"t{i}", row=i)
         steps += len(monitor.take_growth_steps())
     assert steps >= 2
     (sample,) = extract_streams(json.loads(json.dumps(monitor.to_dict())))

@@ -56,7 +56,7 @@ COLLECTING = frozenset(
 )
 ADVICE = (
     "consider a smaller reference (reference_size) or declaring a baseline "
-    "(phase4 reference upload)"
+    "(phase4 reference upload; for an event rate, phase4 reference declare)"
 )
 
 
