@@ -642,7 +642,8 @@ class Stream:
                 f"{declared['cases']} cases) on {str(declared['at'])[:10]}"
             )
         elif span and span[0][:4].isdigit():
-            text += f"; studies acquired {span[0][:10]} to {span[1][:10]}"
+            when = "labels given" if self.spec.source == "feedback" else "studies acquired"
+            text += f"; {when} {span[0][:10]} to {span[1][:10]}"
         if self.growth is not None:
             text += f"; {self.growth.describe()}"
         return text
