@@ -1,7 +1,7 @@
 """Detection delay at an equal false-alarm rate: phase4 against an oracle and five peers.
 
 Run:  .venv/bin/python bench/detection_delay.py [--reps 200] [--tune-reps 200] [--jobs 2]
-      [--scenarios artifact artifact_late ...] [--binary-rule old --out FILE]
+      [--scenarios artifact artifact_late ...] [--binary-rule old|old-blind --out FILE]
 
 What is measured, and why
 -------------------------
@@ -44,10 +44,14 @@ in-control observations older than a guard lag, only while its chart's sum is 0 
 an alarm (phase4.monitor.drift.growth; docs/STATISTICS.md, "Rare events: a reference that grows
 in audited steps"): the bench feeds the reference and then the continuation through the real
 DeploymentMonitor, so the growth happens in the in-control runs and before the change in the
-delay runs, as deployed. The other methods keep the first 500 observations. ``--binary-rule
-old`` runs the previous rule instead (reference_events_min = 50, reference_events_target = 0:
-every method then gets the longer reference), for comparison. Every method sees the same
-reference/warm-up data (common random numbers across methods).
+delay runs, as deployed. The other methods keep the first 500 observations. For comparison,
+phase4 can run the previous rule (reference_events_min = 50, reference_events_target = 0):
+``--binary-rule old`` as the bench ran it before (every method gets that longer reference and
+the change comes τ after it, so the blind time and a change absorbed into the reference are not
+counted), ``--binary-rule old-blind`` on the growth rule's streams (phase4 alone is fed them from
+row 0 and its reference takes the rows it needs, changed ones included; its delay from the
+change and its in-control run lengths from row 500 count its blind time). Every method sees the
+same reference/warm-up data (common random numbers across methods).
 - Delay = number of post-change observations up to and including the first alarm. Runs that
   alarm before the change (before τ, the scenario's) are excluded and replaced by fresh
   replicates (the count is reported), so the delay is the conditional delay given no false alarm
@@ -402,13 +406,26 @@ def scenario_index(key: str) -> int:
 # How phase4 builds a binary reference (``--binary-rule``). "growth": MonitorConfig's defaults,
 # the product's rule since 2026-12 (monitoring starts at reference_size observations, then the
 # reference grows in audited steps toward reference_events_target events from the in-control
-# continuation, inside the DeploymentMonitor). "old": the rule before it, for comparison (wait for
-# 50 events before monitoring starts, no growth; every method then gets that longer reference).
-BINARY_RULES: dict[str, dict[str, int]] = {
-    "growth": {},
-    "old": {"reference_events_min": 50, "reference_events_target": 0},
-}
+# continuation, inside the DeploymentMonitor). The rule before it (wait for 50 events before
+# monitoring starts, no growth), for comparison, two ways:
+# - "old": the bench's protocol before 2026-12: every method gets that longer reference and the
+#   change comes τ after it, so neither the blind time nor a change absorbed into the reference
+#   is counted;
+# - "old-blind": the same streams as "growth" (a 500-observation reference for every other
+#   method, the change at row 500 + τ); phase4 is fed them from row 0 and its reference takes the
+#   rows it needs, changed ones included, so its delay counts its blind time from the change. Its
+#   in-control run lengths are counted from row 500 too (blind time included).
+_OLD_RULE = {"reference_events_min": 50, "reference_events_target": 0}
+BINARY_RULES: dict[str, dict[str, int]] = {"growth": {}, "old": _OLD_RULE, "old-blind": _OLD_RULE}
 BINARY_RULE = "growth"
+BINARY_RULE_NOTES = {
+    "growth": "phase4 grows its own reference from the in-control continuation "
+    "(DeploymentMonitor), the other methods keep the first 500 observations",
+    "old": "every method gets this reference; the change comes tau after it",
+    "old-blind": "phase4 alone, fed the growth rule's streams from row 0 (the others keep the "
+    "first 500 observations): its reference may absorb the change, its delay and in-control "
+    "run lengths count its blind time",
+}
 
 
 def _events_min() -> int:
@@ -464,7 +481,8 @@ def make_replicate(
     # methods keep this one.
     from phase4.monitor.drift.streams import BINARY_REFERENCE_CAP
 
-    need, cap = _events_min(), BINARY_REFERENCE_CAP * REFERENCE_SIZE
+    need = 0 if BINARY_RULE == "old-blind" else _events_min()
+    cap = BINARY_REFERENCE_CAP * REFERENCE_SIZE
     ref = scen.values(g_ref.random(cap), False)
     events = np.cumsum(ref)
     hit = np.flatnonzero(events >= need)
@@ -551,10 +569,26 @@ def phase4_monitor(scen: Scenario, ref: np.ndarray) -> tuple[Any, Callable[[floa
 
 
 def phase4_first_alarm(scen: Scenario, ref: np.ndarray, x: np.ndarray) -> int | None:
+    if scen.kind == "binary" and BINARY_RULE == "old-blind":
+        return phase4_blind_first_alarm(ref, x)
     mon, conv = phase4_monitor(scen, ref)
     for i, v in enumerate(x.tolist()):
         if any(a.alarm.kind == "alarm" for a in mon.observe({"v": conv(v)}, at=STAMP)):
             return i
+    return None
+
+
+def phase4_blind_first_alarm(ref: np.ndarray, x: np.ndarray) -> int | None:
+    """``--binary-rule old-blind``: the product with the old rule fed the stream from row 0, its
+    reference ending where its rule says (at or after ``ref``'s end: it needs at least as many
+    rows); the first alarm's index in ``x``."""
+    from phase4.monitor.drift.streams import DeploymentMonitor
+
+    _patch_phase4_calibration_cache()
+    mon = DeploymentMonitor.new(phase4_config("binary"))
+    for i, v in enumerate(np.concatenate((ref, x)).tolist()):
+        if any(a.alarm.kind == "alarm" for a in mon.observe({"v": bool(v)}, at=STAMP)):
+            return i - ref.size
     return None
 
 
@@ -1358,7 +1392,9 @@ def main() -> None:
         choices=list(BINARY_RULES),
         default="growth",
         help="phase4's binary reference: the product's (growth) or the rule before 2026-12 "
-        "(old: wait for 50 events, no growth; every method gets that reference); use --out",
+        "(wait for 50 events, no growth): old (every method gets that reference, the change "
+        "after it) or old-blind (phase4 alone, on the growth rule's streams, its blind time "
+        "counted); use --out",
     )
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
@@ -1737,12 +1773,7 @@ def main() -> None:
             "binary_rule": BINARY_RULE,
             "binary_reference_events_min": _events_min(),
             "binary_reference_events_target": _events_target(),
-            "binary_reference": (
-                f"{binary_rule_text()}; phase4 grows its own reference from the in-control "
-                "continuation (DeploymentMonitor), the other methods keep the first one"
-                if _events_target()
-                else binary_rule_text()
-            ),
+            "binary_reference": f"{binary_rule_text()}; {BINARY_RULE_NOTES[BINARY_RULE]}",
             "tau": TAU,
             "tau_by_scenario": {k: SCENARIOS[k].tau for k in scen_keys},
             "window": WINDOW,
@@ -1762,7 +1793,7 @@ def main() -> None:
                 "tau": SCENARIOS[k].tau,
                 # (the old binary rule's reference ends at a random row)
                 "change_at_row": REFERENCE_SIZE + SCENARIOS[k].tau
-                if SCENARIOS[k].kind == "numeric" or not _events_min()
+                if SCENARIOS[k].kind == "numeric" or BINARY_RULE != "old"
                 else None,
                 **({"design": SCENARIOS[k].design} if SCENARIOS[k].design else {}),
                 "oracle": oracle_design(k),

@@ -95,3 +95,14 @@ def test_delays_are_counted_from_the_scenarios_own_change() -> None:
         expected.append(dd.DELAY_HORIZON if i is None else i - 1000 + 1)
     assert res["delays"] == expected
     assert res["excluded_pre_change_alarm"] == j + extra - 2
+
+
+def test_old_blind_runs_the_old_rule_on_the_growth_rules_streams(old_rule: None) -> None:
+    dd.BINARY_RULE = "old-blind"
+    scen = dd.SCENARIOS["artifact_late"]
+    rep = dd.make_replicate(scen, (3, 2, 0, 4), SEED, scen.tau, 2000)
+    assert rep.ref.size == dd.REFERENCE_SIZE  # every other method's reference is unchanged
+    # on this seed the old reference (50 events: about 1,800 rows) absorbs the change at row
+    # 1,500, so phase4 cannot alarm before it, and its delay counts the blind time
+    i = dd.phase4_first_alarm(scen, rep.ref, rep.delayed(scen.tau))
+    assert i is not None and i - scen.tau + 1 > 50
