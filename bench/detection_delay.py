@@ -80,7 +80,8 @@ Detectors:
   *not* tuned by simulation: its analytic calibration is what is tested, and its measured
   in-control ARL is reported next to the peers'. (The bench memoises
   calibrate_bernoulli_cusum_uncertain per reference, so a replicate's in-control run and its
-  delay run calibrate once; the function is pure, so results are unchanged.)
+  delay run calibrate once, as do equal references after growth steps; the function is pure,
+  so results are unchanged.)
 - ``adwin``, ``kswin``, ``page_hinkley``: river.drift (river 0.26). ADWIN and Page-Hinkley are
   fed the reference period as warm-up (alarms there are ignored, as a user would after
   deployment); KSWIN starts with its window pre-filled with the last 100 reference values (its
