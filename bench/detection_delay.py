@@ -1,6 +1,7 @@
 """Detection delay at an equal false-alarm rate: phase4 against an oracle and five peers.
 
 Run:  .venv/bin/python bench/detection_delay.py [--reps 200] [--tune-reps 200] [--jobs 2]
+      [--scenarios artifact artifact_late ...] [--binary-rule old|old-blind --out FILE]
 
 What is measured, and why
 -------------------------
@@ -25,16 +26,37 @@ Streams (all values continuous, not rounded; distributions from phase4/demo/simu
    from the change to +1σ 600 studies later, then stays. No single-change oracle exists for a
    ramp; its "oracle" column is the CUSUM for the end point (+1σ, k = 0.5) on the exact score,
    a labelled reference chart.
+8. ``artifact_late``: the artifact rise of 4. (2% → 6%) with the change at row 1,500 of the
+   stream, i.e. τ = 1,000 in-control observations after the 500-observation reference instead
+   of 500: the time phase4's binary reference has to grow before the change. It runs on the
+   same deployments as ``artifact`` (the same seeds, so its in-control run lengths are
+   ``artifact``'s, to the observation: they do not depend on τ), with the same oracle and the
+   peers tuned on ``artifact``.
 
 Protocol for every replicate: a reference period, then the change at τ = 500 observations after
-the end of the reference. The reference is what phase4 itself uses: the first 500 observations
-for a numeric stream; for a binary stream the product waits for at least 500 observations *and*
-50 events (MonitorConfig.reference_events_min), which at 2% is about 2,500 observations. Every
-method sees the same reference/warm-up data (common random numbers across methods).
+the end of the reference (the scenario's ``tau``: 1,000 for ``artifact_late``). The reference is
+what phase4 itself uses: the first 500 observations, for a numeric stream and, since 2026-12, for
+a binary stream too (MonitorConfig.reference_events_min = 0: monitoring starts at
+reference_size, with a chart designed for the uncertainty of the rate; before, the product
+waited for 50 events, at 2% about 2,500 observations). phase4's binary reference then grows
+while it monitors, in audited steps toward reference_events_target = 200 events, from
+in-control observations older than a guard lag, only while its chart's sum is 0 and never after
+an alarm (phase4.monitor.drift.growth; docs/STATISTICS.md, "Rare events: a reference that grows
+in audited steps"): the bench feeds the reference and then the continuation through the real
+DeploymentMonitor, so the growth happens in the in-control runs and before the change in the
+delay runs, as deployed. The other methods keep the first 500 observations. For comparison,
+phase4 can run the previous rule (reference_events_min = 50, reference_events_target = 0):
+``--binary-rule old`` as the bench ran it before (every method gets that longer reference and
+the change comes τ after it, so the blind time and a change absorbed into the reference are not
+counted), ``--binary-rule old-blind`` on the growth rule's streams (phase4 alone is fed them from
+row 0 and its reference takes the rows it needs, changed ones included; its delay from the
+change and its in-control run lengths from row 500 count its blind time). Every method sees the
+same reference/warm-up data (common random numbers across methods).
 - Delay = number of post-change observations up to and including the first alarm. Runs that
-  alarm before the change are excluded and replaced by fresh replicates (the count is reported),
-  so the delay is the conditional delay given no false alarm before τ. Runs without an alarm
-  within 10,000 post-change observations are counted as 10,000 and flagged (≥).
+  alarm before the change (before τ, the scenario's) are excluded and replaced by fresh
+  replicates (the count is reported), so the delay is the conditional delay given no false alarm
+  before τ. Runs without an alarm within 10,000 post-change observations are counted as 10,000
+  and flagged (≥).
 - In-control ARL = mean number of post-reference observations up to the first alarm on
   in-control data, censored at 5·ARL0 and estimated as total observations / alarms (the
   censored-geometric MLE, equal to the plain mean when nothing is censored).
@@ -51,20 +73,23 @@ Detectors:
   phase4.monitor.drift.streams.DETECTOR_WEIGHTS: CUSUM 70% → 2,857, EWMA 25% → 8,000, windowed KS
   5% →
   40,000; the whole Bernoulli CUSUM budget on a
-  binary stream, with the default p1 = 2·p0). CUSUM k, EWMA λ and the KS window are
+  binary stream, with the default p1 = 2·p0, designed for the reference's uncertainty and
+  redesigned at each growth step). CUSUM k, EWMA λ and the KS window are
   MonitorConfig's defaults at the commit measured (recorded in the JSON with the commit and a
   hash of phase4/monitor/drift). Its alarm is the first alarm of any of its detectors. phase4 is
   *not* tuned by simulation: its analytic calibration is what is tested, and its measured
   in-control ARL is reported next to the peers'. (The bench memoises
   calibrate_bernoulli_cusum_uncertain per reference, so a replicate's in-control run and its
-  delay run calibrate once; the function is pure, so results are unchanged.)
+  delay run calibrate once, as do equal references after growth steps; the function is pure,
+  so results are unchanged.)
 - ``adwin``, ``kswin``, ``page_hinkley``: river.drift (river 0.26). ADWIN and Page-Hinkley are
   fed the reference period as warm-up (alarms there are ignored, as a user would after
   deployment); KSWIN starts with its window pre-filled with the last 100 reference values (its
   ``window`` argument).
 - ``evidently``: a Report with ValueDrift(column) and the column's default drift test (chosen by
   evidently from the reference size and column type: K-S for the numeric streams, Z-test for
-  ``ai_fp``, Jensen-Shannon distance for ``artifact`` whose reference exceeds 1,000 rows), run on
+  the binary ones with their 500-row reference; Jensen-Shannon distance for ``artifact`` under
+  ``--binary-rule old``, whose reference then exceeds 1,000 rows), run on
   consecutive non-overlapping windows of W = 100 observations against the reference. The
   windows start at the end of the reference, so the change falls on a window boundary (the most
   favourable alignment for a windowed test).
@@ -88,8 +113,8 @@ from its own reference as always:
   evidently's K-S, frouros) must then give exactly the same run lengths: a built-in check of
   the common random numbers.
 - the AI false-positive stream with p0 = 8.7% or 11.3% instead of 10% (one standard error of
-  p0 estimated from 50 events): what a user gets who tunes a detector by simulation at the
-  rate their reference estimated.
+  p0 estimated from 50 events, what a 500-study reference holds at 10%): what a user gets who
+  tunes a detector by simulation at the rate their reference estimated.
 
 Fairness: the peers' thresholds are not calibrated by their authors, so ONE threshold-like
 parameter of each is tuned by simulation on in-control streams (independent of the streams used
@@ -179,7 +204,8 @@ class Scenario:
     tail_df: float = math.inf  # < inf: the (log-)value is Student-t with unit variance
     spread: float = 1.0  # numeric change: deviations from the centre x spread (same mean)
     ramp: int = 0  # > 0: the change grows linearly, reaching x factor after this many studies
-    design: str = ""  # the scenario whose oracle design and tuned peers this one runs with
+    design: str = ""  # the scenario whose oracle design, tuned peers and seeds this one uses
+    tau: int = TAU  # the change: this many post-reference observations (in-control) before it
 
     def values(self, noise: np.ndarray, changed: bool) -> np.ndarray:
         """Map N(0, 1) draws (numeric) or U(0, 1) draws (binary) to the stream's values."""
@@ -306,6 +332,22 @@ SCENARIOS: dict[str, Scenario] = {
             factor=math.exp(math.hypot(0.08, 0.03)),
             ramp=600,
         ),
+        # The artifact rise again, on the same deployments (``design``: the same seeds, oracle
+        # and tuned peers), with the change 1,000 studies after the 500-study reference (row
+        # 1,500 of the stream) instead of 500: time for phase4's binary reference to grow from
+        # the in-control continuation before the change (phase4.monitor.drift.growth).
+        Scenario(
+            "artifact_late",
+            "artifact rate 2% -> 6%, change at row 1,500",
+            "artifact flag, Bernoulli",
+            "binary",
+            "artifact",
+            "bernoulli",
+            p0=0.02,
+            p1=0.06,
+            design="artifact",
+            tau=1000,
+        ),
     )
 }
 FAMILY_SCENARIO = {"continuous": "recon_suv", "artifact": "artifact", "ai_fp": "ai_fp"}
@@ -362,10 +404,49 @@ def scenario_index(key: str) -> int:
     return list(SCENARIOS).index(key)
 
 
-def _events_min() -> int:
-    from phase4.monitor.drift.streams import MonitorConfig
+# How phase4 builds a binary reference (``--binary-rule``). "growth": MonitorConfig's defaults,
+# the product's rule since 2026-12 (monitoring starts at reference_size observations, then the
+# reference grows in audited steps toward reference_events_target events from the in-control
+# continuation, inside the DeploymentMonitor). The rule before it (wait for 50 events before
+# monitoring starts, no growth), for comparison, two ways:
+# - "old": the bench's protocol before 2026-12: every method gets that longer reference and the
+#   change comes τ after it, so neither the blind time nor a change absorbed into the reference
+#   is counted;
+# - "old-blind": the same streams as "growth" (a 500-observation reference for every other
+#   method, the change at row 500 + τ); phase4 is fed them from row 0 and its reference takes the
+#   rows it needs, changed ones included, so its delay counts its blind time from the change. Its
+#   in-control run lengths are counted from row 500 too (blind time included).
+_OLD_RULE = {"reference_events_min": 50, "reference_events_target": 0}
+BINARY_RULES: dict[str, dict[str, int]] = {"growth": {}, "old": _OLD_RULE, "old-blind": _OLD_RULE}
+BINARY_RULE = "growth"
+BINARY_RULE_NOTES = {
+    "growth": "phase4 grows its own reference from the in-control continuation "
+    "(DeploymentMonitor), the other methods keep the first 500 observations",
+    "old": "every method gets this reference; the change comes tau after it",
+    "old-blind": "phase4 alone, fed the growth rule's streams from row 0 (the others keep the "
+    "first 500 observations): its reference may absorb the change, its delay and in-control "
+    "run lengths count its blind time",
+}
 
-    return int(MonitorConfig.__dataclass_fields__["reference_events_min"].default)
+
+def _events_min() -> int:
+    """The events a binary reference waits for before monitoring starts, in the configuration
+    phase4 runs with here (0 with the product's defaults)."""
+    return int(phase4_config("binary").reference_events_min)
+
+
+def _events_target() -> int:
+    """The events a binary reference grows toward while monitoring (0: no growth)."""
+    return int(phase4_config("binary").reference_events_target)
+
+
+def binary_rule_text() -> str:
+    """The binary reference rule in words, for the console."""
+    need, target = _events_min(), _events_target()
+    text = f"{REFERENCE_SIZE} observations"
+    if need:
+        text += f" and {need} events"
+    return text + (f", growing toward {target} events" if target else ", no growth")
 
 
 @dataclass
@@ -394,9 +475,15 @@ def make_replicate(
         ic = scen.values(g_ic.standard_normal(ic_len), False)
         post = scen.values(g_post.standard_normal(post_len), True) if post_len else ic[:0]
         return Replicate(ref, ic, post, seed)
-    # The product's binary reference: >= reference_size observations and >= 50 events (or
-    # 20 x reference_size observations for very rare events).
-    need, cap = _events_min(), 20 * REFERENCE_SIZE
+    # The product's binary reference (Stream._reference_complete): >= reference_size observations
+    # and >= reference_events_min events (0 by default: simply the first reference_size), or
+    # BINARY_REFERENCE_CAP x reference_size observations for very rare events. phase4 then grows
+    # its own reference from the continuation (DeploymentMonitor, as deployed); the other
+    # methods keep this one.
+    from phase4.monitor.drift.streams import BINARY_REFERENCE_CAP
+
+    need = 0 if BINARY_RULE == "old-blind" else _events_min()
+    cap = BINARY_REFERENCE_CAP * REFERENCE_SIZE
     ref = scen.values(g_ref.random(cap), False)
     events = np.cumsum(ref)
     hit = np.flatnonzero(events >= need)
@@ -430,6 +517,7 @@ def phase4_config(kind: str) -> Any:
         studies_per_day=20.0,
         false_alarms_per_year=365.0 * 20.0 / TARGET_ARL0,
         reference_size=REFERENCE_SIZE,
+        **BINARY_RULES[BINARY_RULE],  # type: ignore[arg-type]
     )
 
 
@@ -462,7 +550,10 @@ def prewarm_phase4_calibration() -> dict[str, float]:
     return arl0
 
 
-def phase4_first_alarm(scen: Scenario, ref: np.ndarray, x: np.ndarray) -> int | None:
+def phase4_monitor(scen: Scenario, ref: np.ndarray) -> tuple[Any, Callable[[float], Any]]:
+    """The product as deployed, fed the reference: a DeploymentMonitor whose one stream starts
+    monitoring exactly at the reference's last value (checked), and the value conversion. A
+    binary stream's reference then grows inside it from what it is fed next."""
     from phase4.monitor.drift.streams import DeploymentMonitor
 
     _patch_phase4_calibration_cache()
@@ -475,9 +566,30 @@ def phase4_first_alarm(scen: Scenario, ref: np.ndarray, x: np.ndarray) -> int | 
     mon.observe({"v": conv(values[-1])}, at=STAMP)
     if early or not mon.streams["v"].monitoring:
         raise RuntimeError("phase4's reference did not complete where the benchmark expected")
+    return mon, conv
+
+
+def phase4_first_alarm(scen: Scenario, ref: np.ndarray, x: np.ndarray) -> int | None:
+    if scen.kind == "binary" and BINARY_RULE == "old-blind":
+        return phase4_blind_first_alarm(ref, x)
+    mon, conv = phase4_monitor(scen, ref)
     for i, v in enumerate(x.tolist()):
         if any(a.alarm.kind == "alarm" for a in mon.observe({"v": conv(v)}, at=STAMP)):
             return i
+    return None
+
+
+def phase4_blind_first_alarm(ref: np.ndarray, x: np.ndarray) -> int | None:
+    """``--binary-rule old-blind``: the product with the old rule fed the stream from row 0, its
+    reference ending where its rule says (at or after ``ref``'s end: it needs at least as many
+    rows); the first alarm's index in ``x``."""
+    from phase4.monitor.drift.streams import DeploymentMonitor
+
+    _patch_phase4_calibration_cache()
+    mon = DeploymentMonitor.new(phase4_config("binary"))
+    for i, v in enumerate(np.concatenate((ref, x)).tolist()):
+        if any(a.alarm.kind == "alarm" for a in mon.observe({"v": bool(v)}, at=STAMP)):
+            return i - ref.size
     return None
 
 
@@ -983,10 +1095,12 @@ def run_task(args: tuple[str, Setting, str, int, int, int, bool]) -> dict[str, A
 
     In-control: seeds (scenario, 2, chunk, j) for j < per_chunk, censored at 5·ARL0.
     Delays (if ``delays``): the same seeds, then extra seeds (scenario, 3, chunk, i) until
-    ``per_chunk`` runs have no alarm before τ; a run that alarmed before τ is excluded."""
+    ``per_chunk`` runs have no alarm before τ; a run that alarmed before τ is excluded (τ: the
+    scenario's ``tau``)."""
     scen_key, setting, variant, chunk, per_chunk, base_seed, delays = args
     scen = scenario(scen_key)
-    sidx = scenario_index(scen.design or scen_key)  # a tail variant reuses its design's seeds
+    sidx = scenario_index(scen.design or scen_key)  # a variant reuses its design's seeds
+    tau = scen.tau
     horizon = int(IC_HORIZON_FACTOR * TARGET_ARL0)
     t0 = time.perf_counter()
     ic_rls: list[int | None] = []
@@ -1000,28 +1114,28 @@ def run_task(args: tuple[str, Setting, str, int, int, int, bool]) -> dict[str, A
             )
             i = first_alarm(setting, scen, rep.ref, rep.ic, rep.seed)
             ic_rls.append(None if i is None else i + 1)
-            pre_change_alarm = i is not None and i < TAU
+            pre_change_alarm = i is not None and i < tau
             j += 1
         else:
             if extra > 50 * per_chunk:
                 break  # an alarm-happy detector: give up on more replacements
-            rep = make_replicate(scen, (sidx, 3, chunk, extra), base_seed, TAU, DELAY_HORIZON)
+            rep = make_replicate(scen, (sidx, 3, chunk, extra), base_seed, tau, DELAY_HORIZON)
             extra += 1
-            i = first_alarm(setting, scen, rep.ref, rep.ic[:TAU], rep.seed)
+            i = first_alarm(setting, scen, rep.ref, rep.ic[:tau], rep.seed)
             pre_change_alarm = i is not None
         if not delays or len(delay_values) >= per_chunk:
             continue
         if pre_change_alarm:
             excluded += 1
             continue
-        i = first_alarm(setting, scen, rep.ref, rep.delayed(TAU), rep.seed)
-        if i is not None and i < TAU:
+        i = first_alarm(setting, scen, rep.ref, rep.delayed(tau), rep.seed)
+        if i is not None and i < tau:
             raise RuntimeError(f"{setting.method}: pre-change alarm differs between runs")
         if i is None:
             censored += 1
             delay_values.append(DELAY_HORIZON)
         else:
-            delay_values.append(i - TAU + 1)
+            delay_values.append(i - tau + 1)
     return {
         "scenario": scen_key,
         "method": setting.method,
@@ -1274,8 +1388,19 @@ def main() -> None:
     ap.add_argument("--chunk", type=int, default=25, help="replicates per parallel task")
     ap.add_argument("--seed", type=int, default=20260105)
     ap.add_argument("--scenarios", nargs="*", default=list(SCENARIOS), choices=list(SCENARIOS))
+    ap.add_argument(
+        "--binary-rule",
+        choices=list(BINARY_RULES),
+        default="growth",
+        help="phase4's binary reference: the product's (growth) or the rule before 2026-12 "
+        "(wait for 50 events, no growth): old (every method gets that reference, the change "
+        "after it) or old-blind (phase4 alone, on the growth rule's streams, its blind time "
+        "counted); use --out",
+    )
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
+    global BINARY_RULE
+    BINARY_RULE = args.binary_rule  # before the pools fork: the workers inherit it
 
     started = time.perf_counter()
     source = provenance()
@@ -1290,8 +1415,9 @@ def main() -> None:
     )
     print(
         f"# target in-control ARL0 = {TARGET_ARL0:,.0f}, reference = {REFERENCE_SIZE} "
-        f"(binary: until {_events_min()} events), change at τ = {TAU}, reps = {args.reps}, "
-        f"tuning streams = {args.tune_reps}, jobs = {args.jobs}",
+        f"(binary, rule {BINARY_RULE!r}: {binary_rule_text()}), change at τ = {TAU}"
+        + "".join(f" ({k}: {SCENARIOS[k].tau})" for k in args.scenarios if SCENARIOS[k].tau != TAU)
+        + f", reps = {args.reps}, tuning streams = {args.tune_reps}, jobs = {args.jobs}",
         flush=True,
     )
     scen_keys = args.scenarios
@@ -1302,8 +1428,10 @@ def main() -> None:
     tune_jobs: list[tuple[str, str, int, int]] = []
     for m in PATH_PEERS:
         tune_jobs += [(m, f, args.tune_reps, args.seed) for f in families]
+    # (a scenario with a ``design`` runs with its design's tuning)
+    designs = list(dict.fromkeys(SCENARIOS[k].design or k for k in scen_keys))
     for m in ("page_hinkley", "adwin"):
-        tune_jobs += [(m, k, args.tune_reps, args.seed) for k in scen_keys]
+        tune_jobs += [(m, k, args.tune_reps, args.seed) for k in designs]
     tuned: dict[tuple[str, str], dict[str, Any]] = {}
     t = time.perf_counter()
     with ctx.Pool(args.jobs) as pool:
@@ -1441,7 +1569,7 @@ def main() -> None:
                 "excluded_fraction": c["excluded"] / max(1, c["excluded"] + d.size),
             }
         if variant == "tuned":
-            r = tuned[(m, SCENARIOS[k].family if m in PATH_PEERS else k)]
+            r = tuned[(m, SCENARIOS[k].family if m in PATH_PEERS else SCENARIOS[k].design or k)]
             entry["tuning"] = {
                 kk: r.get(kk)
                 for kk in ("parameter", "param", "arl", "exact", "note", "test", "tuning_streams")
@@ -1496,7 +1624,7 @@ def main() -> None:
             continue
         oracle_delay = summary[k]["oracle/oracle"]["delay"]["mean"]
         row: dict[str, float] = {"shift_sd": abs(scen.delta), "oracle_delay": oracle_delay}
-        for label, n in (("frozen", REFERENCE_SIZE), ("learning", REFERENCE_SIZE + TAU)):
+        for label, n in (("frozen", REFERENCE_SIZE), ("learning", REFERENCE_SIZE + scen.tau)):
             b = first_alarm_bound(abs(scen.delta), n, TARGET_ARL0)
             row[f"{label}_p_first"] = b.p_first
             row[f"{label}_delay_bound"] = b.delay_lower_bound
@@ -1509,7 +1637,7 @@ def main() -> None:
         f"reference; to keep ARL0 = {TARGET_ARL0:,.0f} it can alarm on the first changed study "
         f"at most with probability p_first, so its delay is at least 2 − p_first (all of the "
         f"stream's budget on one side; generous). Frozen: the {REFERENCE_SIZE}-value reference; "
-        f"learning: also the {TAU} in-control studies before the change.",
+        "learning: also the in-control studies before the change (τ of them).",
         "",
         "| scenario | shift (σ) | oracle | p_first, frozen | delay ≥ (frozen) | ÷ oracle "
         "| p_first, learning | delay ≥ (learning) | ÷ oracle |",
@@ -1643,8 +1771,12 @@ def main() -> None:
         "settings": {
             "target_arl0": TARGET_ARL0,
             "reference_size": REFERENCE_SIZE,
+            "binary_rule": BINARY_RULE,
             "binary_reference_events_min": _events_min(),
+            "binary_reference_events_target": _events_target(),
+            "binary_reference": f"{binary_rule_text()}; {BINARY_RULE_NOTES[BINARY_RULE]}",
             "tau": TAU,
+            "tau_by_scenario": {k: SCENARIOS[k].tau for k in scen_keys},
             "window": WINDOW,
             "delay_horizon": DELAY_HORIZON,
             "in_control_horizon": horizon,
@@ -1659,6 +1791,12 @@ def main() -> None:
             k: {
                 "title": SCENARIOS[k].title,
                 "stream": SCENARIOS[k].stream,
+                "tau": SCENARIOS[k].tau,
+                # (the old binary rule's reference ends at a random row)
+                "change_at_row": REFERENCE_SIZE + SCENARIOS[k].tau
+                if SCENARIOS[k].kind == "numeric" or BINARY_RULE != "old"
+                else None,
+                **({"design": SCENARIOS[k].design} if SCENARIOS[k].design else {}),
                 "oracle": oracle_design(k),
             }
             for k in scen_keys

@@ -25,7 +25,7 @@ def cell(args: tuple[str, str, float, int, int, int]) -> dict:
     t0 = time.perf_counter()
     dd.TARGET_ARL0 = arl0  # the tuning target and the in-control horizon (5 x ARL0)
     scen = dd.SCENARIOS[scen_key]
-    family = scen.family if method in dd.PATH_PEERS else scen_key
+    family = scen.family if method in dd.PATH_PEERS else (scen.design or scen_key)
     tuned = dd.tune_task((method, family, tune_reps, seed))
     setting = dd.Setting(method, float(tuned["param"]), tuned["rule"])
     chunks = max(1, math.ceil(reps / 25))
