@@ -950,7 +950,10 @@ class DeploymentMonitor:
         when the stream or the numbers cannot be used."""
         stream = self.streams.get(name)
         if stream is None:
-            raise ValueError(f"no stream {name!r} (streams: {', '.join(sorted(self.streams))})")
+            binary = sorted(n for n, st in self.streams.items() if st.spec.kind == "binary")
+            more = f" and {len(binary) - 12} more" if binary[12:] else ""
+            shown = ", ".join(binary[:12]) + more
+            raise ValueError(f"no stream {name!r} (binary streams: {shown or 'none'})")
         if stream.spec.kind != "binary":
             raise ValueError(
                 f"stream {name!r} is {stream.spec.kind}: a baseline of events in "
