@@ -123,6 +123,22 @@ CASES: dict[str, tuple[list[str], dict[str, str], tuple[str, ...]]] = {
         {},
         ("nobody@nowhere",),
     ),
+    "reference-declare-unknown-deployment": (
+        shlex.split(
+            "reference declare --deployment nobody@nowhere --stream error --events 3 --cases 400 "
+            "--source study --reason validation"
+        ),
+        {},
+        ("nobody@nowhere",),
+    ),
+    "reference-declare-before-any-stream": (
+        shlex.split(
+            "reference declare --deployment lesion-ai@site-a --stream error --events 3 "
+            "--cases 400 --source study --reason validation"
+        ),
+        {},
+        ("lesion-ai@site-a", "no streams yet"),
+    ),
     "detect-unknown-deployment": (["detect", "--deployment", "nobody@nowhere"], {}, ("nobody",)),
     "export-bad-date": (
         shlex.split(

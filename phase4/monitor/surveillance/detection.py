@@ -1267,13 +1267,15 @@ def declare_baseline(
         deployment = _lock_deployment(session, deployment_id)  # as reset_reference, and why
         state_row, monitor = load_state(session, deployment_id)
         if monitor is None:
-            try:
-                monitor = DeploymentMonitor.new(_config_for(deployment, []))
-            except ConfigError as exc:
+            if not monitoring_of(deployment).streams:
+                # its streams are inferred from its first records: a state made now would fix
+                # them before any record says what they are
                 raise ValueError(
-                    f"deployment {deployment_id!r} has no streams yet ({exc}): configure its "
-                    "monitoring or wait for its first records"
-                ) from exc
+                    f"deployment {deployment_id!r} has no streams yet (they are inferred from "
+                    "its first records): declare the baseline after its first detection pass, "
+                    "or list its streams in its monitoring configuration"
+                )
+            monitor = DeploymentMonitor.new(_config_for(deployment, []))
         now = utcnow()
         change = monitor.declare_baseline(
             stream, cases=cases, events=events, source=source, at=now.isoformat()
