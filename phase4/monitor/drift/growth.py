@@ -192,7 +192,7 @@ class ReferenceGrowth:
         waiting = sum(b.n for b in self.blocks)
         return (
             f"grows toward {self.target} events in audited steps ({self.steps} so far) from "
-            f"observations at least {self.guard:,} studies old; {waiting:,} waiting{held}"
+            f"values at least {self.guard:,} observations old; {waiting:,} waiting{held}"
         )
 
     def to_dict(self) -> dict[str, Any]:
