@@ -538,6 +538,7 @@ class Stream:
         self.grown.append(
             {
                 "stream": self.spec.name,
+                "source": self.spec.source,
                 "step": growth.steps,
                 "at": at,
                 "row": row,

@@ -880,6 +880,9 @@ def _audit_growth(session: Session, actor: str, deployment_id: str, step: dict[s
     """One growth step of a binary reference, in the audit trail: which observations joined
     (rows' times, counts), the reference before and after, and the chart's redesign."""
     added, before, after = step["added"], step["reference_before"], step["reference_after"]
+    # a labelled stream's observations are labels, dated when they were given
+    labels = step.get("source") == "feedback"
+    what, dated = ("labels", "given") if labels else ("studies", "acquired")
     record_action(
         session,
         actor=actor,
@@ -888,11 +891,11 @@ def _audit_growth(session: Session, actor: str, deployment_id: str, step: dict[s
         entity_id=deployment_id,
         reason=(
             f"stream {step['stream']}: step {step['step']} toward {step['target_events']} "
-            f"events: {added['observations']:,} studies acquired {added['first_at'][:10]} to "
+            f"events: {added['observations']:,} {what} {dated} {added['first_at'][:10]} to "
             f"{added['last_at'][:10]} ({added['events']:,} events), each at least "
-            f"{step['guard']:,} studies old, no alert open and no excursion under way, joined "
-            f"the reference: {before['n']:,} studies, {before['events']:,} events → "
-            f"{after['n']:,} studies, {after['events']:,} events; chart redesigned"
+            f"{step['guard']:,} observations old, no alert open and no excursion under way, "
+            f"joined the reference: {before['n']:,} {what}, {before['events']:,} events → "
+            f"{after['n']:,} {what}, {after['events']:,} events; chart redesigned"
         ),
         old_value={
             "stream": step["stream"],
