@@ -41,6 +41,7 @@ import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -95,9 +96,16 @@ def uniforms_from_indices(salt: str, indices: Sequence[int]) -> np.ndarray:
     """``reference._uniform_from_index(salt, i)`` for every i, bit for bit: the hashes are
     taken one by one, their conversion to floats at once (numpy's uint64 → float64 rounds to
     nearest, as Python's int → float does)."""
-    blake2b = hashlib.blake2b
-    digests = b"".join([blake2b(f"{salt}:{i}".encode(), digest_size=8).digest() for i in indices])
+    # the salt's part of the message hashed once, copied for each index: the same digest as
+    # blake2b(f"{salt}:{i}".encode()), in three quarters of the time
+    copy = hashlib.blake2b(f"{salt}:".encode(), digest_size=8).copy
+    digests = b"".join([_digest(copy(), b"%d" % i) for i in indices])
     return (np.frombuffer(digests, dtype=">u8").astype(np.float64) + 0.5) / 2**64
+
+
+def _digest(h: Any, tail: bytes) -> bytes:
+    h.update(tail)
+    return h.digest()  # type: ignore[no-any-return]
 
 
 def _powers(bases: np.ndarray, exponent: float) -> tuple[np.ndarray, np.ndarray]:
@@ -105,7 +113,8 @@ def _powers(bases: np.ndarray, exponent: float) -> tuple[np.ndarray, np.ndarray]
     it overflowed (Python raises there; those values are marked, their power set to inf)."""
     listed = bases.tolist()
     try:
-        return np.array([b**exponent for b in listed], dtype=float), np.zeros(len(listed), bool)
+        powered = list(map(pow, listed, repeat(exponent)))  # pow(b, e) is b ** e
+        return np.array(powered, dtype=float), np.zeros(len(listed), bool)
     except OverflowError:
         out = np.empty(len(listed))
         bad = np.zeros(len(listed), bool)
@@ -118,8 +127,7 @@ def _powers(bases: np.ndarray, exponent: float) -> tuple[np.ndarray, np.ndarray]
 
 
 def _log1ps(values: np.ndarray) -> np.ndarray:
-    log1p = math.log1p
-    return np.array([log1p(v) for v in values.tolist()], dtype=float)
+    return np.array(list(map(math.log1p, values.tolist())), dtype=float)
 
 
 def _yeo_johnson(y: np.ndarray, lam: float) -> tuple[np.ndarray, np.ndarray]:
@@ -222,8 +230,8 @@ def pit_rounded(z: np.ndarray) -> np.ndarray:
     from ``math`` per value, rounded by numpy (rint(u·10⁵)/10⁵, which is what Python's
     correctly rounded ``round`` gives unless u·10⁵ lies within rounding error of a half: those
     few are rounded by ``round``)."""
-    erfc = math.erfc
-    u = np.array([0.5 * erfc(-v / SQRT2) for v in z.tolist()], dtype=float)
+    # −z/√2 and ½· are exact IEEE operations in numpy as in Python; erfc is math's
+    u = 0.5 * np.array(list(map(math.erfc, (-z / SQRT2).tolist())), dtype=float)
     scaled = u * 100_000
     rounded = np.rint(scaled) / 100_000
     close = np.abs(scaled - np.floor(scaled) - 0.5) < 1e-6
@@ -283,12 +291,13 @@ def observe_column(
     assert ref is not None
     present_at = np.flatnonzero(~np.isnan(values))
     present_rows = rows_all[present_at]
-    z, bad = normal_scores(ref, values[present_at], present_rows.tolist(), stream.spec.name)
+    rows_present = present_rows.tolist()
+    z, bad = normal_scores(ref, values[present_at], rows_present, stream.spec.name)
     stopped: int | None = None
     if bad.any():
         cut = int(np.argmax(bad))
         stopped = int(present_at[cut])
-        present_at, present_rows, z = present_at[:cut], present_rows[:cut], z[:cut]
+        present_at, rows_present, z = present_at[:cut], rows_present[:cut], z[:cut]
     taken = len(values) if stopped is None else stopped
     stream.seen_records += taken
     stream.observations += int(present_at.size)
@@ -299,8 +308,11 @@ def observe_column(
     ks: WindowedKS = stream.detectors["ks"]  # type: ignore[assignment]
     windows = _ks_windows(ks, pit_rounded(z))
     stamp_list = list(stamps)
-    present_stamps = [stamp_list[p] for p in present_at.tolist()]
-    raw = _charts(stream, z.tolist(), present_rows.tolist(), present_stamps, windows)
+    if present_at.size == len(stamp_list):
+        present_stamps = stamp_list
+    else:
+        present_stamps = [stamp_list[p] for p in present_at.tolist()]
+    raw = _charts(stream, z.tolist(), rows_present, present_stamps, windows)
     alarms = [
         (int(present_at[q]), order, _stream_alarm(stream, alarm, at, change_at))
         for q, order, alarm, at, change_at in raw
