@@ -369,7 +369,10 @@ def _charts(
     e, last_cross = ewma.z, ewma.last_cross
     limit = ml * math.sqrt(lam / (2 - lam))
     a_up, k_up, a_down, k_down = _constants(spread.ratio)
-    ds = spread.down_scale
+    # down_scale · a⁻ · (k⁻ − y) is evaluated left to right: (down_scale · a⁻) is the same
+    # double at every step, and so is (1 − λ) in the EWMA
+    ds_a = spread.down_scale * a_down
+    lam1 = 1 - lam
     cap = spread.z_cap
     cap2 = math.inf if cap is None else cap * cap
     hs = spread.h
@@ -386,20 +389,20 @@ def _charts(
         found: list[tuple[int, Alarm]] | None = None
         started = False
         # Cusum.update
-        was_hi, was_lo = s_hi, s_lo
-        hi = was_hi + x - k
-        lo = was_lo - x - k
+        hi = s_hi + x - k
+        lo = s_lo - x - k
         if hi <= 0.0:
             hi = 0.0
-        elif was_hi == 0.0:
+        elif s_hi == 0.0:
             start_hi = i
             started = True
         if lo <= 0.0:
             lo = 0.0
-        elif was_lo == 0.0:
+        elif s_lo == 0.0:
             start_lo = i
             started = True
-        s_hi, s_lo = hi, lo
+        s_hi = hi
+        s_lo = lo
         if hi > h or lo > h:
             up = s_hi >= s_lo
             found = [
@@ -418,7 +421,7 @@ def _charts(
             s_hi = s_lo = 0.0
         # Ewma.update
         previous = e
-        e = lam * x + (1 - lam) * previous
+        e = lam * x + lam1 * previous
         if previous == 0.0 or (previous > 0) != (e > 0):
             last_cross = i
             started = True
@@ -430,20 +433,20 @@ def _charts(
         y = x * x
         if y > cap2:
             y = cap2
-        was_up, was_down = s_up, s_down
-        su = was_up + a_up * (y - k_up)
-        sd = was_down + ds * a_down * (k_down - y)
+        su = s_up + a_up * (y - k_up)
+        sd = s_down + ds_a * (k_down - y)
         if su <= 0.0:
             su = 0.0
-        elif was_up == 0.0:
+        elif s_up == 0.0:
             start_up = i
             started = True
         if sd <= 0.0:
             sd = 0.0
-        elif was_down == 0.0:
+        elif s_down == 0.0:
             start_down = i
             started = True
-        s_up, s_down = su, sd
+        s_up = su
+        s_down = sd
         if su > hs or sd > hs:
             wider = su >= sd
             a = Alarm(
