@@ -385,9 +385,10 @@ def _charts(
     times = stream.times
     initial = {start_hi, start_lo, last_cross, start_up, start_down, kf}
     out: list[tuple[int, int, Alarm, str, str | None]] = []
+    # the row's alarms, and whether a detector dated a start to it (both reset once used)
+    found: list[tuple[int, Alarm]] | None = None
+    started = False
     for q, (i, x, at) in enumerate(zip(rows, zs, stamps, strict=True)):
-        found: list[tuple[int, Alarm]] | None = None
-        started = False
         # Cusum.update
         hi = s_hi + x - k
         lo = s_lo - x - k
@@ -477,6 +478,7 @@ def _charts(
         if started or (
             i in initial and i in (start_up, start_down, start_hi, start_lo, last_cross, kf)
         ):
+            started = False
             times[i] = at
             if len(times) > TIMES_KEPT:
                 keep = set()
@@ -497,6 +499,7 @@ def _charts(
             for order, a in found:
                 start = a.change_index_estimate
                 out.append((q, order, a, at, at if start == i else times.get(start)))
+            found = None
     n = len(zs)
     cusum.s_hi, cusum.s_lo, cusum.start_hi, cusum.start_lo = s_hi, s_lo, start_hi, start_lo
     cusum.n += n

@@ -4,6 +4,12 @@
 through the same ``DeploymentMonitor`` the service runs, in timestamp order, and writes one JSON
 object per alarm or notice. Indices are 0-based CSV data rows, whatever the sort moved.
 
+Rows go one by one through ``DeploymentMonitor.observe`` until every numeric stream has left
+its reference; then each monitoring numeric stream takes the rest of its column at once
+(``phase4.monitor.drift.batch``: the same alarms and state as row by row, a fraction of the
+cost) while the binary and categorical streams go on row by row, and the alarms are merged in
+the order the row-by-row path writes them (by row, then stream, then detector).
+
 Next to the alarms it writes the reference each stream actually used (``alarms.jsonl`` →
 ``alarms.reference.json``): a binary stream's reference waits for enough events and may reach
 well past ``--reference-size`` rows, into data the backtest is meant to judge.
