@@ -28,7 +28,7 @@ from phase4.monitor.drift.batch import (
 )
 from phase4.monitor.drift.reference import _uniform_from_index, z_to_uniform
 from phase4.monitor.drift.streams import DeploymentMonitor, MonitorConfig, StreamSpec
-from phase4.monitor.surveillance.replay import replay
+from phase4.monitor.surveillance.replay import convert_value, infer_kind, numeric_column, replay
 
 N = 12_000
 T0 = datetime(2025, 3, 1, tzinfo=UTC)
@@ -203,3 +203,26 @@ def test_replay_writes_the_same_files_with_and_without_the_batch(tmp_path: Path)
         assert summary.streams["reconstruction"] == "categorical"
     assert outs[True] == outs[False]
     assert outs[True][2] > 50
+
+
+def test_numeric_cells_are_read_as_convert_value_reads_them() -> None:
+    cells = ["1.5", " 2 ", "", None, "nan", "inf", "-1e400", "1_000", "\x1c3\x1c", "abc", "7"]
+    expected = [convert_value("numeric", c or "") for c in cells]
+    got = numeric_column(cells)
+    assert [None if math.isnan(v) else v for v in got.tolist()] == expected
+    assert numeric_column(["1.25", "", None, " 4"]).tolist()[::3] == [1.25, 4.0]
+
+
+@pytest.mark.parametrize(
+    ("cells", "kind"),
+    [
+        (["1", "0", " yes", ""], "binary"),
+        (["1.5", " 2 ", "", "1_000"], "numeric"),
+        (["1.5", "nan"], "categorical"),
+        (["1.5", "1e400"], "categorical"),
+        (["", " "], "categorical"),
+        (["OSEM", "2.0"], "categorical"),
+    ],
+)
+def test_kinds_are_inferred_as_before(cells: list[str], kind: str) -> None:
+    assert infer_kind(cells) == kind
