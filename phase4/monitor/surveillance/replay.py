@@ -287,6 +287,41 @@ def replay(
     """Replay ``events`` into ``out`` (see the module). ``batch=False``: every row through
     ``DeploymentMonitor.observe`` (the same output, slower; for comparison and tests)."""
     columns, rows = read_events(events)
+    # The table's rows live until the end: kept out of the collector's full passes, which
+    # otherwise walk them again and again (a seventh of the time of a 200,000-row replay)
+    gc.freeze()
+    try:
+        return _replay(
+            events,
+            out,
+            columns,
+            rows,
+            reference_size=reference_size,
+            studies_per_day=studies_per_day,
+            false_alarms_per_year=false_alarms_per_year,
+            numeric=numeric,
+            categorical=categorical,
+            binary=binary,
+            batch=batch,
+        )
+    finally:
+        gc.unfreeze()
+
+
+def _replay(
+    events: Path,
+    out: Path,
+    columns: list[str],
+    rows: list[dict[str, str]],
+    *,
+    reference_size: int,
+    studies_per_day: float,
+    false_alarms_per_year: float,
+    numeric: str | None,
+    categorical: str | None,
+    binary: str | None,
+    batch: bool,
+) -> ReplaySummary:
     features = [c for c in columns if c != "timestamp"]
     kinds: dict[str, StreamKind] = {}
     for kind, option in (("numeric", numeric), ("categorical", categorical), ("binary", binary)):
@@ -313,34 +348,29 @@ def replay(
     monitor = DeploymentMonitor.new(config)
     followed = [_ReferenceRows(s) for s in monitor.streams.values()]
     collecting = list(followed)
-    numeric = [s for s in monitor.streams.values() if s.spec.kind == "numeric"] if batch else []
+    # batch: the numeric streams whose references decide when the columns are fed at once
+    settling = [s for s in monitor.streams.values() if s.spec.kind == "numeric"] if batch else []
     alarms = notices = 0
     out.parent.mkdir(parents=True, exist_ok=True)
-    # The table's rows live until the end: kept out of the collector's full passes, which
-    # otherwise walk them again and again (a seventh of the time of a 200,000-row replay)
-    gc.freeze()
-    try:
-        with out.open("w", encoding="utf-8") as fh:
-            found: list[StreamAlarm] = []
-            done = 0  # rows fed so far (in time order)
-            for record, index, stamp in _records(stamped, kinds):
-                had = [f.before() for f in collecting]
-                found = monitor.observe(record, stamp, row=index)
-                text = stamp.isoformat() if collecting else ""
-                collecting = _follow(collecting, had, record, index, text)
-                _write(fh, found)
-                alarms += sum(a.alarm.kind == "alarm" for a in found)
-                notices += sum(a.alarm.kind == "notice" for a in found)
-                done += 1
-                if numeric and all(s.state in _SETTLED for s in numeric):
-                    break
-            if numeric and done < len(stamped):
-                found = _batched(monitor, stamped[done:], kinds, collecting)
-                _write(fh, found)
-                alarms += sum(a.alarm.kind == "alarm" for a in found)
-                notices += sum(a.alarm.kind == "notice" for a in found)
-    finally:
-        gc.unfreeze()
+    with out.open("w", encoding="utf-8") as fh:
+        found: list[StreamAlarm] = []
+        done = 0  # rows fed so far (in time order)
+        for record, index, stamp in _records(stamped, kinds):
+            had = [f.before() for f in collecting]
+            found = monitor.observe(record, stamp, row=index)
+            text = stamp.isoformat() if collecting else ""
+            collecting = _follow(collecting, had, record, index, text)
+            _write(fh, found)
+            alarms += sum(a.alarm.kind == "alarm" for a in found)
+            notices += sum(a.alarm.kind == "notice" for a in found)
+            done += 1
+            if settling and all(s.state in _SETTLED for s in settling):
+                break
+        if settling and done < len(stamped):
+            found = _batched(monitor, stamped[done:], kinds, collecting)
+            _write(fh, found)
+            alarms += sum(a.alarm.kind == "alarm" for a in found)
+            notices += sum(a.alarm.kind == "notice" for a in found)
     references = tuple(f.used(config) for f in followed)
     side = reference_path(out)
     side.write_text(json.dumps([r.to_dict() for r in references], indent=2) + "\n")
