@@ -223,8 +223,8 @@ BOOLEAN = TRUE | FALSE
 
 
 def infer_kind(values: Sequence[str]) -> StreamKind:
-    present = [t for t in (v.strip() for v in values) if t]
-    if present and all(v.lower() in BOOLEAN for v in present):
+    present = [t for t in map(str.strip, values) if t]
+    if present and all(map(BOOLEAN.__contains__, map(str.lower, present))):
         return "binary"
     if present and _all_floats(present):
         return "numeric"
@@ -477,7 +477,10 @@ def numeric_column(texts: list[str | None]) -> np.ndarray:
     try:
         # float() takes the surrounding ASCII whitespace itself; anything else (other white
         # space, words) raises, and the column is read by convert_value value by value
-        x = np.array([float(t) if t else math.nan for t in texts], dtype=float)
+        try:
+            x = np.array(list(map(float, texts)), dtype=float)  # no blank cell
+        except (TypeError, ValueError):
+            x = np.array([float(t) if t else math.nan for t in texts], dtype=float)
     except ValueError:
         converted = (convert_value("numeric", t or "") for t in texts)
         return np.array([math.nan if v is None else v for v in converted], dtype=float)
