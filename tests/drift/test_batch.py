@@ -101,6 +101,33 @@ def test_every_family_and_detector_alarms_as_row_by_row(monitored: Any) -> None:
         assert list(stream.times) == list(streaming.streams[name].times)
 
 
+def test_a_column_taken_mid_excursion_and_in_two_parts(monitored: Any) -> None:
+    """Detectors part-way (sums above 0, a KS window part-filled, times kept) when the batch
+    starts, and a column fed in two parts, end where row by row ends."""
+    monitor, cols, rows, stamps, start = monitored
+    streaming = copy.deepcopy(monitor)
+    for p in range(start, start + 1237):
+        streaming.observe(_record(cols, p), stamps[p], row=rows[p])
+    begin, middle = start + 1237, start + 5003
+    batched = copy.deepcopy(streaming)
+    expected = []
+    for p in range(begin, N):
+        for a in streaming.observe(_record(cols, p), stamps[p], row=rows[p]):
+            expected.append((p, a.to_dict()))
+    got = []
+    for order, (name, stream) in enumerate(batched.streams.items()):
+        assert len(stream.detectors["ks"].buffer) > 0 or name == "missing"
+        for lo, hi in ((begin, middle), (middle, N)):
+            result = observe_column(stream, cols[name][lo:hi], rows[lo:hi], stamps[lo:hi])
+            got += [(lo + pos, order, k, a) for pos, k, a in result.alarms]
+    got.sort(key=lambda t: t[:3])
+    batched.records = streaming.records
+    assert [(p, a.to_dict()) for p, _, _, a in got] == expected
+    assert batched.to_dict() == streaming.to_dict()
+    for name, stream in batched.streams.items():
+        assert stream.times == streaming.streams[name].times
+
+
 def test_the_reference_families_are_all_present(monitored: Any) -> None:
     monitor = monitored[0]
     refs = {name: s._numeric_ref for name, s in monitor.streams.items()}
@@ -168,8 +195,10 @@ def test_unusable_values_are_counted(monitored: Any) -> None:
     assert stream.unusable == before[2] + int(unusable.sum())
 
 
-def _write_events(path: Path, n: int = 6000) -> None:
+def _write_events(path: Path, n: int = 6000, huge_at: int | None = None) -> None:
     cols = _columns(n, seed=5)
+    if huge_at is not None:  # a value whose normal score the scalar path cannot compute
+        cols["normal"][huge_at] = 1.7e308
     g = np.random.default_rng(9)
     t = np.arange(n)
     cols["artifact"] = (g.random(n) < np.where(t >= n // 2, 0.15, 0.05)).astype(float)
@@ -184,9 +213,12 @@ def _write_events(path: Path, n: int = 6000) -> None:
             w.writerow([(T0 + timedelta(hours=i)).isoformat(), *cells, recon[i]])
 
 
-def test_replay_writes_the_same_files_with_and_without_the_batch(tmp_path: Path) -> None:
+@pytest.mark.parametrize("huge_at", [None, 4321])
+def test_replay_writes_the_same_files_with_and_without_the_batch(
+    tmp_path: Path, huge_at: int | None
+) -> None:
     events = tmp_path / "events.csv"
-    _write_events(events)
+    _write_events(events, huge_at=huge_at)
     outs = {}
     for batch in (True, False):
         out = tmp_path / f"alarms-{batch}.jsonl"
@@ -203,6 +235,8 @@ def test_replay_writes_the_same_files_with_and_without_the_batch(tmp_path: Path)
         assert summary.streams["reconstruction"] == "categorical"
     assert outs[True] == outs[False]
     assert outs[True][2] > 50
+    # the stream the value stopped: quarantined at its row, as row by row
+    assert ('"kind": "quarantine"' in outs[True][0]) == (huge_at is not None)
 
 
 def test_numeric_cells_are_read_as_convert_value_reads_them() -> None:
