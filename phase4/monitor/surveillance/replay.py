@@ -25,6 +25,7 @@ import operator
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import count
 from pathlib import Path
 from typing import Any
 
@@ -435,17 +436,21 @@ def _batched(
     # the columns of every stream fed row by row at some point, converted as _records does
     fed = [s.spec.field for s in streaming] + [s.spec.field for j in joins.values() for s in j]
     converted = [_converted(kinds[c], cells[c]) for c in fed]
-    for pos, values in enumerate(zip(*converted, strict=True)):
+    observe = monitor.observe
+    rowwise = zip(count(), zip(*converted, strict=True), indices, texts, strict=False)
+    for pos, values, index, text in rowwise:
         if pos in joins:
             streaming = sorted([*streaming, *joins[pos]], key=lambda s: order[s.spec.name])
         if not streaming:
             monitor.records += 1
             continue
         record = dict(zip(fed, values, strict=True))
-        index = indices[pos]
-        had = [f.before() for f in collecting]
-        found = monitor.observe(record, texts[pos], row=index, streams=streaming)
-        collecting = _follow(collecting, had, record, index, texts[pos])
+        if collecting:
+            had = [f.before() for f in collecting]
+            found = observe(record, text, row=index, streams=streaming)
+            collecting = _follow(collecting, had, record, index, text)
+        else:
+            found = observe(record, text, row=index, streams=streaming)
         if found:
             keyed += [(pos, order[a.stream], k, a) for k, a in enumerate(found)]
     if not fed:
@@ -462,14 +467,8 @@ def _columns(rows: list[dict[str, str]], columns: list[str]) -> list[list[str | 
 
 def _converted(kind: StreamKind, texts: list[str | None]) -> list[Any]:
     """``convert_value(kind, t or "")`` for every cell, converting each distinct cell once."""
-    seen: dict[str | None, Any] = {}
-    out = []
-    for t in texts:
-        if t in seen:
-            out.append(seen[t])
-        else:
-            out.append(seen.setdefault(t, convert_value(kind, t or "")))
-    return out
+    value = {t: convert_value(kind, t or "") for t in set(texts)}
+    return [value[t] for t in texts]
 
 
 def numeric_column(texts: list[str | None]) -> np.ndarray:
