@@ -42,6 +42,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/ingest_during_detection.py
 	$(BIN)/python bench/probe_overhead.py
 	$(BIN)/python bench/detector_cost.py
+	$(BIN)/python bench/replay_speed.py
 	$(BIN)/python bench/detection_delay.py
 	$(BIN)/python bench/estimated_rate_limits.py
 

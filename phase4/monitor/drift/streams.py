@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -893,9 +893,12 @@ class DeploymentMonitor:
         at: datetime | str,
         row: int | None = None,
         source: Literal["record", "feedback"] = "record",
+        streams: Iterable[Stream] | None = None,
     ) -> list[StreamAlarm]:
         """Feed one inference record (or, with ``source='feedback'``, one labelled outcome);
-        returns the alarms and notices it raised (usually none)."""
+        returns the alarms and notices it raised (usually none). ``streams``: only these of the
+        deployment's streams, in this order (a backtest feeds its numeric columns to the others
+        at once, ``phase4.monitor.drift.batch``); None: all of them."""
         if source == "record":
             row = self.records if row is None else row
             self.records += 1
@@ -910,7 +913,7 @@ class DeploymentMonitor:
             except Exception as exc:  # one estimator's failure stops only it
                 alarms = [self._quarantine_cbpe(exc, row, stamp)]
         config, total = self.config, max(self.records, 1)
-        for stream in self.streams.values():
+        for stream in self.streams.values() if streams is None else streams:
             if stream.spec.source != source:
                 continue
             try:
