@@ -94,6 +94,9 @@ def test_every_family_and_detector_alarms_as_row_by_row(monitored: Any) -> None:
     for detector in ("cusum", "ewma", "spread", "ks"):
         assert sum(n for (_, d), n in fired.items() if d == detector) >= 3, detector
     assert {s for s, _ in fired} >= {"normal", "lognormal", "rounded", "count", "tmtv", "shape"}
+    # every alarm is dated: its change time was kept until the alarm was dated, even when its
+    # detector restarted on a row where the kept times were pruned
+    assert all(a["change_timestamp"] is not None for _, a in expected)
     # the same states: detectors, counters, the kept times (all of them, not only the live)
     assert batched.to_dict() == streaming.to_dict()
     for name, stream in batched.streams.items():

@@ -25,9 +25,9 @@ detectors' ``to_dict``, its counters and kept times), at a fraction of the cost:
   point operations in the same order as the detectors' ``update``: a vectorised Lindley
   recursion (cumulative sums minus a running minimum) or ``lfilter`` would round differently,
   and a change of start index or an alarm may hinge on a statistic being exactly 0. The kept
-  times are pruned on the same rows as ``Stream.observe`` prunes them, so an alarm whose
-  start was pruned on its own row (the detector has just restarted) has no change time here
-  either, as row by row.
+  times are pruned on the same rows as ``Stream.observe`` prunes them, after the row's
+  alarms are dated (a detector that has just alarmed has restarted, and its start would
+  otherwise be pruned before its alarm could be dated by it).
 
 A value the vectorised transform cannot score (a non-finite intermediate: a value so large that
 its power overflows, which the scalar path meets as an exception and quarantines the stream
@@ -484,26 +484,28 @@ def _charts(
         ):
             started = False
             times[i] = at
-            if len(times) > TIMES_KEPT:
-                keep = set()
-                if s_hi > 0:
-                    keep.add(start_hi)
-                if s_lo > 0:
-                    keep.add(start_lo)
-                if e != 0.0:
-                    keep.add(last_cross)
-                if s_up > 0:
-                    keep.add(start_up)
-                if s_down > 0:
-                    keep.add(start_down)
-                if kc:
-                    keep.add(kf)
-                times = {j: t for j, t in times.items() if j in keep or j == i}
+        # the alarms are dated before the kept times are pruned (a detector that has just
+        # alarmed has restarted: its start is no longer a candidate, but the alarm needs it)
         if found:
             for order, a in found:
                 start = a.change_index_estimate
                 out.append((q, order, a, at, at if start == i else times.get(start)))
             found = None
+        if len(times) > TIMES_KEPT:
+            keep = set()
+            if s_hi > 0:
+                keep.add(start_hi)
+            if s_lo > 0:
+                keep.add(start_lo)
+            if e != 0.0:
+                keep.add(last_cross)
+            if s_up > 0:
+                keep.add(start_up)
+            if s_down > 0:
+                keep.add(start_down)
+            if kc:
+                keep.add(kf)
+            times = {j: t for j, t in times.items() if j in keep or j == i}
     n = len(zs)
     cusum.s_hi, cusum.s_lo, cusum.start_hi, cusum.start_lo = s_hi, s_lo, start_hi, start_lo
     cusum.n += n

@@ -415,9 +415,9 @@ class Stream:
             growth = self.growth
             if growth is not None and not growth.done:
                 self._follow_growth(growth, found, value, row, at)
-        if len(self.times) > 64:
-            self._prune_times(row)
         if not found:
+            if len(self.times) > 64:
+                self._prune_times(row)
             return []
         alarms = [
             StreamAlarm(
@@ -431,9 +431,13 @@ class Stream:
             )
             for a in found
         ]
+        # dated before the kept times are pruned: a detector that has just alarmed has
+        # restarted, so its start is no longer a candidate, but its alarm needs that time
         for sa in alarms:
             start = sa.alarm.change_index_estimate
             sa.change_at = at if start == row else self.times.get(start)
+        if len(self.times) > 64:
+            self._prune_times(row)
         return alarms
 
     def _evidence(self, detector: str) -> dict[str, Any] | None:
