@@ -8,11 +8,13 @@ the standard normal quantile (normal scores, a probability integral transform):
     z = Φ⁻¹(F_ref(x))
 
 In control z ~ N(0, 1) whatever the feature's distribution, so one calibration serves all.
-- Continuous features: F_ref is kept at 33 knots evenly spaced over the (Yeo–Johnson
-  symmetrised) reference's range, interpolated linearly in z; beyond the outer knots
-  z continues as a Gaussian tail, and it saturates at the score of a value beyond every
-  reference value (``continuous_z_cap``: ±3.09 for 500 values), which is all a reference of
-  that size can say about such a value.
+- Continuous features: F_ref is a Gaussian-kernel CDF of the (Yeo–Johnson symmetrised)
+  reference, its bandwidth the plug-in choice for a distribution function (not a density),
+  reflected at a hard edge when the data show one (an exponential's 0); it is kept at 33
+  knots evenly spaced over the symmetrised reference's range, interpolated linearly in z
+  (linearly in probability in a knot interval that ends at a hard edge), and z saturates at
+  the score of a value beyond every reference value (``continuous_z_cap``: ±3.09 for 500
+  values), which is all a reference of that size can say about such a value.
 - Discrete features (≤ 24 distinct reference values, e.g. lesion count): the randomised PIT
   u ~ U(F(x⁻), F(x)) is exactly uniform in control (A. E. Brockwell 2007, "Universal
   residuals: a multivariate transformation", Statistics & Probability Letters 77:1473–1478).
@@ -43,6 +45,7 @@ from typing import Any
 
 import numpy as np
 from scipy import stats
+from scipy.optimize import brentq
 from scipy.special import ndtr, ndtri
 
 KNOTS = 33
@@ -101,6 +104,12 @@ class NumericReference:
     # ``grid`` from the smallest, and ties): each value, reference and live alike, is scored as
     # x + (V − ½)·grid with V ~ U(0, 1) from the observation's index; 0: not a grid.
     grid: float = 0.0
+    # A hard edge of the continuous part, below (above) which the reference has no mass (an
+    # exponential's 0): the first (last) knot is the edge, the kernel CDF is reflected there,
+    # and between the edge and the next knot the CDF, not z, is interpolated linearly. False
+    # in a state saved before edges were detected (2026-12-05): it scores as it did.
+    lower_edge: bool = False
+    upper_edge: bool = False
     # Derived from n, not stored (see to_dict): the largest |z| a continuous value can score.
     z_cap: float = field(default=0.0, compare=False)
 
@@ -170,11 +179,16 @@ class NumericReference:
         scale = robust_sd if robust_sd > 0 else float(np.std(x, ddof=1))
         _, lam = stats.yeojohnson((x - location) / scale)
         g = _yeo_johnson((x - location) / scale, float(lam))
-        # Silverman's rule of thumb, 0.9·min(sd, IQR/1.349)·m^(−1/5) (B. W. Silverman 1986,
-        # "Density Estimation for Statistics and Data Analysis", Chapman & Hall, eq. 3.31)
+        # The bandwidth that minimises the asymptotic mean integrated squared error of a kernel
+        # *distribution function* estimate, two-stage plug-in (A. J. Polansky & E. R. Baker
+        # 2000, "Multistage plug-in bandwidth selection for kernel distribution function
+        # estimates", J. Stat. Comput. Simul. 65:63–80). Until 2026-12-05 it was Silverman's
+        # rule for a density, 0.9·min(sd, IQR/1.349)·m^(−1/5), about twice as wide for a
+        # bimodal feature: each mode came out ~12% too wide, its scores' tails too light, and
+        # its charts spent half their budget (docs/BENCHMARKS.md, "The budget by family").
         iqr_sigma = float(np.subtract(*np.percentile(g, [75, 25]))) / 1.349
         spread = min(float(np.std(g, ddof=1)), iqr_sigma) or float(np.std(g, ddof=1))
-        bandwidth = 0.9 * spread * g.size ** (-0.2)
+        bandwidth = distribution_bandwidth(g, spread)
         # A kernel estimate's variance is the sample's plus bandwidth²: z would come out about
         # 3% too narrow, and every chart conservative by a third of its false-alarm rate. The
         # sample is shrunk toward its mean by 1/√(1 + b²/s²) first, so that the smoothed
@@ -191,29 +205,30 @@ class NumericReference:
         # reference's own error), and the knots are spaced from the stored values.
         first = float(f"{g.min() - 3 * bandwidth:.7g}")
         last = float(f"{g.max() + 3 * bandwidth:.7g}")
+        # A hard edge (an exponential's 0, a score that cannot exceed 1): a kernel CDF leaks
+        # mass past it, so values near it scored as less rare than they are (an exponential
+        # feature's scores never passed z = −2). See ``hard_edges``: the CDF is then reflected
+        # at the edge (E. F. Schuster 1985), and the shrink toward the mean re-solved so that
+        # the reflected estimate keeps the sample's variance.
+        lower, upper = hard_edges(g, smooth, bandwidth)
+        if lower is not None or upper is not None:
+            first = lower if lower is not None else first
+            last = upper if upper is not None else last
+            factor = _reflected_shrink(g, sd, bandwidth, lower, upper)
+            smooth = centre + (g - centre) * factor
         knots = np.linspace(first, last, KNOTS)
-        zs = _kernel_normal_scores(knots, smooth, bandwidth)
-        # Beyond the reference's 5th and 95th percentiles a kernel CDF's tail is that of the
-        # one or two most extreme values' kernels, far lighter than the data's: there z rose
-        # too steeply, and values at 3.5-4σ scored as 2-10 times rarer than they are (a chart
-        # that weighs single observations then alarms several times too often). There the
-        # scores continue linearly in the symmetrised scale, as a Gaussian tail does, with the
-        # gentler of two slopes: the smoothed CDF's own slope of z at that percentile, and the
-        # slope between the 95th and 99th (1st and 5th) percentiles, gentler when the tail is
-        # heavier than a Gaussian's (a t₃ feature). (Until 2026-12 the first slope was 1/sd of
-        # the whole symmetrised reference: far too gentle where the body is wider than the
-        # tail, so a bimodal feature's scores reached |z| > 2.5 at 5% of the nominal rate and
-        # its charts spent a third of their budget; docs/BENCHMARKS.md, "The budget by family".)
-        q1, lo_q, hi_q, q99 = np.percentile(g, [1, 5, 95, 99])
-        step = 0.05 * sd
-        z_lo, z_lo_in, z_hi_in, z_hi = _kernel_normal_scores(
-            np.array([lo_q, lo_q + step, hi_q - step, hi_q]), smooth, bandwidth
-        )
-        dz = float(ndtri(0.99) - ndtri(0.95))
-        slope_lo = min((z_lo_in - z_lo) / step, dz / max(lo_q - q1, 1e-12))
-        slope_hi = min((z_hi - z_hi_in) / step, dz / max(q99 - hi_q, 1e-12))
-        zs = np.where(knots > hi_q, z_hi + (knots - hi_q) * slope_hi, zs)
-        zs = np.where(knots < lo_q, z_lo + (knots - lo_q) * slope_lo, zs)
+        # The kernel CDF itself up to the reference's extremes (until 2026-12-05, beyond the
+        # 5th and 95th percentiles z continued linearly, a Gaussian tail in the symmetrised
+        # scale: too light for a bimodal feature, too heavy for a t₃, whose scores between 2
+        # and 3.1 came half again too often), and beyond them the cap (``continuous_z_cap``).
+        # With the plug-in bandwidth the kernel CDF's tail beyond the extremes is that of the
+        # extreme values' own kernels: it reaches the cap within a bandwidth or so of them.
+        zs = _kernel_normal_scores(knots, smooth, bandwidth, lower, upper)
+        cap = continuous_z_cap(n)
+        if lower is not None:
+            zs[0] = -cap  # the edge: nothing below it; interpolated in probability above it
+        if upper is not None:
+            zs[-1] = cap
         return cls(
             n=n,
             median=median,
@@ -224,6 +239,8 @@ class NumericReference:
             location=location,
             scale=scale,
             yj_lambda=float(lam),
+            lower_edge=lower is not None,
+            upper_edge=upper is not None,
         )
 
     def z(self, value: float, index: int = 0, salt: str = "") -> float:
@@ -262,8 +279,16 @@ class NumericReference:
                 i = int(pos)
                 if i > len(zs) - 2:
                     i = len(zs) - 2
-            z = zs[i] + (pos - i) * (zs[i + 1] - zs[i])
             cap = self.z_cap
+            if pos < 1 and self.lower_edge:
+                # between a hard edge and the next knot the CDF is linear (the reflected
+                # estimate's density is flat at the edge): interpolated in probability
+                u = float(ndtr(zs[1])) * pos
+                return max(-cap, float(ndtri(u))) if u > 0 else -cap
+            if pos > len(zs) - 2 and self.upper_edge:
+                u = float(ndtr(-zs[-2])) * (len(zs) - 1 - pos)
+                return min(cap, -float(ndtri(u))) if u > 0 else cap
+            z = zs[i] + (pos - i) * (zs[i + 1] - zs[i])
             return cap if z > cap else -cap if z < -cap else z
         xs = self.knot_x
         j = bisect_right(xs, value)
@@ -338,6 +363,13 @@ class NumericReference:
             first, last = self.knot_range
             step = (last - first) / (len(zs) - 1)
             ys = [first + i * step for i in range(len(zs))]
+            # a hard edge's knot interval is linear in probability (see ``_z_continuous``)
+            if self.lower_edge and z < zs[1]:
+                y = first + step * p / float(ndtr(zs[1]))
+                return self.location + self.scale * _yeo_johnson_inverse(y, self.yj_lambda)
+            if self.upper_edge and z > zs[-2]:
+                y = last - step * (1 - p) / float(ndtr(-zs[-2]))
+                return self.location + self.scale * _yeo_johnson_inverse(y, self.yj_lambda)
         else:
             ys = list(self.knot_x)
         j = bisect_right(zs, z)
@@ -370,6 +402,9 @@ class NumericReference:
                 del d[key]
         if not self.grid:
             del d["grid"]
+        for key in ("lower_edge", "upper_edge"):
+            if not d[key]:
+                del d[key]
         for key in ("levels", "cdf", "knot_x", "atoms", "atom_probs"):
             if key in d and not d[key]:
                 del d[key]
@@ -479,10 +514,160 @@ class CategoricalReference:
         return cls(dict(d["counts"]))
 
 
-def _kernel_normal_scores(at: np.ndarray, g: np.ndarray, bandwidth: float) -> np.ndarray:
-    """Φ⁻¹ of the Gaussian-kernel CDF of the sample ``g`` at the points ``at``."""
-    cdf = stats.norm.cdf((at[:, None] - g[None, :]) / bandwidth).mean(axis=1)
-    return ndtri(np.clip(cdf, 1e-12, 1 - 1e-12))
+def distribution_bandwidth(g: np.ndarray, sigma: float) -> float:
+    """The Gaussian-kernel bandwidth for estimating the *distribution function* of the sample
+    ``g``: the two-stage plug-in of A. J. Polansky & E. R. Baker (2000, "Multistage plug-in
+    bandwidth selection for kernel distribution function estimates", J. Stat. Comput. Simul.
+    65:63–80), ``sigma`` the scale of its normal reference at the first stage.
+
+    The asymptotic MISE of a kernel CDF is minimised by h = (ψ(K) / (n·R(f′)))^(1/3), where
+    ψ(K) = 1/√π for the Gaussian kernel and R(f′) = ∫f′² = −ψ₂ (M. C. Jones 1990, "The
+    performance of kernel density functions in kernel distribution function estimation",
+    Stat. Probab. Lett. 9:129–132); ψ₂ is estimated by ψ̂₂(g₂), whose own optimal pilot g₂
+    needs ψ₄, estimated by ψ̂₄(g₄), whose pilot g₄ needs ψ₆, taken from a normal of scale
+    ``sigma`` (M. P. Wand & M. C. Jones 1995, "Kernel Smoothing", Chapman & Hall, §3.5). For
+    normal data h ≈ 1.59·σ·n^(−1/3) (Silverman's density bandwidth is 0.9·σ·n^(−1/5), wider
+    at every n that matters); for a bimodal sample it follows the modes' own width.
+
+    >>> g = np.random.default_rng(1).normal(0.0, 1.0, 500)
+    >>> 0.15 < distribution_bandwidth(g, 1.0) < 0.25  # 1.587·500^(−1/3) = 0.20
+    True
+    """
+    n = g.size
+    psi6 = -15.0 / (16.0 * math.sqrt(math.pi) * sigma**7)
+    g4 = (6.0 / math.sqrt(2 * math.pi) / (-psi6 * n)) ** (1 / 7)
+    psi4 = _psi_hat(g, 4, g4)
+    if not psi4 > 0:  # (a degenerate sample): the normal reference's
+        psi4 = 3.0 / (8.0 * math.sqrt(math.pi) * sigma**5)
+    g2 = (2.0 / math.sqrt(2 * math.pi) / (psi4 * n)) ** (1 / 5)
+    psi2 = _psi_hat(g, 2, g2)
+    if not psi2 < 0:
+        psi2 = -1.0 / (4.0 * math.sqrt(math.pi) * sigma**3)
+    return float((1.0 / (math.sqrt(math.pi) * n * -psi2)) ** (1 / 3))
+
+
+def _psi_hat(g: np.ndarray, r: int, pilot: float) -> float:
+    """The kernel estimate of the functional ψ_r = ∫ f^(r) f (r = 2, 4), n⁻²·pilot^(−r−1)·
+    Σᵢ Σⱼ φ^(r)((gᵢ − gⱼ)/pilot) (Wand & Jones 1995, §3.5), summed in blocks of rows so that
+    a large reference does not hold all n² differences at once."""
+    total = 0.0
+    for start in range(0, g.size, 256):
+        d = (g[start : start + 256, None] - g[None, :]) / pilot
+        d2 = d * d
+        phi = np.exp(-0.5 * d2) / math.sqrt(2 * math.pi)
+        poly = d2 - 1.0 if r == 2 else d2 * d2 - 6.0 * d2 + 3.0
+        total += float(np.sum(poly * phi))
+    return total / (g.size**2 * pilot ** (r + 1))
+
+
+# A kernel CDF's mass below the sample's minimum, times n, beyond which the data show a hard
+# edge: below the minimum of n values lies a share of the distribution distributed as
+# Beta(1, n), so n times it exceeds t with probability about e^(−t); the kernel adds the
+# minimum's own half (0.5). At 0.5 + log 100 ≈ 5.1 a smooth tail is taken for an edge one time
+# in a hundred at most (normal, lognormal, t₃, bimodal references of 500: ≤ 3.2 in 40 each; an
+# exponential's 10–15).
+EDGE_EXCESS = 0.5 + math.log(100.0)
+# The edge lies beyond the extreme value by the mean of the next EDGE_SPACINGS spacings (near
+# an edge where the density does not vanish, spacings are i.i.d. exponential: D. S. Robson &
+# J. H. Whitlock 1964, "Estimation of a truncation point", Biometrika 51:33–39, with one).
+EDGE_SPACINGS = 5
+
+
+def hard_edges(
+    g: np.ndarray, smooth: np.ndarray, bandwidth: float
+) -> tuple[float | None, float | None]:
+    """The hard lower and upper edges of the sample ``g`` (None: no edge), judged from the
+    Gaussian-kernel CDF of ``smooth`` (the sample as it is smoothed) with ``bandwidth``.
+
+    A side has an edge when the kernel puts more mass beyond the sample's extreme value than
+    a sample of n leaves beyond its extreme (``EDGE_EXCESS``/n): the density does not vanish
+    there, as an exponential's does not at 0. The edge is the extreme value less the mean of
+    the ``EDGE_SPACINGS`` spacings next to it (seven significant digits, as stored).
+
+    >>> x = np.random.default_rng(2).exponential(1.0, 500)
+    >>> lower, upper = hard_edges(x, x, 0.1)
+    >>> bool(0 < x.min() - lower < 0.05), upper
+    (True, None)
+    """
+    ordered = np.sort(g)
+    k = min(EDGE_SPACINGS, ordered.size - 1)
+    below, up_to = _kernel_cdf(ordered[[0, -1]], smooth, bandwidth)
+    lower = upper = None
+    if g.size * below > EDGE_EXCESS:
+        lower = float(f"{ordered[0] - (ordered[k] - ordered[0]) / k:.7g}")
+    if g.size * (1.0 - up_to) > EDGE_EXCESS:
+        upper = float(f"{ordered[-1] + (ordered[-1] - ordered[-1 - k]) / k:.7g}")
+    return lower, upper
+
+
+def _reflected_shrink(
+    g: np.ndarray, sd: float, bandwidth: float, lower: float | None, upper: float | None
+) -> float:
+    """The factor c by which the sample is shrunk toward its mean so that the kernel estimate
+    reflected at ``lower``/``upper`` has the sample's variance ``sd``² (Jones's 1991 correction,
+    1/√(1 + b²/s²) without an edge, re-solved: reflection folds the mass that crossed the
+    edge back, which narrows the estimate). Each point's kernel is folded at its nearer edge,
+    a folded normal, whose moments are closed-form (F. C. Leone, L. S. Nelson & R. B. Nottingham
+    1961, "The folded normal distribution", Technometrics 3:543–550)."""
+    centre = float(np.mean(g))
+
+    def excess(c: float) -> float:
+        x = centre + (g - centre) * c
+        first = x.copy()
+        second = x * x + bandwidth**2
+        to_lower = x - lower if lower is not None else np.full(x.size, np.inf)
+        to_upper = upper - x if upper is not None else np.full(x.size, np.inf)
+        for edge, dist, sign in ((lower, to_lower, 1.0), (upper, to_upper, -1.0)):
+            if edge is None:
+                continue
+            near = dist <= (to_upper if sign > 0 else to_lower)
+            mu = dist[near]
+            # E|N(mu, b²)|; E[N(mu, b²)²] = mu² + b² is unchanged by folding
+            folded = bandwidth * math.sqrt(2 / math.pi) * np.exp(
+                -(mu * mu) / (2 * bandwidth**2)
+            ) + mu * (1 - 2 * ndtr(-mu / bandwidth))
+            first[near] = edge + sign * folded
+            second[near] = edge * edge + 2 * sign * edge * folded + mu * mu + bandwidth**2
+        variance = float(np.mean(second) - np.mean(first) ** 2) * g.size / (g.size - 1)
+        return variance - sd * sd
+
+    plain = 1.0 / math.sqrt(1.0 + (bandwidth / sd) ** 2)
+    if excess(1.0) <= 0:  # (cannot happen with the edge a few spacings out): no shrink
+        return 1.0
+    return float(brentq(excess, 0.5 * plain, 1.0, xtol=1e-7))
+
+
+def _kernel_cdf(
+    at: np.ndarray,
+    g: np.ndarray,
+    bandwidth: float,
+    lower: float | None = None,
+    upper: float | None = None,
+) -> np.ndarray:
+    """The Gaussian-kernel CDF of the sample ``g`` at the points ``at``, reflected at a hard
+    ``lower``/``upper`` edge: each point's kernel gets a mirror image beyond the edge, whose
+    mass is folded back (E. F. Schuster 1985, "Incorporating support constraints into
+    nonparametric estimators of densities", Commun. Stat. Theory Methods 14:1123–1136), so
+    F = 0 at the lower edge and 1 at the upper one."""
+    cdf = ndtr((at[:, None] - g[None, :]) / bandwidth).mean(axis=1)
+    if lower is not None:
+        cdf += ndtr((at[:, None] - 2 * lower + g[None, :]) / bandwidth).mean(axis=1) - 1.0
+    if upper is not None:
+        cdf += ndtr((at[:, None] - 2 * upper + g[None, :]) / bandwidth).mean(axis=1)
+    return np.asarray(cdf)
+
+
+def _kernel_normal_scores(
+    at: np.ndarray,
+    g: np.ndarray,
+    bandwidth: float,
+    lower: float | None = None,
+    upper: float | None = None,
+) -> np.ndarray:
+    """Φ⁻¹ of the Gaussian-kernel CDF of the sample ``g`` at the points ``at`` (reflected at
+    hard edges: ``_kernel_cdf``)."""
+    cdf = _kernel_cdf(at, g, bandwidth, lower, upper)
+    return np.asarray(ndtri(np.clip(cdf, 1e-12, 1 - 1e-12)))
 
 
 def _yeo_johnson(y: np.ndarray, lam: float) -> np.ndarray:
