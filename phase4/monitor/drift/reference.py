@@ -9,12 +9,11 @@ the standard normal quantile (normal scores, a probability integral transform):
 
 In control z ~ N(0, 1) whatever the feature's distribution, so one calibration serves all.
 - Continuous features: F_ref is a Gaussian-kernel CDF of the (Yeo–Johnson symmetrised)
-  reference, its bandwidth the plug-in choice for a distribution function (not a density),
-  reflected at a hard edge when the data show one (an exponential's 0); it is kept at 33
-  knots evenly spaced over the symmetrised reference's range, interpolated linearly in z
-  (linearly in probability in a knot interval that ends at a hard edge), and z saturates at
-  the score of a value beyond every reference value (``continuous_z_cap``: ±3.09 for 500
-  values), which is all a reference of that size can say about such a value.
+  reference, its bandwidth the plug-in choice for a distribution function (not a density);
+  it is kept at 33 knots evenly spaced over the symmetrised reference's range, interpolated
+  linearly in z, and z saturates at the score of a value beyond every reference value
+  (``continuous_z_cap``: ±3.09 for 500 values), which is all a reference of that size can
+  say about such a value.
 - Discrete features (≤ 24 distinct reference values, e.g. lesion count): the randomised PIT
   u ~ U(F(x⁻), F(x)) is exactly uniform in control (A. E. Brockwell 2007, "Universal
   residuals: a multivariate transformation", Statistics & Probability Letters 77:1473–1478).
@@ -45,7 +44,6 @@ from typing import Any
 
 import numpy as np
 from scipy import stats
-from scipy.optimize import brentq
 from scipy.special import ndtr, ndtri
 
 KNOTS = 33
@@ -104,12 +102,6 @@ class NumericReference:
     # ``grid`` from the smallest, and ties): each value, reference and live alike, is scored as
     # x + (V − ½)·grid with V ~ U(0, 1) from the observation's index; 0: not a grid.
     grid: float = 0.0
-    # A hard edge of the continuous part, below (above) which the reference has no mass (an
-    # exponential's 0): the first (last) knot is the edge, the kernel CDF is reflected there,
-    # and between the edge and the next knot the CDF, not z, is interpolated linearly. False
-    # in a state saved before edges were detected (2026-12-05): it scores as it did.
-    lower_edge: bool = False
-    upper_edge: bool = False
     # Derived from n, not stored (see to_dict): the largest |z| a continuous value can score.
     z_cap: float = field(default=0.0, compare=False)
 
@@ -205,17 +197,6 @@ class NumericReference:
         # reference's own error), and the knots are spaced from the stored values.
         first = float(f"{g.min() - 3 * bandwidth:.7g}")
         last = float(f"{g.max() + 3 * bandwidth:.7g}")
-        # A hard edge (an exponential's 0, a score that cannot exceed 1): a kernel CDF leaks
-        # mass past it, so values near it scored as less rare than they are (an exponential
-        # feature's scores never passed z = −2). See ``hard_edges``: the CDF is then reflected
-        # at the edge (E. F. Schuster 1985), and the shrink toward the mean re-solved so that
-        # the reflected estimate keeps the sample's variance.
-        lower, upper = hard_edges(g, smooth, bandwidth)
-        if lower is not None or upper is not None:
-            first = lower if lower is not None else first
-            last = upper if upper is not None else last
-            factor = _reflected_shrink(g, sd, bandwidth, lower, upper)
-            smooth = centre + (g - centre) * factor
         knots = np.linspace(first, last, KNOTS)
         # The kernel CDF itself up to the reference's extremes (until 2026-12-05, beyond the
         # 5th and 95th percentiles z continued linearly, a Gaussian tail in the symmetrised
@@ -223,12 +204,7 @@ class NumericReference:
         # and 3.1 came half again too often), and beyond them the cap (``continuous_z_cap``).
         # With the plug-in bandwidth the kernel CDF's tail beyond the extremes is that of the
         # extreme values' own kernels: it reaches the cap within a bandwidth or so of them.
-        zs = _kernel_normal_scores(knots, smooth, bandwidth, lower, upper)
-        cap = continuous_z_cap(n)
-        if lower is not None:
-            zs[0] = -cap  # the edge: nothing below it; interpolated in probability above it
-        if upper is not None:
-            zs[-1] = cap
+        zs = _kernel_normal_scores(knots, smooth, bandwidth)
         return cls(
             n=n,
             median=median,
@@ -239,8 +215,6 @@ class NumericReference:
             location=location,
             scale=scale,
             yj_lambda=float(lam),
-            lower_edge=lower is not None,
-            upper_edge=upper is not None,
         )
 
     def z(self, value: float, index: int = 0, salt: str = "") -> float:
@@ -279,16 +253,8 @@ class NumericReference:
                 i = int(pos)
                 if i > len(zs) - 2:
                     i = len(zs) - 2
-            cap = self.z_cap
-            if pos < 1 and self.lower_edge:
-                # between a hard edge and the next knot the CDF is linear (the reflected
-                # estimate's density is flat at the edge): interpolated in probability
-                u = float(ndtr(zs[1])) * pos
-                return max(-cap, float(ndtri(u))) if u > 0 else -cap
-            if pos > len(zs) - 2 and self.upper_edge:
-                u = float(ndtr(-zs[-2])) * (len(zs) - 1 - pos)
-                return min(cap, -float(ndtri(u))) if u > 0 else cap
             z = zs[i] + (pos - i) * (zs[i + 1] - zs[i])
+            cap = self.z_cap
             return cap if z > cap else -cap if z < -cap else z
         xs = self.knot_x
         j = bisect_right(xs, value)
@@ -363,13 +329,6 @@ class NumericReference:
             first, last = self.knot_range
             step = (last - first) / (len(zs) - 1)
             ys = [first + i * step for i in range(len(zs))]
-            # a hard edge's knot interval is linear in probability (see ``_z_continuous``)
-            if self.lower_edge and z < zs[1]:
-                y = first + step * p / float(ndtr(zs[1]))
-                return self.location + self.scale * _yeo_johnson_inverse(y, self.yj_lambda)
-            if self.upper_edge and z > zs[-2]:
-                y = last - step * (1 - p) / float(ndtr(-zs[-2]))
-                return self.location + self.scale * _yeo_johnson_inverse(y, self.yj_lambda)
         else:
             ys = list(self.knot_x)
         j = bisect_right(zs, z)
@@ -402,9 +361,6 @@ class NumericReference:
                 del d[key]
         if not self.grid:
             del d["grid"]
-        for key in ("lower_edge", "upper_edge"):
-            if not d[key]:
-                del d[key]
         for key in ("levels", "cdf", "knot_x", "atoms", "atom_probs"):
             if key in d and not d[key]:
                 del d[key]
@@ -560,113 +516,9 @@ def _psi_hat(g: np.ndarray, r: int, pilot: float) -> float:
     return total / (g.size**2 * pilot ** (r + 1))
 
 
-# A kernel CDF's mass below the sample's minimum, times n, beyond which the data show a hard
-# edge: below the minimum of n values lies a share of the distribution distributed as
-# Beta(1, n), so n times it exceeds t with probability about e^(−t); the kernel adds the
-# minimum's own half (0.5). At 0.5 + log 100 ≈ 5.1 a smooth tail is taken for an edge one time
-# in a hundred at most (normal, lognormal, t₃, bimodal references of 500: ≤ 3.2 in 40 each; an
-# exponential's 10–15).
-EDGE_EXCESS = 0.5 + math.log(100.0)
-# The edge lies beyond the extreme value by the mean of the next EDGE_SPACINGS spacings (near
-# an edge where the density does not vanish, spacings are i.i.d. exponential: D. S. Robson &
-# J. H. Whitlock 1964, "Estimation of a truncation point", Biometrika 51:33–39, with one).
-EDGE_SPACINGS = 5
-
-
-def hard_edges(
-    g: np.ndarray, smooth: np.ndarray, bandwidth: float
-) -> tuple[float | None, float | None]:
-    """The hard lower and upper edges of the sample ``g`` (None: no edge), judged from the
-    Gaussian-kernel CDF of ``smooth`` (the sample as it is smoothed) with ``bandwidth``.
-
-    A side has an edge when the kernel puts more mass beyond the sample's extreme value than
-    a sample of n leaves beyond its extreme (``EDGE_EXCESS``/n): the density does not vanish
-    there, as an exponential's does not at 0. The edge is the extreme value less the mean of
-    the ``EDGE_SPACINGS`` spacings next to it (seven significant digits, as stored).
-
-    >>> x = np.random.default_rng(2).exponential(1.0, 500)
-    >>> lower, upper = hard_edges(x, x, 0.1)
-    >>> bool(0 < x.min() - lower < 0.05), upper
-    (True, None)
-    """
-    ordered = np.sort(g)
-    k = min(EDGE_SPACINGS, ordered.size - 1)
-    below, up_to = _kernel_cdf(ordered[[0, -1]], smooth, bandwidth)
-    lower = upper = None
-    if g.size * below > EDGE_EXCESS:
-        lower = float(f"{ordered[0] - (ordered[k] - ordered[0]) / k:.7g}")
-    if g.size * (1.0 - up_to) > EDGE_EXCESS:
-        upper = float(f"{ordered[-1] + (ordered[-1] - ordered[-1 - k]) / k:.7g}")
-    return lower, upper
-
-
-def _reflected_shrink(
-    g: np.ndarray, sd: float, bandwidth: float, lower: float | None, upper: float | None
-) -> float:
-    """The factor c by which the sample is shrunk toward its mean so that the kernel estimate
-    reflected at ``lower``/``upper`` has the sample's variance ``sd``² (Jones's 1991 correction,
-    1/√(1 + b²/s²) without an edge, re-solved: reflection folds the mass that crossed the
-    edge back, which narrows the estimate). Each point's kernel is folded at its nearer edge,
-    a folded normal, whose moments are closed-form (F. C. Leone, L. S. Nelson & R. B. Nottingham
-    1961, "The folded normal distribution", Technometrics 3:543–550)."""
-    centre = float(np.mean(g))
-
-    def excess(c: float) -> float:
-        x = centre + (g - centre) * c
-        first = x.copy()
-        second = x * x + bandwidth**2
-        to_lower = x - lower if lower is not None else np.full(x.size, np.inf)
-        to_upper = upper - x if upper is not None else np.full(x.size, np.inf)
-        for edge, dist, sign in ((lower, to_lower, 1.0), (upper, to_upper, -1.0)):
-            if edge is None:
-                continue
-            near = dist <= (to_upper if sign > 0 else to_lower)
-            mu = dist[near]
-            # E|N(mu, b²)|; E[N(mu, b²)²] = mu² + b² is unchanged by folding
-            folded = bandwidth * math.sqrt(2 / math.pi) * np.exp(
-                -(mu * mu) / (2 * bandwidth**2)
-            ) + mu * (1 - 2 * ndtr(-mu / bandwidth))
-            first[near] = edge + sign * folded
-            second[near] = edge * edge + 2 * sign * edge * folded + mu * mu + bandwidth**2
-        variance = float(np.mean(second) - np.mean(first) ** 2) * g.size / (g.size - 1)
-        return variance - sd * sd
-
-    plain = 1.0 / math.sqrt(1.0 + (bandwidth / sd) ** 2)
-    if excess(1.0) <= 0:  # (cannot happen with the edge a few spacings out): no shrink
-        return 1.0
-    return float(brentq(excess, 0.5 * plain, 1.0, xtol=1e-7))
-
-
-def _kernel_cdf(
-    at: np.ndarray,
-    g: np.ndarray,
-    bandwidth: float,
-    lower: float | None = None,
-    upper: float | None = None,
-) -> np.ndarray:
-    """The Gaussian-kernel CDF of the sample ``g`` at the points ``at``, reflected at a hard
-    ``lower``/``upper`` edge: each point's kernel gets a mirror image beyond the edge, whose
-    mass is folded back (E. F. Schuster 1985, "Incorporating support constraints into
-    nonparametric estimators of densities", Commun. Stat. Theory Methods 14:1123–1136), so
-    F = 0 at the lower edge and 1 at the upper one."""
+def _kernel_normal_scores(at: np.ndarray, g: np.ndarray, bandwidth: float) -> np.ndarray:
+    """Φ⁻¹ of the Gaussian-kernel CDF of the sample ``g`` at the points ``at``."""
     cdf = ndtr((at[:, None] - g[None, :]) / bandwidth).mean(axis=1)
-    if lower is not None:
-        cdf += ndtr((at[:, None] - 2 * lower + g[None, :]) / bandwidth).mean(axis=1) - 1.0
-    if upper is not None:
-        cdf += ndtr((at[:, None] - 2 * upper + g[None, :]) / bandwidth).mean(axis=1)
-    return np.asarray(cdf)
-
-
-def _kernel_normal_scores(
-    at: np.ndarray,
-    g: np.ndarray,
-    bandwidth: float,
-    lower: float | None = None,
-    upper: float | None = None,
-) -> np.ndarray:
-    """Φ⁻¹ of the Gaussian-kernel CDF of the sample ``g`` at the points ``at`` (reflected at
-    hard edges: ``_kernel_cdf``)."""
-    cdf = _kernel_cdf(at, g, bandwidth, lower, upper)
     return np.asarray(ndtri(np.clip(cdf, 1e-12, 1 - 1e-12)))
 
 

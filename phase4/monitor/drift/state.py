@@ -43,12 +43,8 @@ uploaded (its thresholds were solved for those weights; re-splitting its rate wo
 new calibration, which is what a new reference gives it), so the upgrade only stamps the
 version. The version exists so that an older phase4 refuses, in words, a document holding a
 detector it does not know, instead of failing on it. Likewise a numeric reference fitted under
-version 3 may hold ``grid`` (values recorded on a grid, jittered within it), and one fitted
-since 2026-12-05 ``lower_edge``/``upper_edge`` (a hard edge of its continuous part, where its
-CDF is reflected and interpolated in probability); one saved before has none, and keeps
-scoring as it did (its knots hold its scores: nothing is refitted on reading). Like ``grid``,
-these were added within version 3: a phase4 older than them fails on such a reference (an
-unexpected field) instead of refusing the document in words.
+version 3 may hold ``grid`` (values recorded on a grid, jittered within it); one saved before
+has none, and keeps scoring as it did.
 """
 
 from __future__ import annotations
