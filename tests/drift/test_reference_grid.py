@@ -51,7 +51,9 @@ def test_a_grid_is_recognised_and_only_a_grid() -> None:
     ],
 )
 def test_rounded_values_score_as_normal(name: str, draw) -> None:
-    z, refs = _scores(draw, references=10, fresh=5_000, seed=21)
+    # (40 references: the tail's rate varies with the reference, from 0.6 to 2.2 times the
+    # nominal over ten of them, and the promise is on average over references)
+    z, refs = _scores(draw, references=40, fresh=1_250, seed=21)
     assert all(r.grid > 0 and not r.atoms for r in refs)
     assert 0.97 <= z.std() <= 1.03, name
     beyond = float(np.mean(np.abs(z) > 2.5)) / NOMINAL_BEYOND_2_5
