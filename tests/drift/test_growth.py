@@ -36,7 +36,9 @@ def _feed(monitor: DeploymentMonitor, events: np.ndarray, start: int = 0) -> tup
 
 def test_a_rare_stream_monitors_from_its_size_and_grows_to_its_target_in_steps() -> None:
     events = np.random.default_rng(2).random(12_000) < 0.02
-    monitor = _monitor()
+    # a budget of one false alarm in ten years (ARL0 73,000), so that in-control data reach
+    # the target without an alarm holding growth
+    monitor = _monitor(false_alarms_per_year=0.1)
     stream = monitor.streams["art"]
     _feed(monitor, events[:500])
     assert stream.monitoring  # no waiting for 50 events: about 10 are enough to start
@@ -173,3 +175,21 @@ def test_replay_never_grows_a_reference_past_a_change_estimate_or_after_an_alarm
         assert step["added"]["last_at"] < first["change_timestamp"]
     assert side["final_rows"] == 500 + sum(s["added"]["observations"] for s in side["growth_steps"])
     assert side["final_rows"] <= first["change_index_estimate"]
+
+
+@pytest.mark.parametrize("rate", [0.01, 0.05])
+def test_a_growing_binary_stream_state_stays_within_two_kilobytes(rate: float) -> None:
+    """Waiting observations are kept as blocks, and those past the guard merged into one:
+    however long a step waits for its events, a monitoring binary stream's saved state stays
+    within 2 KB (docs/BENCHMARKS.md, "State per stream")."""
+    monitor = _monitor()
+    g = np.random.default_rng(3)
+    sizes = []
+    for i, e in enumerate((g.random(12_000) < rate).tolist()):
+        monitor.observe({"art": e}, (T0 + timedelta(hours=i)).isoformat(), row=i)
+        monitor.take_growth_steps()
+        stream = monitor.streams["art"]
+        if stream.monitoring:
+            sizes.append(len(json.dumps(stream.to_dict())))
+            assert stream.growth is None or len(stream.growth.blocks) <= 12
+    assert max(sizes) <= 2048

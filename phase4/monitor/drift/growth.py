@@ -25,9 +25,10 @@ toward an information target (``reference_events_target`` events) in steps:
 
 Waiting observations are kept as blocks of ``block`` observations (first and last row and time,
 observations and events), so the state stays small whatever the guard. A step takes every block
-that has cleared the guard once they hold at least ``max(STEP_EVENTS_MIN, events / 2)`` events,
-or as many observations as the reference: a handful of steps, each of which redesigns the chart
-(one calibration) and is reported for the audit trail.
+that has cleared the guard once they hold at least ``max(STEP_EVENTS_MIN, events)`` events (the
+reference's events double), or as many observations as the reference (its size doubles): a
+handful of steps (from 10 events to 200, five), each of which redesigns the chart (one
+calibration) and is reported for the audit trail.
 
 This module keeps the bookkeeping; ``streams.Stream`` redesigns the chart.
 """
@@ -129,6 +130,28 @@ class ReferenceGrowth:
         b.last_row, b.last_at = row, at
         if b.n >= self.block:
             b.end = observations
+            self._merge_past(observations)
+
+    def _merge_past(self, observations: int) -> None:
+        """The blocks that have cleared the guard, merged into one (a step takes them all
+        together): however long a step waits for its events, at most about ten blocks are
+        kept."""
+        blocks = self.blocks
+        k = 0
+        while k < len(blocks) and blocks[k].end and observations - blocks[k].end >= self.guard:
+            k += 1
+        if k > 1:
+            first, last = blocks[0], blocks[k - 1]
+            merged = Block(
+                first.first_row,
+                first.first_at,
+                last.last_row,
+                last.last_at,
+                sum(b.n for b in blocks[:k]),
+                sum(b.events for b in blocks[:k]),
+                last.end,
+            )
+            self.blocks = [merged, *blocks[k:]]
 
     def on_alarm(self, at: str) -> None:
         """An alarm: drop what waits (it may hold changed data) and hold until it is resolved."""
@@ -147,12 +170,15 @@ class ReferenceGrowth:
         that the chart's sum is at zero and takes the step with :meth:`took`)."""
         if self.done or self.hold is not None:
             return None
-        past = [b for b in self.blocks if b.end and observations - b.end >= self.guard]
+        blocks = self.blocks
+        if not blocks or not blocks[0].end or observations - blocks[0].end < self.guard:
+            return None  # the oldest block has not cleared the guard (the usual case: cheap)
+        past = [b for b in blocks if b.end and observations - b.end >= self.guard]
         if not past:
             return None
         n = sum(b.n for b in past)
         events = sum(b.events for b in past)
-        wanted = max(STEP_EVENTS_MIN, math.ceil(reference_events / 2))
+        wanted = max(STEP_EVENTS_MIN, reference_events)
         if events < wanted and n < reference_n and reference_events + events < self.target:
             return None
         return Step(

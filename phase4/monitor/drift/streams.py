@@ -507,12 +507,12 @@ class Stream:
             return
         growth.add(bool(event), row, at, self.observations)
         chart: BernoulliCusum = self.detectors["bernoulli_cusum"]  # type: ignore[assignment]
-        if chart.s != 0 or self.reference is None:
+        reference = self.reference
+        if chart.s != 0 or reference is None:
             return
-        ref = RateReference.from_dict(self.reference)
-        step = growth.ready(self.observations, ref.n, ref.events)
+        step = growth.ready(self.observations, reference["n"], reference["events"])
         if step is not None:
-            self._grow(growth, step, chart, ref, row, at)
+            self._grow(growth, step, chart, RateReference.from_dict(reference), row, at)
 
     def _grow(
         self,
