@@ -861,17 +861,20 @@ def _open_drift_alerts(session: Session, deployment_id: str, streams: set[str]) 
     )
 
 
+def _open_on(deployment_id: str, streams: set[str]) -> tuple[Any, ...]:
+    """The conditions of an open (unresolved) drift or performance alert on ``streams``."""
+    return (
+        col(Alert.deployment_id) == deployment_id,
+        col(Alert.status) != AlertStatus.RESOLVED,
+        col(Alert.stream).in_(sorted(streams)),
+        col(Alert.cause).in_([AlertCause.DRIFT, AlertCause.PERFORMANCE]),
+    )
+
+
 def _streams_with_open_alerts(session: Session, deployment_id: str, streams: set[str]) -> set[str]:
     """Which of ``streams`` have an open (unresolved) drift or performance alert."""
     found = session.execute(
-        sa.select(Alert.stream)
-        .where(
-            col(Alert.deployment_id) == deployment_id,
-            col(Alert.status) != AlertStatus.RESOLVED,
-            col(Alert.stream).in_(sorted(streams)),
-            col(Alert.cause).in_([AlertCause.DRIFT, AlertCause.PERFORMANCE]),
-        )
-        .distinct()
+        sa.select(Alert.stream).where(*_open_on(deployment_id, streams)).distinct()
     )
     return {str(row[0]) for row in found}
 
@@ -925,14 +928,7 @@ def _any_open_drift_alert(session: Session, deployment_id: str, streams: set[str
     if not streams:
         return False
     found = session.execute(
-        sa.select(Alert.id)
-        .where(
-            col(Alert.deployment_id) == deployment_id,
-            col(Alert.status) != AlertStatus.RESOLVED,
-            col(Alert.stream).in_(sorted(streams)),
-            col(Alert.cause).in_([AlertCause.DRIFT, AlertCause.PERFORMANCE]),
-        )
-        .limit(1)
+        sa.select(Alert.id).where(*_open_on(deployment_id, streams)).limit(1)
     ).first()
     return found is not None
 
