@@ -15,6 +15,7 @@ from sqlmodel import Session, col, select
 
 from phase4.monitor.store.models import AuditEntry, Deployment, DetectorState
 from phase4.monitor.surveillance.detection import declare_baseline, detect_deployment, open_alerts
+from phase4.monitor.surveillance.reports import stream_reference_note
 from tests.conftest import Fixture
 
 T0 = datetime(2026, 1, 5, 8, tzinfo=UTC)
@@ -102,6 +103,13 @@ def test_growth_steps_are_audited_and_held_while_the_alert_is_open(
     detect_deployment(world.engine, world.deployment_b)
     alerts = [a for a in open_alerts(world.engine, world.deployment_b) if a.stream == STREAM]
     assert alerts
+    # the alert's report says its chart's reference is not the first records alone
+    with Session(world.engine) as s:
+        note = stream_reference_note(s, world.deployment_b, STREAM, alerts[0].opened_at)
+        assert (
+            stream_reference_note(s, world.deployment_b, "features.x", alerts[0].opened_at) is None
+        )
+    assert note is not None and f"grew in audited steps to {n:,} studies" in note
     state = _stream_state(world)
     assert state["growth"]["done"] is False  # 150 events are far off at 5%
     assert state["growth"]["hold"] is not None
@@ -175,6 +183,10 @@ def test_a_declared_baseline_becomes_the_reference_and_is_audited(
     assert entry.actor == "physicist:ada"
     assert entry.new_value["cases"] == 840 and entry.new_value["events"] == 34
     assert entry.old_value["reference"]["n"] == 200
+    with Session(world.engine) as s:
+        note = stream_reference_note(s, world.deployment_b, STREAM, entry.at)
+    assert note is not None and "(34 events in 840 cases)" in note
+    assert "validation study 2025" in note
     # the stream keeps watching against the declared rate
     _send(client, world, (g.random(200) < 0.05).tolist(), 300)
     detect_deployment(world.engine, world.deployment_b)

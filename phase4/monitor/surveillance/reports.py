@@ -323,6 +323,47 @@ def _last_reset(session: Session, deployment_id: str, before: datetime) -> Audit
     ).first()
 
 
+def stream_reference_note(
+    session: Session, deployment_id: str, stream: str | None, before: datetime
+) -> str | None:
+    """When ``stream``'s chart was designed on a reference other than its first records (a
+    baseline declared from a validation study, or a binary reference grown in audited steps),
+    say so: the report's reference window is the stream's first records, and without the note
+    it would seem to contradict the alert."""
+    if not stream:
+        return None
+    entries = session.exec(
+        select(AuditEntry)
+        .where(
+            AuditEntry.entity_type == "deployment",
+            AuditEntry.entity_id == deployment_id,
+            col(AuditEntry.action).in_(("reference.declare", "reference.grow")),
+            AuditEntry.at <= before,
+        )
+        .order_by(col(AuditEntry.seq).desc())
+        .limit(200)
+    )
+    for entry in entries:
+        new = entry.new_value or {}
+        if new.get("stream") != stream:
+            continue
+        when = report_page.fmt_when(entry.at)
+        ref = new.get("reference") or {}
+        if entry.action == "reference.declare":
+            return (
+                f"The stream's baseline was declared on {when} from {new.get('source')} "
+                f"({new.get('events')} events in {new.get('cases')} cases): its chart is "
+                "designed on that rate. The records compared here as the reference are its "
+                "first records, not the study's."
+            )
+        return (
+            f"The stream's reference grew in audited steps to {ref.get('n', 0):,} studies "
+            f"({ref.get('events', 0):,} events) by {when}: its chart is designed on all of "
+            "them. The records compared here as the reference are its first ones."
+        )
+    return None
+
+
 @dataclass
 class _Windows:
     reference: list[_Item]
@@ -362,6 +403,9 @@ def _windows(session: Session, alert: Alert, deployment: Deployment, target: _Ta
             f"{report_page.fmt_when(reset.at)}; its rows are not in the store, so the records "
             "compared here as the reference are the first after acceptance, not the file's."
         )
+    stream_note = stream_reference_note(session, deployment.id, alert.stream, alert.opened_at)
+    if stream_note:
+        note = f"{note} {stream_note}" if note else stream_note
     reader = _Reader(session, deployment, target, reset_at)
     counted = target.field is not None
 
