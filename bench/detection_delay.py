@@ -38,17 +38,18 @@ the end of the reference (the scenario's ``tau``: 1,000 for ``artifact_late``). 
 what phase4 itself uses: the first 500 observations, for a numeric stream and, since 2026-12, for
 a binary stream too (MonitorConfig.reference_events_min = 0: monitoring starts at
 reference_size, with a chart designed for the uncertainty of the rate; before, the product
-waited for 50 events, at 2% about 2,500 observations). phase4's binary reference then grows
-while it monitors, in audited steps toward reference_events_target = 200 events, from
+waited for 50 events, at 2% about 2,500 observations). With ``--binary-rule growth`` phase4's
+binary reference also grows while it monitors, in audited steps toward 200 events, from
 in-control observations older than a guard lag, only while its chart's sum is 0 and never after
-an alarm (phase4.monitor.drift.growth; docs/STATISTICS.md, "Rare events: a reference that grows
-in audited steps"): the bench feeds the reference and then the continuation through the real
-DeploymentMonitor, so the growth happens in the in-control runs and before the change in the
-delay runs, as deployed. The other methods keep the first 500 observations. For comparison,
+an alarm (phase4.monitor.drift.growth; docs/STATISTICS.md, "Rare events"), an option a
+deployment may set (off by default): the bench feeds the reference and then the continuation
+through the real DeploymentMonitor, so the growth happens in the in-control runs and before the
+change in the delay runs, as deployed. The other methods keep the first 500 observations. For
+comparison,
 phase4 can run the previous rule (reference_events_min = 50, reference_events_target = 0):
 ``--binary-rule old`` as the bench ran it before (every method gets that longer reference and
 the change comes τ after it, so the blind time and a change absorbed into the reference are not
-counted), ``--binary-rule old-blind`` on the growth rule's streams (phase4 alone is fed them from
+counted), ``--binary-rule old-blind`` on the product's streams (phase4 alone is fed them from
 row 0 and its reference takes the rows it needs, changed ones included; its delay from the
 change and its in-control run lengths from row 500 count its blind time). Every method sees the
 same reference/warm-up data (common random numbers across methods).
@@ -404,10 +405,11 @@ def scenario_index(key: str) -> int:
     return list(SCENARIOS).index(key)
 
 
-# How phase4 builds a binary reference (``--binary-rule``). "growth": MonitorConfig's defaults,
-# the product's rule since 2026-12 (monitoring starts at reference_size observations, then the
-# reference grows in audited steps toward reference_events_target events from the in-control
-# continuation, inside the DeploymentMonitor). The rule before it (wait for 50 events before
+# How phase4 builds a binary reference (``--binary-rule``). "product": MonitorConfig's defaults,
+# the product's rule since 2026-12 (monitoring starts at reference_size observations; the
+# reference does not grow). "growth": the same, and the reference grows in audited steps toward
+# 200 events from the in-control continuation, inside the DeploymentMonitor (an option a
+# deployment may set; off by default). The rule before them (wait for 50 events before
 # monitoring starts, no growth), for comparison, two ways:
 # - "old": the bench's protocol before 2026-12: every method gets that longer reference and the
 #   change comes τ after it, so neither the blind time nor a change absorbed into the reference
@@ -417,9 +419,15 @@ def scenario_index(key: str) -> int:
 #   rows it needs, changed ones included, so its delay counts its blind time from the change. Its
 #   in-control run lengths are counted from row 500 too (blind time included).
 _OLD_RULE = {"reference_events_min": 50, "reference_events_target": 0}
-BINARY_RULES: dict[str, dict[str, int]] = {"growth": {}, "old": _OLD_RULE, "old-blind": _OLD_RULE}
-BINARY_RULE = "growth"
+BINARY_RULES: dict[str, dict[str, int]] = {
+    "product": {},
+    "growth": {"reference_events_target": 200},
+    "old": _OLD_RULE,
+    "old-blind": _OLD_RULE,
+}
+BINARY_RULE = "product"
 BINARY_RULE_NOTES = {
+    "product": "phase4 and the other methods use the first 500 observations",
     "growth": "phase4 grows its own reference from the in-control continuation "
     "(DeploymentMonitor), the other methods keep the first 500 observations",
     "old": "every method gets this reference; the change comes tau after it",
@@ -1391,10 +1399,11 @@ def main() -> None:
     ap.add_argument(
         "--binary-rule",
         choices=list(BINARY_RULES),
-        default="growth",
-        help="phase4's binary reference: the product's (growth) or the rule before 2026-12 "
+        default="product",
+        help="phase4's binary reference: the product's (500 observations), growth (the same, "
+        "growing toward 200 events: an option, off by default), or the rule before 2026-12 "
         "(wait for 50 events, no growth): old (every method gets that reference, the change "
-        "after it) or old-blind (phase4 alone, on the growth rule's streams, its blind time "
+        "after it) or old-blind (phase4 alone, on the product's streams, its blind time "
         "counted); use --out",
     )
     ap.add_argument("--out", type=Path, default=RESULTS)

@@ -801,9 +801,11 @@ def replay(
     reference_events_target: Annotated[
         int,
         typer.Option(
-            min=0, help="Events a binary reference grows toward in audited steps (0: no growth)."
+            min=0,
+            help="Events a binary reference grows toward in audited steps (0: no growth; "
+            "growth over-spends the budget in control, docs/STATISTICS.md).",
         ),
-    ] = 200,
+    ] = 0,
     reference_events_min: Annotated[
         int,
         typer.Option(min=0, help="Events a binary reference waits for before monitoring starts."),

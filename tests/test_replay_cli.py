@@ -245,13 +245,24 @@ def test_replay_reference_rows_follow_time_order_and_skip_missing_values(
 def test_replay_prints_each_growth_step_and_stops_growth_at_the_first_alarm(
     tmp_path: Path,
 ) -> None:
-    """By default the same flag is monitored from row 500; its reference grows in steps from
-    rows past the guard lag, each step on the console and in the sidecar, and stops at the
-    first alarm, before the change at row 1,500 can join."""
+    """With growth on, the same flag is monitored from row 500; its reference grows in steps
+    from rows past the guard lag, each step on the console and in the sidecar, and stops at
+    the first alarm, before the change at row 1,500 can join."""
     events, out = tmp_path / "events.csv", tmp_path / "alarms.jsonl"
     rows = _write_rare_flag(events, n=6000)
     code, output = _run(
-        ["replay", str(events), "--reference-size", "500", "--binary", "art", "--out", str(out)]
+        [
+            "replay",
+            str(events),
+            "--reference-size",
+            "500",
+            "--binary",
+            "art",
+            "--reference-events-target",
+            "200",
+            "--out",
+            str(out),
+        ]
     )
     assert code == 0, output
     (art,) = json.loads((tmp_path / "alarms.reference.json").read_text())

@@ -77,7 +77,11 @@ def test_a_state_saved_before_state_versions_is_shown_with_its_streams_states() 
 def test_reference_size_events_and_growth_steps_are_shown() -> None:
     """A 5% stream's 200-study reference grows in steps; /metrics shows its size, its events and
     the steps taken, as the saved state holds them."""
-    config = MonitorConfig(streams=(StreamSpec("outputs.artifact", "binary"),), reference_size=200)
+    config = MonitorConfig(
+        streams=(StreamSpec("outputs.artifact", "binary"),),
+        reference_size=200,
+        reference_events_target=200,
+    )
     monitor = DeploymentMonitor.new(config)
     g = np.random.default_rng(5)
     steps = 0

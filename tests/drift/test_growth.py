@@ -21,6 +21,8 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def _monitor(**kw: object) -> DeploymentMonitor:
+    """A binary stream whose reference grows toward 200 events (an option; off by default)."""
+    kw = {"reference_events_target": 200, **kw}
     config = MonitorConfig(streams=(StreamSpec("art", "binary"),), studies_per_day=20, **kw)
     return DeploymentMonitor.new(config)
 
@@ -162,6 +164,7 @@ def test_replay_never_grows_a_reference_past_a_change_estimate_or_after_an_alarm
         studies_per_day=20,
         false_alarms_per_year=1,
         binary="art",
+        reference_events_target=200,
     )
     alarms = [json.loads(line) for line in out.read_text().splitlines()]
     assert alarms, "a tripling of the rate is detected within 3,500 rows"

@@ -244,15 +244,16 @@ class MonitoringConfig(_Strict):
         0,
         ge=0,
         description="Events a binary stream's reference waits for before monitoring starts "
-        "(0: it starts at reference_size observations and grows, see reference_events_target).",
+        "(0: it starts at reference_size observations).",
     )
     reference_events_target: int = Field(
-        200,
+        0,
         ge=0,
         le=100_000,
         description="Events a binary stream's reference grows toward, in audited steps, from "
         "observations older than a guard lag, never while the stream has an open alert "
-        "(0: no growth).",
+        "(0, the default: no growth; growth that stops at alarms over-spends the false-alarm "
+        "budget in control, see docs/STATISTICS.md 'Rare events').",
     )
     reference_horizon_days: int = Field(
         90,

@@ -166,12 +166,15 @@ class MonitorConfig:
     chi_square_window: int = 100
     # A binary stream starts monitoring at reference_size observations, with its chart designed
     # for the uncertainty of a rate estimated from few events (the expected false-alarm rate
-    # over the rate's posterior), and its reference then grows in audited steps toward
-    # reference_events_target events (phase4.monitor.drift.growth; 0: no growth). A deployment
-    # may also make the reference wait for reference_events_min events before monitoring
-    # starts (at most 20 x reference_size observations): blind time, which the growth avoids.
+    # over the rate's posterior). A deployment may let its reference grow in audited steps
+    # toward reference_events_target events (phase4.monitor.drift.growth); off by default (0):
+    # growth that stops at alarms, as it must not absorb a change, corrects the references that
+    # err on the cautious side and freezes those that err the other way, and over two years in
+    # control spent 1.37-1.62x the budget (docs/STATISTICS.md, "Rare events"). A deployment may
+    # also make the reference wait for reference_events_min events before monitoring starts (at
+    # most 20 x reference_size observations): blind time.
     reference_events_min: int = 0
-    reference_events_target: int = 200
+    reference_events_target: int = 0
     # Performance estimated without labels (phase4.monitor.drift.cbpe), e.g. {"score":
     # "outputs.malignancy_score", "prediction": "outputs.positive", "reference_size": 300,
     # "window": 200}; None: off.

@@ -334,7 +334,7 @@ def replay(
     numeric: str | None = None,
     categorical: str | None = None,
     binary: str | None = None,
-    reference_events_target: int = 200,
+    reference_events_target: int = 0,
     reference_events_min: int = 0,
     batch: bool = True,
 ) -> ReplaySummary:
