@@ -21,7 +21,7 @@ def test_the_revalidation_page_draws_its_table_and_plot(
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    from tests.ui.test_ui_browser import chrome
+    from tests.ui.test_ui_browser import chrome, sign_in
 
     assert shutil.which("chromium") and shutil.which("chromedriver")
     out = run_revalidation_scenario(
@@ -36,9 +36,9 @@ def test_the_revalidation_page_draws_its_table_and_plot(
     shots = Path(__file__).resolve().parents[2] / "test-output" / "ui"
     shots.mkdir(parents=True, exist_ok=True)
     with chrome() as driver:
-        driver.get(live_monitor.url + "/ui/login")
-        driver.find_element(By.ID, "token").send_keys(world.reviewer)
-        driver.find_element(By.CSS_SELECTOR, "form.login button").click()
+        # signed in (the session cookie set) before the page is asked for: navigating away
+        # while the sign-in form is still submitting left the page at the sign-in form
+        sign_in(driver, live_monitor.url, world.reviewer)
         driver.get(out.page)
         rows = driver.find_elements(By.CSS_SELECTOR, "#comparison tbody tr")
         verdicts = {r.find_element(By.CSS_SELECTOR, "th").text.split("\n")[0]: r.text for r in rows}
