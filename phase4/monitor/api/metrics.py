@@ -855,8 +855,8 @@ class StoreCollector(Collector):
         ref_size = _Family(
             "phase4_stream_reference_observations",
             "gauge",
-            "Observations in the stream's reference (a binary reference grows in audited steps "
-            "toward its events target).",
+            "Observations in the stream's reference (a binary reference may be set to grow in "
+            "audited steps toward an events target).",
             labels,
         )
         ref_events = _Family(
